@@ -1,0 +1,35 @@
+# `make study` runs the notebook series (small profile); `make test` runs the test suite.
+# Each target creates .venv if it is missing and installs what it needs first.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# The torch build this project is tested with on x86_64 / Python 3.11; elsewhere, e.g.
+# `make TORCH="torch torchvision" test` or a CUDA build from pytorch.org.
+TORCH  ?= torch==2.14.1 torchvision==0.29.1
+PROFILE ?= small
+
+.PHONY: study test lint bench setup clean-runs
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check $(TORCH) -e ".[dev]"
+	$(VENV)/bin/hierstudy wordnet --install
+	touch $@
+
+study: setup
+	$(VENV)/bin/hierstudy study --profile $(PROFILE)
+
+test: setup
+	$(VENV)/bin/ruff check hierstudy tests benchmarks notebooks
+	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check hierstudy tests benchmarks notebooks
+	$(VENV)/bin/ruff format --check hierstudy tests benchmarks
+
+bench: setup
+	for b in benchmarks/bench_*.py; do $(PY) $$b --quick || exit 1; done
+
+clean-runs:
+	rm -rf runs/smoke figures/smoke

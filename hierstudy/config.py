@@ -1,0 +1,110 @@
+"""Profiles: one frozen dataclass per scale of the study (smoke, small, paper).
+
+``load(profile=None, **overrides)`` resolves the profile from the argument, then
+``$HIERSTUDY_PROFILE``, then ``"small"``. Notebooks branch on the profile's values, never on its
+name, so a new profile is one more entry in ``PROFILES``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def project_root() -> Path:
+    """``$HIERSTUDY_ROOT``, else the nearest folder above the cwd holding ``notebooks/`` and
+    ``pyproject.toml`` (so JupyterLab, started in ``notebooks/``, writes where papermill does),
+    else the cwd."""
+    if os.environ.get("HIERSTUDY_ROOT"):
+        return Path(os.environ["HIERSTUDY_ROOT"]).resolve()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "notebooks").is_dir() and (folder / "pyproject.toml").is_file():
+            return folder
+    return here
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything a notebook needs to know about the scale it runs at."""
+
+    name: str
+    description: str
+    dataset: str = "hiershapes"  # the embedded default; `paper` notebooks name their own
+    image_size: int = 64
+    per_class: dict[str, int] = field(default_factory=lambda: {"train": 100, "val": 20, "test": 40})
+    backbone: str = "resnet_small"
+    epochs: int = 12
+    batch_size: int = 64
+    seeds: tuple[int, ...] = (0, 1, 2)
+    num_workers: int = 0
+    device: str = "auto"  # "auto" -> cuda if available, else cpu
+    wordnet_datasets: tuple[str, ...] = ("cifar10", "cifar100", "mini_imagenet", "imagenet1k")
+    data_root: Path | None = None  # None -> $HIERSTUDY_DATA or <root>/data
+
+    @property
+    def root(self) -> Path:
+        return project_root()
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.root / "figures" / self.name
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs" / self.name
+
+    @property
+    def data_dir(self) -> Path:
+        if self.data_root is not None:
+            return Path(self.data_root)
+        return Path(os.environ.get("HIERSTUDY_DATA", self.root / "data"))
+
+    def torch_device(self):
+        import torch
+
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        description="CI: embedded data, a few hundred images, tiny CNN, 1 epoch",
+        image_size=32,
+        per_class={"train": 12, "val": 4, "test": 8},
+        backbone="tiny_cnn",
+        epochs=1,
+        batch_size=32,
+        seeds=(0,),
+        wordnet_datasets=("cifar10", "cifar100", "mini_imagenet"),
+    ),
+    "small": Profile(
+        name="small",
+        description="a laptop CPU: embedded data at full size, a small ResNet",
+    ),
+    "paper": Profile(
+        name="paper",
+        description="a GPU: the papers' datasets, backbones and hyper-parameters",
+        dataset="paper",
+        image_size=224,
+        backbone="resnet50",
+        epochs=100,
+        batch_size=128,
+        num_workers=8,
+    ),
+}
+
+
+def load(profile: str | None = None, **overrides) -> Profile:
+    """The profile named by the argument, ``$HIERSTUDY_PROFILE`` or ``"small"``, with overrides."""
+    name = profile or os.environ.get("HIERSTUDY_PROFILE") or "small"
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(Profile)}
+    if unknown:
+        raise ValueError(f"unknown profile fields {sorted(unknown)}")
+    return dataclasses.replace(PROFILES[name], **overrides)

@@ -1,0 +1,126 @@
+"""The only way notebooks write results: figures, tables and metrics with provenance.
+
+Every file lands in ``figures/<profile>/`` under the notebook's prefix (``01_stats.csv``), is
+written atomically (temporary file + ``os.replace``: an interrupted run never leaves half a file)
+and carries provenance (profile, dataset, seed, git commit, package version). Nothing in it
+depends on the clock, so rerunning a notebook gives byte-identical tables.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib
+
+from . import __version__
+from .config import Profile, project_root
+
+STYLE = {
+    "figure.dpi": 110,
+    "savefig.dpi": 150,
+    "savefig.bbox": "tight",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "font.size": 9,
+    "svg.hashsalt": "hierstudy",
+    "pdf.compression": 6,
+}
+
+
+def use_style() -> None:
+    """Apply the study's shared matplotlib style."""
+    matplotlib.rcParams.update(STYLE)
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str:
+    """The commit of the working tree (``unknown`` outside git)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=project_root(), capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def provenance(profile: Profile, dataset: str | None = None, seed: int | str | None = None):
+    """The stamp every output carries."""
+    return {
+        "profile": profile.name,
+        "dataset": dataset or profile.dataset,
+        "seed": "-" if seed is None else seed,
+        "commit": git_commit(),
+        "hierstudy": __version__,
+    }
+
+
+def stamp_text(stamp: Mapping[str, object]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in stamp.items())
+
+
+def atomic_write(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_figure(fig, name: str, profile: Profile, *, dataset=None, seed=None) -> Path:
+    """Save ``fig`` as ``figures/<profile>/<name>.png`` and ``.pdf`` with a provenance footer."""
+    import io
+
+    stamp = provenance(profile, dataset, seed)
+    fig.text(0.995, 0.002, stamp_text(stamp), ha="right", va="bottom", fontsize=6, alpha=0.6)
+    target = profile.figures_dir / f"{name}.png"
+    for fmt, metadata in (
+        ("png", {"Software": None, "Description": stamp_text(stamp)}),
+        ("pdf", {"Creator": None, "Producer": None, "CreationDate": None, "Subject": stamp_text(stamp)}),
+    ):  # fmt: skip
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=fmt, metadata=metadata)
+        atomic_write(target.with_suffix(f".{fmt}"), buffer.getvalue())
+    return target
+
+
+def save_table(table, name: str, profile: Profile, *, dataset=None, seed=None, floatfmt=".4f"):
+    """Save a DataFrame as ``<name>.csv`` and ``<name>.md`` (markdown with a provenance line)."""
+    stamp = provenance(profile, dataset, seed)
+    target = profile.figures_dir / f"{name}.csv"
+    csv = table.to_csv(index=False, float_format="%.6g")
+    markdown = f"{table.to_markdown(index=False, floatfmt=floatfmt)}\n\n<sub>{stamp_text(stamp)}</sub>\n"
+    atomic_write(target, csv.encode())
+    atomic_write(target.with_suffix(".md"), markdown.encode())
+    return target
+
+
+def save_metrics(metrics: Mapping[str, object], name: str, profile: Profile, *, dataset=None, seed=None):
+    """Save headline numbers as ``<name>.json`` (sorted keys, provenance under ``_provenance``)."""
+    payload = {"_provenance": provenance(profile, dataset, seed), **metrics}
+    target = profile.figures_dir / f"{name}.json"
+    atomic_write(target, (json.dumps(payload, indent=2, sort_keys=True, default=float) + "\n").encode())
+    return target
+
+
+def load_metrics(name: str, profile: Profile) -> dict:
+    """Read back what :func:`save_metrics` wrote."""
+    path = profile.figures_dir / f"{name}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: run the notebook that writes it first")
+    return json.loads(path.read_text())

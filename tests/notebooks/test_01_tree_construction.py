@@ -1,0 +1,20 @@
+import pytest
+
+from hierstudy import config, report, study
+
+
+@pytest.mark.notebook
+def test_notebook_01_under_smoke_reproduces_barz_toy_and_stats():
+    study.run("smoke", only=["01"])
+    cfg = config.load("smoke")
+    metrics = report.load_metrics("01_metrics", cfg)
+    assert metrics["toy_dG_dog_cat"] == pytest.approx(1 / 3)
+    assert metrics["toy_dG_dog_trout"] == pytest.approx(2 / 3)
+    assert metrics["toy_dT_dog_trout"] == 4
+    rows = {(r["dataset"], r["kind"]): r for r in metrics["stats"]}
+    assert rows[("cifar100", "tree (YOLO9000)")]["classes"] == 100
+    assert rows[("cifar100", "tree (YOLO9000)")]["triangle violations (d_G)"] == 0
+    assert rows[("cifar100", "DAG")]["triangle violations (d_G)"] > 0
+    assert 0 < metrics["cifar100_spearman_dG_dT"] < 1
+    for name in ("01_cifar100_tree.png", "01_cifar100_distances.pdf", "01_hierarchy_stats.md"):
+        assert (cfg.figures_dir / name).is_file()

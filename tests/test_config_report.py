@@ -1,0 +1,59 @@
+import json
+
+import matplotlib
+import pandas as pd
+import pytest
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from hierstudy import config, report  # noqa: E402
+
+
+def test_profile_resolution_order(monkeypatch):
+    monkeypatch.delenv("HIERSTUDY_PROFILE", raising=False)
+    assert config.load().name == "small"
+    monkeypatch.setenv("HIERSTUDY_PROFILE", "smoke")
+    assert config.load().name == "smoke"
+    assert config.load("paper").name == "paper"
+    assert config.load("smoke", epochs=3).epochs == 3
+    with pytest.raises(ValueError, match="unknown profile 'huge'"):
+        config.load("huge")
+    with pytest.raises(ValueError, match="unknown profile fields \\['epoch'\\]"):
+        config.load("smoke", epoch=3)
+
+
+def test_outputs_are_stamped_deterministic_and_atomic(tmp_path, monkeypatch):
+    monkeypatch.setenv("HIERSTUDY_ROOT", str(tmp_path))
+    cfg = config.load("smoke")
+    table = pd.DataFrame({"method": ["a", "b"], "acc": [0.5, 0.25]})
+    csv = report.save_table(table, "00_t", cfg, seed=3)
+    first = (csv.read_bytes(), csv.with_suffix(".md").read_bytes())
+    report.save_table(table, "00_t", cfg, seed=3)
+    assert (csv.read_bytes(), csv.with_suffix(".md").read_bytes()) == first
+    assert pd.read_csv(csv).equals(table)
+    assert "profile smoke" in first[1].decode() and "seed 3" in first[1].decode()
+    report.save_metrics({"x": 1.5}, "00_m", cfg)
+    loaded = report.load_metrics("00_m", cfg)
+    assert loaded["x"] == 1.5 and loaded["_provenance"]["profile"] == "smoke"
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    png = report.save_figure(fig, "00_f", cfg)
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.with_suffix(".pdf").is_file()
+    assert not [p for p in cfg.figures_dir.iterdir() if p.name.startswith(".")]  # no temp left
+    with pytest.raises(FileNotFoundError, match="run the notebook"):
+        report.load_metrics("missing", cfg)
+
+
+def test_atomic_write_leaves_old_file_when_interrupted(tmp_path, monkeypatch):
+    target = tmp_path / "t.json"
+    target.write_text(json.dumps({"old": 1}))
+
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report.os, "replace", boom)
+    with pytest.raises(KeyboardInterrupt):
+        report.atomic_write(target, b"new")
+    assert json.loads(target.read_text()) == {"old": 1}
+    assert list(tmp_path.iterdir()) == [target]
