@@ -16,5 +16,8 @@ def test_notebook_01_under_smoke_reproduces_barz_toy_and_stats():
     assert rows[("cifar100", "tree (YOLO9000)")]["triangle violations (d_G)"] == 0
     assert rows[("cifar100", "DAG")]["triangle violations (d_G)"] > 0
     assert 0 < metrics["cifar100_spearman_dG_dT"] < 1
-    for name in ("01_cifar100_tree.png", "01_cifar100_distances.pdf", "01_hierarchy_stats.md"):
+    shapes = metrics["hiershapes"]
+    assert shapes["classes"] >= 30 and shapes["height"] >= 3 and shapes["tree"]
+    assert shapes["confuser pairs"] > 0 and shapes["train_images"] == 12 * shapes["classes"]
+    for name in ("01_hiershapes_examples.png", "01_cifar100_tree.png", "01_cifar100_distances.pdf", "01_hierarchy_stats.md"):
         assert (cfg.figures_dir / name).is_file()

@@ -1,0 +1,42 @@
+"""The study's datasets: the embedded HierShapes and loaders for the papers' real datasets.
+
+Every dataset is a torch ``Dataset`` of ``(image, label)`` with ``labels``, ``classes``,
+``hierarchy`` and, where known, boxes (:class:`~hierstudy.datasets.base.HierDataset`).
+"""
+
+from hierstudy.datasets.base import (
+    DatasetCorruptError,
+    DatasetError,
+    DatasetNotFoundError,
+    HierDataset,
+    align_hierarchy,
+    data_root,
+    stratified_split,
+)
+from hierstudy.datasets.cifar import CIFAR
+from hierstudy.datasets.cub import CUB
+from hierstudy.datasets.hiershapes import HierShapes
+from hierstudy.datasets.imagefolder import ImageNet, MiniImageNet, WnidFolder
+from hierstudy.datasets.plot import plot_examples
+from hierstudy.datasets.samplers import MPerClassBatchSampler, random_triplets
+from hierstudy.datasets.transforms import paper_transforms
+
+__all__ = [
+    "CIFAR",
+    "CUB",
+    "DatasetCorruptError",
+    "DatasetError",
+    "DatasetNotFoundError",
+    "HierDataset",
+    "HierShapes",
+    "ImageNet",
+    "MPerClassBatchSampler",
+    "MiniImageNet",
+    "WnidFolder",
+    "align_hierarchy",
+    "data_root",
+    "paper_transforms",
+    "plot_examples",
+    "random_triplets",
+    "stratified_split",
+]

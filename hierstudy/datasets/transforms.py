@@ -1,0 +1,79 @@
+"""The papers' image transforms, by name, as torchvision v2 pipelines on uint8 image tensors.
+
+A v2 pipeline also moves ``tv_tensors.BoundingBoxes`` passed with the image (``return_boxes``).
+
+* ``"plain"`` — float32 in [0, 1], nothing else (HierShapes, and any evaluation at native size).
+* ``"kfr"`` — 000_352f6443065d4c19.txt Sec. IV-D: "resizing to 64×64 for CIFAR datasets and
+  224×224 for Mini-ImageNet and ImageNet-1K, random horizontal flipping, random rotation, and
+  random resized cropping". The rotation range and crop scale are not given: ±15° and
+  torchvision's default scale (0.08, 1) here, both arguments. Evaluation: the resize only.
+* ``"hier"`` — ../methods/HIER.md (the authors' code): train RandomResizedCrop 224 + flip; test
+  Resize 256 + CenterCrop 224.
+* ``"vh"`` — 002_da6e8fd647b41bd8.txt Sec. 4.2 (CUB-200-2011): resize to 224×224, random
+  horizontal flip and rotation ±30°; evaluation: the resize only.
+
+Except for ``"plain"``, images are normalised with the ImageNet mean and std (the pretrained
+backbones' convention) unless ``normalize=False``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from hierstudy.datasets.base import DatasetError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+PAPERS = ("plain", "kfr", "hier", "vh")
+
+
+def paper_transforms(
+    paper: str = "plain",
+    train: bool = False,
+    *,
+    size: int | None = None,
+    normalize: bool = True,
+    rotation: float | None = None,
+    crop_scale: tuple[float, float] = (0.08, 1.0),
+):
+    """The train or evaluation transform of ``paper`` (one of :data:`PAPERS`).
+
+    ``size`` is the output side: default 224, or the input size for ``"plain"`` (no resize);
+    KFR uses 64 on CIFAR. ``rotation`` (degrees) defaults to 15 for KFR and 30 for ``"vh"``.
+    """
+    from torchvision.transforms import v2
+
+    if paper not in PAPERS:
+        raise DatasetError(f"unknown paper transform {paper!r}; choose one of {PAPERS}")
+    if size is not None and size < 1:
+        raise DatasetError(f"size must be positive, got {size}")
+    steps = []
+    if paper == "plain":
+        steps = [v2.Resize((size, size))] if size else []
+    elif paper == "kfr":
+        size = size or 224
+        steps = [v2.Resize((size, size))]
+        if train:
+            steps += [
+                v2.RandomHorizontalFlip(),
+                v2.RandomRotation(15.0 if rotation is None else rotation),
+                v2.RandomResizedCrop(size, scale=crop_scale),
+            ]
+    elif paper == "hier":
+        size = size or 224
+        if train:
+            steps = [v2.RandomResizedCrop(size, scale=crop_scale), v2.RandomHorizontalFlip()]
+        else:
+            steps = [v2.Resize(round(size * 256 / 224)), v2.CenterCrop(size)]
+    else:
+        size = size or 224
+        steps = [v2.Resize((size, size))]
+        if train:
+            steps += [
+                v2.RandomHorizontalFlip(),
+                v2.RandomRotation(30.0 if rotation is None else rotation),
+            ]
+    steps.append(v2.ToDtype(torch.float32, scale=True))
+    if normalize and paper != "plain":
+        steps.append(v2.Normalize(IMAGENET_MEAN, IMAGENET_STD))
+    return v2.Compose(steps)

@@ -1,0 +1,1 @@
+"""Training objectives added to cross-entropy (KFR, Barz L_CORR, HIER)."""

@@ -1,0 +1,39 @@
+import numpy as np
+import pytest
+
+from hierstudy.datasets import DatasetError, align_hierarchy, data_root, stratified_split
+from hierstudy.hierarchy import Hierarchy
+
+TREE = Hierarchy([("r", "a"), ("r", "x"), ("x", "b"), ("x", "c")], ["a", "b", "c"])
+
+
+def test_data_root_argument_then_environment_then_checkout(tmp_path, monkeypatch):
+    monkeypatch.setenv("HIERSTUDY_DATA", str(tmp_path / "env"))
+    assert data_root(tmp_path / "arg") == tmp_path / "arg"
+    assert data_root() == tmp_path / "env"
+    monkeypatch.delenv("HIERSTUDY_DATA")
+    assert data_root().name == "data" and (data_root().parent / "pyproject.toml").is_file()
+
+
+def test_align_reorders_keeping_heights_restricts_or_raises():
+    deep = Hierarchy(TREE.edges(), TREE.classes, heights={"r": 9, "x": 4, "a": 0, "b": 0, "c": 0})
+    same = align_hierarchy(deep, ["c", "a", "b"])
+    assert same.classes == ("c", "a", "b") and same.height("r") == 9 and same.max_height == 9
+    assert np.allclose(same.dissimilarity()[0], [0, 1, 4 / 9])
+    assert align_hierarchy(TREE, ["a", "b", "c"]) is TREE
+    sub = align_hierarchy(TREE, ["c", "b"])
+    assert sub.classes == ("c", "b") and sub.lcs("b", "c") == "x"
+    with pytest.raises(DatasetError, match="not nodes of the hierarchy"):
+        align_hierarchy(TREE, ["a", "z"])
+
+
+def test_stratified_split_per_class_fraction_disjoint_and_seeded():
+    labels = np.repeat(np.arange(4), [10, 5, 3, 1])
+    first, second = stratified_split(labels, 0.8, seed=0)
+    assert np.bincount(labels[first], minlength=4).tolist() == [8, 4, 2, 1]
+    assert sorted(np.concatenate([first, second]).tolist()) == list(range(len(labels)))
+    again, _ = stratified_split(labels, 0.8, seed=0)
+    assert np.array_equal(first, again)
+    assert any(not np.array_equal(first, stratified_split(labels, 0.8, s)[0]) for s in (1, 2, 3))
+    with pytest.raises(DatasetError, match="fraction"):
+        stratified_split(labels, 1.0)

@@ -1,0 +1,165 @@
+import pickle
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+import torchvision.datasets
+
+from hierstudy.datasets import CIFAR, DatasetCorruptError, DatasetError, DatasetNotFoundError
+from hierstudy.hierarchy import Hierarchy
+
+NAMES = [f"thing{i:02d}" for i in range(100)]
+
+
+def names_hierarchy(names, prefix=""):
+    """root → group of ten → class (ids ``prefix + name``)."""
+    edges = [("root", f"g{i // 10}") for i in range(len(names))]
+    edges += [(f"g{i // 10}", prefix + n) for i, n in enumerate(names)]
+    return Hierarchy(edges, [prefix + n for n in names])
+
+
+def cifar_rows(images):
+    """uint8 [N, 32, 32, 3] → CIFAR's rows: 1024 red, 1024 green, 1024 blue bytes per image."""
+    return images.transpose(0, 3, 1, 2).reshape(len(images), -1)
+
+
+def write_pickle(path, obj):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as handle:
+        pickle.dump(obj, handle)
+
+
+@pytest.fixture
+def cifar100(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "cifar-100-python"
+    data = {}
+    for split, n in (("train", 5), ("test", 3)):
+        images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+        labels = rng.integers(0, 100, n).tolist()
+        write_pickle(
+            folder / split,
+            {"data": cifar_rows(images), "fine_labels": labels, "coarse_labels": [0] * n},
+        )
+        data[split] = images, labels
+    write_pickle(folder / "meta", {"fine_label_names": NAMES, "coarse_label_names": ["x"] * 20})
+    return tmp_path, data
+
+
+def test_cifar100_pickles_read_back(cifar100):
+    root, data = cifar100
+    for split in ("train", "test"):
+        ds = CIFAR(root, 100, split, hierarchy=names_hierarchy(NAMES))
+        images, labels = data[split]
+        assert np.array_equal(ds.images, images) and ds.labels.tolist() == labels
+        assert ds.classes == tuple(NAMES) and ds.hierarchy.classes == tuple(NAMES)
+        assert not ds.has_boxes and ds.image_boxes(0).shape == (0, 4)
+        image, label = ds[1]
+        assert label == labels[1]
+        expected = torch.from_numpy(images[1]).permute(2, 0, 1) / 255.0
+        assert torch.allclose(image, expected, atol=1e-6)
+
+
+def test_hierarchy_in_another_order_is_aligned_and_wnids_map_by_position(cifar100):
+    root, _ = cifar100
+    shuffled = names_hierarchy(NAMES[::-1])
+    ds = CIFAR(root, 100, "test", hierarchy=shuffled)
+    assert ds.hierarchy.classes == tuple(NAMES)
+    assert ds.hierarchy.lcs(NAMES[0], NAMES[9]) == "g9"  # grouping of the given hierarchy kept
+    wnids = names_hierarchy(NAMES, prefix="n0")  # other ids, same count: by position
+    assert CIFAR(root, 100, "test", hierarchy=wnids).hierarchy.classes[0] == "n0thing00"
+    with pytest.raises(DatasetError, match="neither name"):
+        CIFAR(root, 100, "test", hierarchy=names_hierarchy(NAMES[:50]))
+
+
+def test_default_hierarchy_comes_from_wordnet_module(cifar100, monkeypatch):
+    calls = []
+
+    def cifar_hierarchy(num_classes, class_names, **kwargs):
+        calls.append((num_classes, list(class_names), kwargs))
+        return names_hierarchy(class_names)
+
+    fake = types.ModuleType("hierstudy.wordnet")
+    fake.cifar_hierarchy = cifar_hierarchy
+    monkeypatch.setitem(sys.modules, "hierstudy.wordnet", fake)
+    ds = CIFAR(cifar100[0], 100, "test")
+    assert calls == [(100, NAMES, {"tree": True})] and ds.hierarchy.classes == tuple(NAMES)
+
+
+def test_cifar10_batches_read_back(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    names = [f"c{i}" for i in range(10)]
+    rng = np.random.default_rng(1)
+    expected = []
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        images = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+        labels = rng.integers(0, 10, 2).tolist()
+        write_pickle(folder / name, {"data": cifar_rows(images), "labels": labels})
+        expected.append((images, labels))
+    write_pickle(folder / "batches.meta", {"label_names": names})
+    train = CIFAR(tmp_path, 10, "train", hierarchy=names_hierarchy(names))
+    assert np.array_equal(train.images, np.concatenate([e[0] for e in expected[:5]]))
+    assert train.labels.tolist() == sum((e[1] for e in expected[:5]), [])
+    test = CIFAR(tmp_path, 10, "test", hierarchy=names_hierarchy(names))
+    assert test.labels.tolist() == expected[5][1] and len(test) == 2
+
+
+def test_missing_file_names_it_and_how_to_download(cifar100):
+    root, _ = cifar100
+    (root / "cifar-100-python" / "train").unlink()
+    with pytest.raises(
+        DatasetNotFoundError, match=r"cifar-100-python/train is missing.*download=True"
+    ):
+        CIFAR(root, 100, "train", hierarchy=names_hierarchy(NAMES))
+    (root / "cifar-100-python" / "meta").unlink()
+    with pytest.raises(DatasetNotFoundError, match="meta is missing"):
+        CIFAR(root, 100, "test", hierarchy=names_hierarchy(NAMES))
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (b"\x80\x04garbage", "test is damaged"),
+        (pickle.dumps({"data": np.zeros((2, 3072), np.uint8)}), "lacks valid"),
+        (pickle.dumps({"data": np.zeros((2, 3000), np.uint8), "fine_labels": [0, 1]}), "lacks"),
+        (pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "fine_labels": [0]}), "1 labels"),
+        (pickle.dumps({"data": np.zeros((1, 3072), np.uint8), "fine_labels": [100]}), "outside"),
+    ],
+)
+def test_damaged_file_is_named(cifar100, content, match):
+    root, _ = cifar100
+    (root / "cifar-100-python" / "test").write_bytes(content)
+    with pytest.raises(DatasetCorruptError, match=match):
+        CIFAR(root, 100, "test", hierarchy=names_hierarchy(NAMES))
+
+
+def test_meta_with_wrong_class_count_is_corrupt(cifar100):
+    root, _ = cifar100
+    write_pickle(root / "cifar-100-python" / "meta", {"fine_label_names": NAMES[:10]})
+    with pytest.raises(DatasetCorruptError, match="names 10 classes"):
+        CIFAR(root, 100, "test", hierarchy=names_hierarchy(NAMES))
+
+
+def test_bad_arguments(cifar100):
+    root, _ = cifar100
+    with pytest.raises(DatasetError, match="10 or 100"):
+        CIFAR(root, 20)
+    with pytest.raises(DatasetError, match="split"):
+        CIFAR(root, 100, "val")
+
+
+def test_download_only_when_asked(cifar100, monkeypatch):
+    calls = []
+
+    class Recorder(torchvision.datasets.CIFAR100):
+        def __init__(self, root, train, download):
+            calls.append((root, train, download))
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR100", Recorder)
+    root, _ = cifar100
+    CIFAR(root, 100, "test", hierarchy=names_hierarchy(NAMES))
+    assert calls == []
+    CIFAR(root, 100, "test", hierarchy=names_hierarchy(NAMES), download=True)
+    assert calls == [(str(root), False, True)]
