@@ -1,0 +1,279 @@
+"""The study's shared protocol: train or reload each method on the profile's data.
+
+Every notebook that trains calls :func:`train` with a method name from :data:`METHODS`, a seed and
+the method's knobs; the run lives in ``runs/<profile>/<dataset>/<run name>/seed<k>/``:
+
+* ``checkpoint.pt`` and ``metrics.csv`` — written by :func:`hierstudy.train.fit` every epoch, so an
+  interrupted run resumes where it stopped;
+* ``features_<split>.npz`` — penultimate features, embedding, logits and labels of the train and
+  test splits, extracted once after training (what notebooks 05-08 evaluate);
+* ``result.json`` — written last (atomically): the marker that the run is complete, with the
+  recipe, the final accuracies and which representation retrieval should use.
+
+A complete run is reloaded instead of retrained unless ``force=True``. Same seed, same profile and
+same knobs on CPU give the same weights (the engine's guarantee) and hence the same tables.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from .config import Profile
+from .datasets import HierShapes
+from .embeddings import class_embeddings
+from .hierarchy import Hierarchy
+from .losses.dml import UniformTupleLoss
+from .losses.kfr import KFRLoss
+from .losses.semantic import CorrelationLoss, nearest_class_prediction
+from .models import build_model
+from .report import atomic_write
+from .train import Term, TrainConfig, extract, fit, load_checkpoint, make_loader
+
+
+class ExperimentError(ValueError):
+    """An unknown method or knob, or a run directory that cannot be used."""
+
+
+@dataclass
+class Context:
+    """What a method needs to build its head and loss terms."""
+
+    hierarchy: Hierarchy
+    epochs: int
+    seed: int
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.hierarchy.classes)
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        return torch.Generator().manual_seed(10_000 * self.seed + offset)
+
+
+@dataclass
+class Recipe:
+    """A method's head, loss terms and the representation retrieval ranks with."""
+
+    head: str
+    terms: list[Term]
+    retrieval: str = "features"  # ModelOutput field
+    metric: str = "cosine"
+    embed_dim: int = 128
+    train: dict = field(default_factory=dict)  # TrainConfig overrides
+
+
+def _ce(ctx: Context) -> Recipe:
+    """Plain cross-entropy: the baseline of every paper."""
+    return Recipe("linear", [Term("ce", nn.CrossEntropyLoss())])
+
+
+def _kfr(ctx: Context, alpha: float = 30.0, phase1: float = 0.5, standardise: str = "vector"):
+    """KFR (000_352f6443065d4c19.txt eq. 7): CE first, then CE + α·ℓ_qtr on the features.
+
+    ``phase1`` is the fraction of the epochs trained with CE alone (Sec. IV-B's two phases).
+    """
+    d_t = ctx.hierarchy.path_distance(k=1.0)
+    loss = KFRLoss(d_t, standardise=standardise, generator=ctx.generator(1))
+    start = int(round(phase1 * ctx.epochs))
+    terms = [Term("ce", nn.CrossEntropyLoss())]
+    if alpha > 0:
+        terms.append(Term("kfr", loss, weight=alpha, input="features", start_epoch=start))
+    return Recipe("linear", terms)
+
+
+def _corr(ctx: Context) -> Recipe:
+    """Barz & Denzler L_CORR (001_078dd69429c88981.txt eq. 8) towards Algorithm 1's embeddings."""
+    phi = class_embeddings(ctx.hierarchy.similarity())
+    return Recipe(
+        "embedding",
+        [Term("corr", CorrelationLoss(phi), input="embedding")],
+        retrieval="embedding",
+        metric="dot",
+        embed_dim=ctx.num_classes,
+    )
+
+
+def _corr_cls(ctx: Context, lam: float = 0.1) -> Recipe:
+    """L_CORR+CLS (001_078dd69429c88981.txt eq. 9): L_CORR + λ·CE on a softmax over z, λ = 0.1."""
+    recipe = _corr(ctx)
+    recipe.head = "embedding+linear"
+    recipe.terms.append(Term("ce", nn.CrossEntropyLoss(), weight=lam))
+    return recipe
+
+
+def _dml(ctx: Context, loss: str = "triplet_l2", weight: float = 1.0) -> Recipe:
+    """CE + a classical DML term on the features, tuples drawn like KFR's (KFR Table II)."""
+    term = UniformTupleLoss(loss, generator=ctx.generator(2))
+    return Recipe("linear", [Term("ce", nn.CrossEntropyLoss()),
+                             Term(loss, term, weight=weight, input="features")])  # fmt: skip
+
+
+METHODS: dict[str, Callable[..., Recipe]] = {
+    "ce": _ce,
+    "kfr": _kfr,
+    "dml": _dml,
+    "corr": _corr,
+    "corr_cls": _corr_cls,
+}
+
+
+# ---------------------------------------------------------------------------------- data
+def hiershapes_splits(profile: Profile, seed: int = 0) -> dict[str, HierShapes]:
+    """The profile's HierShapes train / val / test splits (generated once, then cached)."""
+    return {
+        split: HierShapes(profile.data_dir, split, seed=seed, image_size=profile.image_size,
+                          n_per_class=profile.per_class)  # fmt: skip
+        for split in ("train", "val", "test")
+    }
+
+
+def tensors(dataset: HierShapes) -> TensorDataset:
+    """uint8 images [N, 3, H, W] and labels: the model scales uint8 itself, loading is free."""
+    images = torch.from_numpy(np.ascontiguousarray(dataset.images.transpose(0, 3, 1, 2)))
+    return TensorDataset(images, torch.from_numpy(dataset.labels))
+
+
+# ----------------------------------------------------------------------------------- runs
+@dataclass
+class Run:
+    """A finished run: its directory, per-epoch history and result record."""
+
+    method: str
+    seed: int
+    run_dir: Path
+    history: pd.DataFrame
+    result: dict
+
+    @property
+    def name(self) -> str:
+        return self.result["name"]
+
+    def features(self, split: str = "test") -> dict[str, np.ndarray]:
+        with np.load(self.run_dir / f"features_{split}.npz") as data:
+            return {k: data[k] for k in data.files}
+
+    def retrieval_features(self, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
+        """(representation the method retrieves with, labels)."""
+        feats = self.features(split)
+        return feats[self.result["retrieval"]], feats["labels"]
+
+    def model(self):
+        """The trained network (eval mode), rebuilt from the recipe and the checkpoint."""
+        recipe = self.result["recipe"]
+        net = build_model(recipe["backbone"], recipe["num_classes"], recipe["head"],
+                          embed_dim=recipe["embed_dim"])  # fmt: skip
+        net.load_state_dict(load_checkpoint(self.run_dir / "checkpoint.pt")["model"])
+        return net.eval()
+
+
+def run_name(method: str, knobs: dict) -> str:
+    """``kfr`` or ``kfr-alpha3`` — the method plus its non-default knobs, sorted."""
+    return "-".join([method, *(f"{k}{v:g}" if isinstance(v, float | int) else f"{k}{v}"
+                               for k, v in sorted(knobs.items()))])  # fmt: skip
+
+
+def train(profile: Profile, method: str, seed: int = 0, *, force: bool = False,
+          dataset: str = "hiershapes", **knobs) -> Run:  # fmt: skip
+    """Train ``method`` under ``profile`` with ``seed`` (or reload the finished run)."""
+    if method not in METHODS:
+        raise ExperimentError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
+    if dataset != "hiershapes":
+        raise ExperimentError(f"dataset {dataset!r}: only 'hiershapes' is wired to train() yet")
+    name = run_name(method, knobs)
+    run_dir = profile.runs_dir / dataset / name / f"seed{seed}"
+    done = run_dir / "result.json"
+    if done.is_file() and not force:
+        result = json.loads(done.read_text())
+        return Run(method, seed, run_dir, pd.read_csv(run_dir / "metrics.csv"), result)
+
+    splits = hiershapes_splits(profile)
+    hierarchy = splits["train"].hierarchy
+    ctx = Context(hierarchy, profile.epochs, seed)
+    try:
+        recipe = METHODS[method](ctx, **knobs)
+    except TypeError as error:
+        raise ExperimentError(f"method {method!r}: {error}") from None
+    torch.manual_seed(seed)  # the initial weights
+    model = build_model(profile.backbone, ctx.num_classes, recipe.head, embed_dim=recipe.embed_dim)
+    device = profile.torch_device()
+    train_loader = make_loader(tensors(splits["train"]), profile.batch_size, shuffle=True,
+                               drop_last=True, seed=seed)  # fmt: skip
+    val_loader = make_loader(tensors(splits["val"]), 256, shuffle=False)
+    config = TrainConfig(epochs=profile.epochs, lr=1e-3, lr_end=1e-4, schedule="linear",
+                         seed=seed, device=str(device), resume=not force, **recipe.train)  # fmt: skip
+    if force:
+        (run_dir / "checkpoint.pt").unlink(missing_ok=True)
+    eval_fn = None
+    if recipe.head == "embedding":  # L_CORR alone: classify by the nearest class embedding
+        phi = recipe.terms[0].loss.class_embeddings
+        eval_fn = lambda net: {"val_acc": _nearest_accuracy(net, val_loader, phi, device)}  # noqa: E731
+    history = fit(model, recipe.terms, train_loader, run_dir=run_dir, config=config,
+                  val_loader=val_loader if eval_fn is None else None, eval_fn=eval_fn)  # fmt: skip
+
+    test_acc = None
+    for split in ("train", "test"):
+        feats = extract(model, make_loader(tensors(splits[split]), 256, shuffle=False), device)
+        arrays = {k: v for k, v in feats.items() if v is not None}
+        if split == "test":
+            if feats["logits"] is not None:
+                pred = feats["logits"].argmax(1)
+            else:
+                pred = nearest_class_prediction(torch.from_numpy(feats["embedding"]), phi.cpu()).numpy()
+            arrays["pred"] = pred
+            test_acc = float((pred == feats["labels"]).mean())
+        _save_npz(run_dir / f"features_{split}.npz", arrays)
+    result = {
+        "name": name,
+        "method": method,
+        "seed": seed,
+        "knobs": knobs,
+        "retrieval": recipe.retrieval,
+        "metric": recipe.metric,
+        "test_acc": test_acc,
+        "val_acc_last5": float(history["val_acc"].tail(5).mean()),
+        "recipe": {"backbone": profile.backbone, "head": recipe.head, "num_classes": ctx.num_classes,
+                   "embed_dim": recipe.embed_dim, "terms": [(t.name, t.weight, t.input, t.start_epoch)
+                                                           for t in recipe.terms]},  # fmt: skip
+    }
+    text = json.dumps(result, indent=2, sort_keys=True) + "\n"
+    atomic_write(done, text.encode())
+    return Run(method, seed, run_dir, history, json.loads(text))  # as a reload will see it
+
+
+def finished_runs(profile: Profile, dataset: str = "hiershapes") -> list[Run]:
+    """Every complete run under ``runs/<profile>/<dataset>/``, sorted by name and seed."""
+    runs = []
+    for done in sorted((profile.runs_dir / dataset).glob("*/seed*/result.json")):
+        result = json.loads(done.read_text())
+        runs.append(Run(result["method"], result["seed"], done.parent,
+                        pd.read_csv(done.parent / "metrics.csv"), result))  # fmt: skip
+    return sorted(runs, key=lambda r: (r.name, r.seed))
+
+
+@torch.no_grad()
+def _nearest_accuracy(model, loader, phi: torch.Tensor, device) -> float:
+    model.eval()
+    correct = total = 0
+    for images, labels in loader:
+        pred = nearest_class_prediction(model(images.to(device)).embedding, phi.to(device))
+        correct += int((pred.cpu() == labels).sum())
+        total += len(labels)
+    model.train()
+    return correct / total
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write(path, buffer.getvalue())

@@ -1,0 +1,728 @@
+"""One training loop for every objective of the study.
+
+A run is a model, a list of weighted loss :class:`Term` s and a :class:`TrainConfig`::
+
+    model = build_model("resnet_small", num_classes=35)
+    terms = [Term("ce", nn.CrossEntropyLoss()),                      # CE + α·ℓ_qtr, KFR eq. 7,
+             Term("kfr", KFRLoss(d_T), weight=30.0, input="features",  # ℓ_qtr from epoch 10 on
+                  start_epoch=10)]                                    # (two phases, Sec. IV-D)
+    history = fit(model, terms, loader, run_dir="runs/small/kfr",
+                  epochs=30, lr=1e-3, schedule="linear", lr_end=1e-4)
+
+What the loop does, and why:
+
+* Loss terms: ``loss(output.<input>, labels) -> scalar``; the objective is Σ weight · loss over the
+  terms whose ``start_epoch`` has come (phases). A loss module's parameters (proxies) get their own
+  optimiser group with lr × ``loss.lr_scale`` (HIER 50, Proxy-Anchor 1e4).
+* Learning rate: set before every step from :func:`lr_at`, a pure function of the step, so a
+  resumed run needs no scheduler state.
+* Checkpoint after every epoch (``run_dir/checkpoint.pt``, written to a temporary file and renamed:
+  a crash never leaves half a file): model, optimiser, loss modules, AMP scaler, the RNG states
+  (torch, CUDA, numpy, python, the loader's / sampler's / loss modules' ``torch.Generator`` s) of
+  every rank, the config and the history. ``resume=True`` restarts from it, and on CPU with a
+  fixed seed ends with exactly the weights of an uninterrupted run (an interrupted epoch is
+  redone from its start). Only tensors and plain containers are stored, so it loads with
+  ``torch.load(weights_only=True)``. Exactness assumes the data order and augmentation depend
+  only on those RNGs (no ``persistent_workers``, whose worker RNGs are not checkpointed).
+* ``run_dir/metrics.csv``: one row per epoch (0-based ``epoch``): ``lr`` (at the epoch's first
+  step), ``loss`` (weighted total), ``loss_<term>`` (unweighted; empty before the term starts),
+  ``train_acc`` when the model has logits, ``val_acc`` with a ``val_loader``, what ``eval_fn``
+  returns, ``images_per_s``, ``data_share`` (the fraction of the epoch spent waiting for data),
+  ``time_s``. Every value is a sample-weighted mean over the epoch (over all ranks under DDP).
+* A NaN or inf in any term stops the run before the weights are touched, with
+  :class:`NonFiniteLossError` naming the term, epoch and step.
+* SAM (Foret et al., ICLR 2021, eq. 2–3): see :class:`SAM`. Gradient clipping by total norm
+  (Barz: 10) and/or by value (HIER: ±10) after the (second, with SAM) backward pass.
+* CUDA: autocast (bfloat16 where supported, else float16 with a gradient scaler) and
+  channels-last; the same code runs on CPU in float32.
+* DDP: under ``torchrun`` call :func:`setup_distributed`, build loaders with :func:`make_loader`
+  (a ``DistributedSampler`` per rank), then ``fit`` as usual: the model and the loss modules are
+  wrapped together in ``DistributedDataParallel``, so proxies' gradients are averaged too.
+  Rank 0 writes the files; every rank returns the same history. ``batch_size`` is per rank::
+
+      # torchrun --nnodes=1 --nproc_per_node=4 my_run.py
+      rank, world, device = setup_distributed()
+      history = fit(model, terms, make_loader(dataset, 64, seed=0), run_dir=run_dir,
+                    device=str(device), epochs=90, lr=0.1, optimizer="sgd", schedule="cosine")
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from time import perf_counter
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.data import DataLoader, DistributedSampler
+
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("constant", "linear", "cosine", "sgdr")
+INPUTS = ("features", "embedding", "logits")
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.csv"
+# config fields that must not change when a run is resumed (they shape the trajectory)
+_RECIPE = (
+    "epochs optimizer lr weight_decay momentum schedule lr_end sgdr_cycle_epochs sgdr_mult "
+    "grad_clip grad_clip_value sam_rho seed"
+).split()
+
+
+class TrainError(ValueError):
+    """A training run cannot start as configured."""
+
+
+class CheckpointError(TrainError):
+    """A checkpoint file is unreadable or does not match the run resuming from it."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss term became NaN or inf; the message names the term, epoch and step."""
+
+
+@dataclass
+class Term:
+    """One weighted part of the objective: ``weight * loss(output.<input>, labels)``.
+
+    ``input`` is a :class:`~hierstudy.models.ModelOutput` field; the term counts from epoch
+    ``start_epoch`` (0-based) on.
+    """
+
+    name: str
+    loss: nn.Module
+    weight: float = 1.0
+    input: str = "logits"
+    start_epoch: int = 0
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run besides the model, the terms and the data.
+
+    ``schedule``: "constant"; "linear" / "cosine" from ``lr`` at the first step to ``lr_end`` at
+    the last; "sgdr" (Loshchilov & Hutter, ICLR 2017): cosine from ``lr`` to ``lr_end`` over
+    ``sgdr_cycle_epochs``, restart, each cycle ``sgdr_mult`` × longer (Barz: 0.1 → 1e-6, 12
+    epochs, ×2). ``amp`` / ``channels_last``: None = on for CUDA. ``progress``: None = tqdm's
+    choice (on for a terminal). ``weight_decay`` is decoupled for AdamW, L2 for SGD.
+    """
+
+    epochs: int = 1
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    momentum: float = 0.9
+    schedule: str = "constant"
+    lr_end: float = 0.0
+    sgdr_cycle_epochs: int = 12
+    sgdr_mult: int = 2
+    grad_clip: float | None = None
+    grad_clip_value: float | None = None
+    sam_rho: float | None = None
+    seed: int = 0
+    device: str = "cpu"
+    amp: bool | None = None
+    channels_last: bool | None = None
+    resume: bool = True
+    progress: bool | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if int(self.epochs) != self.epochs or self.epochs < 1:
+            problems.append(f"epochs must be a positive integer, got {self.epochs}")
+        if self.optimizer not in OPTIMIZERS:
+            problems.append(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            problems.append(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not (self.lr > 0 and self.lr_end >= 0):
+            problems.append(f"need lr > 0 and lr_end >= 0, got {self.lr}, {self.lr_end}")
+        if not self.weight_decay >= 0:
+            problems.append(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.sgdr_cycle_epochs < 1 or self.sgdr_mult < 1:
+            problems.append("sgdr_cycle_epochs and sgdr_mult must be >= 1")
+        for name in ("grad_clip", "grad_clip_value", "sam_rho"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                problems.append(f"{name} must be > 0 or None, got {value}")
+        if problems:
+            raise TrainError("; ".join(problems))
+
+
+def lr_at(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """Base learning rate at global step ``step`` (0-based) of ``config.epochs × steps_per_epoch``.
+
+    linear: lr + (lr_end − lr)·p; cosine: lr_end + (lr − lr_end)(1 + cos πp)/2, with
+    p = step / (total − 1). sgdr (SGDR eq. 5): the cosine with p = T_cur / T_i inside the current
+    cycle, counted in steps so that restarts fall exactly on epoch boundaries.
+    """
+    lr, end = config.lr, config.lr_end
+    if config.schedule == "constant":
+        return lr
+    if config.schedule in ("linear", "cosine"):
+        p = step / max(config.epochs * steps_per_epoch - 1, 1)
+        if config.schedule == "linear":
+            return lr + (end - lr) * p
+        return end + (lr - end) * (1 + math.cos(math.pi * p)) / 2
+    cycle = config.sgdr_cycle_epochs * steps_per_epoch
+    while step >= cycle:
+        step -= cycle
+        cycle *= config.sgdr_mult
+    return end + (lr - end) * (1 + math.cos(math.pi * step / cycle)) / 2
+
+
+class SAM:
+    """Sharpness-Aware Minimisation (Foret et al., ICLR 2021, eq. 2–3) around any optimiser.
+
+    After the first backward pass (gradient g at w), ``with sam.perturbed():`` moves the weights
+    to w + ε̂, ε̂ = ρ g / ‖g‖₂ (‖·‖₂ over all parameters), for a second forward–backward pass, and
+    moves them back on exit; the optimiser then steps from w with the gradient taken at w + ε̂.
+    BatchNorm running statistics are frozen during the second pass (normalisation still uses the
+    batch), so they are updated once per step, as without SAM. Under DDP the first pass is
+    local to each rank (per-replica ε̂, as in the paper's m-sharpness), the second is averaged.
+    """
+
+    def __init__(self, params: Sequence[Tensor], rho: float, model: nn.Module) -> None:
+        self.params = list(params)
+        self.rho = rho
+        self.norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+
+    @contextmanager
+    def perturbed(self):
+        grads = [p.grad for p in self.params if p.grad is not None]
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        scale = self.rho / (norm + 1e-12)
+        # restore by copy, not by subtracting ε̂: (w + ε̂) − ε̂ ≠ w in floating point, and ε̂
+        # differs between DDP ranks, which would drift apart
+        saved = [p.detach().clone() for p in self.params]
+        with torch.no_grad():
+            for p in self.params:
+                if p.grad is not None:
+                    p.add_(p.grad * scale)
+        tracking = [m.track_running_stats for m in self.norms]
+        for m in self.norms:
+            m.track_running_stats = False
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, original in zip(self.params, saved, strict=True):
+                    p.copy_(original)
+            for m, flag in zip(self.norms, tracking, strict=True):
+                m.track_running_stats = flag
+
+
+class _Objective(nn.Module):
+    """Model and loss modules in one module, so that DDP averages the gradients of both.
+
+    ``forward`` returns only the total (plus detached logs): DDP then sees exactly which
+    parameters the active terms use.
+    """
+
+    def __init__(self, model: nn.Module, terms: Sequence[Term]) -> None:
+        super().__init__()
+        self.model = model
+        self.losses = nn.ModuleList(_unique_losses(terms))
+        self.terms = list(terms)
+        self.autocast: Callable = nullcontext
+
+    def forward(self, x: Tensor, y: Tensor, epoch: int):
+        with self.autocast():
+            out = self.model(x)
+        total, values = 0.0, []
+        for term in self.terms:
+            if epoch < term.start_epoch:
+                continue
+            inp = getattr(out, term.input)
+            if inp is None:
+                raise TrainError(
+                    f"term {term.name!r} needs the model's {term.input}, which is None"
+                )
+            value = term.loss(inp.float(), y)
+            if not isinstance(value, Tensor) or value.ndim != 0:
+                raise TrainError(f"term {term.name!r} must return a scalar tensor")
+            total = total + term.weight * value
+            values.append(value.detach())
+        logits = out.logits.detach() if out.logits is not None else None
+        return total, torch.stack(values), logits
+
+
+def fit(
+    model: nn.Module,
+    terms: Sequence[Term],
+    train_loader: DataLoader,
+    *,
+    run_dir: str | Path,
+    val_loader: DataLoader | None = None,
+    eval_fn: Callable[[nn.Module], Mapping[str, float]] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+    config: TrainConfig | None = None,
+    **overrides,
+) -> pd.DataFrame:
+    """Train ``model`` on Σ weight · term; returns the history (one row per epoch, as metrics.csv).
+
+    ``config`` fields can be given directly as keywords (``epochs=30, lr=1e-3``). ``eval_fn``
+    (model in eval mode → {name: value}) runs after each epoch on every rank, ``on_step(epoch,
+    step)`` after each optimiser step. Batches are ``(images, labels, ...)``; images may be float or uint8.
+    """
+    unknown = set(overrides) - {f.name for f in fields(TrainConfig)}
+    if unknown:
+        raise TrainError(f"unknown fit() options {sorted(unknown)}")
+    cfg = replace(config or TrainConfig(), **overrides)
+    _check_terms(terms)
+    rank, world = _dist_info()
+    device = torch.device(cfg.device)
+    steps = len(train_loader)
+    if steps == 0:
+        raise TrainError("train_loader yields no batches")
+    if world > 1 and not _is_sharded(train_loader, world):
+        raise TrainError(
+            f"under DDP ({world} ranks) train_loader needs a sampler sharded per rank "
+            "(num_replicas == world size): build it with make_loader or a DistributedSampler"
+        )
+    use_amp = device.type == "cuda" if cfg.amp is None else cfg.amp
+    bf16 = device.type != "cuda" or torch.cuda.is_bf16_supported()
+    if use_amp and not bf16 and cfg.sam_rho:
+        raise TrainError("SAM with float16 AMP is not supported: use amp=False or a bf16 GPU")
+    net = _Objective(model, terms).to(device)
+    channels_last = device.type == "cuda" if cfg.channels_last is None else cfg.channels_last
+    memory_format = torch.channels_last if channels_last else torch.preserve_format
+    model.to(memory_format=memory_format)
+    dtype = torch.bfloat16 if bf16 else torch.float16
+    net.autocast = lambda: torch.autocast(device.type, dtype=dtype, enabled=use_amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and not bf16)
+    optimizer = make_optimizer(model, net.losses, cfg)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    sam = SAM(params, cfg.sam_rho, model) if cfg.sam_rho else None
+    generators = _generators(train_loader, net.losses)
+
+    run_dir = Path(run_dir)
+    path = run_dir / CHECKPOINT
+    history: list[dict] = []
+    start = 0
+    if cfg.resume and path.exists():
+        state = load_checkpoint(path)
+        _restore(state, path, cfg, model, net.losses, optimizer, scaler, generators, rank, world)
+        start, history = int(state["epoch"]), list(state["history"])
+        if rank == 0:
+            _write_metrics(history, run_dir)
+    else:
+        _seed(cfg.seed + rank)
+    wrapped = net
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = None
+        if device.type == "cuda":
+            ids = [device.index if device.index is not None else torch.cuda.current_device()]
+        # phases and heads whose output no term uses leave parameters without gradients
+        wrapped = DDP(net, device_ids=ids, find_unused_parameters=True)
+
+    for epoch in range(start, cfg.epochs):
+        active = [t for t in terms if epoch >= t.start_epoch]
+        _set_epoch(train_loader, epoch)
+        net.train()
+        sums = torch.zeros(len(active) + 3, dtype=torch.float64, device=device)
+        first_lr = lr_at(cfg, epoch * steps, steps)
+        has_logits, data_time, began = False, 0.0, perf_counter()
+        bar = _progress(cfg, rank, steps, f"epoch {epoch}/{cfg.epochs}")
+        batches = iter(train_loader)
+        for step in range(steps):
+            tick = perf_counter()
+            batch = next(batches)
+            data_time += perf_counter() - tick
+            x = batch[0].to(device, non_blocking=True, memory_format=memory_format)
+            y = batch[1].to(device, non_blocking=True)
+            lr = lr_at(cfg, epoch * steps + step, steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr * group["lr_scale"]
+            optimizer.zero_grad(set_to_none=True)
+            # SAM's first pass stays local to the rank (no gradient all-reduce)
+            with wrapped.no_sync() if sam and world > 1 else nullcontext():
+                total, values, logits = wrapped(x, y, epoch)
+                _check_finite(values, active, epoch, step, world)
+                scaler.scale(total).backward()
+            if sam:
+                with sam.perturbed():
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(wrapped(x, y, epoch)[0]).backward()
+            _clip_and_step(optimizer, scaler, params, cfg)
+            n = len(y)
+            sums[: len(active)] += values * n
+            sums[-3] += total.detach() * n
+            sums[-1] += n
+            if logits is not None:
+                has_logits = True
+                sums[-2] += (logits.argmax(dim=1) == y).sum()
+            bar.update(1)
+            bar.set_postfix(loss=f"{total.item():.4g}", refresh=False)
+            if on_step is not None:
+                on_step(epoch, step)
+        bar.close()
+        elapsed = perf_counter() - began
+        if world > 1:
+            dist.all_reduce(sums)
+            for buffer in net.buffers():  # BatchNorm statistics: every rank keeps rank 0's
+                dist.broadcast(buffer, 0)
+        sums = sums.tolist()
+        seen = sums[-1]
+        row = {"epoch": epoch, "lr": first_lr, "loss": sums[-3] / seen}
+        values_by_name = {t.name: s / seen for t, s in zip(active, sums[:-3], strict=True)}
+        row.update({f"loss_{t.name}": values_by_name.get(t.name, math.nan) for t in terms})
+        if has_logits:
+            row["train_acc"] = sums[-2] / seen
+        model.eval()
+        if val_loader is not None:
+            row["val_acc"] = _accuracy(
+                model, val_loader, memory_format, device, net.autocast, world
+            )
+        if eval_fn is not None:
+            row.update({k: float(v) for k, v in eval_fn(model).items()})
+        model.train()
+        row.update(images_per_s=seen / elapsed, data_share=data_time / elapsed, time_s=elapsed)
+        history.append(row)
+        rng = _rng_state(generators)  # after validation, which may draw from the RNGs too
+        if world > 1:
+            every_rank: list = [None] * world
+            dist.all_gather_object(every_rank, rng)
+        if rank == 0:
+            state = {
+                "epoch": epoch + 1,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "losses": [loss.state_dict() for loss in net.losses],
+                "scaler": scaler.state_dict(),
+                "rng": every_rank if world > 1 else [rng],
+                "history": history,
+                "config": asdict(cfg),
+            }
+            _save_atomic(state, path)
+            _write_metrics(history, run_dir)
+    return pd.DataFrame(history)
+
+
+def _clip_and_step(optimizer, scaler, params: list[Tensor], cfg: TrainConfig) -> None:
+    """Clip the (unscaled) gradients by value and/or total norm, then step."""
+    if cfg.grad_clip or cfg.grad_clip_value:
+        scaler.unscale_(optimizer)
+        if cfg.grad_clip_value:
+            nn.utils.clip_grad_value_(params, cfg.grad_clip_value)
+        if cfg.grad_clip:
+            nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+
+
+def make_optimizer(model: nn.Module, losses: Sequence[nn.Module], config: TrainConfig):
+    """AdamW or SGD (momentum) over the model, plus one group per loss module with parameters.
+
+    Each group carries ``lr_scale`` (1 for the model, ``loss.lr_scale`` for a loss module): the
+    loop sets its lr to lr_at(step) × lr_scale.
+    """
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr_scale": 1.0}]
+    seen = {id(p) for p in groups[0]["params"]}
+    for loss in losses:
+        own = [p for p in loss.parameters() if p.requires_grad and id(p) not in seen]
+        seen.update(id(p) for p in own)
+        if own:
+            groups.append({"params": own, "lr_scale": float(getattr(loss, "lr_scale", 1.0))})
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """A checkpoint written by :func:`fit`, loaded with ``weights_only=True``.
+
+    Keys: epoch (completed epochs), model, optimizer, losses, scaler, rng, history, config.
+    An unreadable or incomplete file raises :class:`CheckpointError` naming it.
+    """
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read ({type(error).__name__}: {error}); it is "
+            "truncated or corrupted: delete it, or pass resume=False to start over"
+        ) from error
+    required = {"epoch", "model", "optimizer", "losses", "scaler", "rng", "history", "config"}
+    if not isinstance(state, dict) or not required <= set(state):
+        missing = sorted(required - set(state)) if isinstance(state, dict) else sorted(required)
+        raise CheckpointError(f"checkpoint {path} is not a training checkpoint: lacks {missing}")
+    return state
+
+
+@torch.inference_mode()
+def extract(
+    model: nn.Module, loader: DataLoader, device: str | torch.device = "cpu"
+) -> dict[str, np.ndarray | None]:
+    """Features [N, F], embedding [N, D], logits [N, C] and labels [N] of ``loader`` in one pass.
+
+    Eval mode (restored afterwards), float32 numpy arrays (int64 labels); a field the model does
+    not produce is None. The model is moved to ``device``.
+    """
+    device = torch.device(device)
+    model.to(device)
+    was_training = model.training
+    model.eval()
+    use_amp = device.type == "cuda"
+    parts: dict[str, list[Tensor]] = {k: [] for k in (*INPUTS, "labels")}
+    try:
+        for batch in loader:
+            with torch.autocast(device.type, enabled=use_amp):
+                out = model(batch[0].to(device, non_blocking=True))
+            for key in INPUTS:
+                value = getattr(out, key)
+                if value is not None:
+                    parts[key].append(value.float().cpu())
+            parts["labels"].append(torch.as_tensor(batch[1]).long().cpu())
+    finally:
+        model.train(was_training)
+    return {k: torch.cat(v).numpy() if v else None for k, v in parts.items()}
+
+
+def make_loader(
+    dataset,
+    batch_size: int,
+    *,
+    shuffle: bool = True,
+    drop_last: bool = False,
+    seed: int = 0,
+    num_workers: int = 0,
+    **kw,
+) -> DataLoader:
+    """A DataLoader whose order is seeded and, under torch.distributed, sharded per rank.
+
+    One process: a ``torch.Generator`` seeded with ``seed`` drives the shuffling (and the worker
+    seeds); it is checkpointed by :func:`fit`. DDP: a ``DistributedSampler(seed=seed)`` gives each
+    rank its own 1/world of every epoch; :func:`fit` calls its ``set_epoch``. ``kw`` goes to the
+    DataLoader (``pin_memory``, ``prefetch_factor``, ...).
+    """
+    if _dist_info()[1] > 1:
+        sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
+        return DataLoader(
+            dataset, batch_size, sampler=sampler, drop_last=drop_last, num_workers=num_workers, **kw
+        )
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset,
+        batch_size,
+        shuffle=shuffle,
+        drop_last=drop_last,
+        generator=generator,
+        num_workers=num_workers,
+        **kw,
+    )
+
+
+def setup_distributed(backend: str | None = None) -> tuple[int, int, torch.device]:
+    """Join the process group started by ``torchrun``; returns (rank, world size, device).
+
+    Reads RANK / WORLD_SIZE / LOCAL_RANK; backend nccl with CUDA, else gloo. Without torchrun's
+    variables (a plain ``python`` run) nothing is initialised: (0, 1, cuda:0 or cpu).
+    """
+    cuda = torch.cuda.is_available()
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return 0, 1, torch.device("cuda:0" if cuda else "cpu")
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    if cuda:
+        torch.cuda.set_device(local)
+    if not dist.is_initialized():
+        dist.init_process_group(backend or ("nccl" if cuda else "gloo"))
+    return dist.get_rank(), dist.get_world_size(), torch.device(f"cuda:{local}" if cuda else "cpu")
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _dist_info() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _check_terms(terms: Sequence[Term]) -> None:
+    if not terms:
+        raise TrainError("give at least one loss Term")
+    names = [t.name for t in terms]
+    if len(set(names)) != len(names) or not all(isinstance(n, str) and n for n in names):
+        raise TrainError(f"term names must be distinct non-empty strings, got {names}")
+    for t in terms:
+        if not isinstance(t.loss, nn.Module):
+            raise TrainError(f"term {t.name!r}: loss must be an nn.Module, got {type(t.loss)}")
+        if t.input not in INPUTS:
+            raise TrainError(f"term {t.name!r}: input must be one of {INPUTS}, got {t.input!r}")
+        if not math.isfinite(t.weight):
+            raise TrainError(f"term {t.name!r}: weight must be finite, got {t.weight}")
+        if int(t.start_epoch) != t.start_epoch or t.start_epoch < 0:
+            raise TrainError(f"term {t.name!r}: start_epoch must be an integer >= 0")
+    if min(t.start_epoch for t in terms) != 0:
+        raise TrainError("at least one term must start at epoch 0")
+
+
+def _unique_losses(terms: Sequence[Term]) -> list[nn.Module]:
+    unique: list[nn.Module] = []
+    for t in terms:
+        if all(t.loss is not u for u in unique):
+            unique.append(t.loss)
+    return unique
+
+
+def _check_finite(values: Tensor, active: Sequence[Term], epoch: int, step: int, world: int):
+    bad = (~torch.isfinite(values)).float()
+    if world > 1:
+        dist.all_reduce(bad)  # every rank must stop, or the others would wait forever
+    if bad.any():
+        names = [t.name for t, b in zip(active, bad.tolist(), strict=True) if b]
+        shown = ", ".join(f"{t.name}={v:g}" for t, v in zip(active, values.tolist(), strict=True))
+        raise NonFiniteLossError(
+            f"loss term(s) {names} not finite at epoch {epoch}, step {step} "
+            f"(this rank: {shown}); the weights were not updated"
+        )
+
+
+def _is_sharded(loader: DataLoader, world: int) -> bool:
+    samplers = (
+        loader.sampler,
+        getattr(loader.batch_sampler, "sampler", None),
+        loader.batch_sampler,
+    )
+    return any(getattr(s, "num_replicas", 1) == world for s in samplers)
+
+
+def _set_epoch(loader: DataLoader, epoch: int) -> None:
+    done: list = []
+    for s in (loader.sampler, getattr(loader.batch_sampler, "sampler", None), loader.batch_sampler):
+        if hasattr(s, "set_epoch") and all(s is not d for d in done):
+            s.set_epoch(epoch)
+            done.append(s)
+
+
+def _generators(loader: DataLoader, losses: Sequence[nn.Module]) -> list[torch.Generator]:
+    """Every torch.Generator the data order or a loss draws from (checkpointed by identity)."""
+    owners = [loader, loader.sampler, loader.batch_sampler]
+    owners.append(getattr(loader.batch_sampler, "sampler", None))
+    candidates = [getattr(o, "generator", None) for o in owners]
+    for loss in losses:
+        for module in loss.modules():
+            candidates += [v for _, v in sorted(vars(module).items())]
+    found: list[torch.Generator] = []
+    for g in candidates:
+        if isinstance(g, torch.Generator) and all(g is not f for f in found):
+            found.append(g)
+    return found
+
+
+def _seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state(generators: Sequence[torch.Generator]) -> dict:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+        "python": random.getstate(),
+        "generators": [g.get_state() for g in generators],
+    }
+
+
+def _set_rng_state(state: dict, generators: Sequence[torch.Generator]) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    random.setstate(state["python"])
+    for g, s in zip(generators, state["generators"], strict=True):
+        g.set_state(s.cpu())
+
+
+def _restore(state, path, cfg, model, losses, optimizer, scaler, generators, rank, world):
+    saved = state["config"]
+    changed = [
+        f"{k}: {saved.get(k)!r} → {getattr(cfg, k)!r}"
+        for k in _RECIPE
+        if saved.get(k) != getattr(cfg, k)
+    ]
+    if changed:
+        raise CheckpointError(
+            f"checkpoint {path} was written by a different recipe ({'; '.join(changed)}): "
+            "use another run_dir, or resume=False to overwrite"
+        )
+    if len(state["rng"]) != world:
+        raise CheckpointError(
+            f"checkpoint {path} comes from {len(state['rng'])} ranks, not {world}"
+        )
+    if len(state["rng"][rank]["generators"]) != len(generators):
+        raise CheckpointError(
+            f"checkpoint {path} holds {len(state['rng'][rank]['generators'])} loader/loss RNG "
+            f"generators, this run has {len(generators)}"
+        )
+    try:
+        model.load_state_dict(state["model"])
+        if len(state["losses"]) != len(losses):
+            raise ValueError(f"{len(state['losses'])} loss modules saved, {len(losses)} given")
+        for loss, saved_loss in zip(losses, state["losses"], strict=True):
+            loss.load_state_dict(saved_loss)
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as error:
+        raise CheckpointError(
+            f"checkpoint {path} does not match this model, terms or optimizer: {error}"
+        ) from error
+    if state["scaler"]:
+        scaler.load_state_dict(state["scaler"])
+    _set_rng_state(state["rng"][rank], generators)
+
+
+def _save_atomic(state: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _write_metrics(history: list[dict], run_dir: Path) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / (METRICS + ".tmp")
+    pd.DataFrame(history).to_csv(tmp, index=False)
+    os.replace(tmp, run_dir / METRICS)
+
+
+def _progress(cfg: TrainConfig, rank: int, total: int, desc: str):
+    from tqdm import tqdm
+
+    disable = True if rank != 0 else (None if cfg.progress is None else not cfg.progress)
+    return tqdm(total=total, desc=desc, disable=disable, dynamic_ncols=True)
+
+
+@torch.no_grad()
+def _accuracy(model, loader, memory_format, device, autocast, world) -> float:
+    counts = torch.zeros(2, dtype=torch.float64, device=device)
+    for batch in loader:
+        with autocast():
+            logits = model(batch[0].to(device, memory_format=memory_format)).logits
+        if logits is None:
+            raise TrainError("val_loader gives val_acc, which needs logits; use eval_fn instead")
+        y = batch[1].to(device)
+        counts += torch.stack(
+            [(logits.argmax(dim=1) == y).sum(), torch.tensor(len(y), device=device)]
+        )
+    if world > 1:
+        dist.all_reduce(counts)
+    return (counts[0] / counts[1]).item()

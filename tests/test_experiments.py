@@ -1,0 +1,54 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from hierstudy import config, experiments
+
+
+@pytest.fixture
+def tiny(tmp_path, monkeypatch):
+    monkeypatch.setenv("HIERSTUDY_ROOT", str(tmp_path))
+    return config.load("smoke", per_class={"train": 4, "val": 2, "test": 2}, epochs=2,
+                       batch_size=35, seeds=(0,))  # fmt: skip
+
+
+def weights(run):
+    return torch.load(run.run_dir / "checkpoint.pt", weights_only=True)["model"]
+
+
+def test_kfr_with_alpha_zero_is_exactly_the_baseline_and_phases_switch(tiny):
+    ce = experiments.train(tiny, "ce", 0)
+    zero = experiments.train(tiny, "kfr", 0, alpha=0.0)
+    for key, value in weights(ce).items():
+        assert torch.equal(value, weights(zero)[key]), key
+    kfr = experiments.train(tiny, "kfr", 0, alpha=30.0, phase1=0.5)
+    assert math.isnan(kfr.history.loss_kfr[0]) and kfr.history.loss_kfr[1] > 0
+    assert not torch.equal(weights(kfr)["head.fc.weight"], weights(ce)["head.fc.weight"])
+
+
+def test_finished_runs_are_reloaded_not_retrained(tiny):
+    first = experiments.train(tiny, "corr", 0)
+    stamp = (first.run_dir / "checkpoint.pt").stat().st_mtime_ns
+    again = experiments.train(tiny, "corr", 0)
+    assert (again.run_dir / "checkpoint.pt").stat().st_mtime_ns == stamp
+    assert again.result == first.result and first.result["retrieval"] == "embedding"
+    feats, labels = again.retrieval_features("test")
+    assert feats.shape == (70, 35) and np.allclose(np.linalg.norm(feats, axis=1), 1, atol=1e-5)
+    assert [r.name for r in experiments.finished_runs(tiny)] == ["corr"]
+    model = again.model()
+    assert model.head_name == "embedding" and not model.training
+
+
+def test_unknown_method_and_knob_are_named(tiny):
+    with pytest.raises(experiments.ExperimentError, match="unknown method 'svm'"):
+        experiments.train(tiny, "svm", 0)
+    with pytest.raises(experiments.ExperimentError, match="method 'kfr'.*beta"):
+        experiments.train(tiny, "kfr", 0, beta=1.0)
+
+
+def test_run_names_list_non_default_knobs_sorted():
+    assert experiments.run_name("kfr", {}) == "kfr"
+    assert experiments.run_name("kfr", {"alpha": 3.0, "phase1": 0.25}) == "kfr-alpha3-phase10.25"
+    assert experiments.run_name("dml", {"loss": "triplet_l1"}) == "dml-losstriplet_l1"
