@@ -33,8 +33,8 @@ from .embeddings import class_embeddings
 from .hierarchy import Hierarchy
 from .losses.dml import UniformTupleLoss
 from .losses.kfr import KFRLoss
-from .losses.semantic import CorrelationLoss, nearest_class_prediction
-from .models import build_model
+from .losses.semantic import CenterLoss, CorrelationLoss, nearest_class_prediction
+from .models import build_backbone, build_model
 from .report import atomic_write
 from .train import Term, TrainConfig, extract, fit, load_checkpoint, make_loader
 
@@ -50,6 +50,11 @@ class Context:
     hierarchy: Hierarchy
     epochs: int
     seed: int
+    backbone: str
+
+    @property
+    def feature_dim(self) -> int:
+        return build_backbone(self.backbone)[1]
 
     @property
     def num_classes(self) -> int:
@@ -110,6 +115,13 @@ def _corr_cls(ctx: Context, lam: float = 0.1) -> Recipe:
     return recipe
 
 
+def _center(ctx: Context, lam: float = 0.01) -> Recipe:
+    """CE + λ·center loss (Wen et al. 2016) on the features: a baseline of Barz's Tables 1-3."""
+    centers = CenterLoss(ctx.num_classes, ctx.feature_dim)
+    return Recipe("linear", [Term("ce", nn.CrossEntropyLoss()),
+                             Term("center", centers, weight=lam, input="features")])  # fmt: skip
+
+
 def _dml(ctx: Context, loss: str = "triplet_l2", weight: float = 1.0) -> Recipe:
     """CE + a classical DML term on the features, tuples drawn like KFR's (KFR Table II)."""
     term = UniformTupleLoss(loss, generator=ctx.generator(2))
@@ -121,6 +133,7 @@ METHODS: dict[str, Callable[..., Recipe]] = {
     "ce": _ce,
     "kfr": _kfr,
     "dml": _dml,
+    "center": _center,
     "corr": _corr,
     "corr_cls": _corr_cls,
 }
@@ -197,7 +210,7 @@ def train(profile: Profile, method: str, seed: int = 0, *, force: bool = False,
 
     splits = hiershapes_splits(profile)
     hierarchy = splits["train"].hierarchy
-    ctx = Context(hierarchy, profile.epochs, seed)
+    ctx = Context(hierarchy, profile.epochs, seed, profile.backbone)
     try:
         recipe = METHODS[method](ctx, **knobs)
     except TypeError as error:

@@ -1,0 +1,178 @@
+# %% [markdown]
+# # 02 · Barz & Denzler: hierarchy-based class embeddings
+#
+# **What the paper claims** (Barz & Denzler, WACV 2019, seed 001): classes can be placed on a unit
+# hypersphere so that the dot product of two class embeddings *equals* their semantic similarity
+# $s_G$ (eq. 3–4). Algorithm 1 computes such embeddings exactly, in $n$ dimensions for $n$
+# classes, one class at a time by forward substitution, all in the positive orthant; for many
+# classes the top eigenvectors of $S$ give a low-dimensional approximation (Sec. 3.3, Appendix D).
+# A network trained to maximise the correlation of its L2-normalised output with its class's
+# embedding ($\mathcal{L}_{CORR}$, eq. 8; with a softmax on top, $\mathcal{L}_{CORR+CLS}$, eq. 9,
+# λ = 0.1) retrieves semantically closer images than one trained for classification (Tables 1–3).
+#
+# **What you will see**: Algorithm 1 on the toy tree of Fig. 2 and on the WordNet trees of
+# notebook 01 (ΦΦᵀ vs S, the positive orthant, the paper's numerical-accuracy claim), why a DAG
+# does not work, the low-dimensional approximation error against $d$, and CORR / CORR+CLS models
+# trained on HierShapes next to the classification and center-loss baselines. Their retrieval
+# quality (mAHP@250, the paper's headline) is measured in notebook 06 with every other model.
+#
+# Algorithm 1 yields a lower-triangular Φ with a positive diagonal and ΦΦᵀ = S: that is exactly
+# the Cholesky factor of S, which is how the library computes it (the tests compare it with a
+# literal row-by-row transcription of the paper's algorithm).
+
+# %% tags=["parameters"]
+profile = "small"
+force = False
+dims = (2, 4, 8, 16, 32, 64)  # low-dimensional approximation (Appendix D)
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from hierstudy import config, embeddings, experiments, plots, report, wordnet
+from hierstudy.hierarchy import toy_hierarchy
+
+cfg = config.load(profile)
+report.use_style()
+
+# %% [markdown]
+# ## The toy example (Fig. 2b)
+# Three classes of the toy tree: dog and cat (LCS mammal, $s_G = 2/3$) and trout ($s_G = 1/3$ to
+# both). Each row is a class embedding; its dot products with the others reproduce $s_G$.
+
+# %%
+toy = toy_hierarchy().restrict(["dog", "cat", "trout"])
+phi_toy = embeddings.class_embeddings(toy.similarity())
+pd.DataFrame(phi_toy, index=toy.classes, columns=[f"dim {i}" for i in range(3)]).round(4)
+
+# %%
+pd.DataFrame(phi_toy @ phi_toy.T, index=toy.classes, columns=toy.classes).round(4)
+
+# %% [markdown]
+# ## WordNet trees: exactness, positive orthant, the paper's numerical claim
+# For each tree: the largest error of ΦΦᵀ against S, the smallest entry of Φ (≥ 0: positive
+# orthant), and the largest error of the pairwise Euclidean distances against their targets
+# $\sqrt{2 d_G}$, for Algorithm 1 and for the full eigendecomposition $Q\Lambda^{1/2}$. The paper
+# reports 1.7e-15 and 1.7e-13 on ImageNet-1k.
+
+# %%
+def tree_of(name):
+    if name.startswith("cifar"):
+        return wordnet.cifar_hierarchy(int(name[5:]), tree=True)
+    return wordnet.imagenet_hierarchy(wordnet.timm_synsets("imagenet" if name == "imagenet1k" else name), tree=True)
+
+
+trees = {name: tree_of(name) for name in cfg.wordnet_datasets}
+rows = []
+for name, h in trees.items():
+    s = h.similarity()
+    phi = embeddings.class_embeddings(s)
+    eig, _ = embeddings.low_dim_embeddings(s, len(s), renormalise=False)
+    rows.append({
+        "dataset": name, "classes": len(s),
+        "max |ΦΦᵀ − S|": embeddings.reconstruction_error(phi, s).max_abs,
+        "min entry of Φ": phi.min(),
+        "distance error, Algorithm 1": embeddings.pairwise_distance_error(phi, s),
+        "distance error, eigendecomposition": embeddings.pairwise_distance_error(eig, s),
+    })
+exactness = pd.DataFrame(rows)
+report.save_table(exactness, "02_exactness", cfg, dataset="WordNet trees", floatfmt=".2e")
+exactness
+
+# %% [markdown]
+# The embedding of CIFAR-100, rows and columns ordered by the tree: Φ is lower triangular in the
+# class order; in tree order its non-zero columns form blocks, one per branch.
+
+# %%
+cifar = trees.get("cifar100") or next(iter(trees.values()))
+order = cifar.leaf_order()
+phi_cifar = embeddings.class_embeddings(cifar.similarity())
+fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+axes[0].imshow(phi_cifar[order], cmap="viridis", aspect="auto", interpolation="nearest")
+axes[0].set(title="Φ (rows in tree order)", xlabel="dimension", ylabel="class")
+axes[0].grid(False)
+plots.heatmap(phi_cifar @ phi_cifar.T - cifar.similarity(), axes[1], order=order, title="ΦΦᵀ − S", cmap="coolwarm")
+report.save_figure(fig, "02_cifar100_embedding", cfg, dataset="CIFAR-100")
+plt.show()
+
+# %% [markdown]
+# ## A DAG is not enough
+# WordNet's full hypernym DAG makes $S$ indefinite for CIFAR-100 (it also violates the triangle
+# inequality, notebook 01): no unit vectors can have those dot products, and Algorithm 1 would
+# take the square root of a negative number. The library refuses with an error instead of
+# returning NaN rows:
+
+# %%
+dag = wordnet.cifar_hierarchy(100)
+try:
+    embeddings.class_embeddings(dag.similarity())
+    dag_message = "no error: this DAG's S happens to be positive definite"
+except embeddings.NotPositiveDefiniteError as error:
+    dag_message = str(error)
+print(dag_message)
+
+# %% [markdown]
+# ## Low-dimensional approximation (Sec. 3.3, Appendix D)
+# The top-$d$ eigenvectors of $S$ scaled by the square roots of their eigenvalues; the error of
+# the reconstructed similarities falls with $d$ (Eckart–Young). Renormalising rows to unit length
+# (as training needs) is impossible when a class's row vanishes in $d$ dimensions, so the curve
+# shows the un-normalised error.
+
+# %%
+rows = []
+for name, h in trees.items():
+    s = h.similarity()
+    for d in (d for d in dims if d < len(s)):
+        _, err = embeddings.low_dim_embeddings(s, d, renormalise=False)
+        rows.append({"dataset": name, "d": d, "max abs error": err.max_abs, "relative Frobenius error": err.relative_frobenius})
+lowdim = pd.DataFrame(rows)
+report.save_table(lowdim, "02_low_dim_error", cfg, dataset="WordNet trees", floatfmt=".3g")
+fig, ax = plt.subplots(figsize=(5, 3.2))
+for name, group in lowdim.groupby("dataset"):
+    ax.plot(group.d, group["relative Frobenius error"], marker="o", label=name)
+ax.set(xscale="log", yscale="log", xlabel="embedding dimension d", ylabel="‖ΦΦᵀ − S‖ / ‖S‖")
+ax.legend()
+report.save_figure(fig, "02_low_dim_error", cfg, dataset="WordNet trees")
+plt.show()
+
+# %% [markdown]
+# ## Training on HierShapes
+# CORR (L_CORR alone; classification by the nearest class embedding) and CORR+CLS against the
+# paper's baselines trained in the same loop: plain classification (CE; its features, raw or
+# L2-normalised, are Barz's "classification features") and CE + center loss. DeViSE and label
+# embedding networks are out of scope (they need word vectors or a separate training scheme).
+# The paper's schedule (SGDR, base lr 0.1 → 1e-6, cycles doubling, gradient clip 10) belongs to
+# the `paper` profile; here every model uses the study's common short schedule so that only the
+# objective differs.
+
+# %%
+methods = {"CE (classification)": "ce", "CE + center loss": "center", "L_CORR": "corr", "L_CORR+CLS": "corr_cls"}
+runs = {label: [experiments.train(cfg, m, s, force=force) for s in cfg.seeds] for label, m in methods.items()}
+accuracy = pd.DataFrame([
+    {"method": label, "seeds": len(rs),
+     "test acc (mean)": np.mean([r.result["test_acc"] for r in rs]),
+     "test acc (std)": np.std([r.result["test_acc"] for r in rs], ddof=1) if len(rs) > 1 else np.nan,
+     "val acc last 5 (mean)": np.mean([r.result["val_acc_last5"] for r in rs])}
+    for label, rs in runs.items()
+])
+report.save_table(accuracy, "02_accuracy", cfg)
+accuracy
+
+# %%
+report.save_metrics({
+    "exactness": exactness.to_dict(orient="records"),
+    "low_dim": lowdim.to_dict(orient="records"),
+    "dag_error": dag_message,
+    "accuracy": accuracy.to_dict(orient="records"),
+}, "02_metrics", cfg)
+worst = exactness["distance error, Algorithm 1"].max()
+eig_worst = exactness["distance error, eigendecomposition"].max()
+corr = accuracy.set_index("method")["test acc (mean)"]
+print(
+    f"What we found: Algorithm 1 reproduces S to {exactness['max |ΦΦᵀ − S|'].max():.1e} with every "
+    f"entry ≥ {exactness['min entry of Φ'].min():.1e}; its worst pairwise-distance error is "
+    f"{worst:.1e} against {eig_worst:.1e} for the eigendecomposition (paper: 1.7e-15 vs 1.7e-13). "
+    f"On HierShapes L_CORR reaches {corr['L_CORR']:.3f} test accuracy, L_CORR+CLS "
+    f"{corr['L_CORR+CLS']:.3f}, plain CE {corr['CE (classification)']:.3f}."
+)
