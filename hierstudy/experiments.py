@@ -25,14 +25,16 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 from .config import Profile
-from .datasets import HierShapes
+from .datasets import HierShapes, MPerClassBatchSampler
 from .embeddings import class_embeddings
 from .hierarchy import Hierarchy
 from .losses.dml import UniformTupleLoss
+from .losses.hier import HIER, HIERSph
 from .losses.kfr import KFRLoss
+from .losses.proxy import MultiSimilarity, ProxyAnchor
 from .losses.semantic import CenterLoss, CorrelationLoss, nearest_class_prediction
 from .models import build_backbone, build_model
 from .report import atomic_write
@@ -74,6 +76,7 @@ class Recipe:
     metric: str = "cosine"
     embed_dim: int = 128
     train: dict = field(default_factory=dict)  # TrainConfig overrides
+    per_class: int | None = None  # m-per-class batches (m images of each class in a batch)
 
 
 def _ce(ctx: Context) -> Recipe:
@@ -129,14 +132,54 @@ def _dml(ctx: Context, loss: str = "triplet_l2", weight: float = 1.0) -> Recipe:
                              Term(loss, term, weight=weight, input="features")])  # fmt: skip
 
 
+# Absolute learning rates of HIER's recipe (HIER.md: AdamW 1e-4, Proxy-Anchor proxies ×1e4,
+# HIER proxies ×50) kept at the study's base lr of 1e-3: the multipliers shrink tenfold.
+_PA_LR_SCALE, _HIER_LR_SCALE = 1e3, 5.0
+
+
+def _metric_loss(ctx: Context, metric: str, dim: int):
+    if metric == "pa":  # Proxy-Anchor (Kim et al. 2020), alpha 32, delta 0.1
+        return ProxyAnchor(ctx.num_classes, dim, lr_scale=_PA_LR_SCALE, generator=ctx.generator(3))
+    if metric == "ms":  # Multi-Similarity (Wang et al. 2019), alpha 2, beta 50, base 0.5
+        return MultiSimilarity()
+    raise ExperimentError(f"metric loss must be 'pa' or 'ms', not {metric!r}")
+
+
+def _dml_zero_shot(ctx: Context, metric: str = "pa", dim: int = 128) -> Recipe:
+    """Proxy-Anchor or Multi-Similarity alone on the L2-normalised embedding (HIER's baselines)."""
+    term = Term(metric, _metric_loss(ctx, metric, dim), input="embedding")
+    return Recipe("embedding", [term], retrieval="embedding", metric="cosine", embed_dim=dim,
+                  per_class=2)  # fmt: skip
+
+
+def _hier(ctx: Context, metric: str = "pa", dim: int = 128, lam: float = 0.5,
+          proxies: int = 512, sphere: bool = False) -> Recipe:  # fmt: skip
+    """L_metric + λ·L_HIER (003_7a830569df0e77f8.txt; written out in methods/HIER.md), λ = 0.5.
+
+    Poincaré-ball head (c = 0.1), retrieval by hyperbolic distance; ``sphere=True`` is HIERsph
+    (Table 2's ablation: unit sphere, cosine distance).
+    """
+    kind = HIERSph if sphere else HIER
+    reg = kind(dim, proxies, lr_scale=_HIER_LR_SCALE, generator=ctx.generator(4))
+    terms = [Term(metric, _metric_loss(ctx, metric, dim), input="embedding"),
+             Term("hier", reg, weight=lam, input="embedding")]  # fmt: skip
+    return Recipe("embedding" if sphere else "hyperbolic", terms, retrieval="embedding",
+                  metric="cosine" if sphere else "hyperbolic", embed_dim=dim, per_class=2)
+
+
 METHODS: dict[str, Callable[..., Recipe]] = {
     "ce": _ce,
     "kfr": _kfr,
     "dml": _dml,
     "center": _center,
+    "dml_zero_shot": _dml_zero_shot,
+    "hier": _hier,
     "corr": _corr,
     "corr_cls": _corr_cls,
 }
+# Zero-shot retrieval protocol (HIER, Sec. 4): train on the first half of the classes, test on
+# the rest; the model never sees a test class.
+ZERO_SHOT = {"dml_zero_shot", "hier"}
 
 
 # ---------------------------------------------------------------------------------- data
@@ -149,10 +192,17 @@ def hiershapes_splits(profile: Profile, seed: int = 0) -> dict[str, HierShapes]:
     }
 
 
-def tensors(dataset: HierShapes) -> TensorDataset:
-    """uint8 images [N, 3, H, W] and labels: the model scales uint8 itself, loading is free."""
-    images = torch.from_numpy(np.ascontiguousarray(dataset.images.transpose(0, 3, 1, 2)))
-    return TensorDataset(images, torch.from_numpy(dataset.labels))
+def tensors(dataset: HierShapes, classes: np.ndarray | None = None, relabel: bool = True):
+    """uint8 images [N, 3, H, W] and labels (the model scales uint8 itself: loading is free).
+
+    ``classes``: keep only these labels; ``relabel`` numbers them 0.. in that order.
+    """
+    keep = np.ones(len(dataset.labels), bool) if classes is None else np.isin(dataset.labels, classes)
+    labels = dataset.labels[keep]
+    if classes is not None and relabel:
+        labels = np.searchsorted(np.asarray(classes), labels)
+    images = torch.from_numpy(np.ascontiguousarray(dataset.images[keep].transpose(0, 3, 1, 2)))
+    return TensorDataset(images, torch.from_numpy(labels))
 
 
 # ----------------------------------------------------------------------------------- runs
@@ -209,7 +259,10 @@ def train(profile: Profile, method: str, seed: int = 0, *, force: bool = False,
         return Run(method, seed, run_dir, pd.read_csv(run_dir / "metrics.csv"), result)
 
     splits = hiershapes_splits(profile)
-    hierarchy = splits["train"].hierarchy
+    full = splits["train"].hierarchy
+    zero_shot = method in ZERO_SHOT
+    seen = np.arange(len(full.classes) // 2 if zero_shot else len(full.classes))
+    hierarchy = full.restrict([full.classes[i] for i in seen]) if zero_shot else full
     ctx = Context(hierarchy, profile.epochs, seed, profile.backbone)
     try:
         recipe = METHODS[method](ctx, **knobs)
@@ -218,25 +271,33 @@ def train(profile: Profile, method: str, seed: int = 0, *, force: bool = False,
     torch.manual_seed(seed)  # the initial weights
     model = build_model(profile.backbone, ctx.num_classes, recipe.head, embed_dim=recipe.embed_dim)
     device = profile.torch_device()
-    train_loader = make_loader(tensors(splits["train"]), profile.batch_size, shuffle=True,
-                               drop_last=True, seed=seed)  # fmt: skip
-    val_loader = make_loader(tensors(splits["val"]), 256, shuffle=False)
+    train_set = tensors(splits["train"], seen)
+    if recipe.per_class:
+        batch = min(profile.batch_size, recipe.per_class * len(seen))
+        sampler = MPerClassBatchSampler(train_set.tensors[1].numpy(), recipe.per_class, batch, seed=seed)
+        train_loader = DataLoader(train_set, batch_sampler=sampler)
+    else:
+        train_loader = make_loader(train_set, profile.batch_size, shuffle=True, drop_last=True, seed=seed)
     config = TrainConfig(epochs=profile.epochs, lr=1e-3, lr_end=1e-4, schedule="linear",
                          seed=seed, device=str(device), resume=not force, **recipe.train)  # fmt: skip
     if force:
         (run_dir / "checkpoint.pt").unlink(missing_ok=True)
-    eval_fn = None
-    if recipe.head == "embedding":  # L_CORR alone: classify by the nearest class embedding
+    val_loader = make_loader(tensors(splits["val"]), 256, shuffle=False)
+    evaluation: dict = {"val_loader": val_loader}
+    if zero_shot:  # no classifier for unseen classes: retrieval is measured afterwards
+        evaluation = {}
+    elif recipe.head == "embedding":  # L_CORR alone: classify by the nearest class embedding
         phi = recipe.terms[0].loss.class_embeddings
-        eval_fn = lambda net: {"val_acc": _nearest_accuracy(net, val_loader, phi, device)}  # noqa: E731
-    history = fit(model, recipe.terms, train_loader, run_dir=run_dir, config=config,
-                  val_loader=val_loader if eval_fn is None else None, eval_fn=eval_fn)  # fmt: skip
+        evaluation = {"eval_fn": lambda net: {"val_acc": _nearest_accuracy(net, val_loader, phi, device)}}
+    history = fit(model, recipe.terms, train_loader, run_dir=run_dir, config=config, **evaluation)
 
     test_acc = None
-    for split in ("train", "test"):
-        feats = extract(model, make_loader(tensors(splits[split]), 256, shuffle=False), device)
+    unseen = np.setdiff1d(np.arange(len(full.classes)), seen) if zero_shot else seen
+    for split, classes in (("train", seen), ("test", unseen)):
+        data = tensors(splits[split], classes, relabel=False)
+        feats = extract(model, make_loader(data, 256, shuffle=False), device)
         arrays = {k: v for k, v in feats.items() if v is not None}
-        if split == "test":
+        if split == "test" and not zero_shot:
             if feats["logits"] is not None:
                 pred = feats["logits"].argmax(1)
             else:
@@ -252,7 +313,9 @@ def train(profile: Profile, method: str, seed: int = 0, *, force: bool = False,
         "retrieval": recipe.retrieval,
         "metric": recipe.metric,
         "test_acc": test_acc,
-        "val_acc_last5": float(history["val_acc"].tail(5).mean()),
+        "val_acc_last5": float(history["val_acc"].tail(5).mean()) if "val_acc" in history else None,
+        "zero_shot": zero_shot,
+        "train_classes": len(seen),
         "recipe": {"backbone": profile.backbone, "head": recipe.head, "num_classes": ctx.num_classes,
                    "embed_dim": recipe.embed_dim, "terms": [(t.name, t.weight, t.input, t.start_epoch)
                                                            for t in recipe.terms]},  # fmt: skip

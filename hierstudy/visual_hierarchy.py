@@ -1,0 +1,771 @@
+"""Visual hierarchies from class overlap, and hierarchy-aware retrieval ranking.
+
+Venkataramanan et al., "Integrating Visual and Semantic Similarity Using Hierarchies for Image
+Retrieval" (002_da6e8fd647b41bd8.txt):
+
+* PCA of the training features keeping the fewest components that explain >= 95 % of the variance
+  (Sec. 3, "Notations");
+* one Gaussian per class, the Bhattacharyya distance (eq. 1) and coefficient (eq. 2) of every class
+  pair, bottom-up merging of the classes whose coefficient reaches a threshold t (Sec. 3.1);
+* leaf assignment by the smallest Mahalanobis distance (eq. 4) and the ranking distance
+  D = D_C + alpha * D_H (eq. 3, 5, 6);
+* Ward clustering of the class means (baseline (vi), Sec. 4.1), agreement of two hierarchies over
+  the same classes, and the image corruptions of the robustness study (Sec. 3.3, 4.2).
+
+Where the authors' code departs from the paper (../shared/methods/NOTES.md) the paper is the
+default: per-class covariances, regularised by Ledoit-Wolf shrinkage. The code's convention, every
+class given the covariance of all training samples, is ``covariance="pooled"``; eq. 1 then reduces
+to 1/8 of the squared Mahalanobis distance between the class means.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.cluster.hierarchy import linkage
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
+from sklearn.covariance import ledoit_wolf_shrinkage
+from torchvision.transforms.v2 import functional as TF
+
+from hierstudy.hierarchy import Hierarchy
+
+RIDGE = 1e-6  # diagonal floor of every covariance, relative to the mean variance of all samples
+LOW_RANK_FRACTION = 0.3  # classes with at most this fraction of d samples use the Woodbury path
+CHUNK_BYTES = 2**25  # bound on the float64 temporaries of one chunk (32 MiB; cache-friendly)
+SATURATION_FACTORS = (0.1, 0.5, 1.0, 2.0, 5.0)
+IMAGE_BATCH = 256  # images per chunk of the corruptions
+
+
+class VisualHierarchyError(ValueError):
+    """Bad input to a visual-hierarchy function."""
+
+
+# --------------------------------------------------------------------------------------- PCA
+@dataclass(frozen=True)
+class PCAProjection:
+    """A fitted PCA: ``transform(x) = (x - mean) @ components.T``.
+
+    Attributes:
+        mean: [D] training mean.
+        components: [k, D] orthonormal principal axes, by decreasing variance; the sign of each
+            axis makes its largest-magnitude entry positive.
+        explained_variance_ratio: [k] share of the total training variance of each axis.
+    """
+
+    mean: np.ndarray
+    components: np.ndarray
+    explained_variance_ratio: np.ndarray
+
+    @property
+    def n_components(self) -> int:
+        return int(self.components.shape[0])
+
+    def transform(self, features) -> np.ndarray:
+        """[N, D] features -> [N, k] float64 coordinates in the principal axes."""
+        x = _features(features, "features")
+        if x.shape[1] != self.mean.shape[0]:
+            raise VisualHierarchyError(
+                f"features have {x.shape[1]} dimensions, the PCA was fitted on {self.mean.shape[0]}"
+            )
+        return (x - self.mean) @ self.components.T
+
+
+def fit_pca(features, variance: float = 0.95) -> PCAProjection:
+    """PCA keeping the fewest axes whose explained variance reaches ``variance`` (002_..., Sec. 3).
+
+    The paper keeps the components "required to explain 95 % of the original data variance": the
+    smallest k with cumulative ratio >= 0.95 (sklearn's ``PCA(0.95)`` asks for > 0.95; they differ
+    only at exact equality). Args: [N, D] training features. Returns a ``PCAProjection``.
+    """
+    x = _features(features, "features")
+    if not 0.0 < variance <= 1.0:
+        raise VisualHierarchyError(f"variance must be in (0, 1], got {variance}")
+    if x.shape[0] < 2:
+        raise VisualHierarchyError("PCA needs at least 2 samples")
+    mean = x.mean(axis=0)
+    _, singular, axes = np.linalg.svd(x - mean, full_matrices=False)
+    power = singular**2
+    if power.sum() <= 0:
+        raise VisualHierarchyError("the features have zero variance: PCA is undefined")
+    ratio = power / power.sum()
+    k = int(np.searchsorted(np.cumsum(ratio), variance - 1e-12, side="left")) + 1
+    k = min(k, len(ratio))
+    axes = axes[:k]
+    signs = np.sign(axes[np.arange(k), np.abs(axes).argmax(axis=1)])
+    return PCAProjection(mean, axes * signs[:, None], ratio[:k])
+
+
+# --------------------------------------------------------------------------- class Gaussians
+@dataclass(frozen=True)
+class ClassGaussians:
+    """One Gaussian per class or merged group, in float64.
+
+    ``ClassGaussians(means, covariances)`` takes hand-made moments; ``fit_class_gaussians`` also
+    fills the low-rank form ``Sigma_c = scales_c I + factors_c^T factors_c`` of the classes with few
+    samples, which lets ``bhattacharyya_distance`` use the Woodbury identity for their pairs.
+
+    Attributes:
+        means: [K, d].
+        covariances: [K, d, d], symmetric positive definite (a read-only broadcast when pooled).
+        pooled: every class shares ``covariances[0]`` (the authors' code).
+        scales: [K] isotropic part of each covariance, or None.
+        factors: [K, r, d] zero-padded rows, or None; valid for the classes flagged ``low_rank``.
+        low_rank: [K] bool, or None.
+        counts: [K] samples per class, or None.
+    """
+
+    means: np.ndarray
+    covariances: np.ndarray
+    pooled: bool = False
+    scales: np.ndarray | None = None
+    factors: np.ndarray | None = None
+    low_rank: np.ndarray | None = None
+    counts: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        means, cov = np.asarray(self.means), np.asarray(self.covariances)
+        if means.ndim != 2 or cov.shape != (means.shape[0], means.shape[1], means.shape[1]):
+            raise VisualHierarchyError(
+                f"means must be [K, d] and covariances [K, d, d]; got {means.shape}, {cov.shape}"
+            )
+        if not (np.isfinite(means).all() and np.isfinite(cov).all()):
+            raise VisualHierarchyError("means and covariances must be finite")
+        if not self.pooled and not np.allclose(cov, cov.transpose(0, 2, 1)):
+            raise VisualHierarchyError("covariances must be symmetric")
+
+    def __len__(self) -> int:
+        return int(self.means.shape[0])
+
+
+def fit_class_gaussians(
+    features,
+    labels,
+    n_classes: int | None = None,
+    *,
+    covariance: str = "class",
+    shrinkage: str | float = "ledoit-wolf",
+) -> ClassGaussians:
+    """Mean and regularised covariance of every class (002_..., Sec. 3 and 3.1).
+
+    ``covariance="class"`` (the paper): Sigma_c = (1 - l_c) S_c + (l_c tr(S_c)/d + e) I, with S_c
+    the unbiased sample covariance of class c and l_c its Ledoit-Wolf shrinkage (sklearn's
+    ``ledoit_wolf_shrinkage``; or a fixed float in [0, 1]). Ledoit-Wolf because classes often have
+    fewer samples than PCA dimensions (CUB: ~30 images per class), where S_c is singular and eq. 1
+    undefined; it shrinks toward a scaled identity with a data-driven weight, needs no tuning, and
+    vanishes as samples grow. e = RIDGE * tr(T)/d, T the covariance of all samples, keeps a class
+    of identical samples positive definite.
+    ``covariance="pooled"`` (the authors' code): every class gets T + e I.
+
+    Args:
+        features: [N, d]. labels: [N] integers in [0, n_classes); every class needs 2 samples
+            ("class") or 1 ("pooled").
+    """
+    x = _features(features, "features")
+    y = _labels(labels, x.shape[0], n_classes)
+    k = int(y.max()) + 1 if n_classes is None else n_classes
+    d = x.shape[1]
+    counts = np.bincount(y, minlength=k)
+    if covariance not in ("class", "pooled"):
+        raise VisualHierarchyError(f"covariance must be 'class' or 'pooled', got {covariance!r}")
+    if shrinkage != "ledoit-wolf" and not (
+        isinstance(shrinkage, (int, float)) and 0.0 <= shrinkage <= 1.0
+    ):
+        raise VisualHierarchyError(f"shrinkage must be 'ledoit-wolf' or in [0, 1], got {shrinkage}")
+    need = 2 if covariance == "class" else 1
+    if counts.min() < need or x.shape[0] < 2:
+        few = np.flatnonzero(counts < need)[:10].tolist()
+        raise VisualHierarchyError(
+            f"classes {few} have fewer than {need} samples: a covariance needs more"
+        )
+    means = np.zeros((k, d))
+    np.add.at(means, y, x)
+    means /= counts[:, None]
+    total = np.atleast_2d(np.cov(x, rowvar=False))
+    ridge = RIDGE * max(float(np.trace(total)) / d, np.finfo(float).tiny)
+    if covariance == "pooled":
+        shared = total + ridge * np.eye(d)
+        cov = np.broadcast_to(shared, (k, d, d))
+        return ClassGaussians(means, cov, pooled=True, counts=counts)
+
+    order = np.argsort(y, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    low_rank = counts <= LOW_RANK_FRACTION * d
+    rank = int(counts[low_rank].max()) if low_rank.any() else 0
+    factors = np.zeros((k, rank, d)) if rank else None
+    cov, scales = np.empty((k, d, d)), np.empty(k)
+    for c in range(k):  # one pass per class (not per sample or pair)
+        members = x[order[starts[c] : starts[c + 1]]]
+        centred = members - means[c]
+        sample = centred.T @ centred / (len(members) - 1)
+        weight = ledoit_wolf_shrinkage(members) if shrinkage == "ledoit-wolf" else shrinkage
+        scales[c] = weight * np.trace(sample) / d + ridge
+        cov[c] = (1.0 - weight) * sample + scales[c] * np.eye(d)
+        if low_rank[c]:
+            factors[c, : len(members)] = np.sqrt((1.0 - weight) / (len(members) - 1)) * centred
+    return ClassGaussians(means, cov, False, scales, factors, low_rank, counts)
+
+
+# -------------------------------------------------------------------------- Bhattacharyya
+def bhattacharyya_distance(gaussians: ClassGaussians, *, method: str = "auto") -> np.ndarray:
+    """[K, K] Bhattacharyya distance of every pair of Gaussians (002_..., eq. 1).
+
+    D_B = 1/8 dmu^T Sigma^-1 dmu + 1/2 ln(det Sigma / sqrt(det Sigma_i det Sigma_j)),
+    Sigma = (Sigma_i + Sigma_j) / 2, for all pairs i < j at once, in chunks. ``method``:
+    "dense" takes a batched Cholesky factor of every d x d Sigma (log-determinant from its
+    diagonal, quadratic form by a triangular solve); "woodbury" uses the low-rank form that
+    ``fit_class_gaussians`` gives classes with few samples (see ``_woodbury_terms``), exact
+    and much faster when r << d; "auto" takes Woodbury for the pairs of two such classes and
+    dense for the rest. Pooled covariances: D_B = |L^-1 dmu|^2 / 8. Rounding can make D_B
+    negative by ~1e-15: it is clipped at 0.
+    """
+    if method not in ("auto", "dense", "woodbury"):
+        raise VisualHierarchyError(f"method must be auto, dense or woodbury, got {method!r}")
+    means = torch.from_numpy(np.ascontiguousarray(gaussians.means, dtype=np.float64))
+    k = len(means)
+    if gaussians.pooled:
+        chol = _cholesky(torch.from_numpy(np.array(gaussians.covariances[:1], dtype=np.float64)))
+        z = torch.linalg.solve_triangular(chol[0], means.T, upper=False).T
+        out = (torch.cdist(z, z, compute_mode="donot_use_mm_for_euclid_dist") ** 2 / 8).numpy()
+        np.fill_diagonal(out, 0.0)
+        return out
+    flags = np.zeros(k, dtype=bool)
+    low_rank_form = (gaussians.factors, gaussians.scales, gaussians.low_rank)
+    if method != "dense" and all(part is not None for part in low_rank_form):
+        flags = np.asarray(gaussians.low_rank, dtype=bool)
+    if method == "woodbury" and not flags.all():
+        raise VisualHierarchyError(
+            "method='woodbury' needs the low-rank factors of every class "
+            "(fit_class_gaussians gives them to classes with few samples)"
+        )
+    cov = torch.from_numpy(np.ascontiguousarray(gaussians.covariances, dtype=np.float64))
+    logdet = 2 * torch.log(torch.diagonal(_cholesky(cov), dim1=-2, dim2=-1)).sum(-1).numpy()
+    pair_logdet, quad = np.zeros((k, k)), np.zeros((k, k))
+    first, second = np.triu_indices(k, 1)
+    dense = ~(flags[first] & flags[second])
+    if dense.any():
+        i, j = first[dense], second[dense]
+        pair_logdet[i, j], quad[i, j] = _dense_terms(cov, means, i, j)
+    if flags.sum() > 1:
+        index = np.flatnonzero(flags)
+        block = np.ix_(index, index)
+        pair_logdet[block], quad[block] = _woodbury_terms(gaussians, index)
+    values = quad / 8 + 0.5 * (pair_logdet - 0.5 * (logdet[:, None] + logdet[None, :]))
+    out = np.triu(np.maximum(values, 0.0), 1)
+    return out + out.T
+
+
+def bhattacharyya_coefficient(gaussians: ClassGaussians, *, method: str = "auto") -> np.ndarray:
+    """[K, K] Bhattacharyya coefficient BC = exp(-D_B) in [0, 1] (002_..., eq. 2)."""
+    return np.exp(-bhattacharyya_distance(gaussians, method=method))
+
+
+def _dense_terms(cov, means, first, second):
+    """log det Sigma and dmu^T Sigma^-1 dmu for the pairs, Sigma = (Sigma_i + Sigma_j) / 2.
+
+    Factors Sigma_i + Sigma_j (so log det Sigma = log det(Sigma_i + Sigma_j) - d ln 2) in a reused
+    buffer: the pairs come sorted by i, so each chunk adds a few Sigma_i to gathered Sigma_j.
+    """
+    d = means.shape[1]
+    step = max(1, CHUNK_BYTES // (3 * 8 * d * d))
+    buffer = torch.empty(min(step, len(first)), d, d, dtype=torch.float64)
+    logdet, quad = [], []
+    for s in range(0, len(first), step):
+        i, j = first[s : s + step], second[s : s + step]
+        total = torch.index_select(cov, 0, torch.from_numpy(j), out=buffer[: len(j)])
+        cuts = [0, *(np.flatnonzero(np.diff(i)) + 1), len(i)]
+        for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
+            total[lo:hi] += cov[i[lo]]
+        chol = _cholesky(total)
+        delta = torch.from_numpy(means.numpy()[i] - means.numpy()[j]).unsqueeze(-1)
+        white = torch.linalg.solve_triangular(chol, delta, upper=False)
+        diag = torch.diagonal(chol, dim1=-2, dim2=-1)
+        logdet.append(2 * torch.log(diag).sum(-1) - d * np.log(2))
+        quad.append(2 * white.square().sum((-2, -1)))
+    return torch.cat(logdet).numpy(), torch.cat(quad).numpy()
+
+
+def _woodbury_terms(gaussians, index):
+    """[m, m] log det Sigma and dmu^T Sigma^-1 dmu for pairs i < j of the classes ``index``.
+
+    Sigma_c = s_c I + F_c^T F_c with F_c [r, d]; F_c is first rotated so that F_c F_c^T = diag(l_c).
+    For a pair, Sigma = a I + V V^T with a = (s_i + s_j) / 2 and V = [F_i^T, F_j^T] / sqrt(2), so
+    det Sigma = a^d det C and Sigma^-1 = (I - V C^-1 V^T / a) / a, C = I + V^T V / a (matrix
+    determinant lemma, Woodbury identity). C = [[D_i, B], [B^T, D_j]] has diagonal blocks
+    D_c = 1 + l_c / 2a and B = F_i F_j^T / 2a: one r x r Cholesky of the Schur complement
+    D_j - B^T D_i^-1 B per pair. Every F_i F_j^T comes from one matrix product per chunk of rows.
+    """
+    f = torch.from_numpy(np.ascontiguousarray(gaussians.factors[index], dtype=np.float64))
+    scales = torch.from_numpy(np.asarray(gaussians.scales, dtype=np.float64)[index])
+    means = torch.from_numpy(np.ascontiguousarray(gaussians.means[index], dtype=np.float64))
+    m, _, d = f.shape
+    lam, rot = torch.linalg.eigh(f @ f.transpose(1, 2))
+    f = rot.transpose(1, 2) @ f
+    keep = lam.amax(0) > 1e-13 * lam.amax()  # rows null in every class (centring, padding)
+    keep[lam.amax(0).argmax()] = True  # all factors zero (shrinkage 1): keep one row of zeros
+    f, lam = f[:, keep].contiguous(), lam[:, keep].clamp_min(0)
+    r = f.shape[1]
+    flat = f.reshape(m * r, d)
+    proj = (flat @ means.T).reshape(m, r, m)  # proj[c, :, k] = F_c mu_k
+    own = proj[torch.arange(m), :, torch.arange(m)]  # [m, r] F_c mu_c
+    logdet, quad = np.zeros((m, m)), np.zeros((m, m))
+    rows = max(1, CHUNK_BYTES // (8 * 8 * m * r * r))
+    for s in range(0, m - 1, rows):
+        gram = (f[s : s + rows].reshape(-1, d) @ flat[s * r :].T).reshape(-1, r, m - s, r)
+        rows_here = np.arange(s, min(s + rows, m))
+        first, second = np.nonzero(np.arange(m)[None, :] > rows_here[:, None])
+        first += s
+        i, j = torch.from_numpy(first), torch.from_numpy(second)
+        half_inv_a = 1 / (scales[i] + scales[j])  # 1 / 2a
+        inv_di = 1 / (1 + lam[i] * half_inv_a[:, None])
+        cross = gram[i - s, :, j - s]  # [p, r, r] F_i F_j^T = 2a B
+        scaled = cross * (inv_di * half_inv_a[:, None].square()).unsqueeze(-1)
+        dj = torch.diag_embed(1 + lam[j] * half_inv_a[:, None])
+        schur = torch.baddbmm(dj, cross.transpose(1, 2), scaled, alpha=-1)  # D_j - B^T D_i^-1 B
+        ui = (own[i] - proj[i, :, j]) / np.sqrt(2)  # F_i (mu_i - mu_j) / sqrt(2)
+        uj = (proj[j, :, i] - own[j]) / np.sqrt(2)
+        ud = (ui * inv_di * half_inv_a[:, None]).unsqueeze(-1)
+        rest = uj - (cross.transpose(1, 2) @ ud).squeeze(-1)
+        chol = _cholesky(schur)
+        white = torch.linalg.solve_triangular(chol, rest.unsqueeze(-1), upper=False)
+        inner = (ui.square() * inv_di).sum(-1) + white.square().sum((-2, -1))  # u^T C^-1 u
+        delta = (means[i] - means[j]).square().sum(-1)
+        diag = torch.diagonal(chol, dim1=-2, dim2=-1)
+        a = (scales[i] + scales[j]) / 2
+        ld = d * torch.log(a) - torch.log(inv_di).sum(-1) + 2 * torch.log(diag).sum(-1)
+        logdet[first, second] = ld.numpy()
+        quad[first, second] = ((delta - inner / a) / a).numpy()
+    return logdet, quad
+
+
+def _cholesky(matrices: torch.Tensor) -> torch.Tensor:
+    """Batched lower Cholesky factors (numpy's LAPACK: ~2x torch's for small matrices here)."""
+    try:
+        return torch.from_numpy(np.linalg.cholesky(matrices.numpy()))
+    except np.linalg.LinAlgError:
+        info = torch.linalg.cholesky_ex(matrices).info.reshape(-1)
+        bad = torch.nonzero(info).flatten()[:10].tolist()
+        raise VisualHierarchyError(f"covariance matrices {bad} are not positive definite") from None
+
+
+# ------------------------------------------------------------------------------- merging
+@dataclass(frozen=True)
+class VisualHierarchy:
+    """The result of ``build_visual_hierarchy``.
+
+    Attributes:
+        hierarchy: a tree over the classes; the node of level l >= 1 with index k is ``L{l}:{k}``.
+        levels: nodes per level; ``levels[0]`` is the number of classes, one entry per merge.
+        assignments: per level, [K] index of the node of that level above each class.
+        coefficients: the [n, n] BC matrix computed at each level (the last one merged nothing,
+            unless one node was left).
+        root_added: the merging stopped with several nodes and a root ``L{L+1}:0`` joins them.
+        threshold: t.
+        gaussians: the leaf (class) Gaussians, for ``assign_leaves``.
+    """
+
+    hierarchy: Hierarchy
+    levels: tuple[int, ...]
+    assignments: tuple[np.ndarray, ...]
+    coefficients: tuple[np.ndarray, ...]
+    root_added: bool
+    threshold: float
+    gaussians: ClassGaussians
+
+    @property
+    def merged(self) -> bool:
+        """Whether any two classes merged."""
+        return len(self.levels) > 1
+
+    @property
+    def ranking_hierarchy(self) -> Hierarchy | None:
+        """The hierarchy for eq. 5, or None when nothing merged (the paper's tree is then the
+        bare leaves, of height 0, and D_H = 0)."""
+        return self.hierarchy if self.merged else None
+
+
+def build_visual_hierarchy(
+    features,
+    labels,
+    classes: Sequence[str],
+    threshold: float,
+    *,
+    covariance: str = "class",
+    shrinkage: str | float = "ledoit-wolf",
+    method: str = "auto",
+) -> VisualHierarchy:
+    """Bottom-up merging of overlapping classes into a tree (002_..., Sec. 3.1).
+
+    At each level: Gaussians of the current nodes from their training samples, BC of every pair
+    (eq. 1-2), a link for each BC >= t, and each connected component (every cluster of classes
+    linked directly or through others) becomes one node of the next level; a node that overlaps
+    nothing gets a one-child parent, so a node of level l has height l and D_H counts levels, as
+    in the authors' tree. Repeat until nothing merges or one node is left. If several nodes
+    remain, a root ``L{L+1}:0`` is added above them (the authors' code does the same), so classes
+    that never merged meet at the root: D_H = 1. With no merge at all the returned tree is that
+    flat root over the classes; ``ranking_hierarchy`` is then None (see there).
+
+    Args:
+        features: [N, d] training features (PCA space). labels: [N] indices into ``classes``.
+        threshold: t in [0, 1] (paper: 0.30 CUB, 0.20 CIFAR-100).
+        covariance, shrinkage: as in ``fit_class_gaussians``. method: as in
+            ``bhattacharyya_distance``.
+    """
+    classes = [str(c) for c in classes]
+    if len(classes) < 2:
+        raise VisualHierarchyError("a hierarchy needs at least 2 classes")
+    if not 0.0 <= threshold <= 1.0:
+        raise VisualHierarchyError(f"threshold t must be in [0, 1], got {threshold}")
+    clash = [c for c in classes if re.fullmatch(r"L\d+:\d+", c)]
+    if clash:
+        raise VisualHierarchyError(f"class names clash with internal node names L<l>:<k>: {clash}")
+    x = _features(features, "features")
+    y = _labels(labels, x.shape[0], len(classes))
+    fit = {"covariance": covariance, "shrinkage": shrinkage}
+    leaf = fit_class_gaussians(x, y, len(classes), **fit)
+    node = np.arange(len(classes))
+    levels, assignments, coefficients = [len(classes)], [node], []
+    names, edges, gaussians = list(classes), [], leaf
+    while levels[-1] > 1:
+        bc = bhattacharyya_coefficient(gaussians, method=method)
+        coefficients.append(bc)
+        linked = bc >= threshold
+        np.fill_diagonal(linked, False)
+        count, parent = connected_components(csr_matrix(linked), directed=False)
+        if count == levels[-1]:
+            break
+        level = len(levels)
+        parents = [f"L{level}:{p}" for p in parent]
+        edges += list(zip(parents, names, strict=True))
+        names = [f"L{level}:{p}" for p in range(count)]
+        node = parent[node]
+        levels.append(count)
+        assignments.append(node)
+        if count > 1:
+            gaussians = fit_class_gaussians(x, node[y], count, **fit)
+    root_added = levels[-1] > 1
+    if root_added:
+        edges += [(f"L{len(levels)}:0", n) for n in names]
+    hierarchy = Hierarchy(edges, classes)
+    return VisualHierarchy(
+        hierarchy, tuple(levels), tuple(assignments), tuple(coefficients), root_added,
+        float(threshold), leaf,
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------------ leaf assignment
+def mahalanobis_distances(features, gaussians: ClassGaussians) -> np.ndarray:
+    """[N, K] Mahalanobis distance of each sample to each class Gaussian (002_..., eq. 4).
+
+    MD_c(x) = sqrt((x - mu_c)^T Sigma_c^-1 (x - mu_c)) = |L_c^-1 (x - mu_c)| with Sigma_c = L_c
+    L_c^T, solved for all samples of a chunk of classes at once.
+    """
+    x = torch.from_numpy(_features(features, "features"))
+    means = torch.from_numpy(np.ascontiguousarray(gaussians.means, dtype=np.float64))
+    if x.shape[1] != means.shape[1]:
+        raise VisualHierarchyError(
+            f"features have {x.shape[1]} dimensions, the Gaussians {means.shape[1]}"
+        )
+    n, d = x.shape
+    if gaussians.pooled:
+        chol = _cholesky(torch.from_numpy(np.array(gaussians.covariances[:1], dtype=np.float64)))
+        zx = torch.linalg.solve_triangular(chol[0], x.T, upper=False).T
+        zm = torch.linalg.solve_triangular(chol[0], means.T, upper=False).T
+        return torch.cdist(zx, zm, compute_mode="donot_use_mm_for_euclid_dist").numpy()
+    chol = _cholesky(torch.from_numpy(np.ascontiguousarray(gaussians.covariances, np.float64)))
+    out = torch.empty(n, len(means), dtype=torch.float64)
+    samples = min(n, 4096)
+    step = max(1, CHUNK_BYTES // (2 * 8 * samples * d))
+    for a in range(0, n, samples):
+        xt = x[a : a + samples].T.unsqueeze(0)
+        for s in range(0, len(means), step):
+            centred = xt - means[s : s + step].unsqueeze(-1)  # [k, d, n]
+            white = torch.linalg.solve_triangular(chol[s : s + step], centred, upper=False)
+            out[a : a + samples, s : s + step] = white.square().sum(1).sqrt().T
+    return out.numpy()
+
+
+def assign_leaves(features, gaussians: ClassGaussians) -> np.ndarray:
+    """[N] index of the class of smallest Mahalanobis distance (002_..., eq. 4); ties: lowest."""
+    return mahalanobis_distances(features, gaussians).argmin(axis=1)
+
+
+# -------------------------------------------------------------------------------- ranking
+def cosine_distance(query, gallery) -> torch.Tensor:
+    """[Q, G] D_C = 1 - cos(x_q, x_i) (002_..., eq. 3); a zero vector is at distance 1."""
+    q, g = _torch_features(query, "query"), _torch_features(gallery, "gallery")
+    if q.shape[1] != g.shape[1]:
+        raise VisualHierarchyError(f"query has {q.shape[1]} dimensions, gallery {g.shape[1]}")
+    return 1 - torch.nn.functional.normalize(q, dim=1) @ torch.nn.functional.normalize(g, dim=1).T
+
+
+def hierarchical_distance(query_leaves, gallery_leaves, hierarchy: Hierarchy | None):
+    """[Q, G] D_H = height(LCA(n_q, n_i)) / height(H) (002_..., eq. 5), float32.
+
+    Leaves are indices into ``hierarchy.classes``. When nothing merged the paper's tree is the
+    bare leaves, of height 0, and eq. 5 is 0/0: ``hierarchy=None`` (or ``max_height == 0``) gives
+    D_H = 0, so that eq. 6 falls back to the cosine distance.
+    """
+    q, g = _leaves(query_leaves, hierarchy), _leaves(gallery_leaves, hierarchy)
+    table = _height_fraction(hierarchy, torch.float32)
+    return torch.zeros(len(q), len(g)) if table is None else table[q[:, None], g[None, :]]
+
+
+def ranking_distance(
+    query_feats,
+    gallery_feats,
+    query_leaves,
+    gallery_leaves,
+    hierarchy: Hierarchy | None,
+    alpha: float,
+    *,
+    chunk: int = 4096,
+) -> torch.Tensor:
+    """[Q, G] D = D_C + alpha * D_H (002_..., eq. 6), float32 (float64 for float64 features).
+
+    D_C on the given features (eq. 3), D_H between the assigned leaves (eq. 5; see
+    ``hierarchical_distance`` for ``hierarchy=None``); computed ``chunk`` query rows at a time.
+    Sort each row ascending to rank the gallery.
+    """
+    if not (np.isfinite(alpha) and alpha >= 0):
+        raise VisualHierarchyError(f"alpha must be finite and >= 0, got {alpha}")
+    q, g = _torch_features(query_feats, "query"), _torch_features(gallery_feats, "gallery")
+    ql, gl = _leaves(query_leaves, hierarchy), _leaves(gallery_leaves, hierarchy)
+    if len(ql) != len(q) or len(gl) != len(g):
+        raise VisualHierarchyError(
+            f"{len(q)} query features but {len(ql)} leaves, {len(g)} gallery features but "
+            f"{len(gl)} leaves"
+        )
+    if q.shape[1] != g.shape[1]:
+        raise VisualHierarchyError(f"query has {q.shape[1]} dimensions, gallery {g.shape[1]}")
+    dtype = torch.promote_types(q.dtype, torch.float32)
+    qn = torch.nn.functional.normalize(q.to(dtype), dim=1)
+    gn = torch.nn.functional.normalize(g.to(dtype), dim=1)
+    table = _height_fraction(hierarchy, dtype)
+    out = torch.empty(len(q), len(g), dtype=dtype)
+    for s in range(0, len(q), chunk):
+        out[s : s + chunk] = 1 - qn[s : s + chunk] @ gn.T
+        if table is not None:
+            out[s : s + chunk] += alpha * table[ql[s : s + chunk, None], gl[None, :]]
+    return out
+
+
+def _height_fraction(hierarchy: Hierarchy | None, dtype) -> torch.Tensor | None:
+    """[K, K] height(LCS) / height(H), or None for no hierarchy or one of height 0."""
+    if hierarchy is None or hierarchy.max_height == 0:
+        return None
+    return torch.from_numpy(hierarchy.lcs_height() / hierarchy.max_height).to(dtype)
+
+
+# ------------------------------------------------------------------- Ward and agreement
+def ward_hierarchy(means, classes: Sequence[str]) -> Hierarchy:
+    """Ward clustering of the class means as a binary tree (002_..., baseline (vi) after [10]).
+
+    scipy's ``linkage(means, "ward")``; merge m (1-based) becomes node ``W{m}``, the last one the
+    root. Node heights are those of the tree (longest path down), not linkage distances, as for
+    the other hierarchies. Args: [K, d] means, K >= 2 class names in the same order.
+    """
+    x = _features(means, "means")
+    classes = [str(c) for c in classes]
+    if len(classes) != len(x) or len(classes) < 2:
+        raise VisualHierarchyError(f"need >= 2 means, one per class: {len(x)}, {len(classes)}")
+    clash = [c for c in classes if re.fullmatch(r"W\d+", c)]
+    if clash:
+        raise VisualHierarchyError(f"class names clash with Ward node names W<m>: {clash}")
+    merges = linkage(x, method="ward")
+    k = len(classes)
+    name = [*classes, *(f"W{m + 1}" for m in range(k - 1))]
+    edges = [(f"W{m + 1}", name[int(child)]) for m, row in enumerate(merges) for child in row[:2]]
+    return Hierarchy(edges, classes)
+
+
+def triplet_agreement(first: Hierarchy, second: Hierarchy, *, among: str = "both") -> float:
+    """Fraction of class triplets whose closest pair is the same in both hierarchies.
+
+    The closest pair of {a, b, c} is the pair whose LCS is strictly the lowest (least LCS
+    height). If the least height is shared (on a tree: all three pairs meet at one node, a
+    polytomy or a flat level) the triplet is unresolved. ``among`` chooses the triplets counted:
+    "both" (default) those resolved in both hierarchies, so a binary tree (Ward) is not penalised
+    for splitting what a polytomy leaves open; "either" those resolved in at least one (an answer
+    against no answer disagrees, so a flat tree scores 0); "all" every triplet, unresolved in both
+    counting as agreement. NaN when no triplet counts. Identical hierarchies give 1. Classes are
+    matched by name.
+    """
+    if among not in ("both", "either", "all"):
+        raise VisualHierarchyError(f"among must be both, either or all, got {among!r}")
+    a, b = _aligned_heights(first, second)
+    k = len(a)
+    same = total = 0
+    for i in range(k - 2):  # O(K^3) work in K vectorised [K, K] slices
+        upper = np.triu(np.ones((k - i - 1,) * 2, dtype=bool), 1)
+        x, y = _closest_pair(a, i)[upper], _closest_pair(b, i)[upper]
+        if among == "both":
+            keep = (x != 3) & (y != 3)
+        elif among == "either":
+            keep = (x != 3) | (y != 3)
+        else:
+            keep = np.ones(x.shape, dtype=bool)
+        same += int((x == y)[keep].sum())
+        total += int(keep.sum())
+    return same / total if total else float("nan")
+
+
+def cophenetic_correlation(first: Hierarchy, second: Hierarchy) -> float:
+    """Pearson correlation of the two LCS-height matrices over class pairs i < j.
+
+    NaN when either is constant (e.g. a flat hierarchy). Classes are matched by name.
+    """
+    a, b = _aligned_heights(first, second)
+    i, j = np.triu_indices(len(a), 1)
+    x, y = a[i, j], b[i, j]
+    if x.std() == 0 or y.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def _closest_pair(heights: np.ndarray, i: int) -> np.ndarray:
+    """[m, m] code for triplets (i, b, c), b, c > i: 0 (i,b) closest, 1 (i,c), 2 (b,c), 3 tie."""
+    hb = heights[i, i + 1 :][:, None]
+    hc = heights[i, i + 1 :][None, :]
+    hbc = heights[i + 1 :, i + 1 :]
+    code = np.full(hbc.shape, 3, dtype=np.int8)
+    code[(hb < hc) & (hb < hbc)] = 0
+    code[(hc < hb) & (hc < hbc)] = 1
+    code[(hbc < hb) & (hbc < hc)] = 2
+    return code
+
+
+def _aligned_heights(first: Hierarchy, second: Hierarchy) -> tuple[np.ndarray, np.ndarray]:
+    if set(first.classes) != set(second.classes):
+        only = sorted(set(first.classes) ^ set(second.classes))[:10]
+        raise VisualHierarchyError(f"the hierarchies have different classes, e.g. {only}")
+    order = second.class_indices(first.classes)
+    return first.lcs_height(), second.lcs_height()[np.ix_(order, order)]
+
+
+# ---------------------------------------------------------------------- robustness (Sec. 3.3)
+def gaussian_blur(images, kernel_size: int = 11, sigma: float = 1.0):
+    """Gaussian blur of every image (002_..., Sec. 4.2: kernel 11 x 11).
+
+    The paper gives only the kernel; sigma = 1.0 is the authors' code (``LoadNoisyDataset``).
+    Reflect padding, as OpenCV's default. Args: uint8 [N, C, H, W] numpy or torch; returns the
+    same type.
+    """
+    x, numpy_in = _images(images)
+    if kernel_size < 1 or kernel_size % 2 == 0 or sigma <= 0:
+        raise VisualHierarchyError(f"need an odd kernel >= 1 and sigma > 0: {kernel_size}, {sigma}")
+    out = torch.empty_like(x)
+    for s in range(0, len(x), IMAGE_BATCH):
+        out[s : s + IMAGE_BATCH] = TF.gaussian_blur(
+            x[s : s + IMAGE_BATCH], kernel_size=[kernel_size] * 2, sigma=[float(sigma)] * 2
+        )
+    return out.numpy() if numpy_in else out
+
+
+def change_saturation(images, factors: Sequence[float] = SATURATION_FACTORS, seed: int = 0):
+    """Scale each image's saturation by a factor drawn from ``factors`` (002_..., Sec. 4.2).
+
+    The extracted text reads "[0, 1, 0.5, 1, 2, 5]", taken as (0.1, 0.5, 1, 2, 5). A factor f
+    blends each pixel with its grey level g = 0.299 R + 0.587 G + 0.114 B (ITU-R 601, as PIL's
+    ``ImageEnhance.Color``): round(f x + (1 - f) g), clipped to [0, 255]; grey stays grey.
+    RGB uint8 [N, 3, H, W] numpy or torch; seeded; returns the same type.
+    """
+    x, numpy_in = _images(images)
+    if x.shape[1] != 3:
+        raise VisualHierarchyError(f"saturation needs RGB images, got {x.shape[1]} channels")
+    if len(factors) == 0 or min(factors) < 0:
+        raise VisualHierarchyError(f"factors must be a non-empty list of values >= 0: {factors}")
+    chosen = np.random.default_rng(seed).choice(np.asarray(factors, dtype=float), len(x))
+    factor = torch.from_numpy(chosen).float()[:, None, None, None]
+    luma = torch.tensor([0.299, 0.587, 0.114])[None, :, None, None]
+    out = torch.empty_like(x)
+    for s in range(0, len(x), IMAGE_BATCH):
+        rgb, f = x[s : s + IMAGE_BATCH].float(), factor[s : s + IMAGE_BATCH]
+        grey = (rgb * luma).sum(1, keepdim=True)
+        out[s : s + IMAGE_BATCH] = (f * rgb + (1 - f) * grey).round().clamp(0, 255)
+    return out.numpy() if numpy_in else out
+
+
+def occlude(images, size: int = 70, reference: int = 224, seed: int = 0):
+    """Black out one random rectangle per image (002_..., Sec. 4.2: 70 x 70 at 224 px).
+
+    The patch is round(size * H / reference) x round(size * W / reference) pixels (at least 1),
+    uniformly placed inside the image. uint8 [N, C, H, W] numpy or torch; seeded; same type out.
+    """
+    x, numpy_in = _images(images)
+    if size < 1 or reference < 1:
+        raise VisualHierarchyError(f"size and reference must be >= 1: {size}, {reference}")
+    n, _, h, w = x.shape
+    ph = min(h, max(1, round(size * h / reference)))
+    pw = min(w, max(1, round(size * w / reference)))
+    rng = np.random.default_rng(seed)
+    top = torch.from_numpy(rng.integers(0, h - ph + 1, n))[:, None]
+    left = torch.from_numpy(rng.integers(0, w - pw + 1, n))[:, None]
+    rows, cols = torch.arange(h)[None, :], torch.arange(w)[None, :]
+    inside_r = (rows >= top) & (rows < top + ph)  # [N, H]
+    inside_c = (cols >= left) & (cols < left + pw)  # [N, W]
+    out = torch.empty_like(x)
+    for s in range(0, n, IMAGE_BATCH):
+        part = slice(s, s + IMAGE_BATCH)
+        mask = inside_r[part, :, None] & inside_c[part, None, :]
+        out[part] = x[part].masked_fill(mask[:, None], 0)
+    return out.numpy() if numpy_in else out
+
+
+# ------------------------------------------------------------------------------ validation
+def _features(values, what: str) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise VisualHierarchyError(f"{what} must be a non-empty [N, d] array, got {x.shape}")
+    if not np.isfinite(x).all():
+        raise VisualHierarchyError(f"{what} contain NaN or infinite values")
+    return np.ascontiguousarray(x)
+
+
+def _torch_features(values, what: str) -> torch.Tensor:
+    x = values if isinstance(values, torch.Tensor) else torch.as_tensor(np.asarray(values))
+    if x.ndim != 2 or not x.is_floating_point():
+        raise VisualHierarchyError(f"{what} must be a floating [N, d] array, got {tuple(x.shape)}")
+    if not bool(torch.isfinite(x).all()):
+        raise VisualHierarchyError(f"{what} contain NaN or infinite values")
+    return x.detach().cpu()
+
+
+def _labels(values, n: int, n_classes: int | None) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    y = np.asarray(values)
+    if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
+        raise VisualHierarchyError(f"labels must be {n} integers, got {y.dtype} {y.shape}")
+    limit = n_classes if n_classes is not None else y.max() + 1
+    if y.min() < 0 or y.max() >= limit:
+        raise VisualHierarchyError(f"labels must lie in [0, {limit}), got [{y.min()}, {y.max()}]")
+    return y.astype(np.int64)
+
+
+def _leaves(values, hierarchy: Hierarchy | None) -> torch.Tensor:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    y = np.asarray(values)
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise VisualHierarchyError(f"leaves must be a 1-D integer array, got {y.dtype} {y.shape}")
+    limit = len(hierarchy.classes) if hierarchy is not None else np.iinfo(np.int64).max
+    if len(y) and (y.min() < 0 or y.max() >= limit):
+        raise VisualHierarchyError(f"leaves must index the {limit} classes of the hierarchy")
+    return torch.from_numpy(y.astype(np.int64))
+
+
+def _images(images) -> tuple[torch.Tensor, bool]:
+    numpy_in = not isinstance(images, torch.Tensor)
+    x = torch.from_numpy(np.ascontiguousarray(images)) if numpy_in else images
+    if x.dtype != torch.uint8 or x.ndim != 4:
+        raise VisualHierarchyError(
+            f"images must be a uint8 [N, C, H, W] batch, got {x.dtype} {tuple(x.shape)}"
+        )
+    return x, numpy_in

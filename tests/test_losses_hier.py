@@ -1,0 +1,386 @@
+"""HIER (../shared/methods/HIER.md): ball head and distance against geoopt and the Möbius formula,
+the loss against its literal per-triplet transcription (tests/hier_literal.py)."""
+
+import math
+import warnings
+
+import pytest
+import torch
+from hier_literal import literal_hier, literal_lca_term, literal_triplet_sets, mobius_distance
+
+from hierstudy.losses import hier
+from hierstudy.losses.hier import (
+    HIER,
+    HIERSph,
+    PoincareProjection,
+    RiemannianGradient,
+    clip_tangent,
+    expmap0,
+    lca_triplet_loss,
+    pairwise_distance,
+    project,
+    reciprocal_triplets,
+    sphere_distance,
+    to_ball,
+)
+
+# geoopt scripts its functions with torch.jit at import; compiling them costs ~1.5 s on the first
+# call. Imported with scripting off (if no other module imported geoopt first), they are plain
+# Python functions computing the same thing.
+torch.jit._state.disable()
+try:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import geoopt
+        from geoopt.manifolds.stereographic import math as gmath
+finally:
+    torch.jit._state.enable()
+
+C = 0.1
+K = torch.tensor(-C, dtype=torch.float64)  # geoopt's curvature k = −c
+MAX_NORM = (1 - 1e-3) / math.sqrt(C)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: a second intra-op thread only adds waits (seconds on a shared, busy CPU)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def assert_close(actual, expected, rtol=1e-7, atol=1e-7):
+    """torch.allclose with a message (torch.testing's first call imports torch.distributed, 3 s)."""
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype
+    err = (actual - expected).abs().max().item() if actual.numel() else 0.0
+    assert torch.allclose(actual, expected, rtol=rtol, atol=atol), f"max |difference| {err:.3g}"
+
+
+def gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def ball_points(n, d, seed, max_radius=0.95):
+    """n points in the ball, radii spread over [0, max_radius/√c), float64."""
+    g = gen(seed)
+    direction = torch.nn.functional.normalize(torch.randn(n, d, generator=g, dtype=torch.float64))
+    radius = torch.rand(n, 1, generator=g, dtype=torch.float64) * max_radius / math.sqrt(C)
+    return direction * radius
+
+
+def random_triplets(n, t, seed, self_negatives=5):
+    g = gen(seed)
+    trip = torch.randint(0, n, (t, 3), generator=g)
+    trip[:self_negatives, 2] = trip[:self_negatives, 0]  # k = i: ties in max(m_ij, C[k])
+    return trip
+
+
+def gumbel(t, p, seed, dtype=torch.float64):
+    u = torch.rand(2, t, p, generator=gen(seed), dtype=dtype)
+    return -torch.log(-torch.log(u))
+
+
+# --- Poincaré ball ---------------------------------------------------------------------------
+
+
+def test_geoopt_convention_and_distance():
+    ball = geoopt.PoincareBall(c=C)
+    assert float(ball.k) == pytest.approx(-C)  # c > 0 means curvature −c, as here
+    x, y = ball_points(7, 5, 0), ball_points(6, 5, 1)
+    expected = gmath.dist(x[:, None], y[None], k=K)
+    assert_close(pairwise_distance(x, y, C), expected, rtol=1e-10, atol=1e-10)
+    x32, y32 = x.float(), y.float()
+    assert_close(
+        pairwise_distance(x32, y32, C), ball.dist(x32[:, None], y32[None]), rtol=1e-4, atol=1e-4
+    )
+
+
+def test_expmap0_project_clip_match_geoopt():
+    g = gen(2)
+    u = torch.randn(20, 6, generator=g, dtype=torch.float64) * torch.logspace(-3, 1.5, 20)[:, None]
+    assert_close(expmap0(u, C), gmath.expmap0(u, k=K), rtol=1e-12, atol=1e-12)
+    z = torch.randn(20, 6, generator=g, dtype=torch.float64) * torch.linspace(0.1, 2, 20)[:, None]
+    assert_close(project(z, C), gmath.project(z, k=K, eps=1e-3))
+    assert (z.norm(dim=1) > MAX_NORM).any() and (z.norm(dim=1) < MAX_NORM).any()
+    clipped = clip_tangent(u, 2.3)
+    literal = u * torch.clamp(2.3 / (u.norm(dim=1, keepdim=True) + 1e-5), max=1)
+    assert_close(clipped, literal)
+    expected = gmath.project(gmath.expmap0(literal, k=K), k=K, eps=1e-3)
+    assert_close(to_ball(u, C, 2.3), expected, rtol=1e-12, atol=1e-12)
+    assert_close(PoincareProjection(C, 2.3)(u), expected, rtol=1e-12, atol=1e-12)
+    big = u.norm(dim=1) > 2.4  # clipped points land at radius tanh(√c·2.3)/√c ≈ 1.965
+    radius = math.tanh(math.sqrt(C) * 2.3) / math.sqrt(C)
+    radii = to_ball(u)[big].norm(dim=1)
+    assert_close(radii, torch.full_like(radii, radius), rtol=1e-5, atol=0)
+
+
+def test_riemannian_gradient_matches_geoopt_egrad2rgrad():
+    z = ball_points(9, 4, 3).requires_grad_()
+    upstream = torch.randn(9, 4, generator=gen(4), dtype=torch.float64)
+    (RiemannianGradient.apply(z, C) * upstream).sum().backward()
+    assert_close(z.grad, gmath.egrad2rgrad(z.detach(), upstream, k=K))
+    u = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    plain = torch.autograd.grad(to_ball(u, riemannian=False).sum(), u)[0]
+    scaled = torch.autograd.grad(to_ball(u).sum(), u)[0]
+    assert not torch.allclose(plain, scaled)
+
+
+def test_closed_form_distance_matches_mobius_formula():
+    x = torch.cat([ball_points(6, 5, 5, 0.99), torch.zeros(1, 5, dtype=torch.float64)])
+    y = torch.cat([ball_points(5, 5, 6, 0.99), x[:2]])  # y[5], y[6] coincide with x[0], x[1]
+    x.requires_grad_()
+    y.requires_grad_()
+    fast = pairwise_distance(x, y, C)
+    slow = mobius_distance(x, y, C)
+    assert_close(fast, slow, rtol=1e-9, atol=1e-7)
+    weights = torch.rand(7, 7, generator=gen(7), dtype=torch.float64)
+    weights[0, 5] = weights[1, 6] = 0  # d is not differentiable where x = y
+    grads_fast = torch.autograd.grad((fast * weights).sum(), (x, y))
+    grads_slow = torch.autograd.grad((slow * weights).sum(), (x, y))
+    for a, b in zip(grads_fast, grads_slow, strict=True):
+        assert_close(a, b, rtol=1e-7, atol=1e-9)
+    far = ball_points(8, 5, 33, 0.99999)
+    assert_close(pairwise_distance(far, c=C), mobius_distance(far, far, C))
+    own = pairwise_distance(x.detach())
+    assert (own.diagonal() == 0).all()
+    assert_close(own, own.T)
+    assert_close(own, mobius_distance(x.detach(), x.detach(), C), atol=1e-7, rtol=0)
+
+
+def test_distance_guards_at_the_boundary_and_zero_vectors():
+    g = gen(8)
+    direction = torch.nn.functional.normalize(torch.randn(4, 6, generator=g))
+    u = torch.cat([direction * 50, -direction[:1] * 50, torch.zeros(2, 6), direction[:1] * 50])
+    z = project(expmap0(u, C), C).requires_grad_()  # float32, on the projection sphere
+    d = pairwise_distance(z)
+    near = pairwise_distance(z, z.detach() * 0.9999)
+    (d.sum() + near.sum()).backward()
+    assert torch.isfinite(d).all() and torch.isfinite(near).all() and torch.isfinite(z.grad).all()
+    cap = 2 / math.sqrt(C) * torch.atanh(torch.tensor(1 - 1e-5))  # argument clamped to 1 − 1e-5
+    assert d[0, 4].item() == pytest.approx(cap.item(), rel=1e-6)  # antipodal boundary points
+    assert d[0, 7].item() < 1e-7 and d[5, 6].item() < 1e-7  # duplicates, two zero vectors
+    v = torch.zeros(3, 6, requires_grad=True)
+    to_ball(v).sum().backward()
+    assert torch.isfinite(v.grad).all()
+
+
+def test_sphere_distance_is_two_minus_two_cosine():
+    x = torch.randn(5, 4, generator=gen(9), dtype=torch.float64)
+    y = torch.randn(3, 4, generator=gen(10), dtype=torch.float64)
+    cos = torch.nn.functional.cosine_similarity(x[:, None], y[None], dim=-1)
+    assert_close(sphere_distance(x, y), 2 - 2 * cos)
+    own = sphere_distance(torch.cat([x, torch.zeros(1, 4, dtype=torch.float64)]))
+    assert (own.diagonal() == 0).all() and torch.isfinite(own).all()
+
+
+def test_geometry_rejects_bad_input():
+    inside = ball_points(3, 4, 11)
+    with pytest.raises(ValueError, match="outside the Poincaré ball"):
+        pairwise_distance(inside * 10, inside)
+    with pytest.raises(ValueError, match="outside the Poincaré ball"):
+        pairwise_distance(inside, torch.full((1, 4), float("nan"), dtype=torch.float64))
+    with pytest.raises(ValueError, match="dimension"):
+        pairwise_distance(inside, inside[:, :3])
+    with pytest.raises(ValueError, match="matrix"):
+        pairwise_distance(inside[0])
+    with pytest.raises(ValueError, match="curvature"):
+        expmap0(inside, c=-0.1)
+    with pytest.raises(ValueError, match="clip radius"):
+        clip_tangent(inside, 0.0)
+
+
+# --- triplet mining --------------------------------------------------------------------------
+
+
+def test_reciprocal_triplets_follow_the_rules():
+    sim = torch.rand(14, 14, generator=gen(12))
+    sim = sim + sim.T * 0.5  # partly symmetric: some reciprocal pairs
+    sets = literal_triplet_sets(sim, k=5)
+    trip = reciprocal_triplets(sim, k=5, per_anchor=400, generator=gen(13))
+    anchors = trip[:, 0].unique().tolist()
+    assert anchors == sorted(sets) and len(sets) > 2
+    assert len(trip) == 400 * len(sets)
+    for a in anchors:
+        rows = trip[trip[:, 0] == a]
+        pos, neg = sets[a]
+        assert set(rows[:, 1].tolist()) == set(pos)  # every positive drawn, nothing else
+        assert set(rows[:, 2].tolist()) == set(neg)  # negatives include the anchor itself
+        assert a in neg
+        counts = torch.bincount(rows[:, 1], minlength=14)[pos].float()
+        assert counts.min() > 0.5 * 400 / len(pos)  # uniform, with replacement
+
+
+def test_reciprocal_triplets_edge_cases():
+    sim = torch.rand(6, 6, generator=gen(14))
+    assert reciprocal_triplets(sim, k=1).shape == (0, 3)  # top-1 is the row itself: no pairs
+    trip = reciprocal_triplets(sim, k=50, per_anchor=3, generator=gen(15))
+    assert len(trip) == 18 and (trip[:, 2] == trip[:, 0]).all()  # k ≥ N: only self negatives
+    with pytest.raises(ValueError, match="square"):
+        reciprocal_triplets(sim[:4])
+    with pytest.raises(ValueError, match="k and per_anchor"):
+        reciprocal_triplets(sim, k=0)
+
+
+# --- the LCA triplet term ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tau, margin, chunk", [(0.1, 0.1, 7), (1.0, 0.1, None), (2.0, -0.3, 5)])
+def test_lca_term_matches_literal(monkeypatch, tau, margin, chunk):
+    if chunk is not None:
+        monkeypatch.setattr(hier, "_chunk_rows", lambda cols: chunk)
+    cand = torch.rand(9, 13, generator=gen(16), dtype=torch.float64) * 3
+    cand[8] = cand[7]  # duplicate nodes: ties in max(C[i], C[j]) and max(m_ij, C[k])
+    cand.requires_grad_()
+    trip, noise = random_triplets(9, 40, 17), gumbel(40, 13, 18)
+    trip[5:9] = torch.tensor([[7, 8, 0], [8, 7, 1], [0, 7, 8], [1, 8, 7]])
+    fast = lca_triplet_loss(cand, trip, noise, margin=margin, tau=tau)
+    slow = literal_lca_term(cand, trip, noise, margin=margin, tau=tau)
+    assert_close(fast, slow, rtol=1e-12, atol=1e-12)
+    g_fast, g_slow = (torch.autograd.grad(v, cand)[0] for v in (fast, slow))
+    assert_close(g_fast, g_slow, rtol=1e-10, atol=1e-12)
+    assert g_slow.abs().sum() > 0
+
+
+def test_masked_when_the_two_lcas_coincide():
+    cand = (torch.rand(5, 6, generator=gen(19), dtype=torch.float64) * 3).requires_grad_()
+    trip = torch.tensor([[0, 1, 2], [3, 4, 0]])
+    noise = torch.zeros(2, 2, 6, dtype=torch.float64)
+    noise[:, :, 2] = 1e3  # both draws of both triplets pick candidate 2
+    loss = lca_triplet_loss(cand, trip, noise)
+    assert loss.item() == 0
+    assert (torch.autograd.grad(loss, cand)[0] == 0).all()
+    assert literal_lca_term(cand, trip, noise).item() == 0
+    noise[1, 0, 2], noise[1, 0, 4] = 0.0, 1e3  # first triplet: ρ_ij = 2, ρ_ijk = 4
+    c = cand.detach()
+    hand = (
+        max(c[0, 2] - c[0, 4] + 0.1, 0) + max(c[1, 2] - c[1, 4] + 0.1, 0)
+        + max(c[2, 4] - c[2, 2] + 0.1, 0)
+    )  # fmt: skip
+    assert lca_triplet_loss(cand, trip, noise).item() == pytest.approx(float(hand) / 2)
+
+
+def test_lca_term_input_checks_and_empty():
+    cand = torch.rand(4, 5, requires_grad=True)
+    empty = lca_triplet_loss(cand, torch.empty(0, 3, dtype=torch.long))
+    assert empty.item() == 0
+    empty.backward()
+    assert (cand.grad == 0).all()
+    with pytest.raises(ValueError, match=r"\[T, 3\] long"):
+        lca_triplet_loss(cand, torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="indices"):
+        lca_triplet_loss(cand, torch.tensor([[0, 1, 4]]))
+    with pytest.raises(ValueError, match="noise"):
+        lca_triplet_loss(cand, torch.tensor([[0, 1, 2]]), torch.zeros(2, 1, 4))
+
+
+# --- the module ------------------------------------------------------------------------------
+
+
+def small_batch(seed, b=8, d=6, dtype=torch.float64):
+    u = torch.randn(b, d, generator=gen(seed), dtype=dtype) * 2
+    return to_ball(u).detach().requires_grad_(), torch.arange(b) // 2
+
+
+@pytest.mark.parametrize("cls", [HIER, HIERSph])
+def test_module_matches_literal_with_injected_draws(cls):
+    loss_fn = cls(6, 10, generator=gen(20)).double()
+    x, labels = small_batch(21)
+    triplets = (random_triplets(8, 30, 22), random_triplets(10, 40, 23))
+    noise = (gumbel(30, 10, 24), gumbel(40, 10, 25))
+    fast = loss_fn(x, labels, triplets=triplets, noise=noise)
+    slow = literal_hier(x, labels, loss_fn.proxy_points(), triplets, noise, sphere=cls is HIERSph)
+    assert_close(fast, slow, rtol=1e-9, atol=1e-9)
+    params = (x, loss_fn.proxies)
+    g_fast = torch.autograd.grad(fast, params)
+    g_slow = torch.autograd.grad(slow, params)
+    for a, b in zip(g_fast, g_slow, strict=True):
+        assert a.abs().sum() > 0
+        assert_close(a, b, rtol=1e-6, atol=1e-8)
+
+
+def test_module_mines_with_the_documented_similarities():
+    loss_fn = HIER(6, 12, topk=4, per_anchor=7, generator=gen(26)).double()
+    x, labels = small_batch(27, b=10)
+    state = loss_fn.generator.get_state()
+    value = loss_fn(x, labels)
+    g = torch.Generator().set_state(state)
+    rho = loss_fn.proxy_points()
+    d_s = mobius_distance(x, x, C)
+    d_p = mobius_distance(rho, rho, C)
+    sim_s = torch.exp(-d_s) + (labels[:, None] == labels[None]).double()
+    t_s = reciprocal_triplets(sim_s, 4, 7, g)
+    expected = lca_triplet_loss(mobius_distance(x, rho, C), t_s, generator=g)
+    t_p = reciprocal_triplets(torch.exp(-d_p), 4, 7, g)
+    expected = expected + lca_triplet_loss(d_p, t_p, generator=g)
+    assert len(t_s) and len(t_p)
+    assert_close(value, expected, rtol=1e-9, atol=1e-9)
+
+
+def test_deterministic_with_a_fixed_generator():
+    x, labels = small_batch(28, b=12, dtype=torch.float32)
+    results = []
+    for seed in (3, 3, 4):
+        loss_fn = HIER(6, 16, topk=5, per_anchor=10, generator=gen(seed))
+        value = loss_fn(x, labels)
+        results.append((value.item(), torch.autograd.grad(value, x)[0]))
+    assert results[0][0] == results[1][0] and torch.equal(results[0][1], results[1][1])
+    assert results[0][0] != results[2][0]
+    before = torch.random.get_rng_state()
+    HIER(6, 16, generator=gen(3))(x, labels)
+    assert torch.equal(before, torch.random.get_rng_state())  # global RNG untouched
+
+
+def test_proxy_initialisation_and_lr_scale():
+    loss_fn = HIER(8, 32, generator=gen(29))
+    expected = torch.randn(32, 8, generator=gen(29)) / math.sqrt(8) * 2.3 * 0.9
+    assert_close(loss_fn.proxies.detach(), expected)
+    assert loss_fn.lr_scale == 50
+    assert loss_fn.proxy_points().norm(dim=1).max() < MAX_NORM
+    assert_close(HIERSph(8, 32).proxy_points().norm(dim=1), torch.ones(32), atol=1e-6)
+
+
+@pytest.mark.parametrize("cls", [HIER, HIERSph])
+def test_nan_free_at_the_boundary_and_with_zero_vectors(cls):
+    g = gen(30)
+    u = torch.randn(12, 8, generator=g) * 100  # all clipped onto the same sphere
+    u[:3] = 0  # zero vectors
+    u[3] = u[4]  # a duplicate
+    u.requires_grad_()
+    x = project(expmap0(u, C), C) if cls is HIER else u
+    loss_fn = cls(8, 24, topk=6, generator=gen(31))
+    value = loss_fn(x, torch.arange(12) // 2)
+    value.backward()
+    assert torch.isfinite(value) and value > 0
+    assert torch.isfinite(u.grad).all() and torch.isfinite(loss_fn.proxies.grad).all()
+
+
+def test_module_rejects_bad_input():
+    loss_fn = HIER(6, 10)
+    x, labels = small_batch(32, dtype=torch.float32)
+    with pytest.raises(ValueError, match="labels"):
+        loss_fn(x, labels[:-1])
+    with pytest.raises(ValueError, match="labels"):
+        loss_fn(x, labels.float())
+    with pytest.raises(ValueError, match="dimension"):
+        loss_fn(x[:, :5], labels)
+    with pytest.raises(ValueError, match="outside the Poincaré ball"):
+        loss_fn(x * 10, labels)
+    with pytest.raises(ValueError, match="together with triplets"):
+        loss_fn(x, labels, noise=(None, None))
+    with pytest.raises(ValueError, match="num_proxies"):
+        HIER(6, 1)
+
+
+def test_autocast_does_not_lower_the_precision():
+    x, labels = small_batch(34, b=12, dtype=torch.float32)
+
+    def value(inputs, autocast):
+        loss_fn = HIER(6, 16, topk=5, per_anchor=10, generator=gen(35))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            return loss_fn(inputs, labels)
+
+    assert value(x, True).item() == pytest.approx(value(x, False).item(), rel=1e-6, abs=1e-7)
+    half = value(x.bfloat16(), False)
+    assert half.dtype == torch.float32
+    assert half.item() == value(x.bfloat16().float(), False).item()

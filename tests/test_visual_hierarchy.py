@@ -1,0 +1,517 @@
+"""Tests of hierstudy.visual_hierarchy against literal transcriptions of 002_... eq. 1-6."""
+
+import itertools
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageEnhance
+from scipy import integrate, stats
+from scipy.cluster.hierarchy import linkage, to_tree
+from scipy.spatial import distance
+from sklearn.covariance import ledoit_wolf_shrinkage
+from sklearn.decomposition import PCA
+
+from hierstudy import visual_hierarchy as vh
+from hierstudy.hierarchy import Hierarchy
+
+
+def literal_bhattacharyya(mu_i, mu_j, cov_i, cov_j):
+    """Eq. 1 of 002_..., one pair, as printed."""
+    cov = (cov_i + cov_j) / 2
+    dmu = mu_i - mu_j
+    ratio = np.linalg.slogdet(cov)[1] - 0.5 * (
+        np.linalg.slogdet(cov_i)[1] + np.linalg.slogdet(cov_j)[1]
+    )
+    return dmu @ np.linalg.solve(cov, dmu) / 8 + 0.5 * ratio
+
+
+def samples(rng, counts, d, spread=1.0):
+    """Features of len(counts) classes with random means and anisotropic noise."""
+    x, y = [], []
+    for c, n in enumerate(counts):
+        scale = rng.uniform(0.3, 1.5, d)
+        x.append(rng.normal(size=d) * spread + rng.normal(size=(n, d)) * scale)
+        y.append(np.full(n, c))
+    return np.concatenate(x), np.concatenate(y)
+
+
+# ----------------------------------------------------------------------------------- PCA
+def test_pca_keeps_fewest_components_reaching_the_variance():
+    signs = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=float)
+    x = signs * np.sqrt([60.0, 35.0, 5.0])  # orthogonal centred columns: ratios .60 .35 .05
+    pca = vh.fit_pca(x, 0.95)
+    assert pca.n_components == 2  # cumulative .95 reaches 95 % exactly (sklearn's ">" takes 3)
+    assert np.allclose(pca.explained_variance_ratio, [0.60, 0.35])
+    assert vh.fit_pca(x, 0.951).n_components == 3
+
+
+def test_pca_matches_sklearn_up_to_sign():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 12)) * np.linspace(3, 0.1, 12) @ rng.normal(size=(12, 12))
+    ours = vh.fit_pca(x, 0.95)
+    theirs = PCA(0.95, svd_solver="full").fit(x)
+    assert ours.n_components == theirs.n_components_
+    a, b = ours.transform(x[:20]), theirs.transform(x[:20])
+    assert np.allclose(np.abs(a), np.abs(b), atol=1e-9)
+    assert np.allclose(np.abs((a * b).sum(0)), (a * a).sum(0))  # same axes, sign aside
+
+
+def test_pca_rejects_bad_input():
+    x = np.random.default_rng(0).normal(size=(10, 3))
+    with pytest.raises(vh.VisualHierarchyError, match="variance"):
+        vh.fit_pca(x, 1.5)
+    with pytest.raises(vh.VisualHierarchyError, match="NaN"):
+        vh.fit_pca(np.where(x > 1, np.nan, x))
+    with pytest.raises(vh.VisualHierarchyError, match="dimensions"):
+        vh.fit_pca(x).transform(x[:, :2])
+
+
+# ------------------------------------------------------------------------ Bhattacharyya
+def test_bhattacharyya_one_dimension_closed_form_and_overlap_integral():
+    mu, var = np.array([[0.0], [1.3]]), np.array([0.5, 2.0])
+    g = vh.ClassGaussians(mu, var[:, None, None])
+    closed = (1.3**2) / (4 * var.sum()) + 0.5 * np.log(var.sum() / (2 * np.sqrt(var.prod())))
+    assert vh.bhattacharyya_distance(g)[0, 1] == pytest.approx(closed, rel=1e-12)
+    p, q = stats.norm(0.0, np.sqrt(0.5)), stats.norm(1.3, np.sqrt(2.0))
+    overlap, _ = integrate.quad(lambda t: np.sqrt(p.pdf(t) * q.pdf(t)), -30, 30)
+    bc = vh.bhattacharyya_coefficient(g)
+    assert bc[0, 1] == pytest.approx(overlap, rel=1e-8)
+    assert np.allclose(np.diag(bc), 1.0)
+
+
+def test_bhattacharyya_two_dimensions_matches_overlap_integral():
+    mu = np.array([[0.0, 0.0], [1.0, -0.5]])
+    cov = np.array([[[1.0, 0.6], [0.6, 0.8]], [[0.5, -0.2], [-0.2, 1.5]]])
+    grid = np.linspace(-9, 9, 721)
+    xx, yy = np.meshgrid(grid, grid)
+    pts = np.dstack([xx, yy])
+    p = stats.multivariate_normal(mu[0], cov[0]).pdf(pts)
+    q = stats.multivariate_normal(mu[1], cov[1]).pdf(pts)
+    overlap = np.sqrt(p * q).sum() * (grid[1] - grid[0]) ** 2
+    bc = vh.bhattacharyya_coefficient(vh.ClassGaussians(mu, cov))
+    assert bc[0, 1] == pytest.approx(overlap, rel=1e-6)
+
+
+@pytest.mark.parametrize("method", ["dense", "woodbury", "auto"])
+def test_vectorised_bhattacharyya_matches_literal_formula(method):
+    rng = np.random.default_rng(1)
+    x, y = samples(rng, [4, 6, 5, 7, 3, 6], d=24)  # all classes low rank (n <= 0.3 d)
+    g = vh.fit_class_gaussians(x, y)
+    assert g.low_rank.all()
+    fast = vh.bhattacharyya_distance(g, method=method)
+    for i, j in itertools.combinations(range(len(g)), 2):
+        lit = literal_bhattacharyya(g.means[i], g.means[j], g.covariances[i], g.covariances[j])
+        assert fast[i, j] == pytest.approx(lit, rel=1e-9, abs=1e-12)
+        assert fast[j, i] == fast[i, j]
+    assert np.all(np.diag(fast) == 0)
+
+
+def test_auto_mixes_woodbury_and_dense_pairs_exactly():
+    rng = np.random.default_rng(2)
+    x, y = samples(rng, [4, 40, 6, 3, 50], d=20)  # classes 1 and 4 are not low rank
+    g = vh.fit_class_gaussians(x, y)
+    assert g.low_rank.tolist() == [True, False, True, True, False]
+    assert np.allclose(
+        vh.bhattacharyya_distance(g, method="auto"),
+        vh.bhattacharyya_distance(g, method="dense"),
+        rtol=1e-10,
+        atol=1e-12,
+    )
+    with pytest.raises(vh.VisualHierarchyError, match="woodbury"):
+        vh.bhattacharyya_distance(g, method="woodbury")
+
+
+def test_full_shrinkage_gives_scaled_identities_on_both_paths():
+    rng = np.random.default_rng(18)
+    x, y = samples(rng, [4, 6, 5], d=20)
+    g = vh.fit_class_gaussians(x, y, shrinkage=1.0)
+    for c in range(3):
+        scale = np.trace(np.cov(x[y == c], rowvar=False)) / 20
+        assert np.allclose(g.covariances[c], g.scales[c] * np.eye(20))
+        assert g.scales[c] == pytest.approx(scale + vh.RIDGE * np.trace(np.cov(x.T)) / 20)
+    assert np.allclose(
+        vh.bhattacharyya_distance(g, method="woodbury"),
+        vh.bhattacharyya_distance(g, method="dense"),
+        rtol=1e-10,
+    )
+
+
+def test_singular_class_covariances_are_regularised():
+    rng = np.random.default_rng(3)
+    x, y = samples(rng, [4, 4, 5], d=10)  # fewer samples than dimensions: S_c singular
+    g = vh.fit_class_gaussians(x, y)
+    total = np.cov(x, rowvar=False)
+    ridge = vh.RIDGE * np.trace(total) / 10
+    for c in range(3):
+        members = x[y == c]
+        sample = np.cov(members, rowvar=False)
+        assert np.linalg.matrix_rank(sample) < 10
+        weight = ledoit_wolf_shrinkage(members)
+        assert 0 < weight <= 1
+        expected = (1 - weight) * sample + (weight * np.trace(sample) / 10 + ridge) * np.eye(10)
+        assert np.allclose(g.covariances[c], expected)
+        assert np.linalg.eigvalsh(g.covariances[c]).min() > 0
+    bc = vh.bhattacharyya_coefficient(g)
+    assert np.isfinite(bc).all() and (bc >= 0).all() and (bc <= 1).all()
+    # no shrinkage at all: the ridge alone keeps every covariance positive definite
+    plain = vh.fit_class_gaussians(x, y, shrinkage=0.0)
+    assert np.allclose(plain.covariances[0], np.cov(x[y == 0], rowvar=False) + ridge * np.eye(10))
+    assert np.isfinite(vh.bhattacharyya_distance(plain)).all()
+
+
+def test_pooled_covariance_reduces_to_scaled_mahalanobis_between_means():
+    rng = np.random.default_rng(4)
+    x, y = samples(rng, [30, 20, 25, 40], d=5, spread=2.0)
+    g = vh.fit_class_gaussians(x, y, covariance="pooled")
+    shared = np.cov(x, rowvar=False) + vh.RIDGE * np.trace(np.cov(x, rowvar=False)) / 5 * np.eye(5)
+    assert np.allclose(g.covariances[2], shared)
+    inverse = np.linalg.inv(shared)
+    db = vh.bhattacharyya_distance(g)
+    for i, j in itertools.combinations(range(4), 2):
+        means = x[y == i].mean(0), x[y == j].mean(0)
+        expected = distance.mahalanobis(*means, inverse) ** 2 / 8
+        assert db[i, j] == pytest.approx(expected, rel=1e-10)
+
+
+def test_class_gaussians_reject_bad_input():
+    rng = np.random.default_rng(5)
+    x, y = samples(rng, [5, 1], d=3)
+    with pytest.raises(vh.VisualHierarchyError, match="fewer than 2 samples"):
+        vh.fit_class_gaussians(x, y)
+    assert len(vh.fit_class_gaussians(x, y, covariance="pooled")) == 2  # means only need 1
+    with pytest.raises(vh.VisualHierarchyError, match="labels"):
+        vh.fit_class_gaussians(x, y + 5, n_classes=3)
+    with pytest.raises(vh.VisualHierarchyError, match="covariance"):
+        vh.fit_class_gaussians(x, y, covariance="tied")
+    with pytest.raises(vh.VisualHierarchyError, match="shrinkage"):
+        vh.fit_class_gaussians(x, y, shrinkage=2.0)
+    with pytest.raises(vh.VisualHierarchyError, match="symmetric"):
+        vh.ClassGaussians(np.zeros((1, 2)), np.array([[[1.0, 0.5], [0.0, 1.0]]]))
+    with pytest.raises(vh.VisualHierarchyError, match="positive definite"):
+        vh.bhattacharyya_distance(vh.ClassGaussians(np.zeros((2, 2)), np.zeros((2, 2, 2))))
+    with pytest.raises(vh.VisualHierarchyError, match="method"):
+        vh.bhattacharyya_distance(vh.fit_class_gaussians(x, y, covariance="pooled"), method="x")
+
+
+# ------------------------------------------------------------------------------- merging
+def planted_mixture(rng, n=400):
+    """Six 2-D classes: pairs at x = (0, 1), (3, 4), (20, 21), variance 0.1.
+
+    With t = e^-4: each pair overlaps (BC ~0.29), no two classes of different pairs do (< 0.01);
+    the merged pairs at 0.5 and 3.5 then overlap (BC ~0.04), the far pair never.
+    """
+    position = np.array([0.0, 1.0, 3.0, 4.0, 20.0, 21.0])
+    label = rng.permutation(6)  # class label[k] sits at position[k]
+    x = np.concatenate(
+        [np.c_[rng.normal(p, np.sqrt(0.1), n), rng.normal(0, np.sqrt(0.1), n)] for p in position]
+    )
+    return x, np.repeat(label, n), label
+
+
+def leaf_sets(h: Hierarchy, node: str) -> frozenset:
+    """Classes below a node."""
+    below = {node}
+    frontier = [node]
+    while frontier:
+        frontier = [c for n in frontier for c in h.children(n)]
+        below.update(frontier)
+    return frozenset(c for c in below if c in h.class_index)
+
+
+def test_merging_recovers_a_planted_two_level_tree():
+    rng = np.random.default_rng(6)
+    x, y, label = planted_mixture(rng)
+    classes = [f"c{i}" for i in range(6)]
+    result = vh.build_visual_hierarchy(x, y, classes, threshold=np.exp(-4))
+    h = result.hierarchy
+    assert result.levels == (6, 3, 2) and result.root_added and h.is_tree
+    name = [classes[k] for k in label]
+    pairs = {frozenset(name[a : a + 2]) for a in (0, 2, 4)}
+    assert {leaf_sets(h, f"L1:{k}") for k in range(3)} == pairs
+    assert {leaf_sets(h, f"L2:{k}") for k in range(2)} == {
+        frozenset(name[:4]),
+        frozenset(name[4:]),
+    }
+    assert h.root == "L3:0" and h.max_height == 3
+    # a node of level l has height l; assignments name the ancestor of each class per level
+    for level in (1, 2):
+        for c, node in enumerate(result.assignments[level]):
+            assert classes[c] in leaf_sets(h, f"L{level}:{node}")
+            assert h.height(f"L{level}:{node}") == level
+    heights = h.lcs_height()
+    a, b, far = h.class_index[name[0]], h.class_index[name[2]], h.class_index[name[4]]
+    assert heights[a, h.class_index[name[1]]] == 1 and heights[a, b] == 2 and heights[a, far] == 3
+    assert result.ranking_hierarchy is h
+
+
+def test_identical_classes_merge_and_far_classes_do_not():
+    rng = np.random.default_rng(7)
+    same = rng.normal(size=(600, 3))
+    far = rng.normal(size=(300, 3)) + 25.0
+    x = np.concatenate([same, far])
+    y = np.r_[np.zeros(300), np.ones(300), np.full(300, 2)].astype(int)
+    result = vh.build_visual_hierarchy(x, y, ["a", "b", "far"], threshold=0.9)
+    bc = result.coefficients[0]
+    assert bc[0, 1] > 0.95 and bc[0, 2] < 1e-30
+    assert result.levels == (3, 2) and result.hierarchy.parents("a") == ("L1:0",)
+    assert result.hierarchy.parents("b") == ("L1:0",)
+    assert result.hierarchy.parents("far") == ("L1:1",)
+    # a link needs BC >= t: exactly at the coefficient they merge, just above it they do not
+    assert vh.build_visual_hierarchy(x, y, ["a", "b", "far"], threshold=bc[0, 1]).merged
+    above = np.nextafter(bc[0, 1], 2.0)
+    assert not vh.build_visual_hierarchy(x, y, ["a", "b", "far"], threshold=above).merged
+
+
+def test_chunking_does_not_change_results(monkeypatch):
+    rng = np.random.default_rng(17)
+    x, y = samples(rng, [4, 5, 30, 6, 3], d=16)
+    g = vh.fit_class_gaussians(x, y)
+    query = rng.normal(size=(4100, 16))  # more than one chunk of 4096 samples
+    whole = [vh.bhattacharyya_distance(g, method=m) for m in ("auto", "dense")]
+    md = vh.mahalanobis_distances(query, g)
+    monkeypatch.setattr(vh, "CHUNK_BYTES", 1)  # one pair / class / row per chunk
+    for m, expected in zip(("auto", "dense"), whole, strict=True):
+        assert np.allclose(vh.bhattacharyya_distance(g, method=m), expected, rtol=1e-12)
+    assert np.allclose(vh.mahalanobis_distances(query, g), md, rtol=1e-12)
+
+
+def test_no_merge_gives_a_flat_tree_and_no_ranking_hierarchy():
+    rng = np.random.default_rng(8)
+    x, y = samples(rng, [20, 20, 20], d=2, spread=50.0)
+    result = vh.build_visual_hierarchy(x, y, ["a", "b", "c"], threshold=1.0)
+    assert result.levels == (3,) and not result.merged and result.root_added
+    assert result.hierarchy.root == "L1:0" and result.hierarchy.children("L1:0") == ("a", "b", "c")
+    assert result.ranking_hierarchy is None
+
+
+def test_merging_everything_needs_no_added_root():
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(400, 2))
+    y = np.arange(400) % 4
+    result = vh.build_visual_hierarchy(x, y, list("abcd"), threshold=0.5, covariance="pooled")
+    assert result.levels == (4, 1) and not result.root_added
+    assert result.hierarchy.root == "L1:0" and result.hierarchy.max_height == 1
+
+
+def test_build_rejects_bad_input():
+    x, y = samples(np.random.default_rng(10), [5, 5], d=2)
+    with pytest.raises(vh.VisualHierarchyError, match="threshold"):
+        vh.build_visual_hierarchy(x, y, ["a", "b"], threshold=1.5)
+    with pytest.raises(vh.VisualHierarchyError, match="clash"):
+        vh.build_visual_hierarchy(x, y, ["L1:0", "b"], threshold=0.5)
+    with pytest.raises(vh.VisualHierarchyError, match="at least 2 classes"):
+        vh.build_visual_hierarchy(x, np.zeros(10, int), ["a"], threshold=0.5)
+    with pytest.raises(vh.VisualHierarchyError, match="labels"):
+        vh.build_visual_hierarchy(x, y[:-1], ["a", "b"], threshold=0.5)
+
+
+# ------------------------------------------------------------------------ leaf assignment
+@pytest.mark.parametrize("covariance", ["class", "pooled"])
+def test_mahalanobis_distances_match_scipy(covariance):
+    rng = np.random.default_rng(11)
+    x, y = samples(rng, [12, 9, 15], d=4)
+    g = vh.fit_class_gaussians(x, y, covariance=covariance)
+    query = rng.normal(size=(7, 4)) * 2
+    fast = vh.mahalanobis_distances(query, g)
+    for n, c in itertools.product(range(7), range(3)):
+        lit = distance.mahalanobis(query[n], g.means[c], np.linalg.inv(g.covariances[c]))
+        assert fast[n, c] == pytest.approx(lit, rel=1e-10)
+
+
+def test_assign_leaves_uses_the_covariance_not_only_the_mean():
+    tight = vh.ClassGaussians(
+        np.array([[0.0, 0.0], [3.0, 0.0]]), np.stack([np.eye(2) * 0.01, np.eye(2) * 4.0])
+    )
+    # (1, 0) is nearer the mean of class 0 but 10 of its standard deviations away
+    assert vh.assign_leaves(np.array([[1.0, 0.0], [0.05, 0.0], [4.0, 1.0]]), tight).tolist() == [
+        1,
+        0,
+        1,
+    ]
+    rng = np.random.default_rng(12)
+    x, y = samples(rng, [50, 50, 50, 50], d=6, spread=8.0)
+    assert (vh.assign_leaves(x, vh.fit_class_gaussians(x, y)) == y).all()
+    with pytest.raises(vh.VisualHierarchyError, match="dimensions"):
+        vh.assign_leaves(x[:, :3], tight)
+
+
+# ------------------------------------------------------------------------------- ranking
+def small_tree() -> Hierarchy:
+    return Hierarchy(
+        [("r", "m"), ("r", "e"), ("m", "a"), ("m", "b"), ("e", "f"), ("f", "c"), ("f", "d")]
+    )
+
+
+def test_ranking_distance_matches_literal_equations():
+    rng = np.random.default_rng(13)
+    h = small_tree()
+    q, g = rng.normal(size=(5, 6)), rng.normal(size=(9, 6))
+    ql, gl = rng.integers(0, 4, 5), rng.integers(0, 4, 9)
+    fast = vh.ranking_distance(q, g, ql, gl, h, alpha=3.0, chunk=2)
+    assert fast.shape == (5, 9) and fast.dtype == torch.float64
+    for a, b in itertools.product(range(5), range(9)):
+        lca = h.lcs(h.classes[ql[a]], h.classes[gl[b]])
+        d_h = h.height(lca) / h.max_height
+        assert fast[a, b].item() == pytest.approx(distance.cosine(q[a], g[b]) + 3.0 * d_h)
+    assert torch.allclose(
+        vh.hierarchical_distance(ql, gl, h).double(), (fast - vh.cosine_distance(q, g)) / 3.0
+    )
+
+
+def test_ranking_without_hierarchy_is_the_cosine_distance():
+    rng = np.random.default_rng(14)
+    q = torch.randn(4, 5)
+    g = torch.randn(6, 5)
+    ql, gl = rng.integers(0, 3, 4), rng.integers(0, 3, 6)
+    plain = vh.ranking_distance(q, g, ql, gl, None, alpha=5.0)
+    assert plain.dtype == torch.float32
+    assert torch.allclose(plain, vh.cosine_distance(q, g))
+    assert torch.equal(vh.hierarchical_distance(ql, gl, None), torch.zeros(4, 6))
+
+
+def test_ranking_rejects_bad_input():
+    h = small_tree()
+    q = np.ones((2, 3))
+    with pytest.raises(vh.VisualHierarchyError, match="alpha"):
+        vh.ranking_distance(q, q, [0, 1], [0, 1], h, alpha=-1.0)
+    with pytest.raises(vh.VisualHierarchyError, match="leaves must index"):
+        vh.ranking_distance(q, q, [0, 4], [0, 1], h, alpha=1.0)
+    with pytest.raises(vh.VisualHierarchyError, match="leaves"):
+        vh.ranking_distance(q, q, [0], [0, 1], h, alpha=1.0)
+    with pytest.raises(vh.VisualHierarchyError, match="dimensions"):
+        vh.ranking_distance(q, np.ones((2, 4)), [0, 1], [0, 1], h, alpha=1.0)
+
+
+# ------------------------------------------------------------------- Ward and agreement
+def test_ward_hierarchy_has_the_clusters_of_scipy():
+    rng = np.random.default_rng(15)
+    means = np.concatenate([rng.normal(size=(4, 3)), rng.normal(size=(3, 3)) + 20])
+    classes = [f"k{i}" for i in range(7)]
+    h = vh.ward_hierarchy(means, classes)
+    assert h.is_tree and len(h.nodes) == 13 and h.root == "W6"
+    ours = {leaf_sets(h, n) for n in h.nodes if n.startswith("W")}
+    root = to_tree(linkage(means, "ward"))
+    stack, theirs = [root], set()
+    while stack:
+        node = stack.pop()
+        if not node.is_leaf():
+            theirs.add(frozenset(classes[i] for i in node.pre_order()))
+            stack += [node.get_left(), node.get_right()]
+    assert ours == theirs
+    assert {leaf_sets(h, c) for c in h.children("W6")} == {
+        frozenset(classes[:4]),
+        frozenset(classes[4:]),
+    }
+    with pytest.raises(vh.VisualHierarchyError, match="clash"):
+        vh.ward_hierarchy(means[:2], ["W1", "b"])
+
+
+def literal_triplets(first: Hierarchy, second: Hierarchy, among: str) -> float:
+    def closest(h, a, b, c):
+        pairs = [(a, b), (a, c), (b, c)]
+        hs = [h.height(h.lcs(u, v)) for u, v in pairs]
+        best = min(hs)
+        return pairs[hs.index(best)] if hs.count(best) == 1 else None
+
+    same = total = 0
+    for a, b, c in itertools.combinations(first.classes, 3):
+        x, y = closest(first, a, b, c), closest(second, a, b, c)
+        if among == "both" and (x is None or y is None):
+            continue
+        if among == "either" and x is None and y is None:
+            continue
+        same += x == y
+        total += 1
+    return same / total
+
+
+def test_agreement_measures_match_literal_definitions():
+    rng = np.random.default_rng(16)
+    x, y, _ = planted_mixture(rng, n=60)
+    classes = [f"c{i}" for i in range(6)]
+    visual = vh.build_visual_hierarchy(x, y, classes, threshold=np.exp(-4)).hierarchy
+    ward = vh.ward_hierarchy(rng.normal(size=(6, 2)), classes[::-1])  # other class order
+    for among in ("both", "either", "all"):
+        fast = vh.triplet_agreement(visual, ward, among=among)
+        assert fast == pytest.approx(literal_triplets(visual, ward, among))
+        assert vh.triplet_agreement(visual, visual, among=among) == 1.0
+        assert vh.triplet_agreement(ward, ward, among=among) == 1.0
+    a = visual.lcs_height()
+    order = ward.class_indices(visual.classes)
+    b = ward.lcs_height()[np.ix_(order, order)]
+    i, j = np.triu_indices(6, 1)
+    expected = np.corrcoef(a[i, j], b[i, j])[0, 1]
+    assert vh.cophenetic_correlation(visual, ward) == pytest.approx(expected)
+    assert vh.cophenetic_correlation(ward, ward) == pytest.approx(1.0)
+
+
+def test_agreement_edge_cases():
+    h = small_tree()
+    flat = Hierarchy([("r", c) for c in "abcd"])
+    assert np.isnan(vh.cophenetic_correlation(h, flat))
+    assert vh.triplet_agreement(flat, flat, among="all") == 1.0  # all unresolved in both
+    assert np.isnan(vh.triplet_agreement(flat, flat))
+    assert np.isnan(vh.triplet_agreement(flat, h))
+    assert vh.triplet_agreement(flat, h, among="either") == 0.0  # h resolves every triplet
+    with pytest.raises(vh.VisualHierarchyError, match="among"):
+        vh.triplet_agreement(h, h, among="some")
+    with pytest.raises(vh.VisualHierarchyError, match="different classes"):
+        vh.triplet_agreement(h, Hierarchy([("r", c) for c in "abcz"]))
+
+
+# ---------------------------------------------------------------------------- robustness
+def image_batch(n=3, h=48, w=40, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, 3, h, w), dtype=np.uint8)
+
+
+def test_gaussian_blur_matches_opencv():
+    images = image_batch()
+    blurred = vh.gaussian_blur(images)
+    assert isinstance(blurred, np.ndarray) and blurred.dtype == np.uint8
+    for image, ours in zip(images, blurred, strict=True):
+        ref = cv2.GaussianBlur(np.ascontiguousarray(image.transpose(1, 2, 0)), (11, 11), 1.0)
+        assert np.abs(ref.astype(int) - ours.transpose(1, 2, 0).astype(int)).max() <= 1
+    flat = torch.full((1, 3, 20, 20), 77, dtype=torch.uint8)
+    assert torch.equal(vh.gaussian_blur(flat), flat)
+
+
+def test_change_saturation():
+    images = image_batch(n=40)
+    assert np.array_equal(vh.change_saturation(images, factors=(1.0,)), images)
+    grey = vh.change_saturation(images, factors=(0.0,))
+    assert (grey == grey[:, :1]).all()  # all channels equal: no colour left
+    assert np.array_equal(vh.change_saturation(grey, seed=3), grey)  # grey has no saturation
+    doubled = vh.change_saturation(images[:2], factors=(2.0,))
+    for image, ours in zip(images[:2], doubled, strict=True):
+        pil = ImageEnhance.Color(Image.fromarray(image.transpose(1, 2, 0))).enhance(2.0)
+        assert np.abs(np.asarray(pil, int) - ours.transpose(1, 2, 0)).max() <= 1
+    a, b = vh.change_saturation(images, seed=1), vh.change_saturation(images, seed=1)
+    assert np.array_equal(a, b) and not np.array_equal(a, vh.change_saturation(images, seed=2))
+    with pytest.raises(vh.VisualHierarchyError, match="RGB"):
+        vh.change_saturation(images[:, :1])
+
+
+def test_occlusion_is_one_scaled_black_rectangle_per_image():
+    images = torch.full((5, 3, 112, 64), 255, dtype=torch.uint8)
+    out = vh.occlude(images, seed=4)
+    ph, pw = 35, 20  # 70 * 112 / 224, 70 * 64 / 224
+    for image in out:
+        black = (image == 0).all(0)
+        rows, cols = np.flatnonzero(black.any(1)), np.flatnonzero(black.any(0))
+        assert black.sum() == ph * pw and len(rows) == ph and len(cols) == pw
+        assert (image.int().sum(0)[~black] == 3 * 255).all()
+    assert torch.equal(out, vh.occlude(images, seed=4))
+    assert not torch.equal(out, vh.occlude(images, seed=5))
+    with pytest.raises(vh.VisualHierarchyError, match="uint8"):
+        vh.occlude(images.float())
+
+
+def test_corruptions_do_not_depend_on_the_image_batch(monkeypatch):
+    images = image_batch(n=7)
+    whole = [vh.gaussian_blur(images), vh.change_saturation(images), vh.occlude(images)]
+    monkeypatch.setattr(vh, "IMAGE_BATCH", 3)
+    parts = [vh.gaussian_blur(images), vh.change_saturation(images), vh.occlude(images)]
+    for a, b in zip(whole, parts, strict=True):
+        assert np.array_equal(a, b)
