@@ -229,12 +229,16 @@ class Run:
         feats = self.features(split)
         return feats[self.result["retrieval"]], feats["labels"]
 
+    def checkpoint(self) -> dict:
+        """The final checkpoint: ``model`` and ``losses`` (state dicts, e.g. HIER's proxies)."""
+        return load_checkpoint(self.run_dir / "checkpoint.pt")
+
     def model(self):
         """The trained network (eval mode), rebuilt from the recipe and the checkpoint."""
         recipe = self.result["recipe"]
         net = build_model(recipe["backbone"], recipe["num_classes"], recipe["head"],
                           embed_dim=recipe["embed_dim"])  # fmt: skip
-        net.load_state_dict(load_checkpoint(self.run_dir / "checkpoint.pt")["model"])
+        net.load_state_dict(self.checkpoint()["model"])
         return net.eval()
 
 

@@ -1,0 +1,22 @@
+import pytest
+
+from hierstudy import config, report, study
+
+
+@pytest.mark.notebook
+def test_notebook_04_under_smoke_runs_the_zero_shot_protocol_and_the_proxy_analyses():
+    study.run("smoke", only=["04"])
+    cfg = config.load("smoke")
+    metrics = report.load_metrics("04_metrics", cfg)
+    methods = {row["method"] for row in metrics["scores"]}
+    assert methods == {"Proxy-Anchor", "PA + HIER", "PA + HIERsph"}
+    for row in metrics["scores"]:
+        recalls = [row[f"R@{k}"] for k in (1, 2, 4, 8)]
+        assert recalls == sorted(recalls) and 0 <= recalls[0] and recalls[-1] <= 1  # R@K grows
+    names = [row["hierarchy"] for row in metrics["agreement"]]
+    assert names[0] == "PA + HIER: proxy tree" and len(names) == 4
+    assert all(0 <= row["triplet agreement"] <= 1 for row in metrics["agreement"])
+    assert metrics["ancestor_proxies"] >= 1
+    assert sorted({row["dim"] for row in metrics["recall_vs_dim"]}) == [16, 32, 64, 128]
+    for name in ("04_poincare_disk.png", "04_class_affinity.png", "04_boundary_proxies.png"):
+        assert (cfg.figures_dir / name).is_file()

@@ -1,0 +1,24 @@
+import numpy as np
+import torch
+
+from hierstudy.proxy_tree import nearest_smaller_proxy, proxy_tree
+
+
+def test_planted_two_level_tree_is_recovered():
+    # root proxy at the origin, two family proxies at radius 1, four classes at radius 1.8 near them
+    proxies = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.4, 0.05], [1.4, -0.05],
+                            [-0.03, 1.4], [0.03, 1.4]], dtype=torch.float64)  # fmt: skip
+    centres = torch.tensor([[1.8, 0.3], [1.8, -0.3], [-0.3, 1.8], [0.3, 1.8]], dtype=torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    samples = centres.repeat_interleave(5, 0) + 0.01 * torch.randn(20, 2, generator=gen, dtype=torch.float64)
+    labels = np.repeat(np.arange(4), 5)
+    h = proxy_tree(samples, labels, proxies, ["a", "b", "c", "d"])
+    assert h.lcs("a", "b") != h.lcs("a", "c") and h.lcs("c", "d") != h.lcs("b", "d")
+    assert h.lcs("a", "c") == h.root
+    assert h.height(h.lcs("a", "b")) < h.height(h.root)
+
+
+def test_points_with_no_smaller_proxy_get_minus_one():
+    proxies = torch.tensor([[0.5, 0.0], [1.0, 0.0]], dtype=torch.float64)
+    points = torch.tensor([[0.1, 0.0], [1.5, 0.0], [0.0, 0.8]], dtype=torch.float64)
+    np.testing.assert_array_equal(nearest_smaller_proxy(points, proxies), [-1, 1, 0])
