@@ -34,9 +34,9 @@ class Profile:
     description: str
     dataset: str = "hiershapes"  # the embedded default; `paper` notebooks name their own
     image_size: int = 64
-    per_class: dict[str, int] = field(default_factory=lambda: {"train": 100, "val": 20, "test": 40})
+    per_class: dict[str, int] = field(default_factory=lambda: {"train": 60, "val": 10, "test": 30})
     backbone: str = "resnet_small"
-    epochs: int = 12
+    epochs: int = 8
     batch_size: int = 64
     seeds: tuple[int, ...] = (0, 1, 2)
     num_workers: int = 0

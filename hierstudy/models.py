@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .losses.hier import to_ball
+
 HEADS = ("linear", "embedding", "embedding+linear", "hyperbolic")
 NAMED_BACKBONES = (
     "tiny_cnn",
@@ -183,32 +185,17 @@ class EmbeddingHead(nn.Module):
         return z, (self.classifier(z) if self.classifier is not None else None)
 
 
-class _RiemannianGradient(torch.autograd.Function):
-    """Identity forward; backward scales the gradient by (1 − c‖z‖²)² / 4 (HIER.md step 5)."""
-
-    @staticmethod
-    def forward(ctx, z: Tensor, c: float) -> Tensor:
-        ctx.save_for_backward(z)
-        ctx.c = c
-        return z.view_as(z)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
-        (z,) = ctx.saved_tensors
-        scale = (1 - ctx.c * z.pow(2).sum(dim=-1, keepdim=True)).pow(2) / 4
-        return grad * scale, None
-
-
 class HyperbolicHead(nn.Module):
     """HIER's embedding into the Poincaré ball of curvature −c (003_…; ../shared/methods/HIER.md).
 
     1. u = Linear(LayerNorm(f)) (LayerNorm without affine; orthogonal weight, zero bias);
     2. clip in the tangent space: u ← u · min(1, r / (‖u‖ + 1e-5));
-    3. z = exp_0(u) = tanh(√c‖u‖) u / (√c‖u‖), geoopt's ``expmap0`` with k = −c (the function
-       ``geoopt.PoincareBall(c).expmap0`` calls);
+    3. z = exp_0(u) = tanh(√c‖u‖) u / (√c‖u‖);
     4. project onto ‖z‖ ≤ (1 − 1e-3)/√c (the authors' margin; geoopt's own would be 4e-3);
     5. optionally (``riemannian=True``, the authors' default) rescale the backward gradient by
        the inverse metric (1 − c‖z‖²)²/4.
+    Steps 2-5 are :func:`hierstudy.losses.hier.to_ball`, shared with HIER's proxies (the tests
+    check it against geoopt).
 
     [B, F] → ([B, D] points with ‖z‖ < 1/√c, None).
     """
@@ -233,18 +220,8 @@ class HyperbolicHead(nn.Module):
         self.c, self.clip_r, self.riemannian = float(curvature), clip_r, riemannian
 
     def forward(self, features: Tensor) -> tuple[Tensor, None]:
-        from geoopt.manifolds.stereographic.math import expmap0
-
         u = self.proj(self.norm(features))
-        if self.clip_r is not None:
-            u = u * torch.clamp(self.clip_r / (u.norm(dim=-1, keepdim=True) + 1e-5), max=1.0)
-        z = expmap0(u, k=u.new_tensor(-self.c))
-        max_norm = (1 - 1e-3) / self.c**0.5
-        norm = z.norm(dim=-1, keepdim=True).clamp_min(1e-5)
-        z = torch.where(norm > max_norm, z / norm * max_norm, z)
-        if self.riemannian and torch.is_grad_enabled():
-            z = _RiemannianGradient.apply(z, self.c)
-        return z, None
+        return to_ball(u, self.c, self.clip_r, self.riemannian and torch.is_grad_enabled()), None
 
     def extra_repr(self) -> str:
         return f"c={self.c}, clip_r={self.clip_r}, riemannian={self.riemannian}"

@@ -41,14 +41,6 @@ K = torch.tensor(-C, dtype=torch.float64)  # geoopt's curvature k = −c
 MAX_NORM = (1 - 1e-3) / math.sqrt(C)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a second intra-op thread only adds waits (seconds on a shared, busy CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def assert_close(actual, expected, rtol=1e-7, atol=1e-7):
     """torch.allclose with a message (torch.testing's first call imports torch.distributed, 3 s)."""

@@ -23,14 +23,6 @@ FEATURE_DIMS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # two shared cores: one thread avoids oversubscription stalls and keeps results deterministic
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture
 def no_downloads(monkeypatch):

@@ -33,13 +33,6 @@ from hierstudy.train import (
 TIMING = ["images_per_s", "data_share", "time_s"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 class Linear(nn.Module):
     """A model without BatchNorm whose step is easy to write out by hand."""
