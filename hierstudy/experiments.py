@@ -16,6 +16,7 @@ same knobs on CPU give the same weights (the engine's guarantee) and hence the s
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -255,7 +256,9 @@ def train(profile: Profile, method: str, seed: int = 0, *, force: bool = False,
         raise ExperimentError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
     if dataset != "hiershapes":
         raise ExperimentError(f"dataset {dataset!r}: only 'hiershapes' is wired to train() yet")
-    name = run_name(method, knobs)
+    defaults = inspect.signature(METHODS[method]).parameters
+    knobs = {k: v for k, v in knobs.items() if not (k in defaults and defaults[k].default == v)}
+    name = run_name(method, knobs)  # knobs at their defaults do not change the name
     run_dir = profile.runs_dir / dataset / name / f"seed{seed}"
     done = run_dir / "result.json"
     if done.is_file() and not force:

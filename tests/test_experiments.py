@@ -48,6 +48,10 @@ def test_unknown_method_and_knob_are_named(tiny):
         experiments.train(tiny, "kfr", 0, beta=1.0)
 
 
+def test_knobs_at_their_defaults_do_not_change_the_run(tiny):
+    assert experiments.train(tiny, "corr_cls", 0, lam=0.1).name == "corr_cls"
+
+
 def test_run_names_list_non_default_knobs_sorted():
     assert experiments.run_name("kfr", {}) == "kfr"
     assert experiments.run_name("kfr", {"alpha": 3.0, "phase1": 0.25}) == "kfr-alpha3-phase10.25"

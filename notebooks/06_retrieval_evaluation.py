@@ -1,0 +1,322 @@
+# %% [markdown]
+# # 06 · Retrieval evaluation: every model, one protocol
+#
+# **What the papers claim.** Barz & Denzler (WACV 2019, seed 001): features trained for
+# classification retrieve the query's own class first, then drift to classes that *look* alike
+# but are semantically unrelated (Fig. 1); hierarchy-based embeddings (L_CORR, L_CORR+CLS,
+# notebook 02) keep retrieving semantically close classes. They measure it with the hierarchical
+# precision HP@k (eq. 11) and its area mAHP@250 (Table 1, Fig. 3), also win on classical mAP
+# (Table 3), and classify about as well (balanced accuracy, Table 2). KFR (notebook 03) claims
+# better accuracy; HIER (notebook 04) better zero-shot Recall@K; Bertinetto et al. ("Making Better
+# Mistakes") ask how *bad* the mistakes are (mistake severity).
+#
+# **What you will see.** Every model that notebooks 02–04 trained and cached under
+# `runs/<profile>/`, evaluated with one protocol — each test image queries all other test images,
+# each model ranked with its own distance, graded against the same class hierarchy — in one
+# central table (mean ± std over seeds): mAHP@K, balanced accuracy, mAP, Recall@{1, 2, 4, 8},
+# mistake severity and the average hierarchical distance of the top-5 classes; HP@k curves
+# (Fig. 3) and a qualitative retrieval grid with borders coloured by semantic similarity (Fig. 1).
+# This notebook trains nothing and evaluates whatever subset of runs exists.
+
+# %% tags=["parameters"]
+profile = "small"
+force = False  # unused: this notebook only reads finished runs
+K = 250  # AHP@K cut-off (Barz: 250), lowered to the database size when that is smaller
+recall_ks = (1, 2, 4, 8)  # HIER's Recall@K for CUB / Cars
+hdist_k = 5  # average hierarchical distance of the top-k classes
+grid_runs = ("ce", "corr", "kfr")  # qualitative grid: these runs first, when present
+grid_queries, grid_top, grid_seed = 4, 8, 0
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from hierstudy import config, experiments, metrics, report
+from hierstudy.losses.hier import pairwise_distance
+
+cfg = config.load(profile)
+report.use_style()
+
+# %%
+runs = experiments.finished_runs(cfg)
+if not runs:
+    raise FileNotFoundError(
+        f"no finished run under {cfg.runs_dir / 'hiershapes'}: notebook 06 evaluates the models of "
+        f"notebooks 02-04, run them first (hierstudy study --profile {cfg.name} --only 02 03 04)"
+    )
+splits = experiments.hiershapes_splits(cfg)
+hierarchy = splits["train"].hierarchy
+similarity, lcs_height = hierarchy.similarity(), hierarchy.lcs_height()
+print(f"{len(runs)} finished runs under {cfg.runs_dir}: {sorted({r.name for r in runs})}")
+
+# %% [markdown]
+# ## The metrics, each with a worked example
+# HierShapes' tree has height 3, so $s_G = 1 - \text{height}(\text{LCS})/3$: 1 for the same class,
+# 2/3 for another variant of the same shape, 1/3 for the same family, 0 otherwise. The example:
+# a query *red solid circle* against a database of five images, ranked orange solid circle
+# (s = 2/3), red solid circle (1), blue solid triangle (0), red solid circle, red solid circle.
+#
+# * **HP@k** (Barz eq. 11): similarity gathered by the top k over the best achievable sum in the
+#   whole database. The top 3 gather 2/3 + 1 + 0; the best three (three red circles) gather 3:
+#   HP@3 = (5/3)/3 = 0.556 (HP@1 = 0.667, HP@2 = 0.833).
+# * **AHP@K**: area under HP@1..HP@K by the trapezoid rule, divided by K — so a perfect ranking
+#   scores (K − 1)/K (0.996 for K = 250). Here ((0.667 + 0.833)/2 + (0.833 + 0.556)/2)/3 = 0.481.
+#   **mAHP@K** is its mean over queries: Barz's Table 1.
+# * **mAP** (Table 3): AP is the mean of the precisions at the ranks of the same-class items,
+#   blind to the hierarchy. Red circles sit at ranks 2, 4, 5: AP = (1/2 + 2/4 + 3/5)/3 = 0.533.
+# * **Recall@K** (HIER): 1 when any of the top K shares the query's class. Here R@1 = 0, R@2 = 1.
+# * **Balanced accuracy** (Table 2): the mean per-class recall. 90 images of class A, 90 % right,
+#   and 10 of class B, 10 % right: accuracy 82 %, balanced accuracy (90 % + 10 %)/2 = 50 %.
+# * **Mistake severity** (Bertinetto et al.): the mean LCS height over the *wrong* top-1
+#   predictions. A red circle called orange circle (LCS circle, height 1) and another called blue
+#   triangle (LCS root, height 3): severity (1 + 3)/2 = 2. **Average hierarchical distance@5**:
+#   the mean LCS height over the top-5 classes of every image (the true class counts 0).
+#
+# The library gives the same numbers:
+
+# %%
+ids = {"red": "round/circle/red-solid", "orange": "round/circle/orange-solid", "triangle": "angular/triangle/blue-solid"}
+idx = {k: int(hierarchy.class_indices([v])[0]) for k, v in ids.items()}
+database = np.array([idx["orange"], idx["red"], idx["triangle"], idx["red"], idx["red"]])
+scores = np.arange(5.0, 0.0, -1.0)[:, None]  # 1-D features: the dot product ranks them in this order
+ex = metrics.retrieval_metrics(np.ones((1, 1)), [idx["red"]], scores, database, similarity=similarity, K=3, recall_ks=(1, 2))
+severity = metrics.mistake_severity([idx["orange"], idx["triangle"], idx["red"]], [idx["red"]] * 3, lcs_height)
+print(f"HP@1..3 = {np.round(ex['hp'], 3)}, AHP@3 = {ex['mahp']:.3f}, AP = {ex['map']:.3f}, "
+      f"R@1 = {ex['recall'][1]:.0f}, R@2 = {ex['recall'][2]:.0f}, mistake severity = {severity:.1f}")
+
+# %% [markdown]
+# ## One protocol for every run
+# Each run's test representation (the one its method retrieves with: penultimate features for
+# the classifiers, the embedding for L_CORR and the metric-learning models), ranked with the run's
+# own distance: cosine (L2-normalised) for the classifiers and Proxy-Anchor / HIERsph, the dot
+# product for L_CORR's unit-norm embeddings, the Poincaré distance (c = 0.1) for HIER. The CE
+# baseline appears twice, as in Barz's tables: raw classification features (Euclidean) and their
+# L2-normalised version (cosine). **Zero-shot** runs (HIER's protocol, notebook 04) are trained on
+# half of the classes and tested on the unseen other half: their database is smaller (hence a
+# smaller K) and they have no classifier, so their rows are not comparable with the closed-set
+# rows. $s_G$ always comes from the full HierShapes tree.
+
+# %%
+NAMES = {"ce": "CE", "center": "CE + center loss", "corr": "L_CORR", "corr_cls": "L_CORR+CLS",
+         "kfr": "KFR", "dml_zero_shot": "Proxy-Anchor", "hier": "PA + HIER"}  # fmt: skip
+ORDER = ["ce", "center", "corr", "corr_cls", "kfr", "dml", "dml_zero_shot", "hier"]
+
+
+def variants(run):
+    """(row label, distance) pairs: the method's own ranking; CE also on raw features (Barz)."""
+    knobs = dict(run.result.get("knobs", {}))
+    base = f"CE + {knobs.pop('loss', 'triplet_l2')}" if run.method == "dml" else NAMES.get(run.method, run.method)
+    base += "sph" if knobs.pop("sphere", False) else ""
+    extra = ", ".join(f"{'α' if k == 'alpha' else k}={v:g}" if isinstance(v, float | int) else f"{k}={v}" for k, v in knobs.items())
+    label = f"{base} ({extra})" if extra else base
+    if run.method == "ce" and not extra:
+        return [("CE (classification features)", "euclidean"), ("CE + L2 norm", "cosine")]
+    return [(label, run.result["metric"])]
+
+
+# %%
+def zero_shot(run):
+    return run.result["zero_shot"]
+
+
+def run_order(run):
+    """Closed set first, methods in ORDER, then knob values (numbers numerically), then seed."""
+    knobs = tuple((k, isinstance(v, str), 0 if isinstance(v, str) else v, str(v)) for k, v in sorted(run.result.get("knobs", {}).items()))
+    return zero_shot(run), ORDER.index(run.method) if run.method in ORDER else len(ORDER), run.method, knobs, run.seed
+
+
+def distance(metric):
+    return (lambda q, g: pairwise_distance(q.double(), g.double(), c=0.1)) if metric == "hyperbolic" else metric
+
+# %%
+def evaluate(run, metric):
+    """One row of the central table for one run (and seed), plus its mean HP@k curve."""
+    test = run.features("test")
+    feats, labels = run.retrieval_features("test")
+    k = min(K, len(labels) - 1)
+    m = metrics.retrieval_metrics(feats, labels, similarity=similarity, metric=distance(metric), K=k, recall_ks=recall_ks)
+    row = {"K": k, "test classes": len(np.unique(labels)), "mahp": m["mahp"], "map": m["map"]}
+    row.update({f"recall@{r}": v for r, v in m["recall"].items()})
+    if not zero_shot(run) and "pred" in test:  # zero-shot runs have no classifier for unseen classes
+        row["balanced_accuracy"] = metrics.balanced_accuracy(test["pred"], labels, len(hierarchy.classes))
+        row["mistake_severity"] = metrics.mistake_severity(test["pred"], labels, lcs_height)
+    if not zero_shot(run) and "logits" in test:
+        row[f"hdist@{hdist_k}"] = metrics.hierarchical_distance_at_k(test["logits"], labels, lcs_height, hdist_k)
+    return row, m["hp"]
+
+# %%
+KEYS = ["dataset", "backbone", "protocol", "method", "run", "distance", "K", "test classes"]
+VALUES = ["mahp", "balanced_accuracy", "map", *[f"recall@{r}" for r in recall_ks], "mistake_severity", f"hdist@{hdist_k}"]
+records, curves = [], {}
+for run in sorted(runs, key=run_order):
+    for label, metric in variants(run):
+        row, hp = evaluate(run, metric)
+        records.append({"dataset": {"hiershapes": "HierShapes"}.get(run.run_dir.parents[1].name, run.run_dir.parents[1].name),
+                        "backbone": run.result["recipe"]["backbone"], "protocol": "zero-shot" if zero_shot(run) else "closed set",
+                        "method": label, "run": run.name, "seed": run.seed, "distance": metric, **row})  # fmt: skip
+        curves.setdefault(label, []).append(hp)
+per_seed = pd.DataFrame(records).reindex(columns=[*KEYS, "seed", *VALUES])
+report.save_table(per_seed, "06_per_seed", cfg)
+grouped = per_seed.groupby(KEYS, sort=False, dropna=False)
+results = grouped[VALUES].mean().join(grouped[VALUES].std(ddof=1).add_suffix("_std")).join(grouped.size().rename("seeds")).reset_index()
+
+# %% [markdown]
+# ## The central table
+# One row per method (and knob setting), mean ± std over the seeds that exist (no ± with a single
+# seed); "—" where a metric does not apply. Column by column: Barz Table 1 (mAHP@K, with K in its
+# own column), Table 2 (balanced accuracy), Table 3 (mAP), HIER's Recall@K, and Bertinetto's
+# mistake severity and average hierarchical distance@5 in LCS-height units (0 to 3 on HierShapes:
+# lower is better; the line printed below the table gives the severity of a uniformly random
+# wrong class, the chance level).
+
+# %%
+HEADERS = {"mahp": "mAHP@K", "balanced_accuracy": "balanced acc", "map": "mAP", "mistake_severity": "mistake severity",
+           f"hdist@{hdist_k}": f"hier. dist@{hdist_k}", **{f"recall@{r}": f"R@{r}" for r in recall_ks}}  # fmt: skip
+
+
+def pm(mean, std):
+    return "—" if np.isnan(mean) else f"{mean:.3f}" if np.isnan(std) else f"{mean:.3f} ± {std:.3f}"
+
+
+central = results[[*KEYS, "seeds"]].copy()
+for v in VALUES:
+    central[HEADERS[v]] = [pm(m, s) for m, s in zip(results[v], results[f"{v}_std"], strict=True)]
+report.save_table(central.drop(columns="run"), "06_central_table", cfg, floatfmt=".3f")
+report.save_table(results, "06_results", cfg)
+random_severity = lcs_height[~np.eye(len(lcs_height), dtype=bool)].mean()
+print(f"A uniformly random wrong class has mistake severity {random_severity:.2f} (max height {hierarchy.max_height}).")
+central.drop(columns=["dataset", "backbone", "run"])
+
+# %% [markdown]
+# ## Hierarchical precision against k (Fig. 3)
+# Mean HP@k over queries (and seeds) for k = 1..K, one panel per protocol. The dotted line marks
+# the number of other images of the query's class in the database: a ranking that only knows
+# classes has used up its exact matches there, and only a semantically aware one keeps HP high
+# beyond it (Barz's "turning point" at k = 100 on CIFAR-100). The dashed grey line is a random
+# ranking of the same images.
+
+# %%
+def random_ranking(protocol):
+    """mAHP and HP@k of random features for the labels of the protocol's first run."""
+    run = next(r for r in runs if ("zero-shot" if zero_shot(r) else "closed set") == protocol)
+    labels = run.retrieval_features("test")[1]
+    noise = np.random.default_rng(grid_seed).standard_normal((len(labels), 16))
+    return metrics.retrieval_metrics(noise, labels, similarity=similarity, K=min(K, len(labels) - 1), recall_ks=recall_ks)
+
+
+protocols = list(dict.fromkeys(results.protocol))
+chance = {p: random_ranking(p) for p in protocols}
+mean_curves = {label: np.mean(hps, axis=0) for label, hps in curves.items()}
+main_methods = {"CE (classification features)", "CE + L2 norm", "L_CORR", "L_CORR+CLS", "KFR", "Proxy-Anchor", "PA + HIER", "PA + HIERsph"}
+
+# %%
+fig, axes = plt.subplots(len(protocols), 1, figsize=(8, 3.6 * len(protocols)), squeeze=False, layout="constrained")
+for ax, protocol in zip(axes[:, 0], protocols, strict=True):
+    rows = results[results.protocol == protocol]
+    strong, light = iter(plt.get_cmap("tab10").colors), iter(plt.get_cmap("tab20").colors[1::2] * 3)
+    for label, k in zip(rows.method, rows.K, strict=True):
+        bold = label in main_methods  # the paper's methods in strong colours, variants in light ones
+        ax.plot(np.arange(1, k + 1), mean_curves[label], color=next(strong if bold else light), lw=1.8 if bold else 0.9, label=label)
+    ax.plot(np.arange(1, len(chance[protocol]["hp"]) + 1), chance[protocol]["hp"], "--", color="0.5", lw=1, label="random ranking")
+    ax.axvline(cfg.per_class["test"] - 1, color="0.4", ls=":", lw=0.8, label="other images of the query's class")
+    ax.set(xlabel="k", ylabel="HP@k", ylim=(0, 1.02), xlim=(1, int(rows.K.max())),
+           title=f"{protocol}: {int(rows['test classes'].iloc[0])} test classes, K = {int(rows.K.iloc[0])}")  # fmt: skip
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+report.save_figure(fig, "06_hp_curves", cfg)
+plt.show()
+
+# %% [markdown]
+# ## Qualitative retrieval (Fig. 1)
+# A few fixed test queries (drawn with `grid_seed`) and their top results for up to three models
+# of the same protocol (by default CE with L2-normalised features, L_CORR and KFR, when they
+# exist; first seed). The query has a black frame; each result's frame is coloured by the semantic
+# similarity $s_G$ of its class to the query's class (dark green = same class, red = another
+# family), its value printed above it.
+
+# %%
+first = {}
+for run in sorted(runs, key=lambda r: r.seed):
+    first.setdefault(run.name, run)
+pool = [first[n] for n in grid_runs if n in first] + [r for n, r in first.items() if n not in grid_runs]
+grid = [r for r in pool if zero_shot(r) == zero_shot(pool[0])][:3]
+test = splits["test"]
+labels = grid[0].retrieval_features("test")[1]
+images = test.images[np.isin(test.labels, np.unique(labels))]  # the run's test set, in its order
+assert (test.labels[np.isin(test.labels, np.unique(labels))] == labels).all(), "test set order changed"
+assert all((r.retrieval_features("test")[1] == labels).all() for r in grid), "grid runs must share a test set"
+queries = np.random.default_rng(grid_seed).choice(len(labels), size=min(grid_queries, len(labels)), replace=False)
+
+# %%
+def top_results(run):
+    """[queries, grid_top] database indices, best first, the query itself left out."""
+    label, metric = variants(run)[-1]
+    feats = run.retrieval_features("test")[0]
+    top = metrics.nearest_neighbours(feats[queries], feats, k=min(grid_top + 1, len(feats)), metric=distance(metric))
+    return label, np.stack([row[row != q][:grid_top] for row, q in zip(top, queries, strict=True)])
+
+
+def show(ax, image, colour, caption):
+    ax.imshow(image, interpolation="nearest")
+    ax.set(xticks=[], yticks=[])
+    ax.grid(False)
+    for spine in ax.spines.values():
+        spine.set(visible=True, color=colour, linewidth=3)
+    ax.set_title(caption, fontsize=5.5, pad=2)
+
+# %%
+results_grid = [top_results(r) for r in grid]
+cmap, n_top, step = plt.get_cmap("RdYlGn"), results_grid[0][1].shape[1], len(grid) + 1  # a spacer row per query
+ratios = ([1] * len(grid) + [0.35]) * len(queries)
+fig, axes = plt.subplots(len(ratios) - 1, n_top + 1, figsize=(0.85 * (n_top + 1) + 0.8, 0.9 * sum(ratios)), squeeze=False, gridspec_kw={"height_ratios": ratios[:-1], "top": 0.98, "bottom": 0.03})
+for ax in axes[len(grid) :: step].ravel():
+    ax.set_visible(False)
+for qi, q in enumerate(queries):
+    for mi, (label, top) in enumerate(results_grid):
+        row = axes[qi * step + mi]
+        show(row[0], images[q], "black", hierarchy.label(hierarchy.classes[labels[q]]) if mi == 0 else "")
+        row[0].set_ylabel(label, fontsize=6, rotation=0, ha="right", va="center")
+        for ax, j in zip(row[1:], top[qi], strict=True):
+            s = similarity[labels[q], labels[j]]
+            show(ax, images[j], cmap(s), f"$s_G$ = {s:.2f}")
+fig.colorbar(plt.cm.ScalarMappable(plt.Normalize(0, 1), cmap), ax=axes, fraction=0.025, pad=0.01, label="$s_G$(query class, result class)")
+report.save_figure(fig, "06_retrieval_grid", cfg, seed=grid[0].seed)
+plt.show()
+
+# %% [markdown]
+# ## What the table shows
+# The sentences below are generated from the numbers above. With the `smoke` profile (one epoch
+# of a tiny CNN) every model is near chance and the comparisons are noise; the claims of the
+# papers are tested by the `small` and `paper` profiles.
+
+# %%
+def clean(record):
+    return {k: (None if isinstance(v, float) and np.isnan(v) else v.item() if isinstance(v, np.generic) else v) for k, v in record.items()}
+
+
+rows = [clean(r) for r in results.to_dict(orient="records")]
+report.save_metrics({
+    "rows": rows, "hp_curves": {label: curve.tolist() for label, curve in mean_curves.items()},
+    "chance": {p: {"mahp": c["mahp"], "map": c["map"], "K": len(c["hp"]), **{f"recall@{r}": v for r, v in c["recall"].items()}} for p, c in chance.items()},
+    "random_mistake_severity": random_severity,
+    "K_requested": K, "recall_ks": list(recall_ks), "max_height": hierarchy.max_height, "seeds": sorted({r.seed for r in runs}),
+    "grid": {"runs": [r.name for r in grid], "methods": [label for label, _ in results_grid], "queries": queries.tolist()},
+}, "06_metrics", cfg)  # fmt: skip
+
+# %%
+def sentence(protocol):
+    rows = results[results.protocol == protocol].set_index("method")
+    best, best_map, k = rows.mahp.idxmax(), rows["map"].idxmax(), int(rows.K.iloc[0])
+    text = (f"{protocol} ({len(rows)} method{'s' * (len(rows) > 1)}, {int(rows['test classes'].iloc[0])} test classes): the best mAHP@{k} is "
+            f"{best}'s {rows.mahp[best]:.3f} against {chance[protocol]['mahp']:.3f} for a random ranking; "
+            f"the best mAP is {best_map}'s {rows['map'][best_map]:.3f}")
+    if {"CE (classification features)", "CE + L2 norm"} <= set(rows.index):
+        text += f"; L2-normalising CE's features moves mAHP from {rows.mahp['CE (classification features)']:.3f} to {rows.mahp['CE + L2 norm']:.3f}"
+    for method in ("L_CORR", "PA + HIER"):
+        if method in rows.index:
+            text += f"; {method} ranks {int((rows.mahp > rows.mahp[method]).sum()) + 1} of {len(rows)} by mAHP (R@1 {rows['recall@1'][method]:.3f})"
+    return text + "."
+
+
+epochs = sorted({len(r.history) for r in runs})  # as trained, even if the profile changed since
+print(f"What we found ({cfg.backbone}, {'/'.join(map(str, epochs))} epoch(s), seeds {sorted({r.seed for r in runs})}): " + " ".join(sentence(p) for p in protocols))

@@ -1,0 +1,69 @@
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from hierstudy import config, report, study
+
+CE, CE_L2 = "CE (classification features)", "CE + L2 norm"
+
+
+@pytest.mark.notebook
+def test_notebook_06_under_smoke_evaluates_every_finished_run_with_one_protocol():
+    study.run("smoke", only=["02", "03", "06"])  # 02 / 03 reuse their cached runs
+    cfg = config.load("smoke")
+    text = (cfg.figures_dir / "06_metrics.json").read_text()
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in 06_metrics.json"))  # strict JSON
+    metrics = report.load_metrics("06_metrics", cfg)
+    rows = {r["method"]: r for r in metrics["rows"]}
+    assert {CE, CE_L2, "CE + center loss", "L_CORR", "L_CORR+CLS", "KFR"} <= set(rows)
+    # Barz's two classification baselines: one CE run, raw (Euclidean) and L2-normalised (cosine)
+    assert (rows[CE]["run"], rows[CE]["distance"]) == ("ce", "euclidean")
+    assert (rows[CE_L2]["run"], rows[CE_L2]["distance"]) == ("ce", "cosine")
+    assert rows["L_CORR"]["distance"] == "dot"
+    # KFR with α = 0 trains exactly the baseline's weights: the same ranking, the same numbers
+    for key in ("mahp", "map", "recall@1", "balanced_accuracy"):
+        assert rows["KFR (α=0)"][key] == pytest.approx(rows[CE_L2][key], abs=1e-12)
+
+    height = metrics["max_height"]
+    for method, row in rows.items():
+        k = row["K"]
+        assert k == min(metrics["K_requested"], row["test classes"] * cfg.per_class["test"] - 1)
+        assert 0 <= row["mahp"] <= (k - 1) / k  # a perfect ranking scores (K - 1) / K
+        recalls = [row[f"recall@{r}"] for r in metrics["recall_ks"]]
+        assert all(0 <= v <= 1 for v in [row["map"], *recalls]) and recalls == sorted(recalls)
+        hp = metrics["hp_curves"][method]
+        assert len(hp) == k and all(0 <= v <= 1 + 1e-12 for v in hp)
+        # mAHP is the trapezoid area under the mean HP curve divided by K (the mean is linear)
+        assert (sum(hp) - (hp[0] + hp[-1]) / 2) / k == pytest.approx(row["mahp"], abs=1e-9)
+        if row["protocol"] == "closed set":
+            assert 0 <= row["balanced_accuracy"] <= 1
+            assert 1 <= row["mistake_severity"] <= height  # distinct leaves meet at height >= 1
+        else:  # zero-shot (notebook 04's runs, when present): no classifier for unseen classes
+            assert row["balanced_accuracy"] is None and row["mistake_severity"] is None
+        if row["hdist@5"] is not None:
+            assert 0 <= row["hdist@5"] <= height
+    assert rows["L_CORR"]["hdist@5"] is None  # L_CORR has no logits
+    assert 0 < metrics["chance"]["closed set"]["mahp"] < 1
+    grid = metrics["grid"]
+    assert grid["methods"][:2] == [CE_L2, "L_CORR"] and len(grid["methods"]) == 3
+    assert len(set(grid["queries"])) == len(grid["queries"]) == 4
+    for name in (
+        "06_hp_curves.png",
+        "06_retrieval_grid.png",
+        "06_central_table.md",
+        "06_results.csv",
+    ):
+        assert (cfg.figures_dir / name).is_file()
+
+
+@pytest.mark.notebook
+def test_notebook_06_without_any_run_asks_for_notebooks_02_to_04(tmp_path, monkeypatch):
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "notebooks").symlink_to(root / "notebooks")
+    (tmp_path / "pyproject.toml").write_text("")
+    monkeypatch.setenv("HIERSTUDY_ROOT", str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    with pytest.raises(study.StudyError, match="no finished run.*run them first"):
+        study.run("smoke", only=["06"])
