@@ -87,7 +87,7 @@ def save_figure(fig, name: str, profile: Profile, *, dataset=None, seed=None) ->
     import io
 
     stamp = provenance(profile, dataset, seed)
-    fig.text(0.995, 0.002, stamp_text(stamp), ha="right", va="bottom", fontsize=6, alpha=0.6)
+    fig.text(0.995, -0.01, stamp_text(stamp), ha="right", va="top", fontsize=6, alpha=0.6)  # below
     target = profile.figures_dir / f"{name}.png"
     for fmt, metadata in (
         ("png", {"Software": None, "Description": stamp_text(stamp)}),
