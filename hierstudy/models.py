@@ -114,7 +114,8 @@ class _CvT(nn.Module):
 def build_backbone(name: str, **kw) -> tuple[nn.Module, int, str | None, str | None]:
     """``name`` → (module mapping [B, 3, H, W] to [B, F], F, target layer name, classifier key).
 
-    The target layer is the backbone's last feature block (its qualified name), for Grad-CAM.
+    The target layer is the backbone's last feature block (its qualified name), for Grad-CAM
+    (for a ViT, the last block's ``norm1``).
     The classifier key names the parameters of the original classifier (``"fc"``, ``"head"``)
     that a full-model weights file holds and the backbone lacks. ``kw`` goes to the constructor
     (e.g. ``img_size=64`` for ViTs, ``drop_path_rate``). Never downloads.
@@ -139,6 +140,10 @@ def build_backbone(name: str, **kw) -> tuple[nn.Module, int, str | None, str | N
         )
     info = getattr(net, "feature_info", None)
     target = info[-1]["module"] if info else None
+    if hasattr(net, "blocks") and hasattr(net, "patch_embed"):
+        # ViT / DeiT: after the last block only the class token reaches the head, so Grad-CAM
+        # needs the last block's first norm, whose patch tokens still get gradients
+        target = f"blocks.{len(net.blocks) - 1}.norm1"
     classifier = getattr(net, "pretrained_cfg", {}).get("classifier", "fc")
     return net, int(net.num_features), target, classifier
 
