@@ -1,0 +1,49 @@
+import math
+
+import pytest
+
+from hierstudy import config, report, study
+
+MODELS = {"CE (baseline)", "KFR (α=30)", "L_CORR+CLS", "CE + center loss", "L_CORR (score ψᵀφ)"}
+VERDICTS = {
+    "holds",
+    "is contradicted",
+    "is not settled",
+    "is not supported (no difference)",
+    "cannot be judged (one seed)",
+}
+
+
+@pytest.mark.notebook
+def test_notebook_07_under_smoke_scores_every_model_with_both_wsol_metrics():
+    study.run("smoke", only=["07"])
+    cfg = config.load("smoke")
+    metrics = report.load_metrics("07_metrics", cfg)
+    rows = metrics["rows"]
+    models = {r["model"] for r in rows}
+    assert MODELS <= models and "centre Gaussian (no model)" in models
+    assert len(rows) == len(MODELS) * len(cfg.seeds) + 1
+    assert 0 < metrics["n_images"] <= 350
+    for r in rows:
+        # both metrics, under their own names
+        assert {"maxboxacc_v2", "boxacc_tau0.15_iou30"} <= set(r)
+        per_delta = [r[f"maxboxacc_v2_iou{d}"] for d in (30, 50, 70)]
+        assert all(0 <= v <= 1 for v in [*per_delta, r["maxboxacc_v2"], r["boxacc_tau0.15_iou30"]])
+        assert r["maxboxacc_v2"] == pytest.approx(sum(per_delta) / 3, abs=1e-12)
+        assert per_delta[0] >= per_delta[1] >= per_delta[2]  # a box with IoU ≥ 0.7 has IoU ≥ 0.5
+        # the KFR point is one τ of the δ = 30 sweep: it cannot beat the sweep's maximum
+        assert r["boxacc_tau0.15_iou30"] <= r["maxboxacc_v2_iou30"] + 1e-12
+        assert 0 <= r["energy_in_box"] <= 1 and 0 <= r["empty_cams"] <= 1
+        if r["model"] in MODELS:
+            assert 0 <= r["test_acc"] <= 1
+            # Top-1 Loc needs the class right too: never above GT-known BoxAcc at the same point
+            assert 0 <= r["top1loc_tau0.15_iou30"] <= r["boxacc_tau0.15_iou30"] + 1e-12
+    assert not any(math.isnan(r["maxboxacc_v2"]) for r in rows)
+    assert metrics["kfr_claim_maxboxacc_v2"] in VERDICTS
+    assert metrics["kfr_claim_kfr_point"] in VERDICTS
+    if len(cfg.seeds) == 1:
+        assert metrics["kfr_claim_maxboxacc_v2"] == "cannot be judged (one seed)"
+    table = (cfg.figures_dir / "07_wsol.md").read_text()
+    assert "MaxBoxAccV2 (mean of δ)" in table and "BoxAcc(τ=0.15, δ=30) (KFR's point)" in table
+    for name in ("07_gradcam_grid.png", "07_boxacc_vs_tau.png", "07_kfr_claim.csv"):
+        assert (cfg.figures_dir / name).is_file()
