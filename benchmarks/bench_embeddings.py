@@ -13,14 +13,10 @@ it, or a random tree of that size) — a 21843² float64 Cholesky, 3.8 GB, facto
 from __future__ import annotations
 
 import argparse
-import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _timing import median_time  # noqa: E402  (also puts tests/ on the path)
 from reference_embeddings import algorithm1_literal, random_tree_edges  # noqa: E402
 
 from hierstudy.embeddings import class_embeddings, pairwise_distance_error  # noqa: E402
@@ -94,14 +90,6 @@ def _inner_classes(wnids: list[str], wn, wordnet) -> int:
     return len(classes & above)
 
 
-def timed(function, repeats: int) -> float:
-    function()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -109,7 +97,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--large", type=int, default=None, help="classes of the large run")
-    parser.add_argument("--threads", type=int, default=None, help="BLAS threads")
+    parser.add_argument("--threads", type=int, default=1, help="BLAS threads (0: library default)")
     args = parser.parse_args()
     repeats = args.repeats or (3 if args.quick else 5)
     rng = np.random.default_rng(0)
@@ -131,8 +119,8 @@ def main() -> None:
         f"  n = {len(s)}: max |ΦΦᵀ - S| = {np.abs(phi @ phi.T - s).max():.2g}, min Φ = "
         f"{phi.min():.2g}, max pairwise distance error {pairwise_distance_error(phi, s):.2g}"
     )
-    fast = timed(lambda: class_embeddings(s), repeats)
-    reference = timed(lambda: algorithm1_literal(s), max(1, repeats // 2))
+    fast = median_time(lambda: class_embeddings(s), repeats)
+    reference = median_time(lambda: algorithm1_literal(s), max(1, repeats // 2))
     print(
         f"  fast {fast:.4f} s, literal {reference:.3f} s (median of {repeats} / {max(1, repeats // 2)})"
     )

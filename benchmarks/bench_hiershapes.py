@@ -6,22 +6,12 @@ against (a per-pixel loop would take hours); the last line reports the generatio
 """
 
 import argparse
-import statistics
 import tempfile
-import time
+
+from _timing import median_time
 
 from hierstudy.datasets import HierShapes
 from hierstudy.datasets import hiershapes as hs
-
-
-def timed(fn, repeats):
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main():
@@ -37,7 +27,7 @@ def main():
         for split in hs.SPLITS:
             hs.generate(split, seed=0, image_size=args.size, n_per_class=counts[split])
 
-    generation = timed(generate, repeats)
+    generation = median_time(generate, repeats)
     with tempfile.TemporaryDirectory() as root:
         HierShapes(root, "train", image_size=args.size)  # writes the cache
 
@@ -45,7 +35,7 @@ def main():
             for split in hs.SPLITS:
                 HierShapes(root, split, image_size=args.size)
 
-        loading = timed(load, repeats)
+        loading = median_time(load, repeats)
     print(f"splits {counts}, {len(hs.class_attributes())} classes, median of {repeats}")
     print(
         f"hiershapes: generate {generation:.2f} s, cache load {loading:.2f} s "
