@@ -78,6 +78,7 @@ class Recipe:
     embed_dim: int = 128
     train: dict = field(default_factory=dict)  # TrainConfig overrides
     per_class: int | None = None  # m-per-class batches (m images of each class in a batch)
+    model: dict = field(default_factory=dict)  # build_model options of the head
 
 
 def _ce(ctx: Context) -> Recipe:
@@ -111,11 +112,15 @@ def _corr(ctx: Context) -> Recipe:
     )
 
 
-def _corr_cls(ctx: Context, lam: float = 0.1) -> Recipe:
-    """L_CORR+CLS (001_078dd69429c88981.txt eq. 9): L_CORR + λ·CE on a softmax over z, λ = 0.1."""
+def _corr_cls(ctx: Context, lam: float = 0.1, relu_bn: bool = False) -> Recipe:
+    """L_CORR+CLS (001_078dd69429c88981.txt eq. 9): L_CORR + λ·CE on a softmax over z, λ = 0.1.
+
+    ``relu_bn=True``: the authors' code puts ReLU → BatchNorm between z and the classifier.
+    """
     recipe = _corr(ctx)
     recipe.head = "embedding+linear"
     recipe.terms.append(Term("ce", nn.CrossEntropyLoss(), weight=lam))
+    recipe.model = {"relu_bn_classifier": relu_bn}
     return recipe
 
 
@@ -238,7 +243,7 @@ class Run:
         """The trained network (eval mode), rebuilt from the recipe and the checkpoint."""
         recipe = self.result["recipe"]
         net = build_model(recipe["backbone"], recipe["num_classes"], recipe["head"],
-                          embed_dim=recipe["embed_dim"])  # fmt: skip
+                          embed_dim=recipe["embed_dim"], **recipe.get("model", {}))  # fmt: skip
         net.load_state_dict(self.checkpoint()["model"])
         return net.eval()
 
@@ -276,7 +281,8 @@ def train(profile: Profile, method: str, seed: int = 0, *, force: bool = False,
     except TypeError as error:
         raise ExperimentError(f"method {method!r}: {error}") from None
     torch.manual_seed(seed)  # the initial weights
-    model = build_model(profile.backbone, ctx.num_classes, recipe.head, embed_dim=recipe.embed_dim)
+    model = build_model(profile.backbone, ctx.num_classes, recipe.head, embed_dim=recipe.embed_dim,
+                        **recipe.model)  # fmt: skip
     device = profile.torch_device()
     train_set = tensors(splits["train"], seen)
     if recipe.per_class:
@@ -324,7 +330,7 @@ def train(profile: Profile, method: str, seed: int = 0, *, force: bool = False,
         "zero_shot": zero_shot,
         "train_classes": len(seen),
         "recipe": {"backbone": profile.backbone, "head": recipe.head, "num_classes": ctx.num_classes,
-                   "embed_dim": recipe.embed_dim, "terms": [(t.name, t.weight, t.input, t.start_epoch)
+                   "embed_dim": recipe.embed_dim, "model": recipe.model, "terms": [(t.name, t.weight, t.input, t.start_epoch)
                                                            for t in recipe.terms]},  # fmt: skip
     }
     text = json.dumps(result, indent=2, sort_keys=True) + "\n"

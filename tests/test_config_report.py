@@ -32,6 +32,7 @@ def test_outputs_are_stamped_deterministic_and_atomic(tmp_path, monkeypatch):
     report.save_table(table, "00_t", cfg, seed=3)
     assert (csv.read_bytes(), csv.with_suffix(".md").read_bytes()) == first
     assert pd.read_csv(csv).equals(table)
+    assert csv.stat().st_mode & 0o777 == 0o644
     assert "profile smoke" in first[1].decode() and "seed 3" in first[1].decode()
     report.save_metrics({"x": 1.5}, "00_m", cfg)
     loaded = report.load_metrics("00_m", cfg)
