@@ -42,15 +42,20 @@ def use_style() -> None:
 
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str:
-    """The commit of the working tree (``unknown`` outside git)."""
+    """The commit of the working tree, ``+dirty`` when tracked files differ from it (``unknown``
+    outside git)."""
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=project_root(), capture_output=True, text=True,
+                              timeout=10)  # fmt: skip
+
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"],
-            cwd=project_root(), capture_output=True, text=True, timeout=10,
-        )  # fmt: skip
+        head, status = git("rev-parse", "--short=12", "HEAD"), git("status", "--porcelain", "-uno")
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
+    if head.returncode != 0:
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
 
 
 def provenance(profile: Profile, dataset: str | None = None, seed: int | str | None = None):
