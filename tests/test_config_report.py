@@ -58,3 +58,19 @@ def test_atomic_write_leaves_old_file_when_interrupted(tmp_path, monkeypatch):
         report.atomic_write(target, b"new")
     assert json.loads(target.read_text()) == {"old": 1}
     assert list(tmp_path.iterdir()) == [target]
+
+
+def test_provenance_commit_marks_a_dirty_tree(tmp_path, monkeypatch):
+    import subprocess
+
+    monkeypatch.setenv("HIERSTUDY_ROOT", str(tmp_path))
+    (tmp_path / "f.txt").write_text("a")
+    for cmd in (["init", "-q"], ["add", "f.txt"],
+                ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"]):  # fmt: skip
+        subprocess.run(["git", *cmd], cwd=tmp_path, check=True)
+    report.git_commit.cache_clear()
+    clean = report.git_commit()
+    (tmp_path / "f.txt").write_text("b")
+    report.git_commit.cache_clear()
+    assert len(clean) == 12 and report.git_commit() == clean + "+dirty"
+    report.git_commit.cache_clear()
