@@ -91,13 +91,22 @@ def _kfr(ctx: Context, alpha: float = 30.0, phase1: float = 0.5, standardise: st
 
     ``phase1`` is the fraction of the epochs trained with CE alone (Sec. IV-B's two phases).
     """
-    d_t = ctx.hierarchy.path_distance(k=1.0)
-    loss = KFRLoss(d_t, standardise=standardise, generator=ctx.generator(1))
-    start = int(round(phase1 * ctx.epochs))
-    terms = [Term("ce", nn.CrossEntropyLoss())]
+    return add_kfr(Recipe("linear", [Term("ce", nn.CrossEntropyLoss())]), ctx, alpha, phase1,
+                   standardise)  # fmt: skip
+
+
+def add_kfr(recipe: Recipe, ctx: Context, alpha: float, phase1: float = 0.5,
+            standardise: str = "vector") -> Recipe:  # fmt: skip
+    """``recipe`` + α·ℓ_qtr (eq. 6) on the backbone features from epoch ``phase1 · epochs`` on.
+
+    The ``kfr=α`` knob of :func:`train` puts KFR's term on top of any method (notebook 08).
+    """
     if alpha > 0:
-        terms.append(Term("kfr", loss, weight=alpha, input="features", start_epoch=start))
-    return Recipe("linear", terms)
+        loss = KFRLoss(ctx.hierarchy.path_distance(k=1.0), standardise=standardise,
+                       generator=ctx.generator(1))  # fmt: skip
+        start = int(round(phase1 * ctx.epochs))
+        recipe.terms.append(Term("kfr", loss, weight=alpha, input="features", start_epoch=start))
+    return recipe
 
 
 def _corr(ctx: Context) -> Recipe:
@@ -255,15 +264,21 @@ def run_name(method: str, knobs: dict) -> str:
 
 
 def train(profile: Profile, method: str, seed: int = 0, *, force: bool = False,
-          dataset: str = "hiershapes", **knobs) -> Run:  # fmt: skip
-    """Train ``method`` under ``profile`` with ``seed`` (or reload the finished run)."""
+          dataset: str = "hiershapes", kfr: float = 0.0, **knobs) -> Run:  # fmt: skip
+    """Train ``method`` under ``profile`` with ``seed`` (or reload the finished run).
+
+    ``kfr=α`` adds KFR's α·ℓ_qtr on the backbone features to any method but ``kfr`` itself (its
+    second phase, :func:`add_kfr`); the run is then named e.g. ``corr-kfr30``.
+    """
     if method not in METHODS:
         raise ExperimentError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
     if dataset != "hiershapes":
         raise ExperimentError(f"dataset {dataset!r}: only 'hiershapes' is wired to train() yet")
+    if kfr and method == "kfr":
+        raise ExperimentError("method 'kfr' takes alpha=…, not kfr=…")
     defaults = inspect.signature(METHODS[method]).parameters
     knobs = {k: v for k, v in knobs.items() if not (k in defaults and defaults[k].default == v)}
-    name = run_name(method, knobs)  # knobs at their defaults do not change the name
+    name = run_name(method, {**knobs, **({"kfr": kfr} if kfr else {})})  # knobs at their defaults do not change the name
     run_dir = profile.runs_dir / dataset / name / f"seed{seed}"
     done = run_dir / "result.json"
     if done.is_file() and not force:
@@ -280,6 +295,7 @@ def train(profile: Profile, method: str, seed: int = 0, *, force: bool = False,
         recipe = METHODS[method](ctx, **knobs)
     except TypeError as error:
         raise ExperimentError(f"method {method!r}: {error}") from None
+    add_kfr(recipe, ctx, kfr)
     torch.manual_seed(seed)  # the initial weights
     model = build_model(profile.backbone, ctx.num_classes, recipe.head, embed_dim=recipe.embed_dim,
                         **recipe.model)  # fmt: skip
@@ -322,7 +338,7 @@ def train(profile: Profile, method: str, seed: int = 0, *, force: bool = False,
         "name": name,
         "method": method,
         "seed": seed,
-        "knobs": knobs,
+        "knobs": {**knobs, **({"kfr": kfr} if kfr else {})},
         "retrieval": recipe.retrieval,
         "metric": recipe.metric,
         "test_acc": test_acc,

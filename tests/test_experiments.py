@@ -56,3 +56,12 @@ def test_run_names_list_non_default_knobs_sorted():
     assert experiments.run_name("kfr", {}) == "kfr"
     assert experiments.run_name("kfr", {"alpha": 3.0, "phase1": 0.25}) == "kfr-alpha3-phase10.25"
     assert experiments.run_name("dml", {"loss": "triplet_l1"}) == "dml-losstriplet_l1"
+
+
+def test_kfr_knob_adds_the_term_to_another_method_in_its_second_phase(tiny):
+    run = experiments.train(tiny, "corr", 0, kfr=3.0)
+    assert run.name == "corr-kfr3" and run.result["knobs"] == {"kfr": 3.0}
+    assert math.isnan(run.history.loss_kfr[0]) and run.history.loss_kfr[1] > 0
+    assert ("kfr", 3.0, "features", 1) in [tuple(t) for t in run.result["recipe"]["terms"]]
+    with pytest.raises(experiments.ExperimentError, match="alpha"):
+        experiments.train(tiny, "kfr", 0, kfr=3.0)
