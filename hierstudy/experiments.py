@@ -16,6 +16,7 @@ same knobs on CPU give the same weights (the engine's guarantee) and hence the s
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 from collections.abc import Callable
@@ -26,10 +27,10 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from .config import Profile
-from .datasets import HierShapes, MPerClassBatchSampler
+from .datasets import HierDataset, HierShapes, MPerClassBatchSampler, catalog, paper_transforms
 from .embeddings import class_embeddings
 from .hierarchy import Hierarchy
 from .losses.dml import UniformTupleLoss
@@ -39,6 +40,7 @@ from .losses.proxy import MultiSimilarity, ProxyAnchor
 from .losses.semantic import CenterLoss, CorrelationLoss, nearest_class_prediction
 from .models import build_backbone, build_model
 from .report import atomic_write
+from .setups import METHOD_PAPER, Setup, paper_setup, profile_setup
 from .train import Term, TrainConfig, extract, fit, load_checkpoint, make_loader
 
 
@@ -54,10 +56,12 @@ class Context:
     epochs: int
     seed: int
     backbone: str
+    backbone_kw: dict = field(default_factory=dict)
+    lr: float = 1e-3  # the base learning rate
 
     @property
     def feature_dim(self) -> int:
-        return build_backbone(self.backbone)[1]
+        return build_backbone(self.backbone, **self.backbone_kw)[1]
 
     @property
     def num_classes(self) -> int:
@@ -147,14 +151,16 @@ def _dml(ctx: Context, loss: str = "triplet_l2", weight: float = 1.0) -> Recipe:
                              Term(loss, term, weight=weight, input="features")])  # fmt: skip
 
 
-# Absolute learning rates of HIER's recipe (HIER.md: AdamW 1e-4, Proxy-Anchor proxies ×1e4,
-# HIER proxies ×50) kept at the study's base lr of 1e-3: the multipliers shrink tenfold.
-_PA_LR_SCALE, _HIER_LR_SCALE = 1e3, 5.0
+# HIER's absolute learning rates (HIER.md: AdamW 1e-4, Proxy-Anchor proxies ×1e4 = 1, HIER
+# proxies ×50 = 5e-3), kept whatever the base lr: at the study's 1e-3 the multipliers are 1e3, 5.
+_PA_LR, _HIER_LR = 1.0, 5e-3
 
 
 def _metric_loss(ctx: Context, metric: str, dim: int):
     if metric == "pa":  # Proxy-Anchor (Kim et al. 2020), alpha 32, delta 0.1
-        return ProxyAnchor(ctx.num_classes, dim, lr_scale=_PA_LR_SCALE, generator=ctx.generator(3))
+        return ProxyAnchor(
+            ctx.num_classes, dim, lr_scale=_PA_LR / ctx.lr, generator=ctx.generator(3)
+        )
     if metric == "ms":  # Multi-Similarity (Wang et al. 2019), alpha 2, beta 50, base 0.5
         return MultiSimilarity()
     raise ExperimentError(f"metric loss must be 'pa' or 'ms', not {metric!r}")
@@ -175,11 +181,17 @@ def _hier(ctx: Context, metric: str = "pa", dim: int = 128, lam: float = 0.5,
     (Table 2's ablation: unit sphere, cosine distance).
     """
     kind = HIERSph if sphere else HIER
-    reg = kind(dim, proxies, lr_scale=_HIER_LR_SCALE, generator=ctx.generator(4))
+    reg = kind(dim, proxies, lr_scale=_HIER_LR / ctx.lr, generator=ctx.generator(4))
     terms = [Term(metric, _metric_loss(ctx, metric, dim), input="embedding"),
              Term("hier", reg, weight=lam, input="embedding")]  # fmt: skip
-    return Recipe("embedding" if sphere else "hyperbolic", terms, retrieval="embedding",
-                  metric="cosine" if sphere else "hyperbolic", embed_dim=dim, per_class=2)
+    return Recipe(
+        "embedding" if sphere else "hyperbolic",
+        terms,
+        retrieval="embedding",
+        metric="cosine" if sphere else "hyperbolic",
+        embed_dim=dim,
+        per_class=2,
+    )
 
 
 METHODS: dict[str, Callable[..., Recipe]] = {
@@ -201,10 +213,31 @@ ZERO_SHOT = {"dml_zero_shot", "hier"}
 def hiershapes_splits(profile: Profile, seed: int = 0) -> dict[str, HierShapes]:
     """The profile's HierShapes train / val / test splits (generated once, then cached)."""
     return {
-        split: HierShapes(profile.data_dir, split, seed=seed, image_size=profile.image_size,
-                          n_per_class=profile.per_class)  # fmt: skip
+        split: HierShapes(
+            profile.data_dir,
+            split,
+            seed=seed,
+            image_size=profile.image_size,
+            n_per_class=profile.per_class,
+        )  # fmt: skip
         for split in ("train", "val", "test")
     }
+
+
+def splits(profile: Profile, dataset: str = "hiershapes", setup: Setup | None = None,
+           seed: int = 0) -> dict[str, HierDataset | None]:  # fmt: skip
+    """Train / val / test of ``dataset`` with ``setup``'s evaluation transform (no augmentation).
+
+    HierShapes: :func:`hiershapes_splits`. A paper's dataset: :func:`catalog.open_split`, whose
+    ``test`` hierarchy is the one a run's test features are labelled in.
+    """
+    if dataset == "hiershapes":
+        return dict(hiershapes_splits(profile))
+    if setup is None:
+        raise ExperimentError(f"dataset {dataset!r} needs the setup whose transform to apply")
+    evaluation = paper_transforms(setup.transform, False, size=setup.image_size)
+    return {split: catalog.open_split(dataset, split, root=profile.data_dir, seed=seed,
+                                      transform=evaluation) for split in catalog.SPLITS}  # fmt: skip
 
 
 def tensors(dataset: HierShapes, classes: np.ndarray | None = None, relabel: bool = True):
@@ -212,12 +245,55 @@ def tensors(dataset: HierShapes, classes: np.ndarray | None = None, relabel: boo
 
     ``classes``: keep only these labels; ``relabel`` numbers them 0.. in that order.
     """
-    keep = np.ones(len(dataset.labels), bool) if classes is None else np.isin(dataset.labels, classes)
+    keep = (
+        np.ones(len(dataset.labels), bool) if classes is None else np.isin(dataset.labels, classes)
+    )
     labels = dataset.labels[keep]
     if classes is not None and relabel:
         labels = np.searchsorted(np.asarray(classes), labels)
     images = torch.from_numpy(np.ascontiguousarray(dataset.images[keep].transpose(0, 3, 1, 2)))
     return TensorDataset(images, torch.from_numpy(labels))
+
+
+@dataclass
+class StudyData:
+    """What a run trains and is evaluated on: the training classes' hierarchy, the (augmented)
+    training set and its labels, the validation set (None for zero-shot) and the sets whose
+    features are saved (``train``: training classes; ``test``: the evaluated classes)."""
+
+    hierarchy: Hierarchy
+    train: Dataset
+    train_labels: np.ndarray
+    val: Dataset | None
+    extract: dict[str, Dataset]
+
+
+def study_data(profile: Profile, dataset: str, setup: Setup, zero_shot: bool, seed: int = 0):
+    """The :class:`StudyData` of ``dataset``. HierShapes' zero-shot protocol trains on the first
+    half of the classes and tests on the rest (labels kept); a paper's zero-shot dataset brings
+    its own class split (labels numbered within each split)."""
+    if dataset == "hiershapes":
+        parts = hiershapes_splits(profile)
+        full = parts["train"].hierarchy
+        n = len(full.classes)
+        seen = np.arange(n // 2 if zero_shot else n)
+        hierarchy = full.restrict([full.classes[i] for i in seen]) if zero_shot else full
+        train_set = tensors(parts["train"], seen)
+        unseen = np.setdiff1d(np.arange(n), seen) if zero_shot else seen
+        extract = {"train": tensors(parts["train"], seen, relabel=False),
+                   "test": tensors(parts["test"], unseen, relabel=False)}  # fmt: skip
+        val = None if zero_shot else tensors(parts["val"])
+        return StudyData(hierarchy, train_set, train_set.tensors[1].numpy(), val, extract)
+    if zero_shot != (dataset in catalog.ZERO_SHOT):
+        kind = "zero-shot retrieval" if zero_shot else "classification"
+        raise ExperimentError(f"dataset {dataset!r} has no {kind} protocol: use one of "
+                              f"{catalog.ZERO_SHOT if zero_shot else catalog.CLASSIFICATION}")  # fmt: skip
+    augment = paper_transforms(setup.transform, True, size=setup.image_size)
+    train_set = catalog.open_split(dataset, "train", root=profile.data_dir, seed=seed,
+                                   transform=augment)  # fmt: skip
+    parts = splits(profile, dataset, setup, seed)
+    return StudyData(train_set.hierarchy, train_set, train_set.labels, parts["val"],
+                     {"train": parts["train"], "test": parts["test"]})  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------- runs
@@ -264,73 +340,86 @@ def run_name(method: str, knobs: dict) -> str:
 
 
 def train(profile: Profile, method: str, seed: int = 0, *, force: bool = False,
-          dataset: str = "hiershapes", kfr: float = 0.0, **knobs) -> Run:  # fmt: skip
+          dataset: str = "hiershapes", paper: str | None = None, setup: Setup | None = None,
+          kfr: float = 0.0, **knobs) -> Run:  # fmt: skip
     """Train ``method`` under ``profile`` with ``seed`` (or reload the finished run).
 
-    ``kfr=α`` adds KFR's α·ℓ_qtr on the backbone features to any method but ``kfr`` itself (its
-    second phase, :func:`add_kfr`); the run is then named e.g. ``corr-kfr30``.
+    ``dataset``: ``"hiershapes"`` (the profile's own setup) or a name of
+    :data:`hierstudy.datasets.catalog.NAMES`, trained with ``paper``'s setup for it (default: the
+    method's paper, :data:`~hierstudy.setups.METHOD_PAPER`); ``setup`` replaces it (e.g. the
+    scaled-down one-step checks). ``kfr=α`` adds KFR's α·ℓ_qtr on the backbone features to any
+    method but ``kfr`` itself (its second phase, :func:`add_kfr`); the run is then named e.g.
+    ``corr-kfr30``. Runs live in ``runs/<profile>/<dataset>[/<paper>]/<name>/seed<k>/``.
     """
     if method not in METHODS:
         raise ExperimentError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
-    if dataset != "hiershapes":
-        raise ExperimentError(f"dataset {dataset!r}: only 'hiershapes' is wired to train() yet")
     if kfr and method == "kfr":
         raise ExperimentError("method 'kfr' takes alpha=…, not kfr=…")
+    folder = profile.runs_dir / dataset
+    if dataset == "hiershapes":
+        setup = setup or profile_setup(profile)
+    else:
+        paper = paper or METHOD_PAPER[method]
+        setup = setup or paper_setup(paper, dataset)
+        folder = folder / paper
+        knobs = {**setup.knobs.get(method, {}), **knobs}
     defaults = inspect.signature(METHODS[method]).parameters
     knobs = {k: v for k, v in knobs.items() if not (k in defaults and defaults[k].default == v)}
-    name = run_name(method, {**knobs, **({"kfr": kfr} if kfr else {})})  # knobs at their defaults do not change the name
-    run_dir = profile.runs_dir / dataset / name / f"seed{seed}"
+    name = run_name(method, {**knobs, **({"kfr": kfr} if kfr else {})})
+    run_dir = folder / name / f"seed{seed}"
     done = run_dir / "result.json"
     if done.is_file() and not force:
         result = json.loads(done.read_text())
         return Run(method, seed, run_dir, pd.read_csv(run_dir / "metrics.csv"), result)
 
-    splits = hiershapes_splits(profile)
-    full = splits["train"].hierarchy
     zero_shot = method in ZERO_SHOT
-    seen = np.arange(len(full.classes) // 2 if zero_shot else len(full.classes))
-    hierarchy = full.restrict([full.classes[i] for i in seen]) if zero_shot else full
-    ctx = Context(hierarchy, profile.epochs, seed, profile.backbone)
+    data = study_data(profile, dataset, setup, zero_shot, seed)
+    ctx = Context(data.hierarchy, setup.epochs, seed, setup.backbone, setup.backbone_kw,
+                  setup.train.get("lr", 1e-3))  # fmt: skip
     try:
         recipe = METHODS[method](ctx, **knobs)
     except TypeError as error:
         raise ExperimentError(f"method {method!r}: {error}") from None
     add_kfr(recipe, ctx, kfr)
+    recipe.model = {**setup.backbone_kw, **recipe.model}
     torch.manual_seed(seed)  # the initial weights
-    model = build_model(profile.backbone, ctx.num_classes, recipe.head, embed_dim=recipe.embed_dim,
-                        **recipe.model)  # fmt: skip
+    model = build_model(setup.backbone, ctx.num_classes, recipe.head, embed_dim=recipe.embed_dim,
+                        pretrained=setup.weights(profile.root), **recipe.model)  # fmt: skip
     device = profile.torch_device()
-    train_set = tensors(splits["train"], seen)
+    workers = 0 if dataset == "hiershapes" else profile.num_workers
     if recipe.per_class:
-        batch = min(profile.batch_size, recipe.per_class * len(seen))
-        sampler = MPerClassBatchSampler(train_set.tensors[1].numpy(), recipe.per_class, batch, seed=seed)
-        train_loader = DataLoader(train_set, batch_sampler=sampler)
+        batch = min(setup.batch_size, recipe.per_class * ctx.num_classes)
+        sampler = MPerClassBatchSampler(data.train_labels, recipe.per_class, batch, seed=seed)
+        train_loader = DataLoader(data.train, batch_sampler=sampler, num_workers=workers)
     else:
-        train_loader = make_loader(train_set, profile.batch_size, shuffle=True, drop_last=True, seed=seed)
-    config = TrainConfig(epochs=profile.epochs, lr=1e-3, lr_end=1e-4, schedule="linear",
-                         seed=seed, device=str(device), resume=not force, **recipe.train)  # fmt: skip
+        train_loader = make_loader(data.train, setup.batch_size, shuffle=True, seed=seed,
+                                   drop_last=len(data.train) > setup.batch_size,
+                                   num_workers=workers)  # fmt: skip
+    config = TrainConfig(**{"epochs": setup.epochs, "seed": seed, "device": str(device),
+                            "resume": not force, **setup.train, **recipe.train})  # fmt: skip
     if force:
         (run_dir / "checkpoint.pt").unlink(missing_ok=True)
-    val_loader = make_loader(tensors(splits["val"]), 256, shuffle=False)
-    evaluation: dict = {"val_loader": val_loader}
-    if zero_shot:  # no classifier for unseen classes: retrieval is measured afterwards
-        evaluation = {}
-    elif recipe.head == "embedding":  # L_CORR alone: classify by the nearest class embedding
-        phi = recipe.terms[0].loss.class_embeddings
-        evaluation = {"eval_fn": lambda net: {"val_acc": _nearest_accuracy(net, val_loader, phi, device)}}
+    evaluation: dict = {}
+    if data.val is not None:
+        val_loader = make_loader(data.val, 256, shuffle=False, num_workers=workers)
+        evaluation = {"val_loader": val_loader}
+        if recipe.head == "embedding":  # L_CORR alone: classify by the nearest class embedding
+            phi = recipe.terms[0].loss.class_embeddings
+            evaluation = {
+                "eval_fn": lambda net: {"val_acc": _nearest_accuracy(net, val_loader, phi, device)}
+            }
     history = fit(model, recipe.terms, train_loader, run_dir=run_dir, config=config, **evaluation)
 
     test_acc = None
-    unseen = np.setdiff1d(np.arange(len(full.classes)), seen) if zero_shot else seen
-    for split, classes in (("train", seen), ("test", unseen)):
-        data = tensors(splits[split], classes, relabel=False)
-        feats = extract(model, make_loader(data, 256, shuffle=False), device)
+    for split, part in data.extract.items():
+        feats = extract(model, make_loader(part, 256, shuffle=False, num_workers=workers), device)
         arrays = {k: v for k, v in feats.items() if v is not None}
         if split == "test" and not zero_shot:
             if feats["logits"] is not None:
                 pred = feats["logits"].argmax(1)
             else:
-                pred = nearest_class_prediction(torch.from_numpy(feats["embedding"]), phi.cpu()).numpy()
+                phi = recipe.terms[0].loss.class_embeddings.cpu()
+                pred = nearest_class_prediction(torch.from_numpy(feats["embedding"]), phi).numpy()
             arrays["pred"] = pred
             test_acc = float((pred == feats["labels"]).mean())
         _save_npz(run_dir / f"features_{split}.npz", arrays)
@@ -338,16 +427,24 @@ def train(profile: Profile, method: str, seed: int = 0, *, force: bool = False,
         "name": name,
         "method": method,
         "seed": seed,
+        "dataset": dataset,
+        "paper": paper,
         "knobs": {**knobs, **({"kfr": kfr} if kfr else {})},
         "retrieval": recipe.retrieval,
         "metric": recipe.metric,
         "test_acc": test_acc,
         "val_acc_last5": float(history["val_acc"].tail(5).mean()) if "val_acc" in history else None,
         "zero_shot": zero_shot,
-        "train_classes": len(seen),
-        "recipe": {"backbone": profile.backbone, "head": recipe.head, "num_classes": ctx.num_classes,
-                   "embed_dim": recipe.embed_dim, "model": recipe.model, "terms": [(t.name, t.weight, t.input, t.start_epoch)
-                                                           for t in recipe.terms]},  # fmt: skip
+        "train_classes": ctx.num_classes,
+        "setup": dataclasses.asdict(setup),
+        "recipe": {
+            "backbone": setup.backbone,
+            "head": recipe.head,
+            "num_classes": ctx.num_classes,
+            "embed_dim": recipe.embed_dim,
+            "model": recipe.model,
+            "terms": [(t.name, t.weight, t.input, t.start_epoch) for t in recipe.terms],
+        },  # fmt: skip
     }
     text = json.dumps(result, indent=2, sort_keys=True) + "\n"
     atomic_write(done, text.encode())

@@ -7,6 +7,7 @@ Backbones never download anything: timm models are created with ``pretrained=Fal
 own weights file is loaded with ``torch.load(weights_only=True)`` (``pretrained="path.pth"``).
 Names: ``tiny_cnn`` (smoke profile), ``resnet_small`` (small profile: a ResNet-10 at half width,
 the fastest of the ResNets measured at 64 × 64 on a 2-core CPU, see benchmarks/bench_train.py),
+``resnet110w`` (Barz & Denzler's CIFAR network: ResNet-110 with 32/64/128 channels),
 the papers' ResNet-18/34/50, Wide-ResNet-50-2/101-2, DeiT-S and ViT-S (timm; pass ``img_size=64``
 for small images), CvT-13/21 (the HuggingFace ``transformers`` port of Microsoft's CvT, an
 optional dependency) and any other timm model name. timm's ResNets use torchvision's parameter
@@ -40,6 +41,7 @@ HEADS = ("linear", "embedding", "embedding+linear", "hyperbolic")
 NAMED_BACKBONES = (
     "tiny_cnn",
     "resnet_small",
+    "resnet110w",
     "resnet18",
     "resnet34",
     "resnet50",
@@ -132,6 +134,8 @@ def build_backbone(name: str, **kw) -> tuple[nn.Module, int, str | None, str | N
     if name == "resnet_small":
         kw = {"block": "basic", "layers": (1, 1, 1, 1), "channels": (32, 64, 128, 256), **kw}
         net = _small_resnet(**kw)
+    elif name == "resnet110w":
+        net = CifarResNet(**kw)
     elif timm.is_model(name):
         net = timm.create_model(name, pretrained=False, num_classes=0, **kw)
     else:
@@ -146,6 +150,40 @@ def build_backbone(name: str, **kw) -> tuple[nn.Module, int, str | None, str | N
         target = f"blocks.{len(net.blocks) - 1}.norm1"
     classifier = getattr(net, "pretrained_cfg", {}).get("classifier", "fc")
     return net, int(net.num_features), target, classifier
+
+
+class CifarResNet(nn.Module):
+    """He et al.'s CIFAR ResNet-(6n+2): a 3×3 stem and three stages of n basic blocks at strides
+    1, 2, 2, then global average pooling. Barz & Denzler (001_078dd69429c88981.txt, Sec. 5.1)
+    widen ResNet-110 (n = 18) to 32/64/128 channels: "ResNet-110w"."""
+
+    def __init__(self, depth: int = 110, channels: tuple[int, int, int] = (32, 64, 128)) -> None:
+        from timm.models.resnet import BasicBlock
+
+        super().__init__()
+        if (depth - 2) % 6:
+            raise ModelError(f"a CIFAR ResNet has depth 6n + 2, not {depth}")
+        n = (depth - 2) // 6
+        self.stem = nn.Sequential(nn.Conv2d(3, channels[0], 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(channels[0]), nn.ReLU(inplace=True))  # fmt: skip
+        stages, width = [], channels[0]
+        for k, out in enumerate(channels):
+            stride = 1 if k == 0 else 2
+            blocks = []
+            for i in range(n):
+                down = None
+                if i == 0 and (stride != 1 or width != out):
+                    down = nn.Sequential(nn.Conv2d(width, out, 1, stride, bias=False),
+                                         nn.BatchNorm2d(out))  # fmt: skip
+                blocks.append(BasicBlock(width, out, stride if i == 0 else 1, downsample=down))
+                width = out
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.Sequential(*stages)
+        self.num_features = width
+        self.feature_info = [{"module": f"stages.{len(channels) - 1}"}]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.stages(self.stem(x)).mean((2, 3))
 
 
 def _small_resnet(block: str, layers, channels, stem_width: int = 32, **kw) -> nn.Module:

@@ -27,6 +27,8 @@ def image(h, w, value=None):
         ("hier", False, None, (300, 400), (224, 224)),
         ("vh", True, None, (100, 150), (224, 224)),
         ("vh", False, 112, (100, 150), (112, 112)),
+        ("cifar", True, None, (32, 32), (32, 32)),
+        ("cifar", False, None, (32, 32), (32, 32)),
     ],
 )
 def test_output_size_and_dtype(paper, train, size, source, out):
@@ -66,3 +68,18 @@ def test_unknown_paper_or_bad_size():
         paper_transforms("simclr")
     with pytest.raises(DatasetError, match="size"):
         paper_transforms("kfr", size=0)
+
+
+def test_cifar_training_shifts_within_an_eighth_and_evaluation_keeps_the_image():
+    torch.manual_seed(0)
+    source = image(32, 32) / 255
+    assert torch.allclose(paper_transforms("cifar", normalize=False)(source), source)
+    t = paper_transforms("cifar", True, normalize=False)
+    shifted = [t(source) for _ in range(8)]
+    assert any(not torch.allclose(s, source) for s in shifted)
+    windows = [
+        source[:, 4 + dy : 28 + dy, 4 + dx : 28 + dx] for dy in range(-4, 5) for dx in range(-4, 5)
+    ]
+    for s in shifted:  # the centre 24 × 24 of a shift by at most 4 px is a window of the source
+        centre = s[:, 4:28, 4:28]
+        assert any(torch.allclose(c, w) for w in windows for c in (centre, centre.flip(-1)))

@@ -13,16 +13,20 @@ from hierstudy.datasets.base import (
     data_root,
     stratified_split,
 )
+from hierstudy.datasets.cars import Cars196
 from hierstudy.datasets.cifar import CIFAR
 from hierstudy.datasets.cub import CUB
 from hierstudy.datasets.hiershapes import HierShapes
 from hierstudy.datasets.imagefolder import ImageNet, MiniImageNet, WnidFolder
+from hierstudy.datasets.inshop import InShop
 from hierstudy.datasets.plot import plot_examples
 from hierstudy.datasets.samplers import MPerClassBatchSampler, random_triplets
+from hierstudy.datasets.sop import StanfordOnlineProducts
 from hierstudy.datasets.transforms import paper_transforms
 
 __all__ = [
     "CIFAR",
+    "Cars196",
     "CUB",
     "DatasetCorruptError",
     "DatasetError",
@@ -30,8 +34,10 @@ __all__ = [
     "HierDataset",
     "HierShapes",
     "ImageNet",
+    "InShop",
     "MPerClassBatchSampler",
     "MiniImageNet",
+    "StanfordOnlineProducts",
     "WnidFolder",
     "align_hierarchy",
     "data_root",

@@ -9,6 +9,9 @@ A v2 pipeline also moves ``tv_tensors.BoundingBoxes`` passed with the image (``r
   torchvision's default scale (0.08, 1) here, both arguments. Evaluation: the resize only.
 * ``"hier"`` — ../methods/HIER.md (the authors' code): train RandomResizedCrop 224 + flip; test
   Resize 256 + CenterCrop 224.
+* ``"cifar"`` — the standard CIFAR augmentation that Barz & Denzler's code uses (001_078dd69429c88981.txt
+  trains "following [3]"): random shifts by up to 1/8 of the side (a padded random crop) and
+  horizontal flips; evaluation: the image as is.
 * ``"vh"`` — 002_da6e8fd647b41bd8.txt Sec. 4.2 (CUB-200-2011): resize to 224×224, random
   horizontal flip and rotation ±30°; evaluation: the resize only.
 
@@ -24,7 +27,7 @@ from hierstudy.datasets.base import DatasetError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-PAPERS = ("plain", "kfr", "hier", "vh")
+PAPERS = ("plain", "kfr", "hier", "cifar", "vh")
 
 
 def paper_transforms(
@@ -38,7 +41,8 @@ def paper_transforms(
 ):
     """The train or evaluation transform of ``paper`` (one of :data:`PAPERS`).
 
-    ``size`` is the output side: default 224, or the input size for ``"plain"`` (no resize);
+    ``size`` is the output side: default 224, or the input size for ``"plain"`` and ``"cifar"``
+    (no resize; the crop of ``"cifar"`` then assumes 32 × 32);
     KFR uses 64 on CIFAR. ``rotation`` (degrees) defaults to 15 for KFR and 30 for ``"vh"``.
     """
     from torchvision.transforms import v2
@@ -65,6 +69,11 @@ def paper_transforms(
             steps = [v2.RandomResizedCrop(size, scale=crop_scale), v2.RandomHorizontalFlip()]
         else:
             steps = [v2.Resize(round(size * 256 / 224)), v2.CenterCrop(size)]
+    elif paper == "cifar":
+        steps = [v2.Resize((size, size))] if size else []
+        if train:
+            steps += [v2.RandomCrop(size or 32, padding=(size or 32) // 8, padding_mode="reflect"),
+                      v2.RandomHorizontalFlip()]  # fmt: skip
     else:
         size = size or 224
         steps = [v2.Resize((size, size))]

@@ -1,0 +1,73 @@
+"""The papers' datasets by name, each split as the study uses it: ``open_split(name, split)``.
+
+Splits are ``"train"``, ``"val"`` (evaluated after every epoch) and ``"test"`` (features for the
+retrieval and localisation notebooks). The papers report the last epochs' accuracy on their
+evaluation split, so ``"val"`` and ``"test"`` are the same images for the classification
+datasets: CIFAR's test set, KFR's 20 % of Mini-ImageNet, ImageNet's validation set (with its
+boxes when ``<imagenet>/Annotations/CLS-LOC/val`` exists, the ILSVRC layout). The zero-shot
+retrieval datasets (:data:`ZERO_SHOT`) train on one half of the classes and test on the other
+(HIER's protocol): ``"val"`` is empty for them.
+
+Folders (under the data root, ``$HIERSTUDY_DATA`` or ``<root>/data``): ``cifar/``,
+``mini-imagenet/``, ``imagenet/``, ``CUB_200_2011/``, ``stanford_cars/``,
+``Stanford_Online_Products/``, ``Inshop_Clothes/``. In-shop's test split pools its query and
+gallery images (every image queries all others, as for the other datasets; the official protocol
+searches the gallery only — ``InShop(...).is_query`` tells them apart).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from hierstudy.datasets.base import DatasetError, HierDataset, data_root
+
+CLASSIFICATION = ("cifar10", "cifar100", "mini_imagenet", "imagenet1k", "cub_official")
+ZERO_SHOT = ("cub", "cars196", "sop", "inshop")
+NAMES = CLASSIFICATION + ZERO_SHOT
+SPLITS = ("train", "val", "test")
+
+
+def open_split(name: str, split: str, *, root: str | Path | None = None,
+               transform: Callable | None = None, seed: int = 0) -> HierDataset | None:  # fmt: skip
+    """Split ``split`` of dataset ``name`` (one of :data:`NAMES`); None for a zero-shot "val".
+
+    ``cub_official`` is CUB-200-2011 with its official train/test lists (classification and
+    localisation); ``cub`` is its zero-shot retrieval protocol.
+    """
+    from hierstudy import datasets as ds
+
+    if name not in NAMES:
+        raise DatasetError(f"unknown dataset {name!r}; choose one of {NAMES} or 'hiershapes'")
+    if split not in SPLITS:
+        raise DatasetError(f"split must be one of {SPLITS}, got {split!r}")
+    root = data_root(root)
+    train = split == "train"
+    if name in ZERO_SHOT:
+        if split == "val":
+            return None
+        if name == "cub":
+            return ds.CUB(root / "CUB_200_2011", "train" if train else "test",
+                          protocol="zero-shot", transform=transform)  # fmt: skip
+        if name == "cars196":
+            return ds.Cars196(
+                root / "stanford_cars", "train" if train else "test", transform=transform
+            )
+        if name == "sop":
+            return ds.StanfordOnlineProducts(root / "Stanford_Online_Products",
+                                             "train" if train else "test", transform=transform)  # fmt: skip
+        return ds.InShop(
+            root / "Inshop_Clothes", "train" if train else "query+gallery", transform=transform
+        )
+    if name in ("cifar10", "cifar100"):
+        return ds.CIFAR(root / "cifar", int(name[5:]), "train" if train else "test",
+                        transform=transform)  # fmt: skip
+    if name == "mini_imagenet":
+        return ds.MiniImageNet(root / "mini-imagenet", "train" if train else "val", seed=seed,
+                               transform=transform)  # fmt: skip
+    if name == "cub_official":
+        return ds.CUB(root / "CUB_200_2011", "train" if train else "test", transform=transform)
+    folder = root / "imagenet"
+    boxes = folder / "Annotations" / "CLS-LOC" / "val"
+    return ds.ImageNet(folder, "train" if train else "val", transform=transform,
+                       annotations=boxes if not train and boxes.is_dir() else None)  # fmt: skip

@@ -1,0 +1,181 @@
+"""The papers' training setups: backbone, image size, augmentation, batch, optimiser, schedule.
+
+:func:`hierstudy.experiments.train` uses the profile's own small setup on HierShapes and, on a
+paper's dataset, the setup :func:`paper_setup` returns for the method's paper. Each entry cites the
+sentence it comes from; values a paper does not give are marked ``# choice`` and listed in
+:data:`CHOICES`, which notebooks print under the ``paper`` profile.
+
+Pretrained backbones are never downloaded: the setup names a weights file that the user puts in
+``$HIERSTUDY_WEIGHTS`` (default ``<root>/weights``), e.g. ``resnet50.pth`` saved from
+``timm.create_model("resnet50", pretrained=True).state_dict()`` or torchvision's file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import Profile
+
+
+class SetupError(ValueError):
+    """No setup for this paper and dataset, or its weights file is missing."""
+
+
+@dataclass(frozen=True)
+class Setup:
+    """How one paper trains on one dataset. ``train`` holds :class:`~hierstudy.train.TrainConfig`
+    fields; ``pretrained``: the backbone starts from ``<weights dir>/<backbone>.pth``; ``knobs``
+    gives methods the paper's values (KFR's α per backbone, HIER's embedding size), which an
+    explicit knob of :func:`~hierstudy.experiments.train` overrides."""
+
+    backbone: str
+    image_size: int
+    transform: str  # a name of hierstudy.datasets.paper_transforms
+    batch_size: int
+    epochs: int
+    train: dict = field(default_factory=dict)
+    pretrained: bool = False
+    backbone_kw: dict = field(default_factory=dict)
+    knobs: dict = field(default_factory=dict)  # method → its knobs' values in this paper
+
+    def weights(self, root: Path) -> Path | None:
+        """The weights file of a pretrained setup; :class:`SetupError` if it is missing."""
+        if not self.pretrained:
+            return None
+        folder = Path(os.environ.get("HIERSTUDY_WEIGHTS", root / "weights"))
+        path = folder / f"{self.backbone}.pth"
+        if not path.is_file():
+            raise SetupError(
+                f"the paper fine-tunes a pretrained {self.backbone}: put its ImageNet weights at "
+                f"{path} (e.g. torch.save(timm.create_model({self.backbone!r}, pretrained=True)"
+                ".state_dict(), path) on a machine with internet); nothing is downloaded here"
+            )
+        return path
+
+
+_SGDR = {"optimizer": "sgd", "lr": 0.1, "lr_end": 1e-6, "schedule": "sgdr",
+         "sgdr_cycle_epochs": 12, "sgdr_mult": 2, "grad_clip": 10.0, "weight_decay": 5e-4}  # fmt: skip
+_KFR_SCRATCH = {"optimizer": "adamw", "lr": 1e-3, "lr_end": 1e-4, "schedule": "linear"}
+_KFR_FINETUNE = {"optimizer": "adamw", "lr": 1e-5, "schedule": "constant"}
+_KFR30 = {"kfr": {"alpha": 30.0}}
+_HIER512 = {"hier": {"dim": 512}, "dml_zero_shot": {"dim": 512}}
+_HIER = {"optimizer": "adamw", "lr": 1e-4, "weight_decay": 1e-4, "schedule": "cosine",
+         "grad_clip_value": 10.0}  # fmt: skip
+
+# (paper, dataset) → Setup
+SETUPS: dict[tuple[str, str], Setup] = {
+    # 001_078dd69429c88981.txt Sec. 5.1: ResNet-110w, SGDR 0.1 → 1e-6, 12-epoch cycles doubling,
+    # 5 cycles = 372 epochs, batch 100, gradient norm clipped at 10; weight decay 5e-4: choice
+    ("barz", "cifar100"): Setup("resnet110w", 32, "cifar", 100, 372, _SGDR),
+    ("barz", "cifar10"): Setup("resnet110w", 32, "cifar", 100, 372, _SGDR),
+    # ibid. Sec. 5.3: ResNet-50, one SGDR cycle 0.1 → 1e-6 over 80 epochs, batch 128, flips +
+    # scale augmentation + random crops
+    ("barz", "imagenet1k"): Setup(
+        "resnet50", 224, "hier", 128, 80, {**_SGDR, "sgdr_cycle_epochs": 80}
+    ),  # fmt: skip
+    # 000_352f6443065d4c19.txt Sec. IV-B/D: ResNet-34 from scratch on CIFAR at 64 × 64, two
+    # phases, AdamW 1e-3 → 1e-4, batch 32, α = 30; 100 epochs: choice
+    ("kfr", "cifar100"): Setup("resnet34", 64, "kfr", 32, 100, _KFR_SCRATCH, knobs=_KFR30),
+    ("kfr", "cifar10"): Setup("resnet34", 64, "kfr", 32, 100, _KFR_SCRATCH, knobs=_KFR30),
+    # ibid.: CvT from scratch with SAM and 15 % dropout (α = 30); SAM's ρ = 0.05: choice
+    ("kfr_cvt", "cifar100"): Setup(
+        "cvt_13",
+        64,
+        "kfr",
+        32,
+        100,
+        {**_KFR_SCRATCH, "sam_rho": 0.05},
+        backbone_kw={"drop_rate": [0.15] * 3},
+        knobs=_KFR30,
+    ),  # fmt: skip
+    # ibid.: pretrained WRN-50 fine-tuned at a constant 1e-5 on Mini-ImageNet (α = 1), WRN-101 on
+    # ImageNet-1k (α = 100, batch 20); fine-tuning has no CE-only phase; 30 / 10 epochs: choice
+    ("kfr", "mini_imagenet"): Setup(
+        "wide_resnet50_2",
+        224,
+        "kfr",
+        32,
+        30,
+        _KFR_FINETUNE,
+        pretrained=True,
+        knobs={"kfr": {"alpha": 1.0, "phase1": 0.0}},
+    ),  # fmt: skip
+    ("kfr", "imagenet1k"): Setup(
+        "wide_resnet101_2",
+        224,
+        "kfr",
+        20,
+        10,
+        _KFR_FINETUNE,
+        pretrained=True,
+        knobs={"kfr": {"alpha": 100.0, "phase1": 0.0}},
+    ),  # fmt: skip
+    # methods/HIER.md: pretrained ResNet-50, 512-d, AdamW 1e-4, 2 images per class (90 classes
+    # per batch), per-element gradient clamp ±10, RandomResizedCrop 224 + flip; 60 epochs,
+    # weight decay 1e-4 and the cosine decay: choice
+    **{
+        ("hier", name): Setup(
+            "resnet50", 224, "hier", 180, 60, _HIER, pretrained=True, knobs=_HIER512
+        )
+        for name in ("cub", "cars196", "sop", "inshop")
+    },  # fmt: skip
+    # 002_da6e8fd647b41bd8.txt Sec. 4.2: ResNet-50 (CUB, 224 × 224, flip + rotation ±30°, SGD,
+    # 100 epochs, batch 12) and ResNet-110 (CIFAR-100, SGD, 400 epochs, batch 24); pretrained
+    # ResNet-50, lr 0.01 / 0.1 with cosine decay and momentum 0.9: choice
+    ("vh", "cub_official"): Setup(
+        "resnet50",
+        224,
+        "vh",
+        12,
+        100,
+        {"optimizer": "sgd", "lr": 0.01, "schedule": "cosine", "weight_decay": 1e-4},
+        pretrained=True,
+    ),  # fmt: skip
+    ("vh", "cifar100"): Setup(
+        "resnet110w",
+        32,
+        "cifar",
+        24,
+        400,
+        {"optimizer": "sgd", "lr": 0.1, "schedule": "cosine", "weight_decay": 5e-4},
+        backbone_kw={"channels": (16, 32, 64)},
+    ),  # fmt: skip
+}
+
+CHOICES = (
+    "Barz: weight decay 5e-4 (not in the paper).",
+    "KFR: 100 epochs from scratch, 30 (Mini-ImageNet) / 10 (ImageNet-1k) fine-tuning epochs, "
+    "SAM ρ = 0.05 for CvT, a linear lr decay 1e-3 → 1e-4 (the paper gives only the end points).",
+    "HIER: 60 epochs, weight decay 1e-4, cosine decay (the note gives lr and batch only).",
+    "Visual hierarchy: ImageNet-pretrained ResNet-50 on CUB, SGD lr 0.01 (CUB) / 0.1 (CIFAR-100) "
+    "with momentum 0.9 and cosine decay (the paper names SGD, epochs and batch only).",
+)
+
+# Which paper's setup a method follows by default (CE is every paper's baseline: KFR's here).
+METHOD_PAPER = {"ce": "kfr", "kfr": "kfr", "dml": "kfr", "corr": "barz", "corr_cls": "barz",
+                "center": "barz", "dml_zero_shot": "hier", "hier": "hier"}  # fmt: skip
+
+
+def paper_setup(paper: str, dataset: str) -> Setup:
+    """The setup ``paper`` uses on ``dataset``; :class:`SetupError` names the known pairs."""
+    try:
+        return SETUPS[paper, dataset]
+    except KeyError:
+        known = ", ".join(f"{p}/{d}" for p, d in SETUPS)
+        raise SetupError(f"no setup for paper {paper!r} on {dataset!r}; known: {known}") from None
+
+
+def profile_setup(profile: Profile) -> Setup:
+    """The profile's own setup on HierShapes: its backbone, size, batch and epochs, AdamW
+    1e-3 → 1e-4 (KFR's from-scratch schedule), no augmentation."""
+    return Setup(profile.backbone, profile.image_size, "plain", profile.batch_size,
+                 profile.epochs, dict(_KFR_SCRATCH))  # fmt: skip
+
+
+def scaled_down(setup: Setup, *, batch_size: int, epochs: int = 1, image_size: int | None = None):
+    """``setup`` with a smaller batch / fewer epochs / smaller images (the one-step checks)."""
+    return dataclasses.replace(setup, batch_size=batch_size, epochs=epochs,
+                               image_size=image_size or setup.image_size)  # fmt: skip

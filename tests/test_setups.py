@@ -1,0 +1,50 @@
+import pytest
+
+from hierstudy import config, experiments, setups
+from hierstudy.datasets import DatasetError, catalog
+
+
+def test_unknown_paper_dataset_pair_lists_the_known_ones():
+    with pytest.raises(
+        setups.SetupError, match="no setup for paper 'hier' on 'cifar100'.*hier/cub"
+    ):
+        setups.paper_setup("hier", "cifar100")
+
+
+def test_a_missing_weights_file_says_where_to_put_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("HIERSTUDY_WEIGHTS", str(tmp_path))
+    setup = setups.paper_setup("hier", "cub")
+    with pytest.raises(setups.SetupError, match=f"{tmp_path}/resnet50.pth.*nothing is downloaded"):
+        setup.weights(tmp_path)
+    (tmp_path / "resnet50.pth").write_bytes(b"")
+    assert setup.weights(tmp_path) == tmp_path / "resnet50.pth"
+    assert setups.paper_setup("barz", "cifar100").weights(tmp_path) is None
+
+
+def test_the_papers_values_are_the_setups_values():
+    barz = setups.paper_setup("barz", "cifar100")
+    assert (barz.backbone, barz.batch_size, barz.epochs) == (
+        "resnet110w",
+        100,
+        12 + 24 + 48 + 96 + 192,
+    )
+    assert (
+        barz.train["lr"] == 0.1 and barz.train["lr_end"] == 1e-6 and barz.train["grad_clip"] == 10
+    )
+    assert setups.paper_setup("kfr", "imagenet1k").knobs["kfr"]["alpha"] == 100.0
+    assert setups.paper_setup("kfr", "imagenet1k").batch_size == 20
+    hier = setups.paper_setup("hier", "sop")
+    assert hier.knobs["hier"]["dim"] == 512 and hier.train["grad_clip_value"] == 10.0
+    small = setups.profile_setup(config.load("small"))
+    assert (small.backbone, small.image_size, small.epochs) == ("resnet_small", 64, 8)
+
+
+def test_a_dataset_without_the_methods_protocol_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("HIERSTUDY_ROOT", str(tmp_path))
+    profile = config.load("paper", data_root=tmp_path)
+    with pytest.raises(experiments.ExperimentError, match="'cifar100' has no zero-shot"):
+        experiments.train(profile, "hier", 0, dataset="cifar100", paper="kfr")
+    with pytest.raises(DatasetError, match="unknown dataset 'svhn'"):
+        catalog.open_split("svhn", "train")
+    with pytest.raises(DatasetError, match="split must be one of"):
+        catalog.open_split("cub", "dev")
