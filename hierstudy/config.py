@@ -33,6 +33,11 @@ class Profile:
     name: str
     description: str
     dataset: str = "hiershapes"  # the embedded default; `paper` notebooks name their own
+    # the dataset each paper's notebook trains on: "barz" 02, "kfr" 03, "hier" 04, "vh" 05,
+    # "wsol" 07 (a name of hierstudy.datasets.catalog, or "hiershapes")
+    datasets: dict[str, str] = field(
+        default_factory=lambda: dict.fromkeys(("barz", "kfr", "hier", "vh", "wsol"), "hiershapes")
+    )
     image_size: int = 64
     per_class: dict[str, int] = field(default_factory=lambda: {"train": 60, "val": 10, "test": 30})
     backbone: str = "resnet_small"
@@ -43,6 +48,8 @@ class Profile:
     device: str = "auto"  # "auto" -> cuda if available, else cpu
     wordnet_datasets: tuple[str, ...] = ("cifar10", "cifar100", "mini_imagenet", "imagenet1k")
     data_root: Path | None = None  # None -> $HIERSTUDY_DATA or <root>/data
+    # caps on every paper setup (e.g. {"batch_size": 4, "epochs": 1}): the dry run `paper_check`
+    setup_limits: dict[str, int] = field(default_factory=dict)
 
     @property
     def root(self) -> Path:
@@ -90,6 +97,8 @@ PROFILES: dict[str, Profile] = {
         name="paper",
         description="a GPU: the papers' datasets, backbones and hyper-parameters",
         dataset="paper",
+        datasets={"barz": "cifar100", "kfr": "cifar100", "hier": "cub", "vh": "cub_official",
+                  "wsol": "imagenet1k"},  # fmt: skip
         image_size=224,
         backbone="resnet50",
         epochs=100,
@@ -97,6 +106,14 @@ PROFILES: dict[str, Profile] = {
         num_workers=8,
     ),
 }
+PROFILES["paper_check"] = dataclasses.replace(
+    PROFILES["paper"],
+    name="paper_check",
+    description="a dry run of `paper`: its datasets and setups, one epoch of batch-4 steps, one seed",
+    seeds=(0,),
+    num_workers=0,
+    setup_limits={"batch_size": 4, "epochs": 1},
+)
 
 
 def load(profile: str | None = None, **overrides) -> Profile:

@@ -309,7 +309,9 @@ class Run:
 
     @property
     def name(self) -> str:
-        return self.result["name"]
+        """The run name, prefixed by its paper's setup on a paper's dataset (``barz/ce``)."""
+        paper = self.result.get("paper")
+        return f"{paper}/{self.result['name']}" if paper else self.result["name"]
 
     def features(self, split: str = "test") -> dict[str, np.ndarray]:
         with np.load(self.run_dir / f"features_{split}.npz") as data:
@@ -339,6 +341,18 @@ def run_name(method: str, knobs: dict) -> str:
                                for k, v in sorted(knobs.items()))])  # fmt: skip
 
 
+def setup_for(profile: Profile, method: str, dataset: str = "hiershapes",
+              paper: str | None = None) -> Setup:  # fmt: skip
+    """The setup :func:`train` uses: the profile's own on HierShapes, else ``paper``'s (default:
+    the method's paper) for ``dataset``, within the profile's ``setup_limits``. Its
+    ``knobs[method]`` are the paper's knob values."""
+    if dataset == "hiershapes":
+        return profile_setup(profile)
+    setup = paper_setup(paper or METHOD_PAPER[method], dataset)
+    limits = profile.setup_limits
+    return dataclasses.replace(setup, **{k: min(getattr(setup, k), v) for k, v in limits.items()})
+
+
 def train(profile: Profile, method: str, seed: int = 0, *, force: bool = False,
           dataset: str = "hiershapes", paper: str | None = None, setup: Setup | None = None,
           kfr: float = 0.0, **knobs) -> Run:  # fmt: skip
@@ -357,12 +371,12 @@ def train(profile: Profile, method: str, seed: int = 0, *, force: bool = False,
         raise ExperimentError("method 'kfr' takes alpha=…, not kfr=…")
     folder = profile.runs_dir / dataset
     if dataset == "hiershapes":
-        setup = setup or profile_setup(profile)
+        paper = None
     else:
         paper = paper or METHOD_PAPER[method]
-        setup = setup or paper_setup(paper, dataset)
         folder = folder / paper
-        knobs = {**setup.knobs.get(method, {}), **knobs}
+    setup = setup or setup_for(profile, method, dataset, paper)
+    knobs = {**setup.knobs.get(method, {}), **knobs}
     defaults = inspect.signature(METHODS[method]).parameters
     knobs = {k: v for k, v in knobs.items() if not (k in defaults and defaults[k].default == v)}
     name = run_name(method, {**knobs, **({"kfr": kfr} if kfr else {})})
@@ -452,9 +466,11 @@ def train(profile: Profile, method: str, seed: int = 0, *, force: bool = False,
 
 
 def finished_runs(profile: Profile, dataset: str = "hiershapes") -> list[Run]:
-    """Every complete run under ``runs/<profile>/<dataset>/``, sorted by name and seed."""
+    """Every complete run under ``runs/<profile>/<dataset>/`` (and its papers' folders), sorted by
+    name and seed."""
     runs = []
-    for done in sorted((profile.runs_dir / dataset).glob("*/seed*/result.json")):
+    folder = profile.runs_dir / dataset
+    for done in sorted([*folder.glob("*/seed*/result.json"), *folder.glob("*/*/seed*/result.json")]):
         result = json.loads(done.read_text())
         runs.append(Run(result["method"], result["seed"], done.parent,
                         pd.read_csv(done.parent / "metrics.csv"), result))  # fmt: skip

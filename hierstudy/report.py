@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import json
 import os
+import platform
+import re
 import subprocess
 import tempfile
 from collections.abc import Mapping
@@ -69,6 +71,61 @@ def provenance(profile: Profile, dataset: str | None = None, seed: int | str | N
     }
 
 
+# always looked up, besides the dependencies hierstudy's installed metadata names (which may be
+# missing or stale in a source checkout); opencv comes as either wheel
+LIBRARIES = ("numpy", "scipy", "pandas", "matplotlib", "scikit-learn", "torch", "torchvision",
+             "timm", "pytorch-metric-learning", "geoopt", "grad-cam", "opencv-python",
+             "opencv-python-headless", "umap-learn", "nltk", "papermill", "jupytext")  # fmt: skip
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of hierstudy's dependencies and optional extras (not the dev tools)."""
+    from importlib import metadata
+
+    try:
+        requires = metadata.requires("hierstudy") or []
+    except metadata.PackageNotFoundError:
+        requires = []
+    names = {
+        re.match(r"[A-Za-z0-9._-]+", r).group(0) for r in requires if 'extra == "dev"' not in r
+    }
+    versions = {}
+    for name in sorted(names.union(LIBRARIES), key=str.lower):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass  # an optional extra or the other opencv wheel
+    return versions
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def environment(device: str = "cpu") -> dict:
+    """Python, platform, torch, the device's name (GPU or CPU model) and the library versions."""
+    import torch
+
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        name = f"{torch.cuda.get_device_name(torch.device(device))}, CUDA {torch.version.cuda}"
+    else:
+        name = f"{_cpu_name()}, {os.cpu_count()} logical cores, {torch.get_num_threads()} threads"
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "device": str(device),
+        "device_name": name,
+        "libraries": library_versions(),
+    }
+
+
 def stamp_text(stamp: Mapping[str, object]) -> str:
     return ", ".join(f"{k} {v}" for k, v in stamp.items())
 
@@ -110,17 +167,23 @@ def save_table(table, name: str, profile: Profile, *, dataset=None, seed=None, f
     stamp = provenance(profile, dataset, seed)
     target = profile.figures_dir / f"{name}.csv"
     csv = table.to_csv(index=False, float_format="%.6g")
-    markdown = f"{table.to_markdown(index=False, floatfmt=floatfmt)}\n\n<sub>{stamp_text(stamp)}</sub>\n"
+    markdown = (
+        f"{table.to_markdown(index=False, floatfmt=floatfmt)}\n\n<sub>{stamp_text(stamp)}</sub>\n"
+    )
     atomic_write(target, csv.encode())
     atomic_write(target.with_suffix(".md"), markdown.encode())
     return target
 
 
-def save_metrics(metrics: Mapping[str, object], name: str, profile: Profile, *, dataset=None, seed=None):
+def save_metrics(
+    metrics: Mapping[str, object], name: str, profile: Profile, *, dataset=None, seed=None
+):
     """Save headline numbers as ``<name>.json`` (sorted keys, provenance under ``_provenance``)."""
     payload = {"_provenance": provenance(profile, dataset, seed), **metrics}
     target = profile.figures_dir / f"{name}.json"
-    atomic_write(target, (json.dumps(payload, indent=2, sort_keys=True, default=float) + "\n").encode())
+    atomic_write(
+        target, (json.dumps(payload, indent=2, sort_keys=True, default=float) + "\n").encode()
+    )
     return target
 
 

@@ -12,7 +12,6 @@ Pretrained backbones are never downloaded: the setup names a weights file that t
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,7 +140,7 @@ SETUPS: dict[tuple[str, str], Setup] = {
         24,
         400,
         {"optimizer": "sgd", "lr": 0.1, "schedule": "cosine", "weight_decay": 5e-4},
-        backbone_kw={"channels": (16, 32, 64)},
+        backbone_kw={"channels": [16, 32, 64]},
     ),  # fmt: skip
 }
 
@@ -173,9 +172,3 @@ def profile_setup(profile: Profile) -> Setup:
     1e-3 → 1e-4 (KFR's from-scratch schedule), no augmentation."""
     return Setup(profile.backbone, profile.image_size, "plain", profile.batch_size,
                  profile.epochs, dict(_KFR_SCRATCH))  # fmt: skip
-
-
-def scaled_down(setup: Setup, *, batch_size: int, epochs: int = 1, image_size: int | None = None):
-    """``setup`` with a smaller batch / fewer epochs / smaller images (the one-step checks)."""
-    return dataclasses.replace(setup, batch_size=batch_size, epochs=epochs,
-                               image_size=image_size or setup.image_size)  # fmt: skip

@@ -4,17 +4,27 @@
 files, converted in memory) with ``profile`` injected into the cell tagged ``parameters``. The
 executed copy goes to ``runs/<profile>/notebooks/`` (kept when a notebook fails, for inspection);
 figures and tables go to ``figures/<profile>/`` through :mod:`hierstudy.report`.
+
+After the notebooks succeed, :func:`publish` turns ``figures/<profile>/`` into one product: the
+headline table (``headline.csv``/``.md``, also between the README's
+``<!-- headline:<profile>:start/end -->`` markers when it has them), ``manifest.json`` (the
+environment and each notebook's wall time) and ``index.md`` (everything, grouped by notebook).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
 
-from . import config
+import pandas as pd
+
+from . import config, report
 
 
 class StudyError(RuntimeError):
@@ -36,7 +46,9 @@ def notebooks(root: Path | None = None, only: list[str] | None = None) -> list[P
     return found
 
 
-def run_notebook(path: Path, profile: str, *, force: bool = False, log_output: bool = False) -> Path:
+def run_notebook(
+    path: Path, profile: str, *, force: bool = False, log_output: bool = False
+) -> Path:
     """Execute one notebook under ``profile``; return the executed copy's path."""
     import jupytext
     import papermill
@@ -91,18 +103,212 @@ def _describe_cell(executed: Path) -> str:
 
 def run(profile: str = "small", only: list[str] | None = None, force: bool = False,
         log_output: bool = False) -> list[Path]:  # fmt: skip
-    """Execute the series in order, stopping at the first failing notebook."""
+    """Execute the series in order, stopping at the first failing notebook (then nothing is
+    published); after success, :func:`publish` the profile's figures folder."""
     from tqdm.auto import tqdm
 
     paths = notebooks(only=only)
-    done = []
+    done, seconds = [], {}
     bar = tqdm(paths, desc=f"study [{profile}]", unit="notebook")
     for path in bar:
         bar.set_postfix_str(path.stem)
         start = time.perf_counter()
         done.append(run_notebook(path, profile, force=force, log_output=log_output))
-        bar.write(f"{path.stem}: {time.perf_counter() - start:.1f} s")
+        seconds[path.stem] = time.perf_counter() - start
+        bar.write(f"{path.stem}: {seconds[path.stem]:.1f} s")
+    publish(profile, seconds)
     return done
+
+
+# ------------------------------------------------------------------------------ the product
+# The headline's columns and where they come from: 06_per_seed.csv, and the per-seed rows of
+# 07_metrics.json (only the Grad-CAM layer 07 reports; its per-seed CSV also holds other layers).
+RETRIEVAL = {"balanced accuracy": "balanced_accuracy", "mAHP@K": "mahp", "mAP": "map",
+             "R@1": "recall@1", "mistake severity": "mistake_severity"}  # fmt: skip
+WSOL = {"accuracy": "test_acc", "MaxBoxAccV2": "maxboxacc_v2"}
+HEADLINE = ["accuracy", "balanced accuracy", "mAHP@K", "mAP", "R@1", "mistake severity", "MaxBoxAccV2"]  # fmt: skip
+# Notebook 07's model labels → run names (used while its rows have no "run" field).
+WSOL_RUNS = {"CE (baseline)": "ce", "KFR (α=30)": "kfr", "L_CORR+CLS": "corr_cls",
+             "CE + center loss": "center", "L_CORR (score ψᵀφ)": "corr"}  # fmt: skip
+MISSING = "—"  # as in the notebooks' own tables
+HEADLINE_NOTE = (
+    f"Mean ± std over seeds (no ± from one seed; {MISSING} where a metric does not apply or was "
+    "not measured): accuracy and MaxBoxAccV2 (mean of δ = 30/50/70, at the Grad-CAM layer "
+    "notebook 07 reports) from notebook 07, the rest from notebook 06. [headline.csv](headline.csv)"
+)
+OWN_FILES = {"index.md", "headline.csv", "headline.md", "manifest.json"}  # written by publish()
+INDEXED = {".md", ".json", ".png"}  # tables, metrics, figures (the .pdf beside a .png is ignored)
+
+
+def _profile(profile: str | config.Profile) -> config.Profile:
+    return profile if isinstance(profile, config.Profile) else config.load(profile)
+
+
+def _pm(mean: float, std: float) -> str:
+    """'0.603 ± 0.018' (no ± from one seed, — when missing), as in notebooks 06 and 07."""
+    return (
+        MISSING if pd.isna(mean) else f"{mean:.3f}" if pd.isna(std) else f"{mean:.3f} ± {std:.3f}"
+    )
+
+
+def _over_seeds(table: pd.DataFrame, key: str, columns: dict[str, str]) -> pd.DataFrame:
+    """Per ``key`` (first-seen order): ``seeds`` and each headline column as mean ± std."""
+    out = pd.DataFrame({"seeds": table.groupby(key, sort=False).size()})
+    for name, column in columns.items():
+        if column not in table:
+            out[name] = MISSING
+            continue
+        groups = pd.to_numeric(table[column], errors="coerce").groupby(table[key], sort=False)
+        out[name] = [_pm(m, s) for m, s in zip(groups.mean(), groups.std(ddof=1), strict=True)]
+    return out
+
+
+def headline(profile: str | config.Profile) -> pd.DataFrame:
+    """The headline comparison: one row per method of notebook 06 (mean ± std over seeds),
+    accuracy and MaxBoxAccV2 added from notebook 07 by run name, then 07's models that 06 lacks.
+
+    Read from ``06_per_seed.csv`` (method, run, protocol, K, seed, balanced_accuracy, mahp, map,
+    recall@1, mistake_severity) and the ``rows`` of ``07_metrics.json`` (model, seed, test_acc,
+    maxboxacc_v2, optionally run); a missing file or field gives "—". The mAHP column is named
+    ``mAHP@<K>`` when every row shares K, else ``mAHP@K`` beside a ``K`` column. Empty when
+    neither file exists.
+    """
+    folder = _profile(profile).figures_dir
+    rows = pd.DataFrame(columns=["method", "protocol", "run", "K", "seeds"])
+    if (folder / "06_per_seed.csv").is_file():
+        retrieval = pd.read_csv(folder / "06_per_seed.csv")
+        keys = [c for c in ("protocol", "run", "K") if c in retrieval]
+        first = retrieval.groupby("method", sort=False)[keys].first()
+        rows = first.join(_over_seeds(retrieval, "method", RETRIEVAL)).reset_index()
+    if (folder / "07_metrics.json").is_file():
+        wsol = pd.DataFrame(json.loads((folder / "07_metrics.json").read_text())["rows"])
+        if "run" not in wsol:
+            wsol = wsol.assign(run=wsol["model"].map(WSOL_RUNS).fillna(wsol["model"]))
+        localisation = _over_seeds(wsol, "run", WSOL)
+        rows = rows.join(localisation[list(WSOL)], on="run")
+        extra = localisation[~localisation.index.isin(rows["run"])]
+        labels = wsol.groupby("run", sort=False)["model"].first().reindex(extra.index)
+        extra = extra.assign(method=labels, protocol="closed set", K=None)
+        rows = pd.concat([rows, extra.reset_index()], ignore_index=True)
+    ks = rows["K"].dropna().unique() if "K" in rows else []
+    mahp = f"mAHP@{int(ks[0])}" if len(ks) == 1 else "mAHP@K"
+    rows = rows.rename(columns={"mAHP@K": mahp})
+    columns = ["method", "protocol", "seeds", *([] if len(ks) == 1 else ["K"]),
+               *(mahp if c == "mAHP@K" else c for c in HEADLINE)]  # fmt: skip
+    rows = rows.reindex(columns=columns)
+    text = [c for c in columns if c not in ("method", "protocol", "seeds", "K")]
+    rows[text] = rows[text].astype(object).fillna(MISSING)
+    if "K" in columns:
+        rows["K"] = [MISSING if pd.isna(k) else str(int(k)) for k in rows["K"]]
+    return rows.astype({"seeds": int})
+
+
+def headline_markdown(table: pd.DataFrame) -> str:
+    """The headline as a markdown table (what index.md and the README show)."""
+    return table.to_markdown(index=False, disable_numparse=True)
+
+
+def update_readme(readme: Path, block: str, profile: str) -> bool:
+    """Replace the text between ``<!-- headline:<profile>:start -->`` and ``…:end -->`` in
+    ``readme`` by ``block`` (atomically); everything else stays. True when the file changed."""
+    start, end = f"<!-- headline:{profile}:start -->", f"<!-- headline:{profile}:end -->"
+    text = readme.read_text()
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise ValueError(f"{readme} needs exactly one {start} followed by one {end}")
+    head, rest = text.split(start)
+    new = f"{head}{start}\n{block.strip()}\n{end}{rest.split(end)[1]}"
+    if new == text:
+        return False
+    report.atomic_write(readme, new.encode())
+    return True
+
+
+def write_manifest(profile: str | config.Profile, seconds: dict[str, float]) -> Path:
+    """``figures/<profile>/manifest.json``: provenance, environment, the profile's settings and
+    each notebook's wall time in seconds with the commit it ran at (entries of notebooks not run
+    this time are kept from the previous manifest; ``complete``: every notebook has one)."""
+    cfg = _profile(profile)
+    path = cfg.figures_dir / "manifest.json"
+    try:
+        previous = json.loads(path.read_text()).get("notebooks", {})
+    except (OSError, ValueError, AttributeError):
+        previous = {}
+    stems = [p.stem for p in notebooks(cfg.root)]
+    stamp = report.provenance(cfg)
+    ran = {stem: {"seconds": round(s, 1), "commit": stamp["commit"]} for stem, s in seconds.items()}
+    entries = {s: ran.get(s, previous.get(s)) for s in stems if s in ran or s in previous}
+    manifest = {
+        **stamp,
+        **report.environment(str(cfg.torch_device())),
+        "config": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
+        "notebooks": entries,
+        "complete": len(entries) == len(stems),
+    }
+    return report.atomic_write(
+        path, (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode()
+    )
+
+
+def _notebook_titles(root: Path) -> dict[str, tuple[str, str]]:
+    """{"06": ("06_retrieval_evaluation", "06 · Retrieval evaluation: …")} from each notebook's
+    first markdown heading."""
+    titles = {}
+    for path in sorted((root / "notebooks").glob("[0-9][0-9]_*.py")):
+        heading = re.search(r"^# # (.+)$", path.read_text(), re.MULTILINE)
+        titles[path.stem[:2]] = (path.name, heading.group(1) if heading else path.stem)
+    return titles
+
+
+def write_index(profile: str | config.Profile, table: pd.DataFrame | None = None) -> Path:
+    """``figures/<profile>/index.md``: the headline, then every table (.md, with its .csv), JSON
+    file and figure (.png, shown) of the folder, grouped by notebook number."""
+    cfg = _profile(profile)
+    folder = cfg.figures_dir
+    table = headline(cfg) if table is None else table
+    groups: dict[str, list[Path]] = {}  # notebook number ("" for other files) -> its files
+    for path in sorted(folder.glob("*")):
+        if path.name[0] != "." and path.name not in OWN_FILES and path.suffix in INDEXED:
+            number = path.name[:2] if re.match(r"\d\d_", path.name) else ""
+            groups.setdefault(number, []).append(path)
+    manifest = (folder / "manifest.json").is_file()
+    lines = [f"# hierstudy results: profile `{cfg.name}`", "",
+             f"{cfg.description}. Written by `hierstudy study` from the files of this folder"
+             + (" (environment and wall times: [manifest.json](manifest.json))." if manifest else "."),
+             "", "## Headline", ""]  # fmt: skip
+    if len(table):
+        lines += [headline_markdown(table), "", HEADLINE_NOTE, ""]
+    else:
+        lines += ["No headline yet: notebooks 06 and 07 have not written their tables.", ""]
+    titles = _notebook_titles(cfg.root)
+    for number in sorted(groups, key=lambda n: (n == "", n)):
+        name, title = titles.get(number, (None, f"{number} (no notebook)" if number else "Other"))
+        lines += [f"## {title}", ""]
+        lines += [f"Notebook: [{name}](../../notebooks/{name})", ""] if name else []
+        files = groups[number]
+        for p in (p for p in files if p.suffix == ".md"):
+            csv = f" ([csv]({p.stem}.csv))" if p.with_suffix(".csv").is_file() else ""
+            lines.append(f"- table [{p.stem}]({p.name}){csv}")
+        lines += [f"- json [{p.name}]({p.name})" for p in files if p.suffix == ".json"]
+        for p in (p for p in files if p.suffix == ".png"):  # pdfs are git-ignored: not linked
+            lines += ["", f"**{p.stem}**", "", f"![{p.stem}]({p.name})"]
+        lines.append("")
+    lines += [f"<sub>{report.stamp_text(report.provenance(cfg))}</sub>", ""]
+    return report.atomic_write(folder / "index.md", "\n".join(lines).encode())
+
+
+def publish(profile: str | config.Profile, seconds: dict[str, float]) -> Path:
+    """After a run: the headline (table, README block), the manifest and the index; returns the
+    index's path. The README block is rewritten only where the README has this profile's markers."""
+    cfg = _profile(profile)
+    table = headline(cfg)
+    if len(table):
+        report.save_table(table, "headline", cfg)
+    write_manifest(cfg, seconds)
+    readme = cfg.root / "README.md"
+    marked = readme.is_file() and f"<!-- headline:{cfg.name}:start -->" in readme.read_text()
+    if len(table) and marked:
+        update_readme(readme, headline_markdown(table), cfg.name)
+    return write_index(cfg, table)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     except StudyError as error:
         print(f"hierstudy: {error}", file=sys.stderr)
         return 1
+    print(config.load(profile).figures_dir / "index.md")
     return 0
 
 
