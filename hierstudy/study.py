@@ -164,8 +164,9 @@ def _over_seeds(table: pd.DataFrame, key: str, columns: dict[str, str]) -> pd.Da
 
 
 def headline(profile: str | config.Profile) -> pd.DataFrame:
-    """The headline comparison: one row per method of notebook 06 (mean ± std over seeds),
-    accuracy and MaxBoxAccV2 added from notebook 07 by run name, then 07's models that 06 lacks.
+    """The headline comparison: one row per method of notebook 06 trained with as many seeds
+    as any of its protocol (mean ± std; sweep variants run on fewer seeds stay in 06's tables), accuracy and MaxBoxAccV2 added
+    from notebook 07 by run name, then 07's models that 06 lacks.
 
     Read from ``06_per_seed.csv`` (method, run, protocol, K, seed, balanced_accuracy, mahp, map,
     recall@1, mistake_severity) and the ``rows`` of ``07_metrics.json`` (model, seed, test_acc,
@@ -180,6 +181,12 @@ def headline(profile: str | config.Profile) -> pd.DataFrame:
         keys = [c for c in ("protocol", "run", "K") if c in retrieval]
         first = retrieval.groupby("method", sort=False)[keys].first()
         rows = first.join(_over_seeds(retrieval, "method", RETRIEVAL)).reset_index()
+        most = (
+            rows.groupby("protocol")["seeds"].transform("max")
+            if "protocol" in rows
+            else rows["seeds"].max()
+        )
+        rows = rows[rows["seeds"] == most]  # sweep variants (fewer seeds) stay in 06's tables
     if (folder / "07_metrics.json").is_file():
         wsol = pd.DataFrame(json.loads((folder / "07_metrics.json").read_text())["rows"])
         if "run" not in wsol:

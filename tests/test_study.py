@@ -92,7 +92,8 @@ def test_headline_aggregates_seeds_joins_localisation_by_run_and_marks_gaps(tmp_
     table = study.headline("smoke").set_index("method")
     assert list(table.columns) == ["protocol", "seeds", "accuracy", "balanced accuracy", "mAHP@250",
                                    "mAP", "R@1", "mistake severity", "MaxBoxAccV2"]  # fmt: skip
-    assert list(table.index) == ["CE (classification features)", "KFR (α=10)", "PA + HIER",
+    # KFR (α=10) ran on one seed of two: a sweep variant, left to notebook 06's tables
+    assert list(table.index) == ["CE (classification features)", "PA + HIER",
                                  "centre Gaussian (no model)"]  # fmt: skip
     ce = table.loc["CE (classification features)"]
     # mean ± sample std (ddof 1) over the two seeds: 0.5, 0.7 -> 0.600 ± 0.141
@@ -104,8 +105,6 @@ def test_headline_aggregates_seeds_joins_localisation_by_run_and_marks_gaps(tmp_
     )
     # notebook 07's "CE (baseline)" is run "ce": its accuracy and MaxBoxAccV2 join the CE row
     assert (ce.accuracy, ce.MaxBoxAccV2) == ("0.700 ± 0.141", "0.300 ± 0.141")
-    kfr = table.loc["KFR (α=10)"]  # one seed: no ±; not scored by 07: —
-    assert (kfr.seeds, kfr["R@1"], kfr.accuracy, kfr.MaxBoxAccV2) == (1, "0.100", "—", "—")
     hier = table.loc["PA + HIER"]
     assert (hier.protocol, hier["balanced accuracy"], hier["mistake severity"]) == (
         "zero-shot",
@@ -127,11 +126,7 @@ def test_headline_prefers_a_run_column_and_handles_missing_tables_columns_and_mi
     wsol = [{"model": "my CE", "run": "ce", "seed": 0, "test_acc": 0.5}]
     _figures(tmp_path, monkeypatch, retrieval, wsol)
     table = study.headline("smoke").set_index("method")
-    assert "mAHP@K" in table and list(table.K) == [
-        "250",
-        "250",
-        "143",
-    ]  # no extra row: "my CE" is ce
+    assert "mAHP@K" in table and list(table.K) == ["250", "143"]  # no extra row: "my CE" is ce
     assert set(table["R@1"]) == {"—"} and set(table.MaxBoxAccV2) == {"—"}
     assert table.loc["CE (classification features)", "accuracy"] == "0.500"
     (tmp_path / "figures" / "smoke" / "06_per_seed.csv").unlink()
