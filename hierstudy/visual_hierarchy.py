@@ -627,6 +627,24 @@ def cophenetic_correlation(first: Hierarchy, second: Hierarchy) -> float:
     return float(np.corrcoef(x, y)[0, 1])
 
 
+def resolved_triplets(hierarchy: Hierarchy) -> float:
+    """Fraction of class triplets the hierarchy resolves (one pair's LCS strictly the lowest).
+
+    The support of ``triplet_agreement``: a tree that resolves few triplets agrees or disagrees on
+    few, so its agreement is fragile. 0 for a flat tree, 1 for a binary tree (Ward); NaN for
+    fewer than 3 classes.
+    """
+    heights = hierarchy.lcs_height()
+    k = len(heights)
+    if k < 3:
+        return float("nan")
+    resolved = 0
+    for i in range(k - 2):  # the same [K, K] slices as triplet_agreement
+        upper = np.triu(np.ones((k - i - 1,) * 2, dtype=bool), 1)
+        resolved += int((_closest_pair(heights, i)[upper] != 3).sum())
+    return resolved / (k * (k - 1) * (k - 2) // 6)
+
+
 def _closest_pair(heights: np.ndarray, i: int) -> np.ndarray:
     """[m, m] code for triplets (i, b, c), b, c > i: 0 (i,b) closest, 1 (i,c), 2 (b,c), 3 tie."""
     hb = heights[i, i + 1 :][:, None]

@@ -65,3 +65,8 @@ def test_kfr_knob_adds_the_term_to_another_method_in_its_second_phase(tiny):
     assert ("kfr", 3.0, "features", 1) in [tuple(t) for t in run.result["recipe"]["terms"]]
     with pytest.raises(experiments.ExperimentError, match="alpha"):
         experiments.train(tiny, "kfr", 0, kfr=3.0)
+
+
+def test_hier_proxies_follow_the_rule_and_reach_the_papers_512():
+    assert [experiments.hier_proxies(n) for n in (17, 98, 100, 11318)] == [128, 512, 512, 512]
+    assert experiments.hier_proxies(1) == 8 and experiments.hier_proxies(26) == 256

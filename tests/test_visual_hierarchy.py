@@ -447,6 +447,31 @@ def test_agreement_measures_match_literal_definitions():
     assert vh.cophenetic_correlation(ward, ward) == pytest.approx(1.0)
 
 
+def literal_resolved(h: Hierarchy) -> float:
+    """Share of class triplets with a unique lowest LCS, one triplet at a time."""
+    triplets = list(itertools.combinations(h.classes, 3))
+    unique = 0
+    for a, b, c in triplets:
+        heights = [h.height(h.lcs(u, v)) for u, v in ((a, b), (a, c), (b, c))]
+        unique += heights.count(min(heights)) == 1
+    return unique / len(triplets)
+
+
+def test_resolved_triplets_matches_the_literal_count():
+    rng = np.random.default_rng(17)
+    x, y, _ = planted_mixture(rng, n=60)
+    classes = [f"c{i}" for i in range(6)]
+    visual = vh.build_visual_hierarchy(x, y, classes, threshold=np.exp(-4)).hierarchy
+    ward = vh.ward_hierarchy(rng.normal(size=(6, 2)), classes)
+    flat = Hierarchy([("r", c) for c in classes])
+    polytomy = Hierarchy([("r", "m"), ("m", "a"), ("m", "b"), ("m", "c"), ("r", "d")])
+    for h in (visual, ward, flat, polytomy, small_tree()):
+        assert vh.resolved_triplets(h) == pytest.approx(literal_resolved(h))
+    assert vh.resolved_triplets(ward) == 1.0 and vh.resolved_triplets(flat) == 0.0
+    assert vh.resolved_triplets(polytomy) == 0.75  # {a, b, c} meet at one node
+    assert np.isnan(vh.resolved_triplets(Hierarchy([("r", "a"), ("r", "b")])))
+
+
 def test_agreement_edge_cases():
     h = small_tree()
     flat = Hierarchy([("r", c) for c in "abcd"])
