@@ -146,6 +146,78 @@ def gradcam_maps(
     return np.concatenate(maps).astype(np.float32, copy=False)
 
 
+def layer_grids(
+    model: nn.Module, images: torch.Tensor, names: Sequence[str]
+) -> dict[str, tuple[int, int]]:
+    """(h, w) of the maps [B, C, h, w] that the named submodules output on ``images``.
+
+    One forward pass in eval mode without gradients (train/eval modes put back, hooks released);
+    the dict is in the order the modules first ran. A module whose output is not a 4-D map (a
+    ViT's tokens, a pooled vector) or that does not run is left out.
+    """
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        raise CamError(f"images must be a tensor [N, C, H, W], got {getattr(images, 'shape', ())}")
+    grids: dict[str, tuple[int, int] | None] = {}
+
+    def hook(name):
+        def record(module, inputs, output):
+            grids.setdefault(name, None)  # keeps the order of the first call
+            if isinstance(output, torch.Tensor) and output.ndim == 4:
+                grids[name] = (int(output.shape[2]), int(output.shape[3]))
+
+        return record
+
+    modules = [_submodule(model, n) for n in names]  # every name checked before any hook
+    handles = [m.register_forward_hook(hook(n)) for m, n in zip(modules, names, strict=True)]
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(images)
+    finally:
+        for h in handles:
+            h.remove()
+        for m, training in modes:
+            m.training = training
+    return {n: g for n, g in grids.items() if g is not None}
+
+
+def coarse_grid_fallback(
+    model: nn.Module, images: torch.Tensor, last_block: str, min_grid: int = 7
+) -> str:
+    """The Grad-CAM layer: ``last_block`` if its map is at least ``min_grid`` × ``min_grid``,
+    else the last module before it among its siblings (the children of its parent, in the order
+    the forward pass runs them) whose map is.
+
+    KFR (000_352f6443065d4c19.txt, Sec. IV-D) takes the last block, whose 7 × 7 map on its
+    ResNets at 224 px is the default ``min_grid``; on small images the last block's grid can be
+    2 × 2, too coarse to place a box. ``last_block`` itself is returned when no sibling qualifies
+    or when its output is no map (a ViT's tokens, which keep one grid through all blocks).
+    Generic over backbones: one forward pass of ``images`` (one image suffices) with hooks.
+    """
+    if min_grid < 1:
+        raise CamError(f"min_grid must be ≥ 1, got {min_grid}")
+    _submodule(model, last_block)
+    parent_name, _, _ = last_block.rpartition(".")
+    parent = _submodule(model, parent_name) if parent_name else model
+    prefix = f"{parent_name}." if parent_name else ""
+    siblings = [prefix + n for n, _ in parent.named_children()]
+    grids = layer_grids(model, images, siblings)
+    if last_block not in grids:
+        return last_block
+    order = list(grids)
+    up_to_last = order[: order.index(last_block) + 1]
+    fine = [n for n in up_to_last if min(grids[n]) >= min_grid]
+    return fine[-1] if fine else last_block
+
+
+def _submodule(model: nn.Module, name: str) -> nn.Module:
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        raise CamError(f"{type(model).__name__} has no submodule {name!r}") from None
+
+
 def vit_reshape_transform(vit: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     """Tokens [B, T, C] of a timm ViT / DeiT → [B, C, h, w], dropping its prefix tokens.
 

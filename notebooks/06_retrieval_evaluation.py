@@ -16,7 +16,9 @@
 # central table (mean ± std over seeds): mAHP@K, balanced accuracy, mAP, Recall@{1, 2, 4, 8},
 # mistake severity and the average hierarchical distance of the top-5 classes; HP@k curves
 # (Fig. 3) and a qualitative retrieval grid with borders coloured by semantic similarity (Fig. 1).
-# This notebook trains nothing and evaluates whatever subset of runs exists.
+# Notebook 05's hierarchy-aware re-ranking of the CE baseline (Venkataramanan et al., seed 002:
+# D_C + α·D_H with the visual hierarchy) joins the table as rows of its own, recomputed from what
+# notebook 05 saved. This notebook trains nothing and evaluates whatever subset of runs exists.
 
 # %% tags=["parameters"]
 profile = "small"
@@ -33,13 +35,17 @@ import numpy as np
 import pandas as pd
 
 from hierstudy import config, experiments, metrics, report
+from hierstudy import visual_hierarchy as vh
+from hierstudy.hierarchy import Hierarchy
 from hierstudy.losses.hier import pairwise_distance
 
 cfg = config.load(profile)
 report.use_style()
 
 # %%
-runs = experiments.finished_runs(cfg)
+# notebook 08's combinations (a method + KFR's term, `kfr` knob) are compared there: keeping them
+# out makes this notebook's tables the same whether or not 08 has run before
+runs = [r for r in experiments.finished_runs(cfg) if "kfr" not in r.result["knobs"]]
 if not runs:
     raise FileNotFoundError(
         f"no finished run under {cfg.runs_dir / 'hiershapes'}: notebook 06 evaluates the models of "
@@ -129,15 +135,67 @@ def run_order(run):
 def distance(metric):
     return (lambda q, g: pairwise_distance(q.double(), g.double(), c=0.1)) if metric == "hyperbolic" else metric
 
+# %% [markdown]
+# **Notebook 05's re-ranking.** Notebook 05 builds a visual hierarchy from the CE baseline's
+# training features (classes whose Gaussians overlap, Bhattacharyya coefficient ≥ t, merge level
+# by level), places each test image at the leaf of smallest Mahalanobis distance and ranks by
+# D = D_C + α·D_H (eq. 6): the cosine distance plus α times the height of the two leaves' lowest
+# common ancestor over the tree's height. It saves the trees, the test images' leaves, t, α and
+# its seed (`05_hierarchies.json`) and how many levels merged (`05_metrics.json`). Here that
+# ranking is recomputed from those files with `visual_hierarchy.ranking_distance` on the same CE
+# run's test features, for both covariance conventions of notebook 05, and evaluated with this
+# notebook's protocol. A tree that merged nothing gives D_H = 0 (the cosine ranking, as in 05).
+# The classification columns stay empty: the classifier is CE's. No rows when 05 has not run.
+
+
 # %%
-def evaluate(run, metric):
-    """One row of the central table for one run (and seed), plus its mean HP@k curve."""
+def eq6(tree, alpha):
+    """D_C + α·D_H on rows whose last column is the image's leaf (None: nothing merged, D_H = 0)."""
+    return lambda q, g: vh.ranking_distance(q[:, :-1], g[:, :-1], q[:, -1].long(), g[:, -1].long(), tree, alpha)
+
+
+def reranked(saved, merging):
+    """{(run name, seed): [(row label, distance name, features + leaf column, distance, False)]}."""
+    run = next((r for r in runs if r.name == "ce" and r.seed == saved["_provenance"]["seed"]), None)
+    if run is None:  # notebook 05's seed of the baseline is not among the finished runs
+        return {}
+    feats, alpha, t = run.features("test")["features"].astype(np.float64), saved["alpha"], saved["threshold"]
+    out = []
+    for cov, edges in saved["visual"].items():
+        merged = any(m["covariance"] == cov and m["t"] == t and m["merge levels"] > 0 for m in merging)
+        tree = Hierarchy([tuple(e) for e in edges], saved["classes"]) if merged else None
+        leaves = np.asarray(saved["test_leaves"][cov])[:, None]  # one leaf per test image, in order
+        assert len(leaves) == len(feats), f"notebook 05's leaves are not run {run.name} seed {run.seed}'s test set"
+        label = f"CE + visual re-rank (α={alpha:g}, t={t:g}, {cov} Σ)"
+        out.append((label, f"cosine + {alpha:g}·D_H", np.hstack([feats, leaves]), eq6(tree, alpha), False))
+    return {(run.name, run.seed): out}
+
+
+# %%
+has_05 = (cfg.figures_dir / "05_hierarchies.json").is_file()
+rerank = reranked(report.load_metrics("05_hierarchies", cfg), report.load_metrics("05_metrics", cfg)["merging"]) if has_05 else {}
+rerank_seed = next(iter(rerank), (None, None))[1]
+print(f"notebook 05's re-ranking (seed {rerank_seed}): {[row[0] for rows in rerank.values() for row in rows] or 'not found'}")
+
+
+def rankings(run):
+    """(row label, distance name, features, distance, with classification columns) of each
+    ranking of ``run``: its variants, then notebook 05's re-rankings of it."""
+    feats = run.retrieval_features("test")[0]
+    own = [(label, metric, feats, distance(metric), True) for label, metric in variants(run)]
+    return own + rerank.get((run.name, run.seed), [])
+
+
+def evaluate(run, feats, dist, classify=True):
+    """One row of the central table for one ranking of a run (and seed), and its HP@k curve."""
     test = run.features("test")
-    feats, labels = run.retrieval_features("test")
+    labels = test["labels"]
     k = min(K, len(labels) - 1)
-    m = metrics.retrieval_metrics(feats, labels, similarity=similarity, metric=distance(metric), K=k, recall_ks=recall_ks)
+    m = metrics.retrieval_metrics(feats, labels, similarity=similarity, metric=dist, K=k, recall_ks=recall_ks)
     row = {"K": k, "test classes": len(np.unique(labels)), "mahp": m["mahp"], "map": m["map"]}
     row.update({f"recall@{r}": v for r, v in m["recall"].items()})
+    if not classify:
+        return row, m["hp"]
     if not zero_shot(run) and "pred" in test:  # zero-shot runs have no classifier for unseen classes
         row["balanced_accuracy"] = metrics.balanced_accuracy(test["pred"], labels, len(hierarchy.classes))
         row["mistake_severity"] = metrics.mistake_severity(test["pred"], labels, lcs_height)
@@ -150,8 +208,8 @@ KEYS = ["dataset", "backbone", "protocol", "method", "run", "distance", "K", "te
 VALUES = ["mahp", "balanced_accuracy", "map", *[f"recall@{r}" for r in recall_ks], "mistake_severity", f"hdist@{hdist_k}"]
 records, curves = [], {}
 for run in sorted(runs, key=run_order):
-    for label, metric in variants(run):
-        row, hp = evaluate(run, metric)
+    for label, metric, feats, dist, classify in rankings(run):
+        row, hp = evaluate(run, feats, dist, classify)
         records.append({"dataset": {"hiershapes": "HierShapes"}.get(run.run_dir.parents[1].name, run.run_dir.parents[1].name),
                         "backbone": run.result["recipe"]["backbone"], "protocol": "zero-shot" if zero_shot(run) else "closed set",
                         "method": label, "run": run.name, "seed": run.seed, "distance": metric, **row})  # fmt: skip
@@ -208,6 +266,7 @@ def random_ranking(protocol):
 protocols = list(dict.fromkeys(results.protocol))
 chance = {p: random_ranking(p) for p in protocols}
 mean_curves = {label: np.mean(hps, axis=0) for label, hps in curves.items()}
+HIER_P = ("PA + HIER (proxies=", "PA + HIERsph (proxies=")  # notebook 04 sets P by a rule
 main_methods = {"CE (classification features)", "CE + L2 norm", "L_CORR", "L_CORR+CLS", "KFR", "Proxy-Anchor", "PA + HIER", "PA + HIERsph"}
 
 # %%
@@ -216,7 +275,7 @@ for ax, protocol in zip(axes[:, 0], protocols, strict=True):
     rows = results[results.protocol == protocol]
     strong, light = iter(plt.get_cmap("tab10").colors), iter(plt.get_cmap("tab20").colors[1::2] * 3)
     for label, k in zip(rows.method, rows.K, strict=True):
-        bold = label in main_methods  # the paper's methods in strong colours, variants in light ones
+        bold = label in main_methods or label.startswith(HIER_P)  # the papers' methods strong, variants light
         ax.plot(np.arange(1, k + 1), mean_curves[label], color=next(strong if bold else light), lw=1.8 if bold else 0.9, label=label)
     ax.plot(np.arange(1, len(chance[protocol]["hp"]) + 1), chance[protocol]["hp"], "--", color="0.5", lw=1, label="random ranking")
     ax.axvline(cfg.per_class["test"] - 1, color="0.4", ls=":", lw=0.8, label="other images of the query's class")
@@ -301,6 +360,7 @@ report.save_metrics({
     "random_mistake_severity": random_severity,
     "K_requested": K, "recall_ks": list(recall_ks), "max_height": hierarchy.max_height, "seeds": sorted({r.seed for r in runs}),
     "grid": {"runs": [r.name for r in grid], "methods": [label for label, _ in results_grid], "queries": queries.tolist()},
+    "rerank": {"seed": rerank_seed, "methods": [row[0] for rows in rerank.values() for row in rows]},
 }, "06_metrics", cfg)  # fmt: skip
 
 # %%
@@ -312,7 +372,10 @@ def sentence(protocol):
             f"the best mAP is {best_map}'s {rows['map'][best_map]:.3f}")
     if {"CE (classification features)", "CE + L2 norm"} <= set(rows.index):
         text += f"; L2-normalising CE's features moves mAHP from {rows.mahp['CE (classification features)']:.3f} to {rows.mahp['CE + L2 norm']:.3f}"
-    for method in ("L_CORR", "PA + HIER"):
+    for method in [m for m in rows.index if "re-rank" in m]:  # one seed: against CE + L2 on that seed
+        ce = per_seed[(per_seed.method == "CE + L2 norm") & (per_seed.seed == rerank_seed)].mahp.iloc[0]
+        text += f"; {method} (seed {rerank_seed}) has mAHP {rows.mahp[method]:.3f} against CE + L2 norm's {ce:.3f} on that seed"
+    for method in [m for m in rows.index if m in ("L_CORR", "PA + HIER") or m.startswith(HIER_P[0])]:
         if method in rows.index:
             text += f"; {method} ranks {int((rows.mahp > rows.mahp[method]).sum()) + 1} of {len(rows)} by mAHP (R@1 {rows['recall@1'][method]:.3f})"
     return text + "."

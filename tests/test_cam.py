@@ -23,6 +23,7 @@ from hierstudy.cam import (
     vit_reshape_transform,
     wsol_scores,
 )
+from hierstudy.models import build_model
 
 
 # ----------------------------------------------------------------------------- boxes and IoU
@@ -391,3 +392,78 @@ def test_gradcam_on_a_vit_with_the_reshape_transform():
     np.testing.assert_allclose(maps, manual_gradcam(vit, layer, x, labels, reshape), atol=1e-5)
     with pytest.raises(ValueError, match="shape"):  # tokens are not a feature map
         gradcam_maps(vit, x, labels, layer)
+
+
+# ------------------------------------------------------------------------- the target layer
+def test_layer_grids_are_in_forward_order_and_skip_non_maps():
+    net, x = TinyCNN(), torch.randn(1, 3, 16, 16)
+    grids = cam.layer_grids(net, x, ["fc", "conv2", "conv1"])
+    assert list(grids.items()) == [("conv1", (16, 16)), ("conv2", (8, 8))]  # fc: a vector
+
+
+def test_layer_grids_restore_modes_and_release_hooks():
+    net = TinyCNN()
+    net.train()
+    running = net.bn.running_mean.clone()
+    cam.layer_grids(net, torch.randn(2, 3, 16, 16), ["conv1", "bn"])
+    assert net.training and net.bn.training
+    assert torch.equal(net.bn.running_mean, running)  # eval mode: statistics untouched
+    assert not net.conv1._forward_hooks and not net.bn._forward_hooks
+    with pytest.raises(CamError, match="no submodule 'conv9'"):
+        cam.layer_grids(net, torch.randn(1, 3, 16, 16), ["conv1", "conv9"])
+    assert not net.conv1._forward_hooks  # nothing registered before the bad name was found
+
+
+class Swapped(nn.Module):
+    """Children declared in the opposite order to the one they run in."""
+
+    def __init__(self):
+        super().__init__()
+        self.last = nn.Conv2d(4, 4, 3, stride=4, padding=1)  # declared first, runs last
+        self.middle = nn.Conv2d(4, 4, 3, stride=2, padding=1)
+        self.first = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        return self.last(self.middle(self.first(x))).mean(dim=(2, 3))
+
+
+@pytest.mark.parametrize(
+    ("size", "min_grid", "expected"),
+    [
+        (32, 7, "middle"),  # last 4 × 4 < 7: the last earlier map of ≥ 7 × 7 (16 × 16)
+        (32, 4, "last"),  # the last block is fine enough: KFR's choice
+        (32, 17, "first"),  # 32 × 32
+        (32, 33, "last"),  # nothing qualifies: the last block
+        (64, 7, "last"),  # 8 × 8
+    ],
+)
+def test_coarse_grid_fallback_takes_the_last_map_fine_enough_in_forward_order(
+    size, min_grid, expected
+):
+    net = Swapped()
+    assert (
+        cam.coarse_grid_fallback(net, torch.randn(1, 3, size, size), "last", min_grid) == expected
+    )
+
+
+def test_coarse_grid_fallback_on_the_study_backbones():
+    torch.manual_seed(0)
+    resnet = build_model("resnet_small", 5)
+    assert resnet.target_layer_name == "backbone.layer4"
+    small, large = torch.zeros(1, 3, 64, 64), torch.zeros(1, 3, 224, 224)
+    grids = cam.layer_grids(resnet, small, [f"backbone.layer{i}" for i in range(1, 5)])
+    assert list(grids.values()) == [(16, 16), (8, 8), (4, 4), (2, 2)]
+    assert cam.coarse_grid_fallback(resnet, small, "backbone.layer4") == "backbone.layer2"
+    assert cam.coarse_grid_fallback(resnet, large, "backbone.layer4") == "backbone.layer4"  # 7 × 7
+    tiny = build_model("tiny_cnn", 5)  # blocks: 16, 8, 4, 4 at 32 px
+    assert cam.coarse_grid_fallback(tiny, small[..., :32, :32], tiny.target_layer_name) == (
+        "backbone.blocks.1"
+    )
+    vit = tiny_vit()  # tokens, not maps: the last block whatever its grid
+    assert cam.coarse_grid_fallback(vit, torch.zeros(1, 3, 32, 32), "blocks.1.norm1") == (
+        "blocks.1.norm1"
+    )
+    with pytest.raises(CamError, match="min_grid"):
+        cam.coarse_grid_fallback(resnet, small, "backbone.layer4", 0)
+    with pytest.raises(CamError, match="no submodule"):
+        cam.coarse_grid_fallback(resnet, small, "backbone.layer9")

@@ -11,7 +11,7 @@ CE, CE_L2 = "CE (classification features)", "CE + L2 norm"
 
 @pytest.mark.notebook
 def test_notebook_06_under_smoke_evaluates_every_finished_run_with_one_protocol():
-    study.run("smoke", only=["02", "03", "06"])  # 02 / 03 reuse their cached runs
+    study.run("smoke", only=["02", "03", "05", "06"])  # 02 / 03 reuse their cached runs
     cfg = config.load("smoke")
     text = (cfg.figures_dir / "06_metrics.json").read_text()
     json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in 06_metrics.json"))  # strict JSON
@@ -37,7 +37,9 @@ def test_notebook_06_under_smoke_evaluates_every_finished_run_with_one_protocol(
         assert len(hp) == k and all(0 <= v <= 1 + 1e-12 for v in hp)
         # mAHP is the trapezoid area under the mean HP curve divided by K (the mean is linear)
         assert (sum(hp) - (hp[0] + hp[-1]) / 2) / k == pytest.approx(row["mahp"], abs=1e-9)
-        if row["protocol"] == "closed set":
+        if method in metrics["rerank"]["methods"]:  # a ranking of CE's features: no classifier
+            assert row["balanced_accuracy"] is None and row["hdist@5"] is None
+        elif row["protocol"] == "closed set":
             assert 0 <= row["balanced_accuracy"] <= 1
             assert 1 <= row["mistake_severity"] <= height  # distinct leaves meet at height >= 1
         else:  # zero-shot (notebook 04's runs, when present): no classifier for unseen classes
@@ -45,6 +47,23 @@ def test_notebook_06_under_smoke_evaluates_every_finished_run_with_one_protocol(
         if row["hdist@5"] is not None:
             assert 0 <= row["hdist@5"] <= height
     assert rows["L_CORR"]["hdist@5"] is None  # L_CORR has no logits
+
+    # notebook 05's re-ranking of the CE run, recomputed from its files: 05's own numbers
+    nb05 = report.load_metrics("05_metrics", cfg)
+    ranked = {r["variant"]: r for r in nb05["retrieval"]}
+    alpha, t, k = nb05["alpha"], nb05["threshold"], nb05["K"]
+    rerank = metrics["rerank"]
+    assert rerank["seed"] == report.load_metrics("05_hierarchies", cfg)["_provenance"]["seed"]
+    for cov, variant in ((nb05["covariance"], "cosine + α·D_H (visual)"),
+                         ("pooled", "cosine + α·D_H (visual, pooled Σ)")):  # fmt: skip
+        label = f"CE + visual re-rank (α={alpha:g}, t={t:g}, {cov} Σ)"
+        assert label in rerank["methods"]
+        row = rows[label]
+        assert (row["run"], row["protocol"], row["seeds"]) == ("ce", "closed set", 1)
+        assert row["distance"] == f"cosine + {alpha:g}·D_H" and row["K"] == k
+        assert row["mahp"] == pytest.approx(ranked[variant][f"mAHP@{k}"], abs=1e-9)
+        assert row["map"] == pytest.approx(ranked[variant]["mAP"], abs=1e-9)
+        assert row["recall@1"] == pytest.approx(ranked[variant]["R@1"], abs=1e-9)
     assert 0 < metrics["chance"]["closed set"]["mahp"] < 1
     grid = metrics["grid"]
     assert grid["methods"][:2] == [CE_L2, "L_CORR"] and len(grid["methods"]) == 3

@@ -39,11 +39,34 @@ def test_notebook_07_under_smoke_scores_every_model_with_both_wsol_metrics():
             # Top-1 Loc needs the class right too: never above GT-known BoxAcc at the same point
             assert 0 <= r["top1loc_tau0.15_iou30"] <= r["boxacc_tau0.15_iou30"] + 1e-12
     assert not any(math.isnan(r["maxboxacc_v2"]) for r in rows)
+    # the Grad-CAM layer: the last block whose map is ≥ min_cam_grid a side (tiny_cnn at 32 px:
+    # blocks of 16, 8, 4, 4 cells), the last block (KFR's layer) scored beside it
+    assert metrics["cam_layer"] == "backbone.blocks.1" and metrics["cam_grid"] == [8, 8]
+    assert metrics["last_block"] == "backbone.blocks.3" and metrics["last_block_grid"] == [4, 4]
+    assert min(metrics["cam_grid"]) >= metrics["min_cam_grid"] > min(metrics["last_block_grid"])
+    assert {r["layer"] for r in rows} == {"backbone.blocks.1", "-"}  # "-": the centre Gaussian
+    last = metrics["rows_last_block"]
+    assert {r["layer"] for r in last} == {"backbone.blocks.3"} and {
+        r["model"] for r in last
+    } == MODELS
+    assert len(last) == len(MODELS) * len(cfg.seeds)
+    for r in last:  # another layer, other maps: same accuracy, other localisation
+        same = next(c for c in rows if (c["model"], c["seed"]) == (r["model"], r["seed"]))
+        assert r["test_acc"] == same["test_acc"] and 0 <= r["maxboxacc_v2"] <= 1
+    assert any(
+        r["maxboxacc_v2"] != next(c for c in rows if c["model"] == r["model"])["maxboxacc_v2"]
+        for r in last
+    )
     assert metrics["kfr_claim_maxboxacc_v2"] in VERDICTS
     assert metrics["kfr_claim_kfr_point"] in VERDICTS
     if len(cfg.seeds) == 1:
         assert metrics["kfr_claim_maxboxacc_v2"] == "cannot be judged (one seed)"
     table = (cfg.figures_dir / "07_wsol.md").read_text()
     assert "MaxBoxAccV2 (mean of δ)" in table and "BoxAcc(τ=0.15, δ=30) (KFR's point)" in table
-    for name in ("07_gradcam_grid.png", "07_boxacc_vs_tau.png", "07_kfr_claim.csv"):
+    for name in (
+        "07_gradcam_grid.png",
+        "07_boxacc_vs_tau.png",
+        "07_kfr_claim.csv",
+        "07_layer_comparison.md",
+    ):
         assert (cfg.figures_dir / name).is_file()
