@@ -45,14 +45,26 @@ def use_style() -> None:
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str:
     """The commit of the working tree, ``+dirty`` when tracked files differ from it (``unknown``
-    outside git)."""
+    outside git). The study's own outputs — ``figures/`` and the README it rewrites — do not
+    count: a rerun rewrites them notebook by notebook while the code stays at the commit."""
 
     def git(*args):
         return subprocess.run(["git", *args], cwd=project_root(), capture_output=True, text=True,
                               timeout=10)  # fmt: skip
 
     try:
-        head, status = git("rev-parse", "--short=12", "HEAD"), git("status", "--porcelain", "-uno")
+        head, status = (
+            git("rev-parse", "--short=12", "HEAD"),
+            git(
+                "status",
+                "--porcelain",
+                "-uno",
+                "--",
+                ".",
+                ":(exclude)figures",
+                ":(exclude)README.md",
+            ),
+        )
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     if head.returncode != 0:

@@ -65,11 +65,16 @@ def test_provenance_commit_marks_a_dirty_tree(tmp_path, monkeypatch):
 
     monkeypatch.setenv("HIERSTUDY_ROOT", str(tmp_path))
     (tmp_path / "f.txt").write_text("a")
-    for cmd in (["init", "-q"], ["add", "f.txt"],
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "t.csv").write_text("1")
+    for cmd in (["init", "-q"], ["add", "f.txt", "figures/t.csv"],
                 ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"]):  # fmt: skip
         subprocess.run(["git", *cmd], cwd=tmp_path, check=True)
     report.git_commit.cache_clear()
     clean = report.git_commit()
+    (tmp_path / "figures" / "t.csv").write_text("2")  # the study's own output: still clean
+    report.git_commit.cache_clear()
+    assert report.git_commit() == clean
     (tmp_path / "f.txt").write_text("b")
     report.git_commit.cache_clear()
     assert len(clean) == 12 and report.git_commit() == clean + "+dirty"
