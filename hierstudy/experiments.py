@@ -16,6 +16,7 @@ same knobs on CPU give the same weights (the engine's guarantee) and hence the s
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 import json
@@ -238,7 +239,7 @@ def splits(profile: Profile, dataset: str = "hiershapes", setup: Setup | None = 
            seed: int = 0) -> dict[str, HierDataset | None]:  # fmt: skip
     """Train / val / test of ``dataset`` with ``setup``'s evaluation transform (no augmentation).
 
-    HierShapes: :func:`hiershapes_splits`. A paper's dataset: :func:`catalog.open_split`, whose
+    HierShapes: :func:`hiershapes_splits`. A paper's dataset: :func:`catalog.open_splits`, whose
     ``test`` hierarchy is the one a run's test features are labelled in.
     """
     if dataset == "hiershapes":
@@ -246,8 +247,7 @@ def splits(profile: Profile, dataset: str = "hiershapes", setup: Setup | None = 
     if setup is None:
         raise ExperimentError(f"dataset {dataset!r} needs the setup whose transform to apply")
     evaluation = paper_transforms(setup.transform, False, size=setup.image_size)
-    return {split: catalog.open_split(dataset, split, root=profile.data_dir, seed=seed,
-                                      transform=evaluation) for split in catalog.SPLITS}  # fmt: skip
+    return catalog.open_splits(dataset, root=profile.data_dir, transform=evaluation, seed=seed)
 
 
 def tensors(dataset: HierShapes, classes: np.ndarray | None = None, relabel: bool = True):
@@ -298,10 +298,9 @@ def study_data(profile: Profile, dataset: str, setup: Setup, zero_shot: bool, se
         kind = "zero-shot retrieval" if zero_shot else "classification"
         raise ExperimentError(f"dataset {dataset!r} has no {kind} protocol: use one of "
                               f"{catalog.ZERO_SHOT if zero_shot else catalog.CLASSIFICATION}")  # fmt: skip
-    augment = paper_transforms(setup.transform, True, size=setup.image_size)
-    train_set = catalog.open_split(dataset, "train", root=profile.data_dir, seed=seed,
-                                   transform=augment)  # fmt: skip
     parts = splits(profile, dataset, setup, seed)
+    train_set = copy.copy(parts["train"])  # the same files, read once, with the augmentation
+    train_set.transform = paper_transforms(setup.transform, True, size=setup.image_size)
     return StudyData(train_set.hierarchy, train_set, train_set.labels, parts["val"],
                      {"train": parts["train"], "test": parts["test"]})  # fmt: skip
 
@@ -480,7 +479,9 @@ def finished_runs(profile: Profile, dataset: str = "hiershapes") -> list[Run]:
     name and seed."""
     runs = []
     folder = profile.runs_dir / dataset
-    for done in sorted([*folder.glob("*/seed*/result.json"), *folder.glob("*/*/seed*/result.json")]):
+    for done in sorted(
+        [*folder.glob("*/seed*/result.json"), *folder.glob("*/*/seed*/result.json")]
+    ):
         result = json.loads(done.read_text())
         runs.append(Run(result["method"], result["seed"], done.parent,
                         pd.read_csv(done.parent / "metrics.csv"), result))  # fmt: skip

@@ -48,3 +48,28 @@ def test_a_dataset_without_the_methods_protocol_is_named(tmp_path, monkeypatch):
         catalog.open_split("svhn", "train")
     with pytest.raises(DatasetError, match="split must be one of"):
         catalog.open_split("cub", "dev")
+
+
+def test_paper_splits_read_each_folder_once_and_train_augments_a_copy(tmp_path, monkeypatch):
+    from fake_datasets import write_cub
+
+    from hierstudy.datasets import CUB
+
+    opened = []
+    monkeypatch.setattr(CUB, "__init__", _counting(CUB.__init__, opened))
+    write_cub(tmp_path)
+    profile = config.load("paper_check", data_root=tmp_path)
+    setup = setups.paper_setup("vh", "cub_official")
+    data = experiments.study_data(profile, "cub_official", setup, zero_shot=False)
+    assert len(opened) == 2  # train and test; val is the test object
+    assert data.val is data.extract["test"] and data.train is not data.extract["train"]
+    assert data.train.paths == data.extract["train"].paths
+    assert data.train.transform is not data.extract["train"].transform
+
+
+def _counting(init, calls):
+    def counted(self, *args, **kwargs):
+        calls.append(args)
+        init(self, *args, **kwargs)
+
+    return counted

@@ -71,3 +71,12 @@ def open_split(name: str, split: str, *, root: str | Path | None = None,
     boxes = folder / "Annotations" / "CLS-LOC" / "val"
     return ds.ImageNet(folder, "train" if train else "val", transform=transform,
                        annotations=boxes if not train and boxes.is_dir() else None)  # fmt: skip
+
+
+def open_splits(name: str, *, root: str | Path | None = None, transform: Callable | None = None,
+                seed: int = 0) -> dict[str, HierDataset | None]:  # fmt: skip
+    """All of :data:`SPLITS` of ``name``, each folder read once: ``"val"`` is the ``"test"``
+    object itself for the classification datasets and None for the zero-shot ones."""
+    parts = {s: open_split(name, s, root=root, transform=transform, seed=seed)
+             for s in ("train", "test")}  # fmt: skip
+    return {**parts, "val": None if name in ZERO_SHOT else parts["test"]}
