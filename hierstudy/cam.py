@@ -30,7 +30,12 @@ of the study give them; a contour's rectangle ``(x, y, w, h)`` is the box ``(x, 
 Choe et al.'s code instead reads both as inclusive corners (``+ 1`` in widths) after clipping the
 predicted ``x + w`` to ``W − 1``, which makes predicted boxes one pixel wider and taller than the
 region they bound; here both sides share one convention. A map with no contour has no box and is
-wrong at every δ (their code scores it with the box ``[0, 0, 0, 0]``).
+wrong at every δ (their code scores it with the box ``[0, 0, 0, 0]``). An image may have several
+ground-truth boxes (ImageNet's validation images often do): step 4's "some ground-truth box".
+A box that an evaluation crop cut away is empty (x0 = x1 or y0 = y1): it overlaps nothing.
+
+The scored images: :func:`balanced_subset` picks them (class-balanced, seeded) and
+:func:`localisation_set` reads them with their boxes through a paper's evaluation transform.
 
 The fast path traces contours once per distinct 8-bit level instead of once per τ (255 calls,
 not 1,000), each call covering a stack of maps, with OpenCV's faster link-runs tracer (its hole
@@ -43,6 +48,7 @@ that the fast path is tested and benchmarked against.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -111,7 +117,10 @@ def gradcam_maps(
             for a ViT e.g. ``blocks[-1].norm1`` with ``reshape_transform=vit_reshape_transform``).
         scores: optional ``callable(model output) -> [B, C]`` for models without logits.
     Maps are pytorch-grad-cam's: ReLU(Σ_k mean(∂y_c/∂A_k) A_k), resized bilinearly to H × W,
-    min-max scaled per image (all zeros where the ReLU leaves nothing).
+    min-max scaled per image (all zeros where the ReLU leaves nothing). Only ∂y_c/∂A is needed:
+    during the call only the target layer's parameters require gradients (all of them if it has
+    none), so that A does and the backward pass stops there — the layers before it keep no graph,
+    which saves their backward pass and its memory (e.g. a ResNet's first three stages).
     """
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
         raise CamError(f"images must be a tensor [N, C, H, W], got {getattr(images, 'shape', ())}")
@@ -126,8 +135,9 @@ def gradcam_maps(
     params = [(p, p.requires_grad, p.grad) for p in model.parameters()]
     maps = []
     try:
+        layer = {id(p) for p in target_layer.parameters()} & {id(p) for p, _, _ in params}
         for p, _, _ in params:  # a frozen model still needs gradients at the target layer
-            p.requires_grad_(True)
+            p.requires_grad_(not layer or id(p) in layer)
         with (
             torch.enable_grad(),
             GradCAM(_Scores(model, scores), [target_layer], reshape_transform) as cam,
@@ -237,6 +247,61 @@ def vit_reshape_transform(vit: nn.Module) -> Callable[[torch.Tensor], torch.Tens
         return tokens[:, prefix:].reshape(len(tokens), h, w, -1).permute(0, 3, 1, 2)
 
     return reshape
+
+
+# ------------------------------------------------------------------------- the scored images
+def balanced_subset(labels, max_images: int, seed: int = 0) -> np.ndarray:
+    """Sorted int64 indices of the images a WSOL evaluation scores.
+
+    All of them when there are at most ``max_images``; else, with a generator seeded by ``seed``,
+    a random ``max(1, max_images // C)`` of each of the C classes present (classes in increasing
+    order, one permutation each) and, only when that is still more than ``max_images`` (more
+    classes than ``max_images``, e.g. ImageNet's 1,000), a random ``max_images`` of those.
+    """
+    y = np.asarray(labels)
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise CamError(f"labels must be a 1-D integer array, got {y!r:.80}")
+    if not isinstance(max_images, int | np.integer) or max_images < 1:
+        raise CamError(f"max_images must be a positive integer, got {max_images!r}")
+    if len(y) <= max_images:
+        return np.arange(len(y))
+    classes = np.unique(y)
+    rng, per_class = np.random.default_rng(seed), max(1, max_images // len(classes))
+    picks = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:per_class] for c in classes])
+    if len(picks) > max_images:
+        picks = rng.choice(picks, max_images, replace=False)
+    return np.sort(picks)
+
+
+def localisation_set(dataset, indices, transform: Callable | None = None):
+    """``(images, labels, boxes)`` of ``dataset[indices]`` for Grad-CAM and the WSOL scores.
+
+    ``dataset`` is a :class:`~hierstudy.datasets.HierDataset` with boxes; ``transform`` (default:
+    its own) is applied to each image together with its ground-truth boxes (``return_boxes``:
+    resizes and crops move the boxes, a crop clamps them, a box cut away becomes empty). Returns
+    the images stacked [N, 3, H, W] (they must share one size), int64 labels [N] and a list of N
+    float64 arrays [k_i, 4] of boxes in the images' pixel coordinates (module doc's convention).
+    """
+    if not getattr(dataset, "has_boxes", False):
+        raise CamError(f"{type(dataset).__name__} has no ground-truth boxes to localise")
+    view = copy.copy(dataset)  # the caller's dataset keeps its transform and return_boxes
+    view.return_boxes = True
+    if transform is not None:
+        view.transform = transform
+    indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if len(indices) == 0:
+        raise CamError("no images to localise: indices is empty")
+    images, labels, boxes = [], [], []
+    for i in indices:
+        image, label, box = view[int(i)]
+        if len(box) == 0:
+            raise CamError(f"image {i} of {type(dataset).__name__} has no ground-truth box")
+        images.append(image)
+        labels.append(label)
+        boxes.append(np.asarray(box, np.float64).reshape(-1, 4))
+    if len({tuple(x.shape) for x in images}) > 1:
+        raise CamError("the images differ in size: pass a transform that gives one size")
+    return torch.stack(images), np.asarray(labels, np.int64), boxes
 
 
 # ----------------------------------------------------------------------------- boxes and IoU

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import inspect
 import json
 import math
@@ -44,6 +45,7 @@ from .models import build_backbone, build_model
 from .report import atomic_write
 from .setups import METHOD_PAPER, Setup, paper_setup, profile_setup
 from .train import Term, TrainConfig, extract, fit, load_checkpoint, make_loader
+from .visual_hierarchy import CORRUPTIONS, corrupt
 
 
 class ExperimentError(ValueError):
@@ -268,20 +270,68 @@ def tensors(dataset: HierShapes, classes: np.ndarray | None = None, relabel: boo
 @dataclass
 class StudyData:
     """What a run trains and is evaluated on: the training classes' hierarchy, the (augmented)
-    training set and its labels, the validation set (None for zero-shot) and the sets whose
-    features are saved (``train``: training classes; ``test``: the evaluated classes)."""
+    training set and its labels, the validation set (None for zero-shot), the sets whose
+    features are saved (``train``: training classes; ``test``: the evaluated classes) and the
+    hierarchy whose class order the ``test`` labels index."""
 
     hierarchy: Hierarchy
     train: Dataset
     train_labels: np.ndarray
     val: Dataset | None
     extract: dict[str, Dataset]
+    test_hierarchy: Hierarchy
 
 
-def study_data(profile: Profile, dataset: str, setup: Setup, zero_shot: bool, seed: int = 0):
+def study_data(profile: Profile, dataset: str, setup: Setup, zero_shot: bool, seed: int = 0,
+               corruption: str | None = None) -> StudyData:  # fmt: skip
     """The :class:`StudyData` of ``dataset``. HierShapes' zero-shot protocol trains on the first
     half of the classes and tests on the rest (labels kept); a paper's zero-shot dataset brings
-    its own class split (labels numbered within each split)."""
+    its own class split (labels numbered within each split).
+
+    ``corruption`` (a name of :data:`~hierstudy.visual_hierarchy.CORRUPTIONS`): every image of
+    every split is corrupted once, with a seed fixed per image, before any augmentation — the
+    modified datasets Venkataramanan et al. retrain on (002_da6e8fd647b41bd8.txt Sec. 4.2).
+    """
+    data = _study_data(profile, dataset, setup, zero_shot, seed)
+    if corruption is None:
+        return data
+    if corruption not in CORRUPTIONS:
+        raise ExperimentError(f"unknown corruption {corruption!r}; choose one of {CORRUPTIONS}")
+    done: dict[int, Dataset] = {}  # a split used twice (train and its extraction) stays one
+
+    def corrupted(part: Dataset | None, offset: int) -> Dataset | None:
+        if part is None or id(part) in done:
+            return None if part is None else done[id(part)]
+        if isinstance(part, TensorDataset):
+            out = TensorDataset(
+                corrupt(part.tensors[0], corruption, seed=offset), *part.tensors[1:]
+            )
+        else:
+            out = copy.copy(part)
+            out.image = functools.partial(_corrupted_image, part.image, corruption, offset)
+        done[id(part)] = out
+        return out
+
+    return dataclasses.replace(
+        data,
+        train=corrupted(data.train, 0),
+        val=corrupted(data.val, 2 * _SPLIT_SEEDS),
+        extract={
+            "train": corrupted(data.extract["train"], 0),
+            "test": corrupted(data.extract["test"], 2 * _SPLIT_SEEDS),
+        },  # fmt: skip
+    )
+
+
+_SPLIT_SEEDS = 10**7  # corruption seeds: train images 0.., test images 2e7..
+
+
+def _corrupted_image(image: Callable, kind: str, offset: int, i: int) -> np.ndarray:
+    """uint8 [H, W, C] image ``i`` of a file dataset, corrupted with its own seed."""
+    return corrupt(image(i).transpose(2, 0, 1)[None], kind, seed=offset + i)[0].transpose(1, 2, 0)
+
+
+def _study_data(profile: Profile, dataset: str, setup: Setup, zero_shot: bool, seed: int):
     if dataset == "hiershapes":
         parts = hiershapes_splits(profile)
         full = parts["train"].hierarchy
@@ -293,7 +343,7 @@ def study_data(profile: Profile, dataset: str, setup: Setup, zero_shot: bool, se
         extract = {"train": tensors(parts["train"], seen, relabel=False),
                    "test": tensors(parts["test"], unseen, relabel=False)}  # fmt: skip
         val = None if zero_shot else tensors(parts["val"])
-        return StudyData(hierarchy, train_set, train_set.tensors[1].numpy(), val, extract)
+        return StudyData(hierarchy, train_set, train_set.tensors[1].numpy(), val, extract, full)
     if zero_shot != (dataset in catalog.ZERO_SHOT):
         kind = "zero-shot retrieval" if zero_shot else "classification"
         raise ExperimentError(f"dataset {dataset!r} has no {kind} protocol: use one of "
@@ -302,7 +352,8 @@ def study_data(profile: Profile, dataset: str, setup: Setup, zero_shot: bool, se
     train_set = copy.copy(parts["train"])  # the same files, read once, with the augmentation
     train_set.transform = paper_transforms(setup.transform, True, size=setup.image_size)
     return StudyData(train_set.hierarchy, train_set, train_set.labels, parts["val"],
-                     {"train": parts["train"], "test": parts["test"]})  # fmt: skip
+                     {"train": parts["train"], "test": parts["test"]},
+                     parts["test"].hierarchy)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------- runs
@@ -364,7 +415,7 @@ def setup_for(profile: Profile, method: str, dataset: str = "hiershapes",
 
 def train(profile: Profile, method: str, seed: int = 0, *, force: bool = False,
           dataset: str = "hiershapes", paper: str | None = None, setup: Setup | None = None,
-          kfr: float = 0.0, **knobs) -> Run:  # fmt: skip
+          kfr: float = 0.0, corruption: str | None = None, **knobs) -> Run:  # fmt: skip
     """Train ``method`` under ``profile`` with ``seed`` (or reload the finished run).
 
     ``dataset``: ``"hiershapes"`` (the profile's own setup) or a name of
@@ -372,7 +423,9 @@ def train(profile: Profile, method: str, seed: int = 0, *, force: bool = False,
     method's paper, :data:`~hierstudy.setups.METHOD_PAPER`); ``setup`` replaces it (e.g. the
     scaled-down one-step checks). ``kfr=α`` adds KFR's α·ℓ_qtr on the backbone features to any
     method but ``kfr`` itself (its second phase, :func:`add_kfr`); the run is then named e.g.
-    ``corr-kfr30``. Runs live in ``runs/<profile>/<dataset>[/<paper>]/<name>/seed<k>/``.
+    ``corr-kfr30``. ``corruption="blur"`` (or ``"saturation"``, ``"occlusion"``) trains and
+    extracts on corrupted images (:func:`study_data`; run ``ce-corruptionblur``). A ``hier``
+    run also saves :func:`snapshots` of its embedding after every epoch. Runs live in ``runs/<profile>/<dataset>[/<paper>]/<name>/seed<k>/``.
     """
     if method not in METHODS:
         raise ExperimentError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
@@ -388,7 +441,8 @@ def train(profile: Profile, method: str, seed: int = 0, *, force: bool = False,
     knobs = {**setup.knobs.get(method, {}), **knobs}
     defaults = inspect.signature(METHODS[method]).parameters
     knobs = {k: v for k, v in knobs.items() if not (k in defaults and defaults[k].default == v)}
-    name = run_name(method, {**knobs, **({"kfr": kfr} if kfr else {})})
+    extra = {**({"kfr": kfr} if kfr else {}), **({"corruption": corruption} if corruption else {})}
+    name = run_name(method, {**knobs, **extra})
     run_dir = folder / name / f"seed{seed}"
     done = run_dir / "result.json"
     if done.is_file() and not force:
@@ -396,7 +450,7 @@ def train(profile: Profile, method: str, seed: int = 0, *, force: bool = False,
         return Run(method, seed, run_dir, pd.read_csv(run_dir / "metrics.csv"), result)
 
     zero_shot = method in ZERO_SHOT
-    data = study_data(profile, dataset, setup, zero_shot, seed)
+    data = study_data(profile, dataset, setup, zero_shot, seed, corruption)
     ctx = Context(data.hierarchy, setup.epochs, seed, setup.backbone, setup.backbone_kw,
                   setup.train.get("lr", 1e-3))  # fmt: skip
     try:
@@ -431,6 +485,9 @@ def train(profile: Profile, method: str, seed: int = 0, *, force: bool = False,
             evaluation = {
                 "eval_fn": lambda net: {"val_acc": _nearest_accuracy(net, val_loader, phi, device)}
             }
+    if method == "hier":
+        evaluation["eval_fn"] = _snapshot_writer(run_dir, model, recipe.terms[1].loss,
+                                                 data.extract["train"], device, workers)  # fmt: skip
     history = fit(model, recipe.terms, train_loader, run_dir=run_dir, config=config, **evaluation)
 
     test_acc = None
@@ -452,7 +509,7 @@ def train(profile: Profile, method: str, seed: int = 0, *, force: bool = False,
         "seed": seed,
         "dataset": dataset,
         "paper": paper,
-        "knobs": {**knobs, **({"kfr": kfr} if kfr else {})},
+        "knobs": {**knobs, **extra},
         "retrieval": recipe.retrieval,
         "metric": recipe.metric,
         "test_acc": test_acc,
@@ -486,6 +543,48 @@ def finished_runs(profile: Profile, dataset: str = "hiershapes") -> list[Run]:
         runs.append(Run(result["method"], result["seed"], done.parent,
                         pd.read_csv(done.parent / "metrics.csv"), result))  # fmt: skip
     return sorted(runs, key=lambda r: (r.name, r.seed))
+
+
+SNAPSHOT_IMAGES = 512  # training images whose embedding a HIER run saves after every epoch
+
+
+def _snapshot_writer(run_dir: Path, model: nn.Module, reg: nn.Module, train: Dataset, device,
+                     workers: int) -> Callable[[nn.Module], dict]:  # fmt: skip
+    """An ``eval_fn`` saving ``snapshots/epoch<e>.npz`` after every epoch: the embedding and
+    labels of a fixed, seeded subset of the training images and the proxies' points (HIER's
+    Fig. 4). Epoch 0, the untrained model, is written at once; a resumed run continues the
+    numbering. Reads no global random state, so the run's weights are unchanged."""
+    folder = run_dir / "snapshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    n = len(train)
+    keep = np.sort(np.random.default_rng(0).permutation(n)[:SNAPSHOT_IMAGES])
+    loader = make_loader(torch.utils.data.Subset(train, keep.tolist()), 256, shuffle=False,
+                         num_workers=workers)  # fmt: skip
+
+    def write(net: nn.Module) -> dict:
+        epoch = len(list(folder.glob("epoch*.npz")))
+        feats = extract(net, loader, device)
+        with torch.no_grad():
+            proxies = reg.proxy_points().detach().float().cpu().numpy()
+        arrays = {"embedding": feats["embedding"], "labels": feats["labels"], "proxies": proxies}
+        _save_npz(folder / f"epoch{epoch:03d}.npz", arrays)
+        return {}
+
+    if not any(folder.glob("epoch*.npz")):
+        write(model)
+    return write
+
+
+def snapshots(run: Run) -> dict[int, dict[str, np.ndarray]]:
+    """{epoch: {"embedding", "labels", "proxies"}} saved by a ``hier`` run (epoch 0: untrained)."""
+    paths = sorted((run.run_dir / "snapshots").glob("epoch*.npz"))
+    if not paths:
+        raise ExperimentError(f"{run.run_dir} has no snapshots: retrain it with force=True")
+    out = {}
+    for path in paths:
+        with np.load(path) as data:
+            out[int(path.stem[5:])] = {k: data[k] for k in data.files}
+    return out
 
 
 @torch.no_grad()

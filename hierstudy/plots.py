@@ -60,3 +60,40 @@ def heatmap(matrix: np.ndarray, ax, *, order: np.ndarray | None = None, labels=N
     ax.grid(False)
     ax.set_title(title)
     return image
+
+
+def poincare_disk(ax, z, labels: np.ndarray, proxies, *, c: float = 0.1, link_every: int = 3,
+                  seed: int = 0, legend: bool = True) -> np.ndarray:  # fmt: skip
+    """HIER's Fig. 3 / 4 view: UMAP of samples ``z`` [N, D] and of their *ancestor* proxies (each
+    sample's nearest proxy of smaller norm, :func:`~hierstudy.proxy_tree.nearest_smaller_proxy`),
+    the Poincaré distance at curvature ``c`` as input metric and a hyperbolic output space drawn
+    as the Poincaré disk; grey links join every ``link_every``-th sample to its ancestor.
+    Returns the indices of the ancestor proxies drawn."""
+    import matplotlib.pyplot as plt
+    import torch
+    import umap
+
+    from .losses.hier import pairwise_distance
+    from .proxy_tree import nearest_smaller_proxy
+
+    z, proxies = torch.as_tensor(z).double(), torch.as_tensor(proxies).double()
+    parent = nearest_smaller_proxy(z, proxies, c=c)
+    used = np.unique(parent[parent >= 0])
+    points = torch.cat([z, proxies[used]])
+    distances = pairwise_distance(points, points, c=c).numpy()
+    mapper = umap.UMAP(metric="precomputed", output_metric="hyperboloid", random_state=seed,
+                       init="random")  # fmt: skip
+    emb = mapper.fit_transform(distances)
+    disk = emb / (1 + np.sqrt(1 + (emb**2).sum(1, keepdims=True)))  # hyperboloid -> Poincaré disk
+    ax.add_patch(plt.Circle((0, 0), 1, fill=False, color="0.6"))
+    where = {p: len(z) + i for i, p in enumerate(used)}
+    for i in np.flatnonzero(parent >= 0)[::link_every]:
+        ax.plot(*disk[[i, where[parent[i]]]].T, color="0.75", lw=0.4, zorder=1)
+    ax.scatter(*disk[: len(z)].T, c=labels, cmap="tab20", s=6, zorder=2)
+    ax.scatter(*disk[len(z) :].T, c="deeppink", s=30, marker="*", zorder=3,
+               label="ancestor proxies")  # fmt: skip
+    ax.set(aspect="equal", xlim=(-1.05, 1.05), ylim=(-1.05, 1.05))
+    if legend:
+        ax.legend(loc="lower right")
+    ax.set_axis_off()
+    return used

@@ -46,10 +46,10 @@ def notebooks(root: Path | None = None, only: list[str] | None = None) -> list[P
     return found
 
 
-def run_notebook(
-    path: Path, profile: str, *, force: bool = False, log_output: bool = False
-) -> Path:
-    """Execute one notebook under ``profile``; return the executed copy's path."""
+def run_notebook(path: Path, profile: str, *, force: bool = False, log_output: bool = False,
+                 parameters: dict | None = None) -> Path:  # fmt: skip
+    """Execute one notebook under ``profile`` (``parameters`` override its parameters cell, e.g.
+    ``{"dataset": "sop"}``); return the executed copy's path."""
     import jupytext
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -65,7 +65,7 @@ def run_notebook(
         papermill.execute_notebook(
             notebook,
             str(out),
-            parameters={"profile": profile, "force": force},
+            parameters={**(parameters or {}), "profile": profile, "force": force},
             kernel_name="python3",
             language="python",
             cwd=str(prof.root),
@@ -102,7 +102,7 @@ def _describe_cell(executed: Path) -> str:
 
 
 def run(profile: str = "small", only: list[str] | None = None, force: bool = False,
-        log_output: bool = False) -> list[Path]:  # fmt: skip
+        log_output: bool = False, parameters: dict | None = None) -> list[Path]:  # fmt: skip
     """Execute the series in order, stopping at the first failing notebook (then nothing is
     published); after success, :func:`publish` the profile's figures folder."""
     from tqdm.auto import tqdm
@@ -113,7 +113,8 @@ def run(profile: str = "small", only: list[str] | None = None, force: bool = Fal
     for path in bar:
         bar.set_postfix_str(path.stem)
         start = time.perf_counter()
-        done.append(run_notebook(path, profile, force=force, log_output=log_output))
+        done.append(run_notebook(path, profile, force=force, log_output=log_output,
+                                 parameters=parameters))  # fmt: skip
         seconds[path.stem] = time.perf_counter() - start
         bar.write(f"{path.stem}: {seconds[path.stem]:.1f} s")
     publish(profile, seconds)
@@ -318,6 +319,22 @@ def publish(profile: str | config.Profile, seconds: dict[str, float]) -> Path:
     return write_index(cfg, table)
 
 
+def parse_parameters(items: list[str]) -> dict:
+    """``["dataset=sop", "dims=(64, 512)"]`` → ``{"dataset": "sop", "dims": (64, 512)}``."""
+    import ast
+
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.isidentifier():
+            raise StudyError(f"a parameter is NAME=VALUE, got {item!r}")
+        try:
+            out[name] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[name] = value
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hierstudy", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -327,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     study.add_argument("--only", nargs="+", help="notebook numbers or names, e.g. 01 03")
     study.add_argument("--force", action="store_true", help="retrain instead of reusing runs/")
     study.add_argument("--log-output", action="store_true", help="stream cell output")
+    study.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                       help="set a notebook parameter, e.g. -p dataset=sop (a Python literal, "
+                       "else a string); outputs keep their names, so they replace the last run's")  # fmt: skip
     wordnet = commands.add_parser("wordnet", help="make WordNet 3.0 available offline")
     wordnet.add_argument("--install", action="store_true",
                          help="apt-get install Debian's WordNet packages if needed (as root)")  # fmt: skip
@@ -346,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     profile = args.profile or config.load().name
     try:
-        run(profile, args.only, args.force, args.log_output)
+        run(profile, args.only, args.force, args.log_output, parse_parameters(args.param))
     except StudyError as error:
         print(f"hierstudy: {error}", file=sys.stderr)
         return 1

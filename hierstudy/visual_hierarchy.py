@@ -734,6 +734,22 @@ def occlude(images, size: int = 70, reference: int = 224, seed: int = 0):
     return out.numpy() if numpy_in else out
 
 
+CORRUPTIONS = ("blur", "saturation", "occlusion")
+
+
+def corrupt(images, kind: str, seed: int = 0):
+    """The robustness corruption ``kind`` (one of :data:`CORRUPTIONS`) of 002_..., Sec. 4.2 with
+    the paper's parameters: an 11 x 11 blur, a saturation factor per image, a 70 x 70-at-224-px
+    occlusion scaled to the image size. uint8 [N, C, H, W] numpy or torch; seeded."""
+    if kind == "blur":
+        return gaussian_blur(images, kernel_size=11)
+    if kind == "saturation":
+        return change_saturation(images, seed=seed)
+    if kind == "occlusion":
+        return occlude(images, size=70, reference=224, seed=seed)
+    raise VisualHierarchyError(f"unknown corruption {kind!r}; choose one of {CORRUPTIONS}")
+
+
 # ------------------------------------------------------------------------------ validation
 def _features(values, what: str) -> np.ndarray:
     if isinstance(values, torch.Tensor):

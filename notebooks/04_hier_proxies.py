@@ -12,11 +12,19 @@
 #
 # **What you will see**: the zero-shot protocol on HierShapes (train on the first half of the
 # classes, retrieve among the unseen other half), Proxy-Anchor alone vs PA + HIER vs PA + HIERsph
-# over seeds; the disk (UMAP with the hyperbolic metric) with samples, proxies and ancestor links;
-# whether the proxies *discover* HierShapes' true taxonomy, which HIER never sees; class affinity
+# over seeds; the disk (UMAP with the hyperbolic metric) with samples, proxies and ancestor links,
+# at the end of training (Fig. 3) and over the epochs (Fig. 4); whether the proxies *discover* HierShapes' true taxonomy, which HIER never sees; class affinity
 # matrices (a re-creation of Fig. 5: the authors published no code for it); the proxies nearest
 # the boundary with their nearest images (Fig. 6); and Recall@1 against the embedding dimension
 # (Fig. 7).
+#
+# **Datasets.** `dataset = None` takes the profile's: HierShapes under `smoke` and `small`,
+# CUB-200-2011 under `paper` (classes 1-100 train, 101-200 test). `"cars196"`, `"sop"` and
+# `"inshop"` run the same cells with their own class splits, the paper's setup (ImageNet-pretrained
+# ResNet-50, 512-d, AdamW 1e-4, 2 images × 90 classes per batch; `hierstudy.setups`) and the
+# paper's Recall@K set for the dataset. Their taxonomies are the loaders' defaults (CUB: the last
+# word of the species name; Cars: the make; SOP and In-shop: their super-classes), which the
+# hierarchy-aware metrics and the discovered-tree comparison use; HIER itself never sees them.
 #
 # **The number of proxies.** The paper uses P = 512 hierarchical proxies on every dataset (CUB and
 # Cars have about 100 training classes, SOP and In-shop thousands). HierShapes trains on 17
@@ -31,32 +39,41 @@
 # %% tags=["parameters"]
 profile = "small"
 force = False
-dim = 128
-recall_ks = (1, 2, 4, 8)  # the paper's K for CUB / Cars
-dims = (16, 32, 64, 128)  # Fig. 7
-proxies = None  # HIER proxies P: None = the rule above (experiments.hier_proxies)
+dataset = None  # None: the profile's (cfg.datasets["hier"]); or "cub", "cars196", "sop", "inshop"
+dim = None  # embedding dimension; None: the setup value (512 in the paper), 128 on HierShapes
+recall_ks = None  # None: the paper's K for the dataset (1, 2, 4, 8 for CUB, Cars and HierShapes)
+dims = (16, 32, 64, 128)  # Fig. 7 (with `dim` added)
+proxies = None  # HIER proxies P; None: the rule above (experiments.hier_proxies)
+max_points = 4000  # training samples (a seeded draw when more) in the disk, trees and affinities
+snapshot_panels = 4  # Fig. 4: epochs shown, evenly spaced from the untrained model to the last
 
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-import umap
 
 from hierstudy import config, experiments, metrics, plots, report
 from hierstudy.losses.hier import HIER, pairwise_distance
-from hierstudy.proxy_tree import nearest_smaller_proxy, proxy_tree
+from hierstudy.proxy_tree import proxy_tree
 from hierstudy.visual_hierarchy import cophenetic_correlation, triplet_agreement, ward_hierarchy
 
 cfg = config.load(profile)
 report.use_style()
-splits = experiments.hiershapes_splits(cfg)
-hierarchy = splits["train"].hierarchy
-similarity = hierarchy.similarity()
-n_seen = len(hierarchy.classes) // 2  # the zero-shot protocol trains on the first half
+dataset = dataset or cfg.datasets["hier"]
+PAPER_KS = {"sop": (1, 10, 100, 1000), "inshop": (1, 10, 20, 30, 40, 50)}  # Table 1's columns
+recall_ks = tuple(recall_ks or PAPER_KS.get(dataset, (1, 2, 4, 8)))
+# the zero-shot data: the seen classes' taxonomy, the training images, the test labels' hierarchy
+setup = experiments.setup_for(cfg, "hier", dataset)
+dim = dim or setup.knobs.get("hier", {}).get("dim", 128)
+dims = sorted({*dims, dim})
+data = experiments.study_data(cfg, dataset, setup, True)
+truth, similarity = data.hierarchy, data.test_hierarchy.similarity()
+seen = list(truth.classes)
+n_seen = len(seen)
 n_proxies = proxies or experiments.hier_proxies(n_seen)
 hier_knobs = {"proxies": proxies} if proxies else {}
-print(f"{n_seen} training classes, {n_proxies} HIER proxies")
+print(f"{dataset}: {n_seen} training classes, {n_proxies} HIER proxies")
 
 # %% [markdown]
 # ## Zero-shot retrieval: PA vs PA + HIER vs PA + HIERsph
@@ -78,9 +95,10 @@ def evaluate(run):
     return {**{f"R@{r}": m["recall"][r] for r in recall_ks}, f"mAHP@{k}": m["mahp"], "mAP": m["map"]}
 
 
-variants = {"Proxy-Anchor": ("dml_zero_shot", {}), "PA + HIER": ("hier", hier_knobs), "PA + HIERsph": ("hier", {**hier_knobs, "sphere": True})}
-runs = {label: [experiments.train(cfg, method, s, force=force, **knobs) for s in cfg.seeds]
-        for label, (method, knobs) in variants.items()}
+variants = {"Proxy-Anchor": ("dml_zero_shot", {"dim": dim}), "PA + HIER": ("hier", {**hier_knobs, "dim": dim}),
+            "PA + HIERsph": ("hier", {**hier_knobs, "dim": dim, "sphere": True})}
+runs = {label: [experiments.train(cfg, method, s, force=force, dataset=dataset, **knobs)
+               for s in cfg.seeds] for label, (method, knobs) in variants.items()}  # fmt: skip
 scores = pd.DataFrame([{"method": label, "seed": r.seed, **evaluate(r)} for label, rs in runs.items() for r in rs])
 table = scores.drop(columns="seed").groupby("method", sort=False).agg(["mean", "std"]).round(4)
 table.columns = [f"{a} ({b})" for a, b in table.columns]
@@ -102,27 +120,46 @@ reg.load_state_dict(hier_run.checkpoint()["losses"][1])
 with torch.no_grad():
     proxies = reg.proxy_points().double()
 train_feats = hier_run.features("train")
-z = torch.from_numpy(train_feats["embedding"]).double()
-y = train_feats["labels"]
-parent = nearest_smaller_proxy(z, proxies)
-used = np.unique(parent[parent >= 0])
-points = torch.cat([z, proxies[used]])
-distances = pairwise_distance(points, points, c=0.1).numpy()
-mapper = umap.UMAP(metric="precomputed", output_metric="hyperboloid", random_state=0, init="random")
-emb = mapper.fit_transform(distances)
-disk = emb / (1 + np.sqrt(1 + (emb**2).sum(1, keepdims=True)))  # hyperboloid -> Poincaré disk
+n_train = len(train_feats["labels"])
+pick = np.sort(np.random.default_rng(0).permutation(n_train)[:max_points])  # all when fewer
+z = torch.from_numpy(train_feats["embedding"][pick]).double()
+y = train_feats["labels"][pick]
 fig, ax = plt.subplots(figsize=(6, 6))
-ax.add_patch(plt.Circle((0, 0), 1, fill=False, color="0.6"))
-where = {p: len(z) + i for i, p in enumerate(used)}
-for i in np.flatnonzero(parent >= 0)[::3]:
-    ax.plot(*disk[[i, where[parent[i]]]].T, color="0.75", lw=0.4, zorder=1)
-ax.scatter(*disk[: len(z)].T, c=y, cmap="tab20", s=6, zorder=2)
-ax.scatter(*disk[len(z):].T, c="deeppink", s=30, marker="*", zorder=3, label="ancestor proxies")
-ax.set(aspect="equal", xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), title="HIER embedding (UMAP, Poincaré disk)")
-ax.legend(loc="lower right")
-ax.set_axis_off()
+used = plots.poincare_disk(ax, z, y, proxies)
+ax.set_title(f"HIER embedding (UMAP, Poincaré disk), {dataset}")
 report.save_figure(fig, "04_poincare_disk", cfg, seed=hier_run.seed)
 plt.show()
+
+# %% [markdown]
+# ## Over training (Fig. 4)
+# The same view after selected epochs, from the untrained network (epoch 0) to the last: a HIER
+# run saves, after every epoch, the embedding of a fixed draw of 512 training images and its
+# proxies (`experiments.snapshots`). Each panel is its own UMAP, so only the arrangement within
+# a panel is comparable: how the classes separate and where the ancestor proxies settle. The
+# table counts the ancestor proxies, their mean norm, and the leave-one-out 1-NN accuracy of the
+# drawn images under the Poincaré distance (how well the classes separate, epoch by epoch).
+
+# %%
+shots = experiments.snapshots(hier_run)
+epochs = sorted(shots)
+shown = sorted({epochs[round(i * (len(epochs) - 1) / max(snapshot_panels - 1, 1))]
+                for i in range(snapshot_panels)})  # fmt: skip
+fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.4), squeeze=False)
+over_epochs = []
+for ax, epoch in zip(axes[0], shown, strict=True):
+    shot = shots[epoch]
+    ancestors = plots.poincare_disk(ax, shot["embedding"], shot["labels"], shot["proxies"], legend=False)
+    ax.set_title(f"epoch {epoch}")
+    e = torch.from_numpy(shot["embedding"]).double()
+    d = pairwise_distance(e, e, c=0.1).fill_diagonal_(float("inf"))
+    nn_acc = float((shot["labels"][d.argmin(1).numpy()] == shot["labels"]).mean())
+    rho = np.linalg.norm(shot["proxies"][ancestors], axis=1).mean()
+    over_epochs.append({"epoch": epoch, "ancestor proxies": len(ancestors), "mean ‖ancestor‖": rho, "1-NN accuracy": nn_acc})
+report.save_figure(fig, "04_disk_over_epochs", cfg, seed=hier_run.seed)
+plt.show()
+over_epochs = pd.DataFrame(over_epochs)
+report.save_table(over_epochs, "04_disk_over_epochs", cfg, seed=hier_run.seed)
+over_epochs
 
 # %% [markdown]
 # ## Does HIER discover the hierarchy?
@@ -135,10 +172,6 @@ plt.show()
 # apply to them.
 
 # %%
-seen = [hierarchy.classes[i] for i in range(hier_run.result["train_classes"])]
-truth = hierarchy.restrict(seen)
-
-
 def class_means(run):
     f = run.features("train")
     e, lab = f["embedding"], f["labels"]
@@ -177,7 +210,7 @@ family_colour = {f: plt.cm.Set2(i) for i, f in enumerate(sorted(set(family)))}
 
 def affinity(run):
     f = run.features("train")
-    e, lab = torch.from_numpy(f["embedding"]).double(), f["labels"]
+    e, lab = torch.from_numpy(f["embedding"][pick]).double(), f["labels"][pick]
     if run.result["metric"] == "hyperbolic":
         sim = torch.exp(-pairwise_distance(e, e, c=0.1)).numpy()
     else:
@@ -202,12 +235,18 @@ plt.show()
 # %%
 boundary = used[np.argsort(-proxies[used].norm(dim=1).numpy())][:4]
 nearest = pairwise_distance(proxies[boundary], z, c=0.1).argsort(dim=1)[:, :4].numpy()
-seen_images = splits["train"].images[np.isin(splits["train"].labels, np.arange(len(seen)))]
+images = data.extract["train"]  # the training images, in the order of the features
+
+
+def train_image(i):  # uint8 [H, W, 3]
+    return images.image(i) if hasattr(images, "image") else images.tensors[0][i].permute(1, 2, 0).numpy()
+
+
 fig, axes = plt.subplots(len(boundary), 4, figsize=(6, 1.6 * len(boundary)), squeeze=False)
 for row, (p, idx) in enumerate(zip(boundary, nearest, strict=True)):
     for col, i in enumerate(idx):
-        axes[row, col].imshow(seen_images[i])
-        axes[row, col].set_title(hierarchy.label(seen[y[i]]).split("/")[-1], fontsize=6)
+        axes[row, col].imshow(train_image(pick[i]))
+        axes[row, col].set_title(truth.label(seen[y[i]]).split("/")[-1], fontsize=6)
         axes[row, col].set_axis_off()
     axes[row, 0].text(-0.1, 0.5, f"proxy {p}\n‖ρ‖ = {proxies[p].norm():.2f}", transform=axes[row, 0].transAxes, ha="right", va="center", fontsize=6)
 report.save_figure(fig, "04_boundary_proxies", cfg, seed=hier_run.seed)
@@ -222,9 +261,10 @@ plt.show()
 seed0 = cfg.seeds[0]
 rows = []
 for d in dims:
-    knobs = {} if d == dim else {"dim": d}
+    knobs = {"dim": d}
     for label, method, extra in (("Proxy-Anchor", "dml_zero_shot", {}), ("PA + HIER", "hier", hier_knobs)):
-        rows.append({"dim": d, "method": label, "R@1": evaluate(experiments.train(cfg, method, seed0, force=force, **knobs, **extra))["R@1"]})
+        run = experiments.train(cfg, method, seed0, force=force, dataset=dataset, **knobs, **extra)
+        rows.append({"dim": d, "method": label, "R@1": evaluate(run)["R@1"]})
 by_dim = pd.DataFrame(rows)
 report.save_table(by_dim, "04_recall_vs_dim", cfg, seed=seed0)
 fig, ax = plt.subplots(figsize=(4.5, 3))
@@ -241,12 +281,14 @@ report.save_metrics({
     "scores": scores.to_dict(orient="records"),
     "agreement": agreement.to_dict(orient="records"),
     "recall_vs_dim": by_dim.to_dict(orient="records"),
+    "over_epochs": over_epochs.to_dict(orient="records"),
     "ancestor_proxies": int(len(used)), "proxies": n_proxies, "train_classes": n_seen,
+    "dataset": dataset, "recall_ks": list(recall_ks),
 }, "04_metrics", cfg)
 tree_agreement = agreement.set_index("hierarchy").loc["PA + HIER: proxy tree", "triplet agreement"]
 pa_agreement = agreement.set_index("hierarchy").loc["Proxy-Anchor: Ward of class means", "triplet agreement"]
 print(
-    f"What we found ({len(cfg.seeds)} seed(s)): zero-shot Recall@1 {mean_r1['Proxy-Anchor']:.3f} "
+    f"What we found on {dataset} ({len(cfg.seeds)} seed(s)): zero-shot Recall@1 {mean_r1['Proxy-Anchor']:.3f} "
     f"(PA) vs {mean_r1['PA + HIER']:.3f} (PA + HIER) vs {mean_r1['PA + HIERsph']:.3f} (HIERsph); "
     f"{len(used)} of {n_proxies} proxies serve as ancestors; the tree read off them "
     f"{'resolves no class triplet' if np.isnan(tree_agreement) else f'agrees with the true taxonomy on {tree_agreement:.2f} of resolved class triplets'}; "

@@ -45,19 +45,25 @@ def write_cifar(root: Path, num_classes: int = 100) -> int:
     return num_classes
 
 
-def write_imagenet(root: Path, classes: int = 2, per_class: int = 2) -> int:
-    """``imagenet/{train,val}/<wnid>/*.JPEG`` and ILSVRC XML boxes in ``Annotations/CLS-LOC/val``."""
+def write_imagenet(root: Path, classes: int = 2, per_class: int = 2, boxes: int = 1) -> int:
+    """``imagenet/{train,val}/<wnid>/*.JPEG`` and ILSVRC XML boxes in ``Annotations/CLS-LOC/val``:
+    ``boxes`` objects per image, the first (2, 3, 15, 12), the k-th (2 + 4k, 1 + 2k, 23, 19)."""
     rng = np.random.default_rng(1)
     folder = root / "imagenet"
+    corners = [(2, 3, 15, 12)] + [(2 + 4 * k, 1 + 2 * k, 23, 19) for k in range(1, boxes)]
     for wnid in timm_synsets()[:classes]:
+        objects = "".join(
+            f"<object><name>{wnid}</name><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin>"
+            f"<xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>"
+            for x0, y0, x1, y1 in corners
+        )
         for j in range(per_class):
             _image(folder / "train" / wnid / f"{wnid}_{j}.JPEG", rng)
             stem = f"ILSVRC2012_val_{wnid}_{j}"
             _image(folder / "val" / wnid / f"{stem}.JPEG", rng)
             xml = folder / "Annotations" / "CLS-LOC" / "val" / f"{stem}.xml"
             xml.parent.mkdir(parents=True, exist_ok=True)
-            xml.write_text(f"<annotation><object><name>{wnid}</name><bndbox><xmin>2</xmin>"
-                           "<ymin>3</ymin><xmax>15</xmax><ymax>12</ymax></bndbox></object></annotation>")  # fmt: skip
+            xml.write_text(f"<annotation>{objects}</annotation>")
     return classes
 
 

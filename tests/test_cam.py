@@ -5,13 +5,19 @@ import numpy as np
 import pytest
 import timm
 import torch
-from reference_cam import literal_boxes, literal_maxboxacc_v2, literal_normalize
+from reference_cam import (
+    literal_best_iou,
+    literal_boxes,
+    literal_maxboxacc_v2,
+    literal_normalize,
+)
 from scipy import ndimage
 from torch import nn
 
 from hierstudy import cam
 from hierstudy.cam import (
     CamError,
+    balanced_subset,
     best_iou,
     box_iou,
     boxacc_at,
@@ -19,10 +25,14 @@ from hierstudy.cam import (
     cam_thresholds,
     energy_in_box,
     gradcam_maps,
+    localisation_set,
     maxboxacc_v2,
     vit_reshape_transform,
     wsol_scores,
 )
+from hierstudy.datasets import paper_transforms
+from hierstudy.datasets.base import ArrayDataset
+from hierstudy.hierarchy import Hierarchy
 from hierstudy.models import build_model
 
 
@@ -193,6 +203,33 @@ def test_boxes_are_opencvs_findcontours_boxes_on_random_maps():
                 assert sorted_boxes(cam_boxes(m, tau)) == sorted(literal_boxes(u8, tau))
 
 
+def test_fast_path_matches_the_literal_reference_on_several_fractional_and_empty_boxes():
+    """Boxes as a paper's evaluation transform leaves them: several per image (ImageNet's),
+    fractional after a resize, empty where a crop cut one away; an image is right at (τ, δ) when
+    a box found has IoU ≥ δ with ANY of its boxes."""
+    rng = np.random.default_rng(5)
+    h, w = 21, 26
+    cams, gt = random_cams(rng, 6, h, w), []
+    for _ in range(6):
+        k = rng.integers(1, 5)
+        x, y = (
+            np.sort(rng.uniform(0, w, (k, 2)), axis=1),
+            np.sort(rng.uniform(0, h, (k, 2)), axis=1),
+        )
+        gt.append(np.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], axis=1))
+    gt[0][0, 2] = gt[0][0, 0]  # one box cut away by a crop: empty
+    gt[1] = np.array([[0.0, 0.0, 0.0, h]])  # every box of the image cut away
+    taus = cam_thresholds()
+    best = best_iou(cams, gt, taus)
+    np.testing.assert_array_equal(best, literal_best_iou(cams, gt, taus))
+    assert (best[1] == 0).all() and (best[2:] > 0).any()
+    one_box_each = [  # each box as if it were the image's only one, then the best of them
+        best_iou(np.repeat(cams[i : i + 1], len(b), axis=0), b[:, None], taus).max(axis=0)
+        for i, b in enumerate(gt)
+    ]
+    np.testing.assert_array_equal(best, np.stack(one_box_each))
+
+
 def test_best_iou_is_the_same_in_any_chunking_and_order():
     rng = np.random.default_rng(3)
     cams, gt = random_cams(rng, 20, 16, 18), random_gt(rng, 20, 16, 18)
@@ -233,6 +270,78 @@ def test_energy_in_box():
 def test_bad_inputs_raise(call, match):
     with pytest.raises(CamError, match=match):
         call()
+
+
+# ------------------------------------------------------------------------- the scored images
+def literal_subset(labels, max_images, seed):
+    """Notebook 07's draw before it became a function: max(1, max // C) per class, in class order."""
+    rng, classes = np.random.default_rng(seed), np.unique(labels)
+    per_class = max(1, max_images // len(classes))
+    picks = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in classes]
+    return np.sort(np.concatenate(picks))
+
+
+def test_balanced_subset_draws_the_same_number_per_class_seeded():
+    labels = np.repeat(np.arange(5), [12, 9, 30, 7, 10])
+    np.testing.assert_array_equal(balanced_subset(labels, 100), np.arange(len(labels)))
+    subset = balanced_subset(labels, 23, seed=3)
+    np.testing.assert_array_equal(subset, literal_subset(labels, 23, seed=3))
+    assert (np.bincount(labels[subset]) == 23 // 5).all()
+    assert not np.array_equal(subset, balanced_subset(labels, 23, seed=4))
+
+
+def test_balanced_subset_with_more_classes_than_images_keeps_one_of_each_of_some_classes():
+    labels = np.repeat(np.arange(40), 3)
+    subset = balanced_subset(labels, 10, seed=1)
+    assert len(subset) == 10 and len(np.unique(labels[subset])) == 10
+    assert np.array_equal(subset, np.sort(subset))
+    np.testing.assert_array_equal(subset, balanced_subset(labels, 10, seed=1))
+    assert np.isin(subset, literal_subset(labels, 10, seed=1)).all()  # drawn from those picks
+    with pytest.raises(CamError, match="max_images"):
+        balanced_subset(labels, 0)
+    with pytest.raises(CamError, match="1-D integer"):
+        balanced_subset(labels.reshape(4, -1), 5)
+
+
+def box_dataset(boxes, **kwargs):
+    """Three 20 × 24 images of classes a, b, c, the value of each pixel its column."""
+    images = np.broadcast_to(np.arange(24, dtype=np.uint8)[None, :, None], (3, 20, 24, 3))
+    tree = Hierarchy([("r", "a"), ("r", "x"), ("x", "b"), ("x", "c")], ["a", "b", "c"])
+    return ArrayDataset(images, [0, 1, 2], tree.classes, tree, boxes=boxes, **kwargs)
+
+
+def test_localisation_set_moves_every_box_with_the_evaluation_transform():
+    boxes = [np.array([[2, 4, 14, 12]]), np.array([[0, 0, 6, 10], [12, 10, 24, 20]]),
+             np.array([[22, 2, 24, 8]])]  # fmt: skip
+    data = box_dataset(boxes)
+    images, labels, out = localisation_set(data, [2, 1], paper_transforms("vh", size=48))
+    assert images.shape == (2, 3, 48, 48) and images.dtype == torch.float32
+    np.testing.assert_array_equal(labels, [2, 1])
+    scale = np.array([48 / 24, 48 / 20] * 2)  # "vh" evaluation: resize to 48 × 48
+    np.testing.assert_allclose(out[0], boxes[2] * scale)
+    np.testing.assert_allclose(out[1], boxes[1] * scale)  # both boxes of image 1
+    assert data.transform is None and not data.return_boxes  # the caller's dataset untouched
+    # "hier" evaluation at 20: short side to round(20 · 256 / 224) = 23 (20 × 24 → 23 × 27),
+    # centre crop 20 × 20 from row 2, column 4; the box at columns 22-23 is cut away: empty
+    _, _, cropped = localisation_set(data, [2, 0], paper_transforms("hier", size=20))
+    assert cropped[0][0, 0] == cropped[0][0, 2] == 20
+    expected = np.array([[2 * 27 / 24 - 4, 4 * 23 / 20 - 2, 14 * 27 / 24 - 4, 12 * 23 / 20 - 2]])
+    np.testing.assert_allclose(cropped[1], np.clip(expected, 0, 20), rtol=1e-6)
+    own, _, native = localisation_set(box_dataset(boxes, transform=paper_transforms()), [0])
+    assert own.shape == (1, 3, 20, 24) and np.array_equal(native[0], boxes[0])
+
+
+def test_localisation_set_bad_inputs():
+    with pytest.raises(CamError, match="no ground-truth boxes"):
+        localisation_set(box_dataset(None), [0])
+    with pytest.raises(CamError, match="image 1 .* has no ground-truth box"):
+        localisation_set(box_dataset([np.ones((1, 4)), np.zeros((0, 4)), np.ones((1, 4))]), [0, 1])
+    with pytest.raises(CamError, match="indices is empty"):
+        localisation_set(box_dataset([np.ones((1, 4))] * 3), [])
+    widths = iter([10, 12])
+    with pytest.raises(CamError, match="differ in size"):  # a transform giving two sizes
+        localisation_set(box_dataset([np.ones((1, 4))] * 3), [0, 1],
+                         lambda image, boxes: (image[..., : next(widths)], boxes))  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------ Grad-CAM
@@ -330,6 +439,26 @@ def test_gradcam_restores_modes_flags_grads_and_releases_hooks():
     assert maps.max() > 0
     net.requires_grad_(False)  # a fully frozen model gives the same maps
     np.testing.assert_allclose(gradcam_maps(net, x, [0, 1, 2], net.conv2), maps, atol=1e-6)
+
+
+def test_gradcam_backward_pass_stops_at_the_target_layer():
+    """Only ∂y_c/∂A is needed: the layers before the target keep no graph (the same maps)."""
+    torch.manual_seed(4)
+    net, x, labels = TinyCNN(), torch.randn(3, 3, 16, 16), [2, 0, 1]
+    graph = {}
+    for name in ("conv1", "conv2"):
+        getattr(net, name).register_forward_hook(
+            lambda m, i, out, name=name: graph.update({name: out.requires_grad})
+        )
+    maps = gradcam_maps(net, x, labels, net.conv2)
+    assert graph == {"conv1": False, "conv2": True}
+    np.testing.assert_allclose(maps, manual_gradcam(net, net.conv2, x, labels), atol=1e-5)
+    # a target without parameters (a ReLU module): its output needs the earlier layers' graph
+    seq = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 5, 3, padding=1),
+                        nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(5, 3))  # fmt: skip
+    relu_maps = gradcam_maps(seq, x, labels, seq[3])
+    assert relu_maps.max() > 0
+    np.testing.assert_allclose(relu_maps, manual_gradcam(seq, seq[3], x, labels), atol=1e-5)
 
 
 def test_gradcam_reads_logits_from_a_model_output_or_a_score_function():

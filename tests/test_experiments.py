@@ -70,3 +70,71 @@ def test_kfr_knob_adds_the_term_to_another_method_in_its_second_phase(tiny):
 def test_hier_proxies_follow_the_rule_and_reach_the_papers_512():
     assert [experiments.hier_proxies(n) for n in (17, 98, 100, 11318)] == [128, 512, 512, 512]
     assert experiments.hier_proxies(1) == 8 and experiments.hier_proxies(26) == 256
+
+
+def test_hier_runs_save_a_snapshot_per_epoch_without_changing_the_weights(tiny):
+    run = experiments.train(tiny, "hier", 0)
+    shots = experiments.snapshots(run)
+    assert sorted(shots) == [0, 1, 2]  # the untrained model, then every epoch
+    n = len(run.features("train")["labels"])
+    keep = np.sort(np.random.default_rng(0).permutation(n)[: experiments.SNAPSHOT_IMAGES])
+    # the last snapshot is the final model on the same images as features_train
+    assert np.allclose(shots[2]["embedding"], run.features("train")["embedding"][keep], atol=1e-5)
+    assert not np.allclose(shots[0]["embedding"], shots[2]["embedding"])
+    assert shots[2]["proxies"].shape == (experiments.hier_proxies(run.result["train_classes"]), 128)
+    # a run that never wrote snapshots would reload with the same weights
+    before = weights(run)
+    (run.run_dir / "result.json").unlink()
+    import shutil
+
+    shutil.rmtree(run.run_dir / "snapshots")
+    (run.run_dir / "checkpoint.pt").unlink()
+    experiments.train(tiny, "hier", 0)
+    for key, value in weights(run).items():
+        assert torch.equal(value, before[key]), key
+    ce = experiments.train(tiny, "ce", 0)
+    with pytest.raises(experiments.ExperimentError, match="no snapshots"):
+        experiments.snapshots(ce)
+
+
+def test_corruption_knob_trains_and_extracts_on_corrupted_images(tiny):
+    clean = experiments.study_data(tiny, "hiershapes", experiments.setup_for(tiny, "ce"), False)
+    data = experiments.study_data(tiny, "hiershapes", experiments.setup_for(tiny, "ce"), False,
+                                  corruption="occlusion")  # fmt: skip
+    images, clean_images = data.train.tensors[0], clean.train.tensors[0]
+    assert images.shape == clean_images.shape and not torch.equal(images, clean_images)
+    changed = images != clean_images
+    assert (images[changed] == 0).all()  # an occlusion only blacks pixels out
+    # the extracted training images are corrupted exactly like the ones trained on
+    assert torch.equal(data.extract["train"].tensors[0], images)
+    run = experiments.train(tiny, "ce", 0, corruption="blur")
+    assert run.name == "ce-corruptionblur" and run.result["knobs"] == {"corruption": "blur"}
+    baseline = experiments.train(tiny, "ce", 0)
+    assert not np.allclose(run.features("test")["features"], baseline.features("test")["features"])
+    with pytest.raises(experiments.ExperimentError, match="unknown corruption 'fog'"):
+        experiments.train(tiny, "ce", 0, corruption="fog")
+
+
+def test_corruption_of_a_file_dataset_is_fixed_per_image_and_keeps_val_the_test_set(tmp_path):
+    from fake_datasets import write_cub
+
+    write_cub(tmp_path / "data")
+    profile = config.load("paper_check", data_root=tmp_path / "data")
+    setup = experiments.setup_for(profile, "ce", "cub_official", "vh")
+    clean = experiments.study_data(profile, "cub_official", setup, False)
+    data = experiments.study_data(profile, "cub_official", setup, False, corruption="occlusion")
+    assert data.val is data.extract["test"]  # the classification val set is the test set
+    first, again = data.extract["test"][0][0], data.extract["test"][0][0]
+    assert torch.equal(first, again) and not torch.equal(first, clean.extract["test"][0][0])
+    raw = data.extract["train"].image(1)
+    assert raw.dtype == np.uint8 and raw.shape == clean.extract["train"].image(1).shape
+
+
+def test_zero_shot_study_data_names_the_seen_and_the_test_hierarchies(tiny):
+    setup = experiments.setup_for(tiny, "hier")
+    data = experiments.study_data(tiny, "hiershapes", setup, True)
+    full = experiments.hiershapes_splits(tiny)["test"].hierarchy
+    assert data.hierarchy.classes == full.classes[: len(full.classes) // 2]
+    assert data.test_hierarchy.classes == full.classes  # HierShapes keeps the global labels
+    test_labels = data.extract["test"].tensors[1].numpy()
+    assert test_labels.min() == len(full.classes) // 2

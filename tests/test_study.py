@@ -208,8 +208,27 @@ def test_cli_prints_the_index_path(tmp_path, monkeypatch, capsys):
     calls = []
     monkeypatch.setattr(study, "run", lambda *args: calls.append(args))
     assert study.main(["study", "--profile", "smoke", "--only", "01", "03"]) == 0
-    assert calls == [("smoke", ["01", "03"], False, False)]
+    assert calls == [("smoke", ["01", "03"], False, False, {})]
     assert capsys.readouterr().out.strip() == str(tmp_path / "figures" / "smoke" / "index.md")
+    assert (
+        study.main(["study", "--profile", "smoke", "-p", "dataset=sop", "-p", "dims=(64, 512)"])
+        == 0
+    )
+    assert calls[-1][-1] == {"dataset": "sop", "dims": (64, 512)}
+    assert study.main(["study", "--profile", "smoke", "-p", "dataset"]) == 1
+    assert "NAME=VALUE, got 'dataset'" in capsys.readouterr().err
+
+
+def test_parameters_reach_the_notebooks_parameters_cell(tmp_path, monkeypatch):
+    (tmp_path / "notebooks").mkdir()
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    (tmp_path / "notebooks" / "01_echo.py").write_text(
+        '# %% tags=["parameters"]\nprofile = "small"\nforce = False\ndataset = None\n\n'
+        "# %%\nopen('echo.txt', 'w').write(f'{profile} {dataset}')\n"
+    )
+    monkeypatch.setenv("HIERSTUDY_ROOT", str(tmp_path))
+    study.run("smoke", parameters={"dataset": "sop"})
+    assert (tmp_path / "echo.txt").read_text() == "smoke sop"
 
 
 # --- failure, resumption and determinism of real runs ----------------------------------------------

@@ -540,3 +540,19 @@ def test_corruptions_do_not_depend_on_the_image_batch(monkeypatch):
     parts = [vh.gaussian_blur(images), vh.change_saturation(images), vh.occlude(images)]
     for a, b in zip(whole, parts, strict=True):
         assert np.array_equal(a, b)
+
+
+def test_corrupt_applies_the_papers_parameters_by_name():
+    images = image_batch(n=4, h=112, w=64)
+    expected = {
+        "blur": vh.gaussian_blur(images, kernel_size=11, sigma=1.0),
+        "saturation": vh.change_saturation(images, (0.1, 0.5, 1.0, 2.0, 5.0), seed=3),
+        "occlusion": vh.occlude(images, size=70, reference=224, seed=3),
+    }
+    assert tuple(expected) == vh.CORRUPTIONS
+    for kind, out in expected.items():
+        assert np.array_equal(vh.corrupt(images, kind, seed=3), out), kind
+    black = (vh.corrupt(images, "occlusion") == 0).all(1)
+    assert (black.sum((1, 2)) >= 35 * 20).all()  # 70 x 70 at 224 px is 35 x 20 here
+    with pytest.raises(vh.VisualHierarchyError, match="unknown corruption 'fog'"):
+        vh.corrupt(images, "fog")

@@ -88,6 +88,9 @@ def test_notebook_05_under_smoke_builds_visual_hierarchies_and_ranks_with_them()
         if row["corruption"] == "none":
             assert row[top] == rows[row["variant"]][top]
     assert len(robust) == 4 * 4
+    # smoke keeps the cheap protocol: the clean network on corrupted test images, nothing retrained
+    assert m["dataset"] == "hiershapes" and m["robustness_protocol"] == "corrupted test images"
+    assert m["robustness_models"] == [] and not config.load("smoke").retrain_corrupted
     assert m["feature_drift"] < 1e-4  # run.model() + extract reproduce the stored features
     assert all(0 <= v <= 1 for v in m["leaf_accuracy"].values())
 

@@ -1,0 +1,42 @@
+"""Notebook 04 under ``paper_check``: HIER's setup on a tiny fake CUB-200-2011 (zero-shot split:
+the first half of the classes trains, the rest is retrieved) in the real on-disk format."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from fake_datasets import write_cub
+
+from hierstudy import config, experiments, report, study
+from hierstudy.models import build_backbone
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.notebook
+def test_notebook_04_runs_hiers_paper_setup_on_cub(tmp_path, monkeypatch):
+    shutil.copytree(
+        ROOT / "notebooks", tmp_path / "notebooks", ignore=shutil.ignore_patterns("*.ipynb")
+    )
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    write_cub(tmp_path / "data", classes=6, per_class=4)
+    (tmp_path / "weights").mkdir()
+    torch.save(build_backbone("resnet50")[0].state_dict(), tmp_path / "weights" / "resnet50.pth")
+    monkeypatch.setenv("HIERSTUDY_ROOT", str(tmp_path))
+    monkeypatch.setenv("HIERSTUDY_DATA", str(tmp_path / "data"))
+    study.run("paper_check", only=["04"])
+    cfg = config.load("paper_check")
+    metrics = report.load_metrics("04_metrics", cfg)
+    assert metrics["dataset"] == "cub" and metrics["recall_ks"] == [1, 2, 4, 8]
+    assert metrics["train_classes"] == 3  # classes 1-3 train, 4-6 are retrieved
+    assert {row["method"] for row in metrics["scores"]} == {"Proxy-Anchor", "PA + HIER",
+                                                              "PA + HIERsph"}  # fmt: skip
+    for row in metrics["scores"]:
+        assert 0 <= row["R@1"] <= row["R@8"] <= 1
+    run = experiments.finished_runs(cfg, "cub")
+    hier = next(r for r in run if r.name == "hier/hier-dim512")  # the paper's 512-d embedding
+    assert hier.result["setup"]["backbone"] == "resnet50" and hier.result["train_classes"] == 3
+    assert sorted({row["dim"] for row in metrics["recall_vs_dim"]}) == [16, 32, 64, 128, 512]
+    assert [row["epoch"] for row in metrics["over_epochs"]] == [0, 1]  # one epoch under the check
+    assert (cfg.figures_dir / "04_disk_over_epochs.png").is_file()
