@@ -65,7 +65,7 @@ def run_notebook(path: Path, profile: str, *, force: bool = False, log_output: b
         papermill.execute_notebook(
             notebook,
             str(out),
-            parameters={**(parameters or {}), "profile": profile, "force": force},
+            parameters={**_injectable(parameters or {}), "profile": profile, "force": force},
             kernel_name="python3",
             language="python",
             cwd=str(prof.root),
@@ -99,6 +99,11 @@ def _describe_cell(executed: Path) -> str:
             first_line = (cell.source.strip().splitlines() or [""])[0]
             return f"code cell {number} (`{first_line[:60]}`)"
     return "an unknown cell"
+
+
+def _injectable(parameters: dict) -> dict:
+    """Tuples as lists: papermill writes a tuple into the parameters cell as a string."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in parameters.items()}
 
 
 def run(profile: str = "small", only: list[str] | None = None, force: bool = False,

@@ -227,8 +227,8 @@ def test_parameters_reach_the_notebooks_parameters_cell(tmp_path, monkeypatch):
         "# %%\nopen('echo.txt', 'w').write(f'{profile} {dataset}')\n"
     )
     monkeypatch.setenv("HIERSTUDY_ROOT", str(tmp_path))
-    study.run("smoke", parameters={"dataset": "sop"})
-    assert (tmp_path / "echo.txt").read_text() == "smoke sop"
+    study.run("smoke", parameters={"dataset": ("sop", 2)})
+    assert (tmp_path / "echo.txt").read_text() == "smoke ['sop', 2]"
 
 
 # --- failure, resumption and determinism of real runs ----------------------------------------------
