@@ -142,3 +142,22 @@ WRITERS = {
     "sop": write_sop,
     "inshop": write_inshop,
 }
+
+
+def notebook_project(root: Path, backbones=()) -> Path:
+    """A project root for running the notebooks on fake data: ``root/notebooks`` (the sources),
+    ``pyproject.toml``, and random "pretrained" ``weights/<backbone>.pth`` for ``backbones``."""
+    import shutil
+
+    import torch
+
+    from hierstudy.models import build_backbone
+
+    source = Path(__file__).resolve().parents[1]
+    shutil.copytree(source / "notebooks", root / "notebooks",
+                    ignore=shutil.ignore_patterns("*.ipynb"))  # fmt: skip
+    shutil.copy(source / "pyproject.toml", root)
+    (root / "weights").mkdir(exist_ok=True)
+    for name in backbones:
+        torch.save(build_backbone(name)[0].state_dict(), root / "weights" / f"{name}.pth")
+    return root

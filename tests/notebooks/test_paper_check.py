@@ -1,23 +1,15 @@
 """The notebooks under ``paper_check`` (the paper profile's datasets and setups, one epoch of
 batch-4 steps) on tiny fake copies of the papers' datasets in their real on-disk formats."""
 
-import shutil
-from pathlib import Path
-
 import pytest
-from fake_datasets import write_cifar
+from fake_datasets import notebook_project, write_cifar
 
 from hierstudy import config, report, study
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.notebook
 def test_notebook_03_runs_kfrs_paper_setup_on_cifar100(tmp_path, monkeypatch):
-    shutil.copytree(
-        ROOT / "notebooks", tmp_path / "notebooks", ignore=shutil.ignore_patterns("*.ipynb")
-    )
-    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    notebook_project(tmp_path)
     write_cifar(tmp_path / "data")
     monkeypatch.setenv("HIERSTUDY_ROOT", str(tmp_path))
     monkeypatch.setenv("HIERSTUDY_DATA", str(tmp_path / "data"))

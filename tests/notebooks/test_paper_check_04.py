@@ -1,30 +1,19 @@
 """Notebook 04 under ``paper_check``: HIER's setup on a tiny fake CUB-200-2011 (zero-shot split:
 the first half of the classes trains, the rest is retrieved) in the real on-disk format."""
 
-import shutil
-from pathlib import Path
-
 import pytest
-import torch
-from fake_datasets import write_cub
+from fake_datasets import notebook_project, write_cub
 
 from hierstudy import config, experiments, report, study
-from hierstudy.models import build_backbone
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.notebook
 def test_notebook_04_runs_hiers_paper_setup_on_cub(tmp_path, monkeypatch):
-    shutil.copytree(
-        ROOT / "notebooks", tmp_path / "notebooks", ignore=shutil.ignore_patterns("*.ipynb")
-    )
-    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    notebook_project(tmp_path, ["resnet50"])
     write_cub(tmp_path / "data", classes=6, per_class=4)
-    (tmp_path / "weights").mkdir()
-    torch.save(build_backbone("resnet50")[0].state_dict(), tmp_path / "weights" / "resnet50.pth")
     monkeypatch.setenv("HIERSTUDY_ROOT", str(tmp_path))
     monkeypatch.setenv("HIERSTUDY_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("HIERSTUDY_WEIGHTS", str(tmp_path / "weights"))
     study.run("paper_check", only=["04"], parameters={"dims": (16,)})  # Fig. 7: 16 and 512
     cfg = config.load("paper_check")
     metrics = report.load_metrics("04_metrics", cfg)

@@ -4,21 +4,17 @@ robustness protocol of networks retrained on corrupted images."""
 
 import json
 import math
-import shutil
 from pathlib import Path
 
 import jupytext
 import numpy as np
 import papermill
 import pytest
-import torch
-from fake_datasets import write_cub
+from fake_datasets import notebook_project, write_cub
 
 from hierstudy import config, report, study
-from hierstudy.models import build_backbone
 from hierstudy.setups import paper_setup
 
-ROOT = Path(__file__).resolve().parents[2]
 CLASSES, PER_CLASS = 3, 4  # 2 training images per class (a covariance needs 2), 2 test images
 RANKED = {"cosine", "cosine + α·D_H (visual)", "cosine + α·D_H (semantic)", "cosine + α·D_H (Ward)"}
 
@@ -27,14 +23,8 @@ RANKED = {"cosine", "cosine + α·D_H (visual)", "cosine + α·D_H (semantic)", 
 def project(tmp_path_factory) -> Path:
     """A project root with the notebooks, a fake CUB and random 'pretrained' ResNet-50 weights."""
     root = tmp_path_factory.mktemp("project")
-    shutil.copytree(
-        ROOT / "notebooks", root / "notebooks", ignore=shutil.ignore_patterns("*.ipynb")
-    )
-    shutil.copy(ROOT / "pyproject.toml", root)
+    notebook_project(root, [paper_setup("vh", "cub_official").backbone])
     write_cub(root / "data", classes=CLASSES, per_class=PER_CLASS)
-    backbone = paper_setup("vh", "cub_official").backbone
-    (root / "weights").mkdir()
-    torch.save(build_backbone(backbone)[0].state_dict(), root / "weights" / f"{backbone}.pth")
     return root
 
 

@@ -3,18 +3,13 @@ steps, one seed) on a tiny fake ImageNet-1k in the ILSVRC layout: validation ima
 boxes, two per image, and random "pretrained" weights for the setups' backbones."""
 
 import math
-import shutil
-from pathlib import Path
 
 import nbformat
 import pytest
-import torch
-from fake_datasets import write_imagenet
+from fake_datasets import notebook_project, write_imagenet
 
 from hierstudy import config, report, setups, study
-from hierstudy.models import build_backbone
 
-ROOT = Path(__file__).resolve().parents[2]
 # the runs of the papers' setups on ImageNet-1k: KFR's (wide ResNet-101 at 224 px) and Barz's
 # (ResNet-50), each with its own CE baseline
 RUNS = {
@@ -31,15 +26,8 @@ SCORES = ("maxboxacc_v2", "maxboxacc_v2_iou30", "maxboxacc_v2_iou50", "maxboxacc
 
 @pytest.mark.notebook
 def test_notebook_07_scores_the_papers_setups_on_imagenet_boxes(tmp_path, monkeypatch):
-    shutil.copytree(
-        ROOT / "notebooks", tmp_path / "notebooks", ignore=shutil.ignore_patterns("*.ipynb")
-    )
-    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    weights = notebook_project(tmp_path, ["wide_resnet101_2", "resnet50"]) / "weights"
     write_imagenet(tmp_path / "data", classes=2, per_class=1, boxes=2)
-    weights = tmp_path / "weights"
-    weights.mkdir()
-    for name in ("wide_resnet101_2", "resnet50"):
-        torch.save(build_backbone(name)[0].state_dict(), weights / f"{name}.pth")
     for key, value in {"HIERSTUDY_ROOT": tmp_path, "HIERSTUDY_DATA": tmp_path / "data",
                        "HIERSTUDY_WEIGHTS": weights}.items():  # fmt: skip
         monkeypatch.setenv(key, str(value))
