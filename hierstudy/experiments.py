@@ -425,7 +425,8 @@ def train(profile: Profile, method: str, seed: int = 0, *, force: bool = False,
     method but ``kfr`` itself (its second phase, :func:`add_kfr`); the run is then named e.g.
     ``corr-kfr30``. ``corruption="blur"`` (or ``"saturation"``, ``"occlusion"``) trains and
     extracts on corrupted images (:func:`study_data`; run ``ce-corruptionblur``). A ``hier``
-    run also saves :func:`snapshots` of its embedding after every epoch. Runs live in ``runs/<profile>/<dataset>[/<paper>]/<name>/seed<k>/``.
+    run also saves :func:`snapshots` of its embedding after every epoch. Runs live in
+    ``runs/<profile>/<dataset>[/<paper>]/<name>/seed<k>/``.
     """
     if method not in METHODS:
         raise ExperimentError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
@@ -552,26 +553,37 @@ def _snapshot_writer(run_dir: Path, model: nn.Module, reg: nn.Module, train: Dat
                      workers: int) -> Callable[[nn.Module], dict]:  # fmt: skip
     """An ``eval_fn`` saving ``snapshots/epoch<e>.npz`` after every epoch: the embedding and
     labels of a fixed, seeded subset of the training images and the proxies' points (HIER's
-    Fig. 4). Epoch 0, the untrained model, is written at once; a resumed run continues the
-    numbering. Reads no global random state, so the run's weights are unchanged."""
+    Fig. 4). Epoch 0, the untrained model, is written at once; a run resumed from its checkpoint
+    continues from the checkpoint's epoch (later snapshots, e.g. of an interrupted epoch or of a
+    ``force`` rerun, are dropped). Reads no global random state: the weights are unchanged."""
     folder = run_dir / "snapshots"
     folder.mkdir(parents=True, exist_ok=True)
+    checkpoint = run_dir / "checkpoint.pt"
+    completed = load_checkpoint(checkpoint)["epoch"] if checkpoint.is_file() else 0
+    for path in folder.glob("epoch*.npz"):
+        if int(path.stem[5:]) > completed or not completed:
+            path.unlink()
     n = len(train)
     keep = np.sort(np.random.default_rng(0).permutation(n)[:SNAPSHOT_IMAGES])
     loader = make_loader(torch.utils.data.Subset(train, keep.tolist()), 256, shuffle=False,
                          num_workers=workers)  # fmt: skip
 
-    def write(net: nn.Module) -> dict:
-        epoch = len(list(folder.glob("epoch*.npz")))
+    def save(net: nn.Module, epoch: int) -> None:
         feats = extract(net, loader, device)
         with torch.no_grad():
             proxies = reg.proxy_points().detach().float().cpu().numpy()
         arrays = {"embedding": feats["embedding"], "labels": feats["labels"], "proxies": proxies}
         _save_npz(folder / f"epoch{epoch:03d}.npz", arrays)
+
+    next_epoch = [completed + 1]
+
+    def write(net: nn.Module) -> dict:
+        save(net, next_epoch[0])
+        next_epoch[0] += 1
         return {}
 
-    if not any(folder.glob("epoch*.npz")):
-        write(model)
+    if not completed:
+        save(model, 0)
     return write
 
 

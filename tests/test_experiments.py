@@ -92,6 +92,10 @@ def test_hier_runs_save_a_snapshot_per_epoch_without_changing_the_weights(tiny):
     experiments.train(tiny, "hier", 0)
     for key, value in weights(run).items():
         assert torch.equal(value, before[key]), key
+    # a forced rerun drops stale snapshots and numbers its own from 0 again
+    np.savez(run.run_dir / "snapshots" / "epoch007.npz", stale=np.zeros(1))
+    experiments.train(tiny, "hier", 0, force=True)
+    assert sorted(experiments.snapshots(run)) == [0, 1, 2]
     ce = experiments.train(tiny, "ce", 0)
     with pytest.raises(experiments.ExperimentError, match="no snapshots"):
         experiments.snapshots(ce)

@@ -30,15 +30,19 @@ def test_every_notebook_has_a_parameters_cell_with_profile():
         assert 'profile = "small"' in cells[0].source, path.name
 
 
+def _one_notebook(root, monkeypatch, name: str, source: str) -> None:
+    """A project at ``root`` whose only notebook is ``notebooks/<name>.py``."""
+    (root / "notebooks").mkdir()
+    shutil.copy(ROOT / "pyproject.toml", root)
+    (root / "notebooks" / f"{name}.py").write_text(source)
+    monkeypatch.setenv("HIERSTUDY_ROOT", str(root))
+
+
 @pytest.mark.notebook
 def test_failing_notebook_is_named_with_cell_and_error_and_copy_kept(tmp_path, monkeypatch):
-    (tmp_path / "notebooks").mkdir()
-    shutil.copy(ROOT / "pyproject.toml", tmp_path)
-    (tmp_path / "notebooks" / "01_fails.py").write_text(
-        '# %% tags=["parameters"]\nprofile = "small"\nforce = False\n\n'
-        "# %%\nx = 1\n\n# %%\nraise ValueError('planted failure')\n"
-    )
-    monkeypatch.setenv("HIERSTUDY_ROOT", str(tmp_path))
+    _one_notebook(tmp_path, monkeypatch, "01_fails",
+                  '# %% tags=["parameters"]\nprofile = "small"\nforce = False\n\n'
+                  "# %%\nx = 1\n\n# %%\nraise ValueError('planted failure')\n")  # fmt: skip
     with pytest.raises(study.StudyError) as error:
         study.run("smoke")
     message = str(error.value)
@@ -220,13 +224,9 @@ def test_cli_prints_the_index_path(tmp_path, monkeypatch, capsys):
 
 
 def test_parameters_reach_the_notebooks_parameters_cell(tmp_path, monkeypatch):
-    (tmp_path / "notebooks").mkdir()
-    shutil.copy(ROOT / "pyproject.toml", tmp_path)
-    (tmp_path / "notebooks" / "01_echo.py").write_text(
-        '# %% tags=["parameters"]\nprofile = "small"\nforce = False\ndataset = None\n\n'
-        "# %%\nopen('echo.txt', 'w').write(f'{profile} {dataset}')\n"
-    )
-    monkeypatch.setenv("HIERSTUDY_ROOT", str(tmp_path))
+    _one_notebook(tmp_path, monkeypatch, "01_echo",
+                  '# %% tags=["parameters"]\nprofile = "small"\nforce = False\ndataset = None\n\n'
+                  "# %%\nopen('echo.txt', 'w').write(f'{profile} {dataset}')\n")  # fmt: skip
     study.run("smoke", parameters={"dataset": ("sop", 2)})
     assert (tmp_path / "echo.txt").read_text() == "smoke ['sop', 2]"
 
