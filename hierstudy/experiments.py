@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from .config import Profile
 from .datasets import HierDataset, HierShapes, MPerClassBatchSampler, catalog, paper_transforms
+from .datasets.base import ArrayDataset
 from .embeddings import class_embeddings
 from .hierarchy import Hierarchy
 from .losses.dml import UniformTupleLoss
@@ -250,6 +251,26 @@ def splits(profile: Profile, dataset: str = "hiershapes", setup: Setup | None = 
         raise ExperimentError(f"dataset {dataset!r} needs the setup whose transform to apply")
     evaluation = paper_transforms(setup.transform, False, size=setup.image_size)
     return catalog.open_splits(dataset, root=profile.data_dir, transform=evaluation, seed=seed)
+
+
+def evaluation_set(profile: Profile, dataset: str, zero_shot: bool = False) -> HierDataset:
+    """The images a run's ``features_test`` rows stand for, in order, with the labels and the
+    ``hierarchy`` whose class order those labels index — what every run on ``dataset`` is
+    evaluated against, without a model.
+
+    HierShapes: the test split (full taxonomy, labels kept), for ``zero_shot`` runs only its
+    unseen second half of the classes. A paper's dataset: its test split (``zero_shot`` is the
+    dataset's own protocol and must agree).
+    """
+    if dataset != "hiershapes":
+        if zero_shot != (dataset in catalog.ZERO_SHOT):
+            asked, kind = ("zero-shot", "closed-set") if zero_shot else ("closed-set", "zero-shot")
+            raise ExperimentError(f"{dataset!r} has no {asked} test set: its runs are {kind}")
+        return catalog.open_split(dataset, "test", root=profile.data_dir)
+    test = hiershapes_splits(profile)["test"]
+    n = len(test.classes)
+    keep = test.labels >= n // 2 if zero_shot else np.ones(len(test.labels), bool)
+    return ArrayDataset(test.images[keep], test.labels[keep], test.classes, test.hierarchy)
 
 
 def tensors(dataset: HierShapes, classes: np.ndarray | None = None, relabel: bool = True):
@@ -540,10 +561,17 @@ def finished_runs(profile: Profile, dataset: str = "hiershapes") -> list[Run]:
     for done in sorted(
         [*folder.glob("*/seed*/result.json"), *folder.glob("*/*/seed*/result.json")]
     ):
-        result = json.loads(done.read_text())
+        result = {"dataset": dataset, **json.loads(done.read_text())}  # older runs lack the key
         runs.append(Run(result["method"], result["seed"], done.parent,
                         pd.read_csv(done.parent / "metrics.csv"), result))  # fmt: skip
     return sorted(runs, key=lambda r: (r.name, r.seed))
+
+
+def datasets_with_runs(profile: Profile) -> list[str]:
+    """The datasets with at least one finished run under ``runs/<profile>/``: HierShapes first,
+    then the papers' in :data:`catalog.NAMES` order."""
+    order = ["hiershapes", *catalog.NAMES]
+    return [name for name in order if finished_runs(profile, name)]
 
 
 SNAPSHOT_IMAGES = 512  # training images whose embedding a HIER run saves after every epoch

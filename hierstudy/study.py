@@ -157,22 +157,26 @@ def _pm(mean: float, std: float) -> str:
     )
 
 
-def _over_seeds(table: pd.DataFrame, key: str, columns: dict[str, str]) -> pd.DataFrame:
+def _over_seeds(table: pd.DataFrame, key: list[str], columns: dict[str, str]) -> pd.DataFrame:
     """Per ``key`` (first-seen order): ``seeds`` and each headline column as mean ± std."""
     out = pd.DataFrame({"seeds": table.groupby(key, sort=False).size()})
     for name, column in columns.items():
         if column not in table:
             out[name] = MISSING
             continue
-        groups = pd.to_numeric(table[column], errors="coerce").groupby(table[key], sort=False)
+        groups = pd.to_numeric(table[column], errors="coerce").groupby(
+            [table[k] for k in key], sort=False
+        )
         out[name] = [_pm(m, s) for m, s in zip(groups.mean(), groups.std(ddof=1), strict=True)]
     return out
 
 
 def headline(profile: str | config.Profile) -> pd.DataFrame:
     """The headline comparison: one row per method of notebook 06 trained with as many seeds
-    as any of its protocol (mean ± std; sweep variants run on fewer seeds stay in 06's tables), accuracy and MaxBoxAccV2 added
-    from notebook 07 by run name, then 07's models that 06 lacks.
+    as any of its protocol (mean ± std; sweep variants run on fewer seeds stay in 06's tables),
+    accuracy and MaxBoxAccV2 added from notebook 07 by run name, then 07's models that 06 lacks.
+    When 06 evaluated several datasets, a ``dataset`` column leads and rows (and 07's join,
+    on 07's own dataset) are per dataset.
 
     Read from ``06_per_seed.csv`` (method, run, protocol, K, seed, balanced_accuracy, mahp, map,
     recall@1, mistake_severity) and the ``rows`` of ``07_metrics.json`` (model, seed, test_acc,
@@ -180,36 +184,42 @@ def headline(profile: str | config.Profile) -> pd.DataFrame:
     ``mAHP@<K>`` when every row shares K, else ``mAHP@K`` beside a ``K`` column. Empty when
     neither file exists.
     """
+    from .datasets import catalog  # torch: only when the headline is built
+
     folder = _profile(profile).figures_dir
     rows = pd.DataFrame(columns=["method", "protocol", "run", "K", "seeds"])
+    by = []  # ["dataset"] when 06 evaluated several
     if (folder / "06_per_seed.csv").is_file():
         retrieval = pd.read_csv(folder / "06_per_seed.csv")
+        by = ["dataset"] if "dataset" in retrieval and retrieval["dataset"].nunique() > 1 else []
         keys = [c for c in ("protocol", "run", "K") if c in retrieval]
-        first = retrieval.groupby("method", sort=False)[keys].first()
-        rows = first.join(_over_seeds(retrieval, "method", RETRIEVAL)).reset_index()
+        first = retrieval.groupby([*by, "method"], sort=False)[keys].first()
+        rows = first.join(_over_seeds(retrieval, [*by, "method"], RETRIEVAL)).reset_index()
         most = (
-            rows.groupby("protocol")["seeds"].transform("max")
+            rows.groupby([*by, "protocol"])["seeds"].transform("max")
             if "protocol" in rows
             else rows["seeds"].max()
         )
         rows = rows[rows["seeds"] == most]  # sweep variants (fewer seeds) stay in 06's tables
     if (folder / "07_metrics.json").is_file():
-        wsol = pd.DataFrame(json.loads((folder / "07_metrics.json").read_text())["rows"])
+        saved = json.loads((folder / "07_metrics.json").read_text())
+        wsol = pd.DataFrame(saved["rows"])
         if "run" not in wsol:
             wsol = wsol.assign(run=wsol["model"].map(WSOL_RUNS).fillna(wsol["model"]))
-        localisation = _over_seeds(wsol, "run", WSOL)
-        rows = rows.join(localisation[list(WSOL)], on="run")
-        extra = localisation[~localisation.index.isin(rows["run"])]
-        labels = wsol.groupby("run", sort=False)["model"].first().reindex(extra.index)
-        extra = extra.assign(method=labels, protocol="closed set", K=None)
+        wsol["dataset"] = catalog.title(saved.get("_provenance", {}).get("dataset", ""))
+        localisation = _over_seeds(wsol, [*by, "run"], WSOL)
+        rows = rows.join(localisation[list(WSOL)], on=[*by, "run"])
+        extra = localisation[~localisation.index.isin(rows.set_index([*by, "run"]).index)]
+        labels = wsol.groupby([*by, "run"], sort=False)["model"].first().reindex(extra.index)
+        extra = extra.assign(method=labels.to_numpy(), protocol="closed set", K=None)
         rows = pd.concat([rows, extra.reset_index()], ignore_index=True)
     ks = rows["K"].dropna().unique() if "K" in rows else []
     mahp = f"mAHP@{int(ks[0])}" if len(ks) == 1 else "mAHP@K"
     rows = rows.rename(columns={"mAHP@K": mahp})
-    columns = ["method", "protocol", "seeds", *([] if len(ks) == 1 else ["K"]),
+    columns = [*by, "method", "protocol", "seeds", *([] if len(ks) == 1 else ["K"]),
                *(mahp if c == "mAHP@K" else c for c in HEADLINE)]  # fmt: skip
     rows = rows.reindex(columns=columns)
-    text = [c for c in columns if c not in ("method", "protocol", "seeds", "K")]
+    text = [c for c in columns if c not in ("dataset", "method", "protocol", "seeds", "K")]
     rows[text] = rows[text].astype(object).fillna(MISSING)
     if "K" in columns:
         rows["K"] = [MISSING if pd.isna(k) else str(int(k)) for k in rows["K"]]

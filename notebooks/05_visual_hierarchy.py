@@ -78,6 +78,7 @@ from torch.utils.data import TensorDataset
 
 from hierstudy import config, experiments, metrics, plots, report
 from hierstudy import visual_hierarchy as vh
+from hierstudy.datasets import catalog
 from hierstudy.hierarchy import Hierarchy
 from hierstudy.train import extract, make_loader
 
@@ -95,8 +96,7 @@ PAPER_T = {0.30: "CUB-200-2011", 0.20: "CIFAR-100"}
 t_paper, alpha_paper = {"cifar100": (0.20, 5.0)}.get(dataset, (0.30, 3.0))  # Sec. 4.2
 threshold = t_paper if threshold is None else threshold
 alpha = alpha_paper if alpha is None else alpha
-NAMES = {"hiershapes": "HierShapes", "cub_official": "CUB-200-2011", "cifar100": "CIFAR-100"}
-SHOWN = NAMES.get(dataset, dataset)
+SHOWN = catalog.title(dataset)
 COVARIANCES = ("class", "pooled")
 other = COVARIANCES[1 - COVARIANCES.index(covariance)]  # the convention not chosen, shown beside
 print(cfg.description, "|", SHOWN, "|", setup.backbone, f"{setup.epochs} epochs, batch {setup.batch_size},",

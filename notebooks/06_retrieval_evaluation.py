@@ -10,19 +10,26 @@
 # better accuracy; HIER (notebook 04) better zero-shot Recall@K; Bertinetto et al. ("Making Better
 # Mistakes") ask how *bad* the mistakes are (mistake severity).
 #
-# **What you will see.** Every model that notebooks 02–04 trained and cached under
-# `runs/<profile>/`, evaluated with one protocol — each test image queries all other test images,
-# each model ranked with its own distance, graded against the same class hierarchy — in one
-# central table (mean ± std over seeds): mAHP@K, balanced accuracy, mAP, Recall@{1, 2, 4, 8},
+# **What you will see.** Every model that notebooks 02–05 trained and cached under
+# `runs/<profile>/`, evaluated with one protocol — each test image queries all other test images
+# of its dataset, each model ranked with its own distance, graded against that dataset's class
+# hierarchy — in one central table (mean ± std over seeds, one block per dataset): mAHP@K, balanced accuracy, mAP, Recall@{1, 2, 4, 8},
 # mistake severity and the average hierarchical distance of the top-5 classes; HP@k curves
 # (Fig. 3) and a qualitative retrieval grid with borders coloured by semantic similarity (Fig. 1).
 # Notebook 05's hierarchy-aware re-ranking of the CE baseline (Venkataramanan et al., seed 002:
 # D_C + α·D_H with the visual hierarchy) joins the table as rows of its own, recomputed from what
 # notebook 05 saved. This notebook trains nothing and evaluates whatever subset of runs exists.
+#
+# **Datasets.** `dataset = None` evaluates every dataset that has finished runs: HierShapes under
+# `smoke` and `small`; under `paper` each notebook's own (CIFAR-100 for 02 and 03, CUB-200-2011's
+# zero-shot split for 04, CUB's official split for 05, ImageNet-1k for 07's models). Runs are
+# compared only within a dataset. Not evaluated here: notebook 08's combinations (they are
+# compared there) and notebook 05's networks retrained on corrupted images (its robustness study).
 
 # %% tags=["parameters"]
 profile = "small"
 force = False  # unused: this notebook only reads finished runs
+dataset = None  # None: every dataset with finished runs under runs/<profile>/; or one name
 K = 250  # AHP@K cut-off (Barz: 250), lowered to the database size when that is smaller
 recall_ks = (1, 2, 4, 8)  # HIER's Recall@K for CUB / Cars
 hdist_k = 5  # average hierarchical distance of the top-k classes
@@ -36,6 +43,8 @@ import pandas as pd
 
 from hierstudy import config, experiments, metrics, report
 from hierstudy import visual_hierarchy as vh
+from hierstudy.datasets import catalog
+from hierstudy.datasets.hiershapes import taxonomy
 from hierstudy.hierarchy import Hierarchy
 from hierstudy.losses.hier import pairwise_distance
 
@@ -45,20 +54,32 @@ report.use_style()
 # %%
 # notebook 08's combinations (a method + KFR's term, `kfr` knob) are compared there: keeping them
 # out makes this notebook's tables the same whether or not 08 has run before
-runs = [r for r in experiments.finished_runs(cfg) if "kfr" not in r.result["knobs"]]
+NOT_HERE = ("kfr", "corruption")  # 08's combinations, 05's networks trained on corrupted images
+names = [dataset] if dataset else experiments.datasets_with_runs(cfg)
+runs = [r for d in names for r in experiments.finished_runs(cfg, d) if not set(NOT_HERE) & set(r.result["knobs"])]
 if not runs:
     raise FileNotFoundError(
-        f"no finished run under {cfg.runs_dir / 'hiershapes'}: notebook 06 evaluates the models of "
-        f"notebooks 02-04, run them first (hierstudy study --profile {cfg.name} --only 02 03 04)"
+        f"no finished run of {dataset or 'any dataset'} under {cfg.runs_dir}: notebook 06 evaluates the "
+        f"models of notebooks 02-05, run them first (hierstudy study --profile {cfg.name} --only 02 03 04)"
     )
-splits = experiments.hiershapes_splits(cfg)
-hierarchy = splits["train"].hierarchy
-similarity, lcs_height = hierarchy.similarity(), hierarchy.lcs_height()
-print(f"{len(runs)} finished runs under {cfg.runs_dir}: {sorted({r.name for r in runs})}")
+test_sets = {}
+
+
+def evaluation(run):
+    """(test images and labels, their hierarchy, s_G, LCS heights) of the run's dataset and
+    protocol — what its test features index — built once per dataset and protocol."""
+    key = (run.result["dataset"], run.result["zero_shot"])
+    if key not in test_sets:
+        data = experiments.evaluation_set(cfg, *key)
+        test_sets[key] = data, data.hierarchy, data.hierarchy.similarity(), data.hierarchy.lcs_height()
+    return test_sets[key]
+
+
+print(f"{len(runs)} finished runs under {cfg.runs_dir}: {sorted({(r.result['dataset'], r.name) for r in runs})}")
 
 # %% [markdown]
 # ## The metrics, each with a worked example
-# HierShapes' tree has height 3, so $s_G = 1 - \text{height}(\text{LCS})/3$: 1 for the same class,
+# On HierShapes' taxonomy, whatever the datasets evaluated below. Its tree has height 3, so $s_G = 1 - \text{height}(\text{LCS})/3$: 1 for the same class,
 # 2/3 for another variant of the same shape, 1/3 for the same family, 0 otherwise. The example:
 # a query *red solid circle* against a database of five images, ranked orange solid circle
 # (s = 2/3), red solid circle (1), blue solid triangle (0), red solid circle, red solid circle.
@@ -82,12 +103,13 @@ print(f"{len(runs)} finished runs under {cfg.runs_dir}: {sorted({r.name for r in
 # The library gives the same numbers:
 
 # %%
+hierarchy = taxonomy()
 ids = {"red": "round/circle/red-solid", "orange": "round/circle/orange-solid", "triangle": "angular/triangle/blue-solid"}
 idx = {k: int(hierarchy.class_indices([v])[0]) for k, v in ids.items()}
 database = np.array([idx["orange"], idx["red"], idx["triangle"], idx["red"], idx["red"]])
 scores = np.arange(5.0, 0.0, -1.0)[:, None]  # 1-D features: the dot product ranks them in this order
-ex = metrics.retrieval_metrics(np.ones((1, 1)), [idx["red"]], scores, database, similarity=similarity, K=3, recall_ks=(1, 2))
-severity = metrics.mistake_severity([idx["orange"], idx["triangle"], idx["red"]], [idx["red"]] * 3, lcs_height)
+ex = metrics.retrieval_metrics(np.ones((1, 1)), [idx["red"]], scores, database, similarity=hierarchy.similarity(), K=3, recall_ks=(1, 2))
+severity = metrics.mistake_severity([idx["orange"], idx["triangle"], idx["red"]], [idx["red"]] * 3, hierarchy.lcs_height())
 print(f"HP@1..3 = {np.round(ex['hp'], 3)}, AHP@3 = {ex['mahp']:.3f}, AP = {ex['map']:.3f}, "
       f"R@1 = {ex['recall'][1]:.0f}, R@2 = {ex['recall'][2]:.0f}, mistake severity = {severity:.1f}")
 
@@ -101,7 +123,8 @@ print(f"HP@1..3 = {np.round(ex['hp'], 3)}, AHP@3 = {ex['mahp']:.3f}, AP = {ex['m
 # L2-normalised version (cosine). **Zero-shot** runs (HIER's protocol, notebook 04) are trained on
 # half of the classes and tested on the unseen other half: their database is smaller (hence a
 # smaller K) and they have no classifier, so their rows are not comparable with the closed-set
-# rows. $s_G$ always comes from the full HierShapes tree.
+# rows. On HierShapes $s_G$ always comes from the full tree; on a paper's zero-shot dataset from
+# the hierarchy of its test classes (as in notebook 04).
 
 # %%
 NAMES = {"ce": "CE", "center": "CE + center loss", "corr": "L_CORR", "corr_cls": "L_CORR+CLS",
@@ -126,10 +149,18 @@ def zero_shot(run):
     return run.result["zero_shot"]
 
 
+def shown(run):
+    return catalog.title(run.result["dataset"])
+
+
+def panel(run):
+    return shown(run), "zero-shot" if zero_shot(run) else "closed set"
+
+
 def run_order(run):
-    """Closed set first, methods in ORDER, then knob values (numbers numerically), then seed."""
+    """Datasets in turn, closed set first, methods in ORDER, then knob values (numbers numerically), then seed."""
     knobs = tuple((k, isinstance(v, str), 0 if isinstance(v, str) else v, str(v)) for k, v in sorted(run.result.get("knobs", {}).items()))
-    return zero_shot(run), ORDER.index(run.method) if run.method in ORDER else len(ORDER), run.method, knobs, run.seed
+    return names.index(run.result["dataset"]), zero_shot(run), ORDER.index(run.method) if run.method in ORDER else len(ORDER), run.method, knobs, run.seed
 
 
 def distance(metric):
@@ -155,8 +186,9 @@ def eq6(tree, alpha):
 
 
 def reranked(saved, merging):
-    """{(run name, seed): [(row label, distance name, features + leaf column, distance, False)]}."""
-    run = next((r for r in runs if r.name == "ce" and r.seed == saved["_provenance"]["seed"]), None)
+    """{(dataset, run name, seed): [(row label, distance name, features + leaf column, distance, False)]}."""
+    made = saved["_provenance"]
+    run = next((r for r in runs if (r.result["dataset"], r.method, r.result["knobs"], r.seed) == (made["dataset"], "ce", {}, made["seed"])), None)
     if run is None:  # notebook 05's seed of the baseline is not among the finished runs
         return {}
     feats, alpha, t = run.features("test")["features"].astype(np.float64), saved["alpha"], saved["threshold"]
@@ -168,13 +200,13 @@ def reranked(saved, merging):
         assert len(leaves) == len(feats), f"notebook 05's leaves are not run {run.name} seed {run.seed}'s test set"
         label = f"CE + visual re-rank (α={alpha:g}, t={t:g}, {cov} Σ)"
         out.append((label, f"cosine + {alpha:g}·D_H", np.hstack([feats, leaves]), eq6(tree, alpha), False))
-    return {(run.name, run.seed): out}
+    return {(made["dataset"], run.name, run.seed): out}
 
 
 # %%
 has_05 = (cfg.figures_dir / "05_hierarchies.json").is_file()
 rerank = reranked(report.load_metrics("05_hierarchies", cfg), report.load_metrics("05_metrics", cfg)["merging"]) if has_05 else {}
-rerank_seed = next(iter(rerank), (None, None))[1]
+rerank_dataset, _, rerank_seed = next(iter(rerank), (None, None, None))
 print(f"notebook 05's re-ranking (seed {rerank_seed}): {[row[0] for rows in rerank.values() for row in rows] or 'not found'}")
 
 
@@ -183,15 +215,16 @@ def rankings(run):
     ranking of ``run``: its variants, then notebook 05's re-rankings of it."""
     feats = run.retrieval_features("test")[0]
     own = [(label, metric, feats, distance(metric), True) for label, metric in variants(run)]
-    return own + rerank.get((run.name, run.seed), [])
+    return own + rerank.get((run.result["dataset"], run.name, run.seed), [])
 
 
 def evaluate(run, feats, dist, classify=True):
     """One row of the central table for one ranking of a run (and seed), and its HP@k curve."""
     test = run.features("test")
-    labels = test["labels"]
+    labels, (_, hierarchy, similarity, lcs_height) = test["labels"], evaluation(run)
     k = min(K, len(labels) - 1)
-    m = metrics.retrieval_metrics(feats, labels, similarity=similarity, metric=dist, K=k, recall_ks=recall_ks)
+    ks = [r for r in recall_ks if r < len(labels)]  # a K beyond the database size is left empty
+    m = metrics.retrieval_metrics(feats, labels, similarity=similarity, metric=dist, K=k, recall_ks=ks)
     row = {"K": k, "test classes": len(np.unique(labels)), "mahp": m["mahp"], "map": m["map"]}
     row.update({f"recall@{r}": v for r, v in m["recall"].items()})
     if not classify:
@@ -205,15 +238,15 @@ def evaluate(run, feats, dist, classify=True):
 
 # %%
 KEYS = ["dataset", "backbone", "protocol", "method", "run", "distance", "K", "test classes"]
+PANEL = ["dataset", "protocol"]  # runs are compared within one dataset and protocol
 VALUES = ["mahp", "balanced_accuracy", "map", *[f"recall@{r}" for r in recall_ks], "mistake_severity", f"hdist@{hdist_k}"]
 records, curves = [], {}
 for run in sorted(runs, key=run_order):
     for label, metric, feats, dist, classify in rankings(run):
         row, hp = evaluate(run, feats, dist, classify)
-        records.append({"dataset": {"hiershapes": "HierShapes"}.get(run.run_dir.parents[1].name, run.run_dir.parents[1].name),
-                        "backbone": run.result["recipe"]["backbone"], "protocol": "zero-shot" if zero_shot(run) else "closed set",
+        records.append({"dataset": shown(run), "backbone": run.result["recipe"]["backbone"], "protocol": panel(run)[1],
                         "method": label, "run": run.name, "seed": run.seed, "distance": metric, **row})  # fmt: skip
-        curves.setdefault(label, []).append(hp)
+        curves.setdefault((records[-1]["dataset"], label), []).append(hp)
 per_seed = pd.DataFrame(records).reindex(columns=[*KEYS, "seed", *VALUES])
 report.save_table(per_seed, "06_per_seed", cfg)
 grouped = per_seed.groupby(KEYS, sort=False, dropna=False)
@@ -225,8 +258,8 @@ results = grouped[VALUES].mean().join(grouped[VALUES].std(ddof=1).add_suffix("_s
 # seed); "—" where a metric does not apply. Column by column: Barz Table 1 (mAHP@K, with K in its
 # own column), Table 2 (balanced accuracy), Table 3 (mAP), HIER's Recall@K, and Bertinetto's
 # mistake severity and average hierarchical distance@5 in LCS-height units (0 to 3 on HierShapes:
-# lower is better; the line printed below the table gives the severity of a uniformly random
-# wrong class, the chance level).
+# lower is better; the lines printed below the table give the severity of a uniformly random
+# wrong class, the chance level, on each dataset).
 
 # %%
 HEADERS = {"mahp": "mAHP@K", "balanced_accuracy": "balanced acc", "map": "mAP", "mistake_severity": "mistake severity",
@@ -242,45 +275,56 @@ for v in VALUES:
     central[HEADERS[v]] = [pm(m, s) for m, s in zip(results[v], results[f"{v}_std"], strict=True)]
 report.save_table(central.drop(columns="run"), "06_central_table", cfg, floatfmt=".3f")
 report.save_table(results, "06_results", cfg)
-random_severity = lcs_height[~np.eye(len(lcs_height), dtype=bool)].mean()
-print(f"A uniformly random wrong class has mistake severity {random_severity:.2f} (max height {hierarchy.max_height}).")
+graded = {}  # each dataset's closed-set hierarchy, s_G and LCS heights
+for run in runs:
+    if not zero_shot(run):
+        graded.setdefault(shown(run), evaluation(run)[1:])
+random_severity = {d: float(lcs[~np.eye(len(lcs), dtype=bool)].mean()) for d, (_, _, lcs) in graded.items()}
+max_height = {d: h.max_height for d, (h, _, _) in graded.items()}
+for d, severity in random_severity.items():
+    print(f"{d}: a uniformly random wrong class has mistake severity {severity:.2f} (max height {max_height[d]}).")
 central.drop(columns=["dataset", "backbone", "run"])
 
 # %% [markdown]
 # ## Hierarchical precision against k (Fig. 3)
-# Mean HP@k over queries (and seeds) for k = 1..K, one panel per protocol. The dotted line marks
-# the number of other images of the query's class in the database: a ranking that only knows
+# Mean HP@k over queries (and seeds) for k = 1..K, one panel per dataset and protocol. The dotted
+# line marks the number of other images of the query's class in the database (on average over the
+# queries): a ranking that only knows
 # classes has used up its exact matches there, and only a semantically aware one keeps HP high
 # beyond it (Barz's "turning point" at k = 100 on CIFAR-100). The dashed grey line is a random
 # ranking of the same images.
 
 # %%
-def random_ranking(protocol):
-    """mAHP and HP@k of random features for the labels of the protocol's first run."""
-    run = next(r for r in runs if ("zero-shot" if zero_shot(r) else "closed set") == protocol)
+def random_ranking(where):
+    """mAHP and HP@k of random features for the labels of the panel's first run, and the mean
+    number of other images of a query's class."""
+    run = next(r for r in runs if panel(r) == where)
     labels = run.retrieval_features("test")[1]
     noise = np.random.default_rng(grid_seed).standard_normal((len(labels), 16))
-    return metrics.retrieval_metrics(noise, labels, similarity=similarity, K=min(K, len(labels) - 1), recall_ks=recall_ks)
+    ks = [r for r in recall_ks if r < len(labels)]
+    m = metrics.retrieval_metrics(noise, labels, similarity=evaluation(run)[2], K=min(K, len(labels) - 1), recall_ks=ks)
+    return m | {"others": float(np.bincount(labels)[labels].mean() - 1)}
 
 
-protocols = list(dict.fromkeys(results.protocol))
-chance = {p: random_ranking(p) for p in protocols}
-mean_curves = {label: np.mean(hps, axis=0) for label, hps in curves.items()}
+panels = list(dict.fromkeys(zip(results.dataset, results.protocol, strict=True)))
+chance = {where: random_ranking(where) for where in panels}
+mean_curves = {key: np.mean(hps, axis=0) for key, hps in curves.items()}
 HIER_P = ("PA + HIER (proxies=", "PA + HIERsph (proxies=")  # notebook 04 sets P by a rule
 main_methods = {"CE (classification features)", "CE + L2 norm", "L_CORR", "L_CORR+CLS", "KFR", "Proxy-Anchor", "PA + HIER", "PA + HIERsph"}
 
 # %%
-fig, axes = plt.subplots(len(protocols), 1, figsize=(8, 3.6 * len(protocols)), squeeze=False, layout="constrained")
-for ax, protocol in zip(axes[:, 0], protocols, strict=True):
-    rows = results[results.protocol == protocol]
+fig, axes = plt.subplots(len(panels), 1, figsize=(8, 3.6 * len(panels)), squeeze=False, layout="constrained")
+for ax, (data_name, protocol) in zip(axes[:, 0], panels, strict=True):
+    rows = results[(results.dataset == data_name) & (results.protocol == protocol)]
+    rand = chance[data_name, protocol]
     strong, light = iter(plt.get_cmap("tab10").colors), iter(plt.get_cmap("tab20").colors[1::2] * 3)
     for label, k in zip(rows.method, rows.K, strict=True):
         bold = label in main_methods or label.startswith(HIER_P)  # the papers' methods strong, variants light
-        ax.plot(np.arange(1, k + 1), mean_curves[label], color=next(strong if bold else light), lw=1.8 if bold else 0.9, label=label)
-    ax.plot(np.arange(1, len(chance[protocol]["hp"]) + 1), chance[protocol]["hp"], "--", color="0.5", lw=1, label="random ranking")
-    ax.axvline(cfg.per_class["test"] - 1, color="0.4", ls=":", lw=0.8, label="other images of the query's class")
+        ax.plot(np.arange(1, k + 1), mean_curves[data_name, label], color=next(strong if bold else light), lw=1.8 if bold else 0.9, label=label)
+    ax.plot(np.arange(1, len(rand["hp"]) + 1), rand["hp"], "--", color="0.5", lw=1, label="random ranking")
+    ax.axvline(rand["others"], color="0.4", ls=":", lw=0.8, label="other images of the query's class")
     ax.set(xlabel="k", ylabel="HP@k", ylim=(0, 1.02), xlim=(1, int(rows.K.max())),
-           title=f"{protocol}: {int(rows['test classes'].iloc[0])} test classes, K = {int(rows.K.iloc[0])}")  # fmt: skip
+           title=f"{data_name}, {protocol}: {int(rows['test classes'].iloc[0])} test classes, K = {int(rows.K.iloc[0])}")  # fmt: skip
     ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 report.save_figure(fig, "06_hp_curves", cfg)
 plt.show()
@@ -288,21 +332,20 @@ plt.show()
 # %% [markdown]
 # ## Qualitative retrieval (Fig. 1)
 # A few fixed test queries (drawn with `grid_seed`) and their top results for up to three models
-# of the same protocol (by default CE with L2-normalised features, L_CORR and KFR, when they
-# exist; first seed). The query has a black frame; each result's frame is coloured by the semantic
+# of the same dataset and protocol (the first dataset; by default CE with L2-normalised features,
+# L_CORR and KFR, when they exist; first seed). The query has a black frame; each result's frame is coloured by the semantic
 # similarity $s_G$ of its class to the query's class (dark green = same class, red = another
 # family), its value printed above it.
 
 # %%
-first = {}
+first = {}  # run name (without its paper's prefix) → its first seed, on the first panel
 for run in sorted(runs, key=lambda r: r.seed):
-    first.setdefault(run.name, run)
-pool = [first[n] for n in grid_runs if n in first] + [r for n, r in first.items() if n not in grid_runs]
-grid = [r for r in pool if zero_shot(r) == zero_shot(pool[0])][:3]
-test = splits["test"]
+    if panel(run) == panel(runs[0]):
+        first.setdefault(run.result["name"], run)
+grid = ([first[n] for n in grid_runs if n in first] + [r for n, r in first.items() if n not in grid_runs])[:3]
+test, hierarchy, similarity, _ = evaluation(grid[0])
 labels = grid[0].retrieval_features("test")[1]
-images = test.images[np.isin(test.labels, np.unique(labels))]  # the run's test set, in its order
-assert (test.labels[np.isin(test.labels, np.unique(labels))] == labels).all(), "test set order changed"
+assert (test.labels == labels).all(), "the test set changed since the runs extracted their features"
 assert all((r.retrieval_features("test")[1] == labels).all() for r in grid), "grid runs must share a test set"
 queries = np.random.default_rng(grid_seed).choice(len(labels), size=min(grid_queries, len(labels)), replace=False)
 
@@ -333,13 +376,13 @@ for ax in axes[len(grid) :: step].ravel():
 for qi, q in enumerate(queries):
     for mi, (label, top) in enumerate(results_grid):
         row = axes[qi * step + mi]
-        show(row[0], images[q], "black", hierarchy.label(hierarchy.classes[labels[q]]) if mi == 0 else "")
+        show(row[0], test.image(q), "black", hierarchy.label(hierarchy.classes[labels[q]]) if mi == 0 else "")
         row[0].set_ylabel(label, fontsize=6, rotation=0, ha="right", va="center")
         for ax, j in zip(row[1:], top[qi], strict=True):
             s = similarity[labels[q], labels[j]]
-            show(ax, images[j], cmap(s), f"$s_G$ = {s:.2f}")
+            show(ax, test.image(j), cmap(s), f"$s_G$ = {s:.2f}")
 fig.colorbar(plt.cm.ScalarMappable(plt.Normalize(0, 1), cmap), ax=axes, fraction=0.025, pad=0.01, label="$s_G$(query class, result class)")
-report.save_figure(fig, "06_retrieval_grid", cfg, seed=grid[0].seed)
+report.save_figure(fig, "06_retrieval_grid", cfg, dataset=grid[0].result["dataset"], seed=grid[0].seed)
 plt.show()
 
 # %% [markdown]
@@ -354,26 +397,30 @@ def clean(record):
 
 
 rows = [clean(r) for r in results.to_dict(orient="records")]
+hp_curves, chance_rows = {}, {}  # {dataset: {method: HP@k}}, {dataset: {protocol: random ranking}}
+for (data_name, label), curve in mean_curves.items():
+    hp_curves.setdefault(data_name, {})[label] = curve.tolist()
+for (data_name, protocol), c in chance.items():
+    chance_rows.setdefault(data_name, {})[protocol] = {"mahp": c["mahp"], "map": c["map"], "K": len(c["hp"]), **{f"recall@{r}": v for r, v in c["recall"].items()}}
 report.save_metrics({
-    "rows": rows, "hp_curves": {label: curve.tolist() for label, curve in mean_curves.items()},
-    "chance": {p: {"mahp": c["mahp"], "map": c["map"], "K": len(c["hp"]), **{f"recall@{r}": v for r, v in c["recall"].items()}} for p, c in chance.items()},
-    "random_mistake_severity": random_severity,
-    "K_requested": K, "recall_ks": list(recall_ks), "max_height": hierarchy.max_height, "seeds": sorted({r.seed for r in runs}),
-    "grid": {"runs": [r.name for r in grid], "methods": [label for label, _ in results_grid], "queries": queries.tolist()},
-    "rerank": {"seed": rerank_seed, "methods": [row[0] for rows in rerank.values() for row in rows]},
+    "rows": rows, "hp_curves": hp_curves, "chance": chance_rows,
+    "random_mistake_severity": random_severity, "max_height": max_height, "datasets": list(dict.fromkeys(d for d, _ in panels)),
+    "K_requested": K, "recall_ks": list(recall_ks), "seeds": sorted({r.seed for r in runs}),
+    "grid": {"dataset": shown(grid[0]), "runs": [r.name for r in grid], "methods": [label for label, _ in results_grid], "queries": queries.tolist()},
+    "rerank": {"dataset": rerank_dataset and catalog.title(rerank_dataset), "seed": rerank_seed, "methods": [row[0] for rows in rerank.values() for row in rows]},
 }, "06_metrics", cfg)  # fmt: skip
 
 # %%
-def sentence(protocol):
-    rows = results[results.protocol == protocol].set_index("method")
+def sentence(data_name, protocol):
+    rows = results[(results.dataset == data_name) & (results.protocol == protocol)].set_index("method")
     best, best_map, k = rows.mahp.idxmax(), rows["map"].idxmax(), int(rows.K.iloc[0])
-    text = (f"{protocol} ({len(rows)} method{'s' * (len(rows) > 1)}, {int(rows['test classes'].iloc[0])} test classes): the best mAHP@{k} is "
-            f"{best}'s {rows.mahp[best]:.3f} against {chance[protocol]['mahp']:.3f} for a random ranking; "
+    text = (f"{data_name}, {protocol} ({len(rows)} method{'s' * (len(rows) > 1)}, {int(rows['test classes'].iloc[0])} test classes): the best mAHP@{k} is "
+            f"{best}'s {rows.mahp[best]:.3f} against {chance[data_name, protocol]['mahp']:.3f} for a random ranking; "
             f"the best mAP is {best_map}'s {rows['map'][best_map]:.3f}")
     if {"CE (classification features)", "CE + L2 norm"} <= set(rows.index):
         text += f"; L2-normalising CE's features moves mAHP from {rows.mahp['CE (classification features)']:.3f} to {rows.mahp['CE + L2 norm']:.3f}"
     for method in [m for m in rows.index if "re-rank" in m]:  # one seed: against CE + L2 on that seed
-        ce = per_seed[(per_seed.method == "CE + L2 norm") & (per_seed.seed == rerank_seed)].mahp.iloc[0]
+        ce = per_seed[(per_seed.dataset == data_name) & (per_seed.method == "CE + L2 norm") & (per_seed.seed == rerank_seed)].mahp.iloc[0]
         text += f"; {method} (seed {rerank_seed}) has mAHP {rows.mahp[method]:.3f} against CE + L2 norm's {ce:.3f} on that seed"
     for method in [m for m in rows.index if m in ("L_CORR", "PA + HIER") or m.startswith(HIER_P[0])]:
         if method in rows.index:
@@ -382,4 +429,5 @@ def sentence(protocol):
 
 
 epochs = sorted({len(r.history) for r in runs})  # as trained, even if the profile changed since
-print(f"What we found ({cfg.backbone}, {'/'.join(map(str, epochs))} epoch(s), seeds {sorted({r.seed for r in runs})}): " + " ".join(sentence(p) for p in protocols))
+backbones = sorted({r.result["recipe"]["backbone"] for r in runs})
+print(f"What we found ({'/'.join(backbones)}, {'/'.join(map(str, epochs))} epoch(s), seeds {sorted({r.seed for r in runs})}): " + " ".join(sentence(*where) for where in panels))

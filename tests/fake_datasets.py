@@ -24,11 +24,12 @@ def _pickle(path: Path, obj) -> None:
     path.write_bytes(pickle.dumps(obj))
 
 
-def write_cifar(root: Path, num_classes: int = 100) -> int:
-    """``cifar/cifar-100-python/{train,test,meta}`` (or CIFAR-10's batches): images of classes 0-3."""
+def write_cifar(root: Path, num_classes: int = 100, per_class: int = 1) -> int:
+    """``cifar/cifar-100-python/{train,test,meta}`` (or CIFAR-10's batches): ``per_class``
+    images of each of the classes 0-3 per split."""
     rng = np.random.default_rng(0)
     names = list(cifar_synsets(num_classes))
-    labels = [0, 1, 2, 3]
+    labels = [0, 1, 2, 3] * per_class
     rows = lambda: rng.integers(0, 256, (len(labels), 3072), dtype=np.uint8)  # noqa: E731
     if num_classes == 100:
         folder = root / "cifar" / "cifar-100-python"

@@ -142,3 +142,17 @@ def test_zero_shot_study_data_names_the_seen_and_the_test_hierarchies(tiny):
     assert data.test_hierarchy.classes == full.classes  # HierShapes keeps the global labels
     test_labels = data.extract["test"].tensors[1].numpy()
     assert test_labels.min() == len(full.classes) // 2
+
+
+def test_evaluation_set_is_what_a_runs_test_features_stand_for(tiny):
+    closed, zero_shot = experiments.train(tiny, "ce", 0), experiments.train(tiny, "hier", 0)
+    for run in (closed, zero_shot):
+        test = experiments.evaluation_set(tiny, "hiershapes", run.result["zero_shot"])
+        assert (test.labels == run.features("test")["labels"]).all()
+        assert test.hierarchy.classes == experiments.hiershapes_splits(tiny)["test"].classes
+    full = experiments.hiershapes_splits(tiny)["test"]
+    unseen = experiments.evaluation_set(tiny, "hiershapes", True)
+    assert (unseen.image(0) == full.images[full.labels >= len(full.classes) // 2][0]).all()
+    assert experiments.datasets_with_runs(tiny) == ["hiershapes"]
+    with pytest.raises(experiments.ExperimentError, match="'cub' has no closed-set test set"):
+        experiments.evaluation_set(tiny, "cub", False)

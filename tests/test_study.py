@@ -140,6 +140,30 @@ def test_headline_prefers_a_run_column_and_handles_missing_tables_columns_and_mi
     assert study.headline("smoke").empty
 
 
+def test_headline_keeps_datasets_apart_and_joins_07_on_its_own_dataset(tmp_path, monkeypatch):
+    retrieval = """\
+dataset,method,run,protocol,K,seed,mahp,balanced_accuracy,map,recall@1,mistake_severity
+HierShapes,CE + L2 norm,ce,closed set,250,0,0.5,0.6,0.4,0.7,2.0
+ImageNet-1k,CE + L2 norm,kfr/ce,closed set,250,0,0.1,0.2,0.3,0.4,5.0
+ImageNet-1k,L_CORR+CLS,barz/corr_cls,closed set,250,0,0.2,0.3,0.4,0.5,4.0
+"""
+    wsol = [{"model": "CE", "run": "kfr/ce", "seed": 0, "test_acc": 0.25, "maxboxacc_v2": 0.5},
+            {"model": "CE", "run": "barz/ce", "seed": 0, "test_acc": 0.3, "maxboxacc_v2": 0.4}]
+    folder = _figures(tmp_path, monkeypatch, retrieval, wsol)
+    saved = json.loads((folder / "07_metrics.json").read_text())
+    saved["_provenance"] = {"dataset": "imagenet1k"}  # 07 scored ImageNet-1k's models
+    (folder / "07_metrics.json").write_text(json.dumps(saved))
+    table = study.headline("smoke")
+    assert list(table.columns[:3]) == ["dataset", "method", "protocol"]
+    rows = table.set_index(["dataset", "method"])
+    assert rows.loc[("HierShapes", "CE + L2 norm"), "mAHP@250"] == "0.500"
+    assert rows.loc[("HierShapes", "CE + L2 norm"), "accuracy"] == "—"  # 07 ran on ImageNet
+    assert rows.loc[("ImageNet-1k", "CE + L2 norm"), "mAHP@250"] == "0.100"
+    assert rows.loc[("ImageNet-1k", "CE + L2 norm"), "accuracy"] == "0.250"
+    assert rows.loc[("ImageNet-1k", "CE"), "MaxBoxAccV2"] == "0.400"  # barz/ce: 07 only
+    assert len(table) == 4
+
+
 def test_readme_block_is_replaced_and_nothing_else(tmp_path):
     readme = tmp_path / "README.md"
     before = (

@@ -26,6 +26,15 @@ CLASSIFICATION = ("cifar10", "cifar100", "mini_imagenet", "imagenet1k", "cub_off
 ZERO_SHOT = ("cub", "cars196", "sop", "inshop")
 NAMES = CLASSIFICATION + ZERO_SHOT
 SPLITS = ("train", "val", "test")
+TITLES = {"hiershapes": "HierShapes", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
+          "mini_imagenet": "Mini-ImageNet", "imagenet1k": "ImageNet-1k",
+          "cub_official": "CUB-200-2011", "cub": "CUB-200-2011 (zero-shot)", "cars196": "Cars196",
+          "sop": "Stanford Online Products", "inshop": "In-shop Clothes"}  # fmt: skip
+
+
+def title(name: str) -> str:
+    """How tables and figures name a dataset (``"cub"`` → ``"CUB-200-2011 (zero-shot)"``)."""
+    return TITLES.get(name, name)
 
 
 def open_split(name: str, split: str, *, root: str | Path | None = None,

@@ -1,10 +1,12 @@
+import dataclasses
 import json
 import os
 from pathlib import Path
 
 import pytest
+from fake_datasets import notebook_project, write_cifar, write_cub
 
-from hierstudy import config, report, study
+from hierstudy import config, experiments, report, study
 
 CE, CE_L2 = "CE (classification features)", "CE + L2 norm"
 
@@ -26,14 +28,16 @@ def test_notebook_06_under_smoke_evaluates_every_finished_run_with_one_protocol(
     for key in ("mahp", "map", "recall@1", "balanced_accuracy"):
         assert rows["KFR (α=0)"][key] == pytest.approx(rows[CE_L2][key], abs=1e-12)
 
-    height = metrics["max_height"]
+    assert metrics["datasets"] == ["HierShapes"]
+    height = metrics["max_height"]["HierShapes"]
     for method, row in rows.items():
+        assert row["dataset"] == "HierShapes"
         k = row["K"]
         assert k == min(metrics["K_requested"], row["test classes"] * cfg.per_class["test"] - 1)
         assert 0 <= row["mahp"] <= (k - 1) / k  # a perfect ranking scores (K - 1) / K
         recalls = [row[f"recall@{r}"] for r in metrics["recall_ks"]]
         assert all(0 <= v <= 1 for v in [row["map"], *recalls]) and recalls == sorted(recalls)
-        hp = metrics["hp_curves"][method]
+        hp = metrics["hp_curves"]["HierShapes"][method]
         assert len(hp) == k and all(0 <= v <= 1 + 1e-12 for v in hp)
         # mAHP is the trapezoid area under the mean HP curve divided by K (the mean is linear)
         assert (sum(hp) - (hp[0] + hp[-1]) / 2) / k == pytest.approx(row["mahp"], abs=1e-9)
@@ -54,6 +58,7 @@ def test_notebook_06_under_smoke_evaluates_every_finished_run_with_one_protocol(
     alpha, t, k = nb05["alpha"], nb05["threshold"], nb05["K"]
     rerank = metrics["rerank"]
     assert rerank["seed"] == report.load_metrics("05_hierarchies", cfg)["_provenance"]["seed"]
+    assert rerank["dataset"] == "HierShapes"
     for cov, variant in ((nb05["covariance"], "cosine + α·D_H (visual)"),
                          ("pooled", "cosine + α·D_H (visual, pooled Σ)")):  # fmt: skip
         label = f"CE + visual re-rank (α={alpha:g}, t={t:g}, {cov} Σ)"
@@ -64,7 +69,7 @@ def test_notebook_06_under_smoke_evaluates_every_finished_run_with_one_protocol(
         assert row["mahp"] == pytest.approx(ranked[variant][f"mAHP@{k}"], abs=1e-9)
         assert row["map"] == pytest.approx(ranked[variant]["mAP"], abs=1e-9)
         assert row["recall@1"] == pytest.approx(ranked[variant]["R@1"], abs=1e-9)
-    assert 0 < metrics["chance"]["closed set"]["mahp"] < 1
+    assert 0 < metrics["chance"]["HierShapes"]["closed set"]["mahp"] < 1
     grid = metrics["grid"]
     assert grid["methods"][:2] == [CE_L2, "L_CORR"] and len(grid["methods"]) == 3
     assert len(set(grid["queries"])) == len(grid["queries"]) == 4
@@ -86,3 +91,61 @@ def test_notebook_06_without_any_run_asks_for_notebooks_02_to_04(tmp_path, monke
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
     with pytest.raises(study.StudyError, match="no finished run.*run them first"):
         study.run("smoke", only=["06"])
+
+
+@pytest.mark.notebook
+def test_notebook_06_evaluates_each_dataset_against_its_own_hierarchy(tmp_path, monkeypatch):
+    """Runs on HierShapes, a fake CIFAR-100 (closed set, Barz's setup) and a fake CUB (zero-shot,
+    HIER's) each get their own block, graded with their own test hierarchy; ``-p dataset=``
+    keeps one."""
+    notebook_project(tmp_path)
+    write_cifar(tmp_path / "data", per_class=3)
+    write_cub(tmp_path / "data", classes=6, per_class=4)
+    monkeypatch.setenv("HIERSTUDY_ROOT", str(tmp_path))
+    monkeypatch.setenv("HIERSTUDY_DATA", str(tmp_path / "data"))
+    cfg = config.load("smoke")
+    tiny = {"backbone": "tiny_cnn", "pretrained": False, "image_size": 32, "epochs": 1,
+            "batch_size": 4}  # fmt: skip
+    runs = [experiments.train(cfg, "ce", 0)]
+    for method, name in (("ce", "cifar100"), ("corr", "cifar100"), ("hier", "cub")):
+        setup = dataclasses.replace(experiments.setup_for(cfg, method, name), **tiny)
+        runs.append(experiments.train(cfg, method, 0, dataset=name, setup=setup))
+    assert experiments.datasets_with_runs(cfg) == ["hiershapes", "cifar100", "cub"]
+
+    study.run("smoke", only=["06"])
+    metrics = report.load_metrics("06_metrics", cfg)
+    shown = ["HierShapes", "CIFAR-100", "CUB-200-2011 (zero-shot)"]
+    assert metrics["datasets"] == shown
+    assert metrics["max_height"]["HierShapes"] == 3 and "CUB-200-2011 (zero-shot)" not in (
+        metrics["max_height"]  # no closed-set run there
+    )
+    assert set(metrics["chance"]["CIFAR-100"]) == {"closed set"}
+    assert set(metrics["chance"]["CUB-200-2011 (zero-shot)"]) == {"zero-shot"}
+    rows = {(r["dataset"], r["run"], r["distance"]): r for r in metrics["rows"]}
+    for run, label in zip(runs[1:], shown[1:2] * 2 + shown[2:], strict=True):
+        test = experiments.evaluation_set(cfg, run.result["dataset"], run.result["zero_shot"])
+        feats, labels = run.retrieval_features("test")
+        assert (labels == test.labels).all()
+        expected = metrics_of(feats, labels, test.hierarchy.similarity(), run.result["metric"])
+        row = rows[label, run.name, run.result["metric"]]
+        assert row["K"] == len(labels) - 1 and row["test classes"] == len(set(labels.tolist()))
+        assert row["mahp"] == pytest.approx(expected["mahp"], abs=1e-9)
+        assert row["map"] == pytest.approx(expected["map"], abs=1e-9)
+    assert rows["CUB-200-2011 (zero-shot)", runs[3].name, "hyperbolic"]["test classes"] == 3
+
+    study.run("smoke", only=["06"], parameters={"dataset": "cub"})
+    metrics = report.load_metrics("06_metrics", cfg)
+    assert metrics["datasets"] == ["CUB-200-2011 (zero-shot)"]
+    assert {r["dataset"] for r in metrics["rows"]} == {"CUB-200-2011 (zero-shot)"}
+
+
+def metrics_of(feats, labels, similarity, metric):
+    """The library's retrieval metrics with the run's distance, for the whole test set."""
+    from hierstudy import metrics
+    from hierstudy.losses.hier import pairwise_distance
+
+    if metric == "hyperbolic":
+        metric = lambda q, g: pairwise_distance(q.double(), g.double(), c=0.1)  # noqa: E731
+    k = len(labels) - 1
+    return metrics.retrieval_metrics(feats, labels, similarity=similarity, metric=metric, K=k,
+                                     recall_ks=(1,))  # fmt: skip
