@@ -22,8 +22,9 @@
 # CUB-200-2011 under `paper` (classes 1-100 train, 101-200 test). `"cars196"`, `"sop"` and
 # `"inshop"` run the same cells with their own class splits, the paper's setup (ImageNet-pretrained
 # ResNet-50, 512-d, AdamW 1e-4, 2 images × 90 classes per batch; `hierstudy.setups`) and the
-# paper's Recall@K set for the dataset. Their taxonomies are the loaders' defaults (CUB: the last
-# word of the species name; Cars: the make; SOP and In-shop: their super-classes), which the
+# paper's Recall@K set for the dataset. Their taxonomies are the loaders' defaults (CUB: Barz &
+# Denzler's when its file is in the folder, else the last word of the species name; Cars: the
+# make; SOP and In-shop: their super-classes), which the
 # hierarchy-aware metrics and the discovered-tree comparison use; HIER itself never sees them.
 #
 # **The number of proxies.** The paper uses P = 512 hierarchical proxies on every dataset (CUB and

@@ -4,7 +4,7 @@ import torchvision  # noqa: F401  (imported here so its import time is not charg
 from PIL import Image
 
 from hierstudy.datasets import CUB, DatasetCorruptError, DatasetError, DatasetNotFoundError
-from hierstudy.datasets.cub import name_hierarchy
+from hierstudy.datasets.cub import BARZ_TAXONOMY, name_hierarchy
 from hierstudy.hierarchy import Hierarchy
 
 CLASSES = [
@@ -72,6 +72,21 @@ def test_default_hierarchy_groups_by_last_name_word_and_a_given_one_is_used(cub)
     assert name_hierarchy(CLASSES).is_tree
     given = Hierarchy([("r", c) for c in CLASSES[::-1]], CLASSES[::-1])
     assert CUB(cub, "all", hierarchy=given).hierarchy.classes == tuple(CLASSES)
+
+
+def test_barz_taxonomy_file_in_the_folder_becomes_the_hierarchy(cub):
+    # Barz & Denzler's numbering: classes 1..4, taxa above; 1 and 3 share a genus, 2 and 4 do not
+    (cub / BARZ_TAXONOMY).write_text("7 5\n7 6\n5 1\n5 3\n6 2\n8 4\n6 8\n")
+    h = CUB(cub, "all").hierarchy
+    assert h.classes == tuple(CLASSES) and h.root == "taxon:7" and h.max_height == 3
+    assert h.lcs(CLASSES[0], CLASSES[2]) == "taxon:5"
+    assert h.lcs(CLASSES[1], CLASSES[3]) == "taxon:6"  # 4 sits one level deeper (8 → 4)
+    assert h.lcs(CLASSES[0], CLASSES[1]) == "taxon:7"
+    zero_shot = CUB(cub, "test", protocol="zero-shot").hierarchy  # classes 3, 4: restricted
+    assert zero_shot.classes == tuple(CLASSES[2:]) and zero_shot.lcs(*CLASSES[2:]) == "taxon:7"
+    (cub / BARZ_TAXONOMY).write_text("7 5\n5 1\n5 3\n7 2\n")  # class 4 missing
+    with pytest.raises(DatasetCorruptError, match=r"lacks 1 of the 4 CUB classes.*\['4'\]"):
+        CUB(cub, "all")
 
 
 @pytest.mark.parametrize("name", ["images.txt", "bounding_boxes.txt", "classes.txt"])

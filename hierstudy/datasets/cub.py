@@ -9,9 +9,13 @@ Protocols: ``"official"`` uses ``train_test_split.txt`` (5 994 / 5 794 images; c
 the visual-hierarchy paper); ``"zero-shot"`` trains on classes 1-100 and tests on 101-200 (HIER /
 Proxy-Anchor retrieval), labels renumbered from 0 within the split.
 
-The default hierarchy groups species by the last word of their English name (``Laysan_Albatross``
-→ ``Albatross``) under one root: a convenience that needs no download, not a paper's hierarchy.
-Pass the semantic hierarchy the papers use (002_... takes Barz & Denzler's) as ``hierarchy=``.
+The taxonomy: Barz & Denzler's CUB hierarchy, the one the visual-hierarchy paper (002_...,
+Sec. 4) takes as CUB's semantic hierarchy, when its parent-child file lies in the folder
+(:data:`BARZ_TAXONOMY`, from github.com/cvjena/semantic-embeddings, ``CUB-Hierarchy/``: the
+Wikispecies orders, families, genera and species; its balanced or flat variants work under that
+name too). Without it, species are grouped by the last word of their English name
+(``Laysan_Albatross`` → ``Albatross``) under one root: a convenience that needs no download, not a
+paper's hierarchy. ``hierarchy=`` overrides both.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ FILES = (
     "bounding_boxes.txt",
     "classes.txt",
 )
+BARZ_TAXONOMY = "cub_wikispecies.parent-child.txt"
 _HOW = (
     "download CUB_200_2011.tgz from https://www.vision.caltech.edu/datasets/cub_200_2011/ "
     "and extract it so that this folder holds images.txt and images/"
@@ -85,6 +90,20 @@ def name_hierarchy(class_ids: list[str]) -> Hierarchy:
     return Hierarchy(edges, class_ids)
 
 
+def barz_hierarchy(path: Path, class_ids: list[str]) -> Hierarchy:
+    """Barz & Denzler's CUB taxonomy from its ``parent child`` file of numbers, in which 1..n are
+    the ``classes.txt`` classes (renamed to their ids, ``001.Black_footed_Albatross``) and larger
+    numbers the taxa above them (named ``taxon:<number>``)."""
+    raw = Hierarchy.from_file(path)
+    number = {str(k + 1): c for k, c in enumerate(class_ids)}
+    missing = [k for k in number if k not in raw.index]
+    if missing:
+        raise DatasetCorruptError(f"{path} lacks {len(missing)} of the {len(class_ids)} CUB "
+                                  f"classes (class numbers {missing[:5]})")  # fmt: skip
+    name = lambda node: number.get(node, f"taxon:{node}")  # noqa: E731
+    return Hierarchy([(name(p), name(c)) for p, c in raw.edges()], class_ids)
+
+
 class CUB(FileDataset):
     """CUB-200-2011: ``paths``, ``labels`` int64 [N], ``boxes`` float32 [N, 4], ``classes``.
 
@@ -92,7 +111,9 @@ class CUB(FileDataset):
         root: the ``CUB_200_2011`` folder (default ``<data root>/CUB_200_2011``).
         split: ``"train"``, ``"test"`` or ``"all"``.
         protocol: ``"official"`` or ``"zero-shot"`` (see the module docstring).
-        hierarchy: its classes are the ``classes.txt`` names (``001.Black_footed_Albatross``).
+        hierarchy: its classes are the ``classes.txt`` names (``001.Black_footed_Albatross``);
+            default: :func:`barz_hierarchy` when the folder holds :data:`BARZ_TAXONOMY`, else
+            :func:`name_hierarchy`.
         transform, return_boxes: see :class:`HierDataset`.
     """
 
@@ -153,7 +174,11 @@ class CUB(FileDataset):
         renumber = np.full(len(class_ids), -1)
         renumber[kept_classes] = np.arange(len(kept_classes))
         classes = [class_ids[k] for k in kept_classes]
-        hierarchy = name_hierarchy(class_ids) if hierarchy is None else hierarchy
+        if hierarchy is None:
+            barz = root / BARZ_TAXONOMY
+            hierarchy = (
+                barz_hierarchy(barz, class_ids) if barz.is_file() else name_hierarchy(class_ids)
+            )
         self.split, self.protocol = split, protocol
         super().__init__(
             [paths[i] for i in keep],

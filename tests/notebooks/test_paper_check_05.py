@@ -13,6 +13,7 @@ import pytest
 from fake_datasets import notebook_project, write_cub
 
 from hierstudy import config, report, study
+from hierstudy.datasets.cub import BARZ_TAXONOMY
 from hierstudy.setups import paper_setup
 
 CLASSES, PER_CLASS = 3, 4  # 2 training images per class (a covariance needs 2), 2 test images
@@ -21,10 +22,12 @@ RANKED = {"cosine", "cosine + α·D_H (visual)", "cosine + α·D_H (semantic)", 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    """A project root with the notebooks, a fake CUB and random 'pretrained' ResNet-50 weights."""
+    """A project root with the notebooks, a fake CUB with Barz & Denzler's taxonomy file (classes 1
+    and 2 in one genus) and random 'pretrained' ResNet-50 weights."""
     root = tmp_path_factory.mktemp("project")
     notebook_project(root, [paper_setup("vh", "cub_official").backbone])
     write_cub(root / "data", classes=CLASSES, per_class=PER_CLASS)
+    (root / "data" / "CUB_200_2011" / BARZ_TAXONOMY).write_text("5 4\n4 1\n4 2\n5 3\n")
     return root
 
 
@@ -47,6 +50,7 @@ def test_notebook_05_retrains_on_corrupted_cub_images_under_paper_check(paper_ch
     assert m["robustness_protocol"] == "retrained" and m["feature_drift"] is None
     assert m["n_test"] == CLASSES * PER_CLASS // 2 and m["K"] == m["n_test"] - 1
     assert (m["threshold"], m["alpha"]) == (0.30, 3.0)  # the paper's values for CUB
+    assert "root 'taxon:5'" in m["semantic_hierarchy"]  # Barz & Denzler's taxonomy, not names
 
     # one network per corruption, trained with the paper's setup (capped) on corrupted images
     folder = cfg.runs_dir / "cub_official" / "vh"
