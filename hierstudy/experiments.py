@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from .config import Profile
 from .datasets import HierDataset, HierShapes, MPerClassBatchSampler, catalog, paper_transforms
-from .datasets.base import ArrayDataset
+from .datasets.base import ArrayDataset, stratified_split
 from .embeddings import class_embeddings
 from .hierarchy import Hierarchy
 from .losses.dml import UniformTupleLoss
@@ -370,11 +370,17 @@ def _study_data(profile: Profile, dataset: str, setup: Setup, zero_shot: bool, s
         raise ExperimentError(f"dataset {dataset!r} has no {kind} protocol: use one of "
                               f"{catalog.ZERO_SHOT if zero_shot else catalog.CLASSIFICATION}")  # fmt: skip
     parts = splits(profile, dataset, setup, seed)
-    train_set = copy.copy(parts["train"])  # the same files, read once, with the augmentation
+    train, val = parts["train"], parts["val"]
+    if setup.validation and not zero_shot:  # held out of the training images, seeded by the run
+        kept, held = stratified_split(train.labels, 1.0 - setup.validation, seed)
+        if not len(held):
+            raise ExperimentError(f"holding out {setup.validation:.0%} of {dataset!r}'s "
+                                  f"{len(train)} training images leaves no validation image")  # fmt: skip
+        train, val = train.subset(kept), train.subset(held)
+    train_set = copy.copy(train)  # the same files, read once, with the augmentation
     train_set.transform = paper_transforms(setup.transform, True, size=setup.image_size)
-    return StudyData(train_set.hierarchy, train_set, train_set.labels, parts["val"],
-                     {"train": parts["train"], "test": parts["test"]},
-                     parts["test"].hierarchy)  # fmt: skip
+    return StudyData(train_set.hierarchy, train_set, train_set.labels, val,
+                     {"train": train, "test": parts["test"]}, parts["test"].hierarchy)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------- runs

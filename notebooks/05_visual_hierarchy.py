@@ -551,9 +551,10 @@ report.save_metrics({"visual": {c: built[(c, threshold)].hierarchy.edges() for c
 # * Data and model. `smoke` and `small`: HierShapes (35 classes, a 3-level taxonomy) and the
 #   profile's small backbone, not CUB-200-2011 / CIFAR-100 with ResNet-50 / ResNet-110. `paper`:
 #   the paper's datasets and networks, with the choices the paper leaves open
-#   (`hierstudy.setups.CHOICES`: ImageNet-pretrained weights, learning rate, schedule); the
-#   classifier trains on the whole official training split and is validated on the test split
-#   (the paper held out 20 % of the training images for validation). `paper_check` is a dry run
+#   (`hierstudy.setups.CHOICES`: ImageNet-pretrained weights, learning rate, schedule); as in the
+#   paper, the classifier trains on 80 % of the official training images and is validated on the
+#   other 20 % (per class, drawn with the run's seed: the paper gives no list), and the visual
+#   hierarchy is built from those 80 %. `paper_check` is a dry run
 #   of `paper` (one epoch of batch-4 steps, one seed): its numbers mean nothing.
 # * CUB's semantic taxonomy is Barz & Denzler's only when its file is in the CUB folder (nothing
 #   is downloaded); otherwise the study's name-based grouping.

@@ -37,3 +37,17 @@ def test_stratified_split_per_class_fraction_disjoint_and_seeded():
     assert any(not np.array_equal(first, stratified_split(labels, 0.8, s)[0]) for s in (1, 2, 3))
     with pytest.raises(DatasetError, match="fraction"):
         stratified_split(labels, 1.0)
+
+
+def test_subset_keeps_every_per_image_attribute_in_the_given_order(tmp_path):
+    from hierstudy.datasets import HierShapes
+
+    shapes = HierShapes(tmp_path, "test", n_per_class=2, image_size=24)
+    part = shapes.subset([5, 0, 3])
+    assert (part.images == shapes.images[[5, 0, 3]]).all()
+    assert part.labels.tolist() == shapes.labels[[5, 0, 3]].tolist()
+    assert (part.boxes == shapes.boxes[[5, 0, 3]]).all() and (part.masks == shapes.masks[[5, 0, 3]]).all()
+    assert part.hierarchy is shapes.hierarchy and len(shapes) == 70  # the original is untouched
+    ragged = shapes.subset([0, 1])
+    ragged.boxes = [np.zeros((2, 4)), np.ones((1, 4))]  # a list of per-image boxes (ImageNet's)
+    assert ragged.subset([1]).image_boxes(0).tolist() == [[1, 1, 1, 1]]

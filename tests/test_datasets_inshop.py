@@ -56,6 +56,7 @@ def test_query_and_gallery_share_labels_over_their_union(inshop):
     assert both.labels.tolist() == [1, 1, 0, 0, 2]
     assert both.is_query.tolist() == [True, False, True, False, False]
     assert query.is_query.all() and not gallery.is_query.any()
+    assert both.subset([4, 0]).is_query.tolist() == [False, True]  # subsets keep the flags
 
 
 def test_default_hierarchy_is_gender_category_item_in_label_order(inshop):

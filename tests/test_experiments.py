@@ -156,3 +156,25 @@ def test_evaluation_set_is_what_a_runs_test_features_stand_for(tiny):
     assert experiments.datasets_with_runs(tiny) == ["hiershapes"]
     with pytest.raises(experiments.ExperimentError, match="'cub' has no closed-set test set"):
         experiments.evaluation_set(tiny, "cub", False)
+
+
+def test_vh_setup_holds_out_a_fifth_of_the_training_images_to_validate_on(tmp_path):
+    from fake_datasets import write_cub
+
+    write_cub(tmp_path, classes=3, per_class=10)  # 5 official training images per class
+    cfg = config.load("paper_check", data_root=tmp_path)
+    setup = experiments.setup_for(cfg, "ce", "cub_official", "vh")
+    assert setup.validation == 0.2
+    data = experiments.study_data(cfg, "cub_official", setup, False, seed=1)
+    official = experiments.splits(cfg, "cub_official", setup)
+    train, val = data.extract["train"], data.val
+    assert np.bincount(train.labels).tolist() == [4, 4, 4] and np.bincount(val.labels).tolist() == [1, 1, 1]
+    assert sorted(map(str, train.paths + val.paths)) == sorted(map(str, official["train"].paths))
+    assert data.train.paths == train.paths and data.train.transform is not train.transform
+    assert (data.train_labels == train.labels).all()
+    assert data.extract["test"].paths == official["test"].paths  # the test split is untouched
+    other = experiments.study_data(cfg, "cub_official", setup, False, seed=2).val.paths
+    assert other != val.paths  # the held-out images follow the run's seed
+    write_cub(tmp_path, classes=3, per_class=4)  # 2 training images per class: none to hold out
+    with pytest.raises(experiments.ExperimentError, match="leaves no validation image"):
+        experiments.study_data(cfg, "cub_official", setup, False)

@@ -11,6 +11,7 @@ v2 transforms move correctly under flips and crops).
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -149,6 +150,22 @@ class HierDataset(Dataset):
         """uint8 [H, W, 3] image ``i``."""
         raise NotImplementedError
 
+    def subset(self, indices: Sequence[int]) -> HierDataset:
+        """These images only, in this order: the same classes, hierarchy and transform."""
+        indices = np.asarray(indices, dtype=np.int64)
+        out = copy.copy(self)
+        out.labels = self.labels[indices]
+        if isinstance(self.boxes, np.ndarray):
+            out.boxes = self.boxes[indices]
+        elif self.boxes is not None:
+            out.boxes = [self.boxes[i] for i in indices]
+        out._take(indices)
+        return out
+
+    def _take(self, indices: np.ndarray) -> None:
+        """Keep only ``indices`` of every per-image attribute besides labels and boxes."""
+        raise NotImplementedError
+
     def image_boxes(self, i: int) -> np.ndarray:
         """float32 [k, 4] ground-truth boxes of image ``i`` (k = 0 when none are known)."""
         if self.boxes is None:
@@ -185,6 +202,9 @@ class ArrayDataset(HierDataset):
     def image(self, i: int) -> np.ndarray:
         return self.images[i]
 
+    def _take(self, indices: np.ndarray) -> None:
+        self.images = self.images[indices]
+
 
 class FileDataset(HierDataset):
     """A dataset of image files: ``paths`` [N] and, optionally, ``boxes`` ([N, 4] or a list of
@@ -194,6 +214,9 @@ class FileDataset(HierDataset):
         self.paths = [Path(p) for p in paths]
         self.boxes = boxes
         super().__init__(labels, classes, hierarchy, **kwargs)
+
+    def _take(self, indices: np.ndarray) -> None:
+        self.paths = [self.paths[i] for i in indices]
 
     def image(self, i: int) -> np.ndarray:
         from PIL import Image, UnidentifiedImageError

@@ -434,3 +434,7 @@ class HierShapes(ArrayDataset):
             transform=transform,
             return_boxes=return_boxes,
         )
+
+    def _take(self, indices: np.ndarray) -> None:
+        super()._take(indices)
+        self.masks = self.masks[indices]  # ``checksum`` stays that of the whole split

@@ -137,3 +137,7 @@ class InShop(FileDataset):
             align_hierarchy(hierarchy, items),
             transform=transform,
         )
+
+    def _take(self, indices: np.ndarray) -> None:
+        super()._take(indices)
+        self.is_query = self.is_query[indices]
