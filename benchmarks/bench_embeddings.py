@@ -16,7 +16,7 @@ import argparse
 import time
 
 import numpy as np
-from _timing import median_time  # noqa: E402  (also puts tests/ on the path)
+from _timing import last_line, median_time  # noqa: E402  (also puts tests/ on the path)
 from reference_embeddings import algorithm1_literal, random_tree_edges  # noqa: E402
 
 from hierstudy.embeddings import class_embeddings, pairwise_distance_error  # noqa: E402
@@ -90,8 +90,6 @@ def _inner_classes(wnids: list[str], wn, wordnet) -> int:
     return len(classes & above)
 
 
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -138,9 +136,7 @@ def main() -> None:
     phi = class_embeddings(s, overwrite=True)  # once only: S is factored in place
     seconds = time.perf_counter() - start
     print(f"  fast path once: {seconds:.2f} s for n = {len(phi)} ({phi.nbytes / 2**30:.1f} GiB)")
-    print(
-        f"embeddings: fast {fast:.4g} s, reference {reference:.4g} s, ratio {reference / fast:.0f}x"
-    )
+    print(last_line("embeddings", fast, reference))
 
 
 if __name__ == "__main__":

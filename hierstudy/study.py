@@ -172,11 +172,12 @@ def _over_seeds(table: pd.DataFrame, key: list[str], columns: dict[str, str]) ->
 
 
 def headline(profile: str | config.Profile) -> pd.DataFrame:
-    """The headline comparison: one row per method of notebook 06 trained with as many seeds
-    as any of its protocol (mean ± std; sweep variants run on fewer seeds stay in 06's tables),
-    accuracy and MaxBoxAccV2 added from notebook 07 by run name, then 07's models that 06 lacks.
-    When 06 evaluated several datasets, a ``dataset`` column leads and rows (and 07's join,
-    on 07's own dataset) are per dataset.
+    """The headline comparison: one row per method (and run) of notebook 06 trained with as
+    many seeds as any of its protocol (mean ± std; sweep variants run on fewer seeds stay in 06's
+    tables), accuracy and MaxBoxAccV2 added from notebook 07 by run name, then 07's models that
+    06 lacks. When 06 evaluated several datasets, a ``dataset`` column leads and rows (and 07's
+    join, on 07's own dataset) are per dataset; a ``run`` column appears when a method was trained
+    in two setups (``kfr/ce``, ``barz/ce``).
 
     Read from ``06_per_seed.csv`` (method, run, protocol, K, seed, balanced_accuracy, mahp, map,
     recall@1, mistake_severity) and the ``rows`` of ``07_metrics.json`` (model, seed, test_acc,
@@ -192,9 +193,10 @@ def headline(profile: str | config.Profile) -> pd.DataFrame:
     if (folder / "06_per_seed.csv").is_file():
         retrieval = pd.read_csv(folder / "06_per_seed.csv")
         by = ["dataset"] if "dataset" in retrieval and retrieval["dataset"].nunique() > 1 else []
-        keys = [c for c in ("protocol", "run", "K") if c in retrieval]
-        first = retrieval.groupby([*by, "method"], sort=False)[keys].first()
-        rows = first.join(_over_seeds(retrieval, [*by, "method"], RETRIEVAL)).reset_index()
+        key = [*by, "method", *(["run"] if "run" in retrieval else [])]  # two setups: two CEs
+        keys = [c for c in ("protocol", "K") if c in retrieval]
+        first = retrieval.groupby(key, sort=False)[keys].first()
+        rows = first.join(_over_seeds(retrieval, key, RETRIEVAL)).reset_index()
         most = (
             rows.groupby([*by, "protocol"])["seeds"].transform("max")
             if "protocol" in rows
@@ -216,10 +218,11 @@ def headline(profile: str | config.Profile) -> pd.DataFrame:
     ks = rows["K"].dropna().unique() if "K" in rows else []
     mahp = f"mAHP@{int(ks[0])}" if len(ks) == 1 else "mAHP@K"
     rows = rows.rename(columns={"mAHP@K": mahp})
-    columns = [*by, "method", "protocol", "seeds", *([] if len(ks) == 1 else ["K"]),
+    several = rows.duplicated([*by, "method"], keep=False).any()  # a method under two setups
+    columns = [*by, "method", *(["run"] if several else []), "protocol", "seeds", *([] if len(ks) == 1 else ["K"]),
                *(mahp if c == "mAHP@K" else c for c in HEADLINE)]  # fmt: skip
     rows = rows.reindex(columns=columns)
-    text = [c for c in columns if c not in ("dataset", "method", "protocol", "seeds", "K")]
+    text = [c for c in columns if c not in ("dataset", "method", "run", "protocol", "seeds", "K")]
     rows[text] = rows[text].astype(object).fillna(MISSING)
     if "K" in columns:
         rows["K"] = [MISSING if pd.isna(k) else str(int(k)) for k in rows["K"]]

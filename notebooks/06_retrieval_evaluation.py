@@ -232,21 +232,21 @@ def evaluate(run, feats, dist, classify=True):
     if not zero_shot(run) and "pred" in test:  # zero-shot runs have no classifier for unseen classes
         row["balanced_accuracy"] = metrics.balanced_accuracy(test["pred"], labels, len(hierarchy.classes))
         row["mistake_severity"] = metrics.mistake_severity(test["pred"], labels, lcs_height)
-    if not zero_shot(run) and "logits" in test:
+    if not zero_shot(run) and "logits" in test and test["logits"].shape[1] >= hdist_k:
         row[f"hdist@{hdist_k}"] = metrics.hierarchical_distance_at_k(test["logits"], labels, lcs_height, hdist_k)
     return row, m["hp"]
 
 # %%
-KEYS = ["dataset", "backbone", "protocol", "method", "run", "distance", "K", "test classes"]
-PANEL = ["dataset", "protocol"]  # runs are compared within one dataset and protocol
+KEYS = ["dataset", "backbone", "setup", "protocol", "method", "run", "distance", "K", "test classes"]
 VALUES = ["mahp", "balanced_accuracy", "map", *[f"recall@{r}" for r in recall_ks], "mistake_severity", f"hdist@{hdist_k}"]
 records, curves = [], {}
 for run in sorted(runs, key=run_order):
     for label, metric, feats, dist, classify in rankings(run):
         row, hp = evaluate(run, feats, dist, classify)
-        records.append({"dataset": shown(run), "backbone": run.result["recipe"]["backbone"], "protocol": panel(run)[1],
-                        "method": label, "run": run.name, "seed": run.seed, "distance": metric, **row})  # fmt: skip
-        curves.setdefault((records[-1]["dataset"], label), []).append(hp)
+        setup = run.result.get("paper") or "profile"  # a paper's setup, or the profile's own
+        records.append({"dataset": shown(run), "backbone": run.result["recipe"]["backbone"], "setup": setup,
+                        "protocol": panel(run)[1], "method": label, "run": run.name, "seed": run.seed, "distance": metric, **row})  # fmt: skip
+        curves.setdefault((shown(run), setup, label), []).append(hp)
 per_seed = pd.DataFrame(records).reindex(columns=[*KEYS, "seed", *VALUES])
 report.save_table(per_seed, "06_per_seed", cfg)
 grouped = per_seed.groupby(KEYS, sort=False, dropna=False)
@@ -255,7 +255,9 @@ results = grouped[VALUES].mean().join(grouped[VALUES].std(ddof=1).add_suffix("_s
 # %% [markdown]
 # ## The central table
 # One row per method (and knob setting), mean ± std over the seeds that exist (no ± with a single
-# seed); "—" where a metric does not apply. Column by column: Barz Table 1 (mAHP@K, with K in its
+# seed); "—" where a metric does not apply. `setup` names the paper whose setup trained the run on
+# a paper's dataset (the same method can appear under two, e.g. CE in KFR's and in Barz's setup
+# on CIFAR-100), "profile" the profile's own. Column by column: Barz Table 1 (mAHP@K, with K in its
 # own column), Table 2 (balanced accuracy), Table 3 (mAP), HIER's Recall@K, and Bertinetto's
 # mistake severity and average hierarchical distance@5 in LCS-height units (0 to 3 on HierShapes:
 # lower is better; the lines printed below the table give the severity of a uniformly random
@@ -309,6 +311,12 @@ def random_ranking(where):
 panels = list(dict.fromkeys(zip(results.dataset, results.protocol, strict=True)))
 chance = {where: random_ranking(where) for where in panels}
 mean_curves = {key: np.mean(hps, axis=0) for key, hps in curves.items()}
+
+
+def legend(setup, method):
+    """The method, with the paper whose setup trained it when that is not the profile's."""
+    return method if setup == "profile" else f"{method} [{setup}]"
+
 HIER_P = ("PA + HIER (proxies=", "PA + HIERsph (proxies=")  # notebook 04 sets P by a rule
 main_methods = {"CE (classification features)", "CE + L2 norm", "L_CORR", "L_CORR+CLS", "KFR", "Proxy-Anchor", "PA + HIER", "PA + HIERsph"}
 
@@ -318,9 +326,10 @@ for ax, (data_name, protocol) in zip(axes[:, 0], panels, strict=True):
     rows = results[(results.dataset == data_name) & (results.protocol == protocol)]
     rand = chance[data_name, protocol]
     strong, light = iter(plt.get_cmap("tab10").colors), iter(plt.get_cmap("tab20").colors[1::2] * 3)
-    for label, k in zip(rows.method, rows.K, strict=True):
+    for label, setup, k in zip(rows.method, rows.setup, rows.K, strict=True):
         bold = label in main_methods or label.startswith(HIER_P)  # the papers' methods strong, variants light
-        ax.plot(np.arange(1, k + 1), mean_curves[data_name, label], color=next(strong if bold else light), lw=1.8 if bold else 0.9, label=label)
+        ax.plot(np.arange(1, k + 1), mean_curves[data_name, setup, label], color=next(strong if bold else light),
+                lw=1.8 if bold else 0.9, label=legend(setup, label))  # fmt: skip
     ax.plot(np.arange(1, len(rand["hp"]) + 1), rand["hp"], "--", color="0.5", lw=1, label="random ranking")
     ax.axvline(rand["others"], color="0.4", ls=":", lw=0.8, label="other images of the query's class")
     ax.set(xlabel="k", ylabel="HP@k", ylim=(0, 1.02), xlim=(1, int(rows.K.max())),
@@ -398,8 +407,8 @@ def clean(record):
 
 rows = [clean(r) for r in results.to_dict(orient="records")]
 hp_curves, chance_rows = {}, {}  # {dataset: {method: HP@k}}, {dataset: {protocol: random ranking}}
-for (data_name, label), curve in mean_curves.items():
-    hp_curves.setdefault(data_name, {})[label] = curve.tolist()
+for (data_name, setup, label), curve in mean_curves.items():
+    hp_curves.setdefault(data_name, {})[legend(setup, label)] = curve.tolist()
 for (data_name, protocol), c in chance.items():
     chance_rows.setdefault(data_name, {})[protocol] = {"mahp": c["mahp"], "map": c["map"], "K": len(c["hp"]), **{f"recall@{r}": v for r, v in c["recall"].items()}}
 report.save_metrics({
@@ -411,16 +420,18 @@ report.save_metrics({
 }, "06_metrics", cfg)  # fmt: skip
 
 # %%
-def sentence(data_name, protocol):
-    rows = results[(results.dataset == data_name) & (results.protocol == protocol)].set_index("method")
+def sentence(data_name, protocol, setup):
+    """What one dataset's runs of one protocol and setup show (the methods are unique there)."""
+    rows = results[(results.dataset == data_name) & (results.protocol == protocol) & (results.setup == setup)].set_index("method")
     best, best_map, k = rows.mahp.idxmax(), rows["map"].idxmax(), int(rows.K.iloc[0])
-    text = (f"{data_name}, {protocol} ({len(rows)} method{'s' * (len(rows) > 1)}, {int(rows['test classes'].iloc[0])} test classes): the best mAHP@{k} is "
+    where = data_name if setup == "profile" else f"{data_name}, {setup} setup"
+    text = (f"{where}, {protocol} ({len(rows)} method{'s' * (len(rows) > 1)}, {int(rows['test classes'].iloc[0])} test classes): the best mAHP@{k} is "
             f"{best}'s {rows.mahp[best]:.3f} against {chance[data_name, protocol]['mahp']:.3f} for a random ranking; "
             f"the best mAP is {best_map}'s {rows['map'][best_map]:.3f}")
     if {"CE (classification features)", "CE + L2 norm"} <= set(rows.index):
         text += f"; L2-normalising CE's features moves mAHP from {rows.mahp['CE (classification features)']:.3f} to {rows.mahp['CE + L2 norm']:.3f}"
     for method in [m for m in rows.index if "re-rank" in m]:  # one seed: against CE + L2 on that seed
-        ce = per_seed[(per_seed.dataset == data_name) & (per_seed.method == "CE + L2 norm") & (per_seed.seed == rerank_seed)].mahp.iloc[0]
+        ce = per_seed[(per_seed.dataset == data_name) & (per_seed.setup == setup) & (per_seed.method == "CE + L2 norm") & (per_seed.seed == rerank_seed)].mahp.iloc[0]
         text += f"; {method} (seed {rerank_seed}) has mAHP {rows.mahp[method]:.3f} against CE + L2 norm's {ce:.3f} on that seed"
     for method in [m for m in rows.index if m in ("L_CORR", "PA + HIER") or m.startswith(HIER_P[0])]:
         if method in rows.index:
@@ -430,4 +441,4 @@ def sentence(data_name, protocol):
 
 epochs = sorted({len(r.history) for r in runs})  # as trained, even if the profile changed since
 backbones = sorted({r.result["recipe"]["backbone"] for r in runs})
-print(f"What we found ({'/'.join(backbones)}, {'/'.join(map(str, epochs))} epoch(s), seeds {sorted({r.seed for r in runs})}): " + " ".join(sentence(*where) for where in panels))
+print(f"What we found ({'/'.join(backbones)}, {'/'.join(map(str, epochs))} epoch(s), seeds {sorted({r.seed for r in runs})}): " + " ".join(sentence(*group) for group in dict.fromkeys(zip(results.dataset, results.protocol, results.setup, strict=True))))

@@ -145,6 +145,7 @@ def test_headline_keeps_datasets_apart_and_joins_07_on_its_own_dataset(tmp_path,
 dataset,method,run,protocol,K,seed,mahp,balanced_accuracy,map,recall@1,mistake_severity
 HierShapes,CE + L2 norm,ce,closed set,250,0,0.5,0.6,0.4,0.7,2.0
 ImageNet-1k,CE + L2 norm,kfr/ce,closed set,250,0,0.1,0.2,0.3,0.4,5.0
+ImageNet-1k,CE + L2 norm,barz/ce,closed set,250,0,0.3,0.2,0.3,0.4,5.0
 ImageNet-1k,L_CORR+CLS,barz/corr_cls,closed set,250,0,0.2,0.3,0.4,0.5,4.0
 """
     wsol = [{"model": "CE", "run": "kfr/ce", "seed": 0, "test_acc": 0.25, "maxboxacc_v2": 0.5},
@@ -154,13 +155,15 @@ ImageNet-1k,L_CORR+CLS,barz/corr_cls,closed set,250,0,0.2,0.3,0.4,0.5,4.0
     saved["_provenance"] = {"dataset": "imagenet1k"}  # 07 scored ImageNet-1k's models
     (folder / "07_metrics.json").write_text(json.dumps(saved))
     table = study.headline("smoke")
-    assert list(table.columns[:3]) == ["dataset", "method", "protocol"]
-    rows = table.set_index(["dataset", "method"])
-    assert rows.loc[("HierShapes", "CE + L2 norm"), "mAHP@250"] == "0.500"
-    assert rows.loc[("HierShapes", "CE + L2 norm"), "accuracy"] == "—"  # 07 ran on ImageNet
-    assert rows.loc[("ImageNet-1k", "CE + L2 norm"), "mAHP@250"] == "0.100"
-    assert rows.loc[("ImageNet-1k", "CE + L2 norm"), "accuracy"] == "0.250"
-    assert rows.loc[("ImageNet-1k", "CE"), "MaxBoxAccV2"] == "0.400"  # barz/ce: 07 only
+    assert list(table.columns[:4]) == ["dataset", "method", "run", "protocol"]
+    rows = table.set_index(["dataset", "run", "method"])
+    assert (rows.seeds == 1).all()  # one seed of each setup's CE: not two seeds of one CE
+    assert rows.loc[("HierShapes", "ce", "CE + L2 norm"), "mAHP@250"] == "0.500"
+    assert rows.loc[("HierShapes", "ce", "CE + L2 norm"), "accuracy"] == "—"  # 07: ImageNet
+    assert rows.loc[("ImageNet-1k", "kfr/ce", "CE + L2 norm"), "mAHP@250"] == "0.100"
+    assert rows.loc[("ImageNet-1k", "kfr/ce", "CE + L2 norm"), "accuracy"] == "0.250"
+    assert rows.loc[("ImageNet-1k", "barz/ce", "CE + L2 norm"), "MaxBoxAccV2"] == "0.400"
+    assert rows.loc[("ImageNet-1k", "barz/corr_cls", "L_CORR+CLS"), "accuracy"] == "—"
     assert len(table) == 4
 
 
