@@ -110,6 +110,8 @@ def test_notebook_06_evaluates_each_dataset_against_its_own_hierarchy(tmp_path, 
     for method, name in (("ce", "cifar100"), ("corr", "cifar100"), ("hier", "cub")):
         setup = dataclasses.replace(experiments.setup_for(cfg, method, name), **tiny)
         runs.append(experiments.train(cfg, method, 0, dataset=name, setup=setup))
+    barz = dataclasses.replace(experiments.setup_for(cfg, "ce", "cifar100", "barz"), **tiny)
+    barz_ce = experiments.train(cfg, "ce", 0, dataset="cifar100", paper="barz", setup=barz)
     assert experiments.datasets_with_runs(cfg) == ["hiershapes", "cifar100", "cub"]
 
     study.run("smoke", only=["06"])
@@ -132,6 +134,14 @@ def test_notebook_06_evaluates_each_dataset_against_its_own_hierarchy(tmp_path, 
         assert row["mahp"] == pytest.approx(expected["mahp"], abs=1e-9)
         assert row["map"] == pytest.approx(expected["map"], abs=1e-9)
     assert rows["CUB-200-2011 (zero-shot)", runs[3].name, "hyperbolic"]["test classes"] == 3
+    # CE in KFR's and in Barz's setup: two rows told apart by their setup, never merged
+    assert {runs[1].name, barz_ce.name} == {"kfr/ce", "barz/ce"}
+    assert rows["CIFAR-100", "kfr/ce", "cosine"]["setup"] == "kfr"
+    assert rows["CIFAR-100", "barz/ce", "cosine"]["setup"] == "barz"
+    assert rows["HierShapes", "ce", "cosine"]["setup"] == "profile"
+    assert {"CE + L2 norm [kfr]", "CE + L2 norm [barz]", "L_CORR [barz]"} <= set(
+        metrics["hp_curves"]["CIFAR-100"]
+    )
 
     study.run("smoke", only=["06"], parameters={"dataset": "cub"})
     metrics = report.load_metrics("06_metrics", cfg)
