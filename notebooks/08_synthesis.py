@@ -22,6 +22,10 @@
 #
 # Every effect is reported as a mean ± std over the profile's seeds with its paired per-seed
 # differences: an effect smaller than its seed spread is not an effect.
+#
+# **Data.** All three questions need one dataset on which every method has run, closed set and
+# zero-shot alike, so this notebook runs on HierShapes under every profile (under `paper` with
+# that profile's backbone, image size and schedule, not on the papers' datasets).
 
 # %% tags=["parameters"]
 profile = "small"
