@@ -333,18 +333,16 @@ def study_data(profile: Profile, dataset: str, setup: Setup, zero_shot: bool, se
         done[id(part)] = out
         return out
 
+    test = corrupted(data.extract["test"], 2 * _SPLIT_SEEDS)  # first: val may be this object
     return dataclasses.replace(
         data,
         train=corrupted(data.train, 0),
-        val=corrupted(data.val, 2 * _SPLIT_SEEDS),
-        extract={
-            "train": corrupted(data.extract["train"], 0),
-            "test": corrupted(data.extract["test"], 2 * _SPLIT_SEEDS),
-        },  # fmt: skip
+        val=corrupted(data.val, _SPLIT_SEEDS),
+        extract={"train": corrupted(data.extract["train"], 0), "test": test},
     )
 
 
-_SPLIT_SEEDS = 10**7  # corruption seeds: train images 0.., test images 2e7..
+_SPLIT_SEEDS = 10**7  # corruption seeds: train images 0.., held-out val 1e7.., test 2e7..
 
 
 def _corrupted_image(image: Callable, kind: str, offset: int, i: int) -> np.ndarray:

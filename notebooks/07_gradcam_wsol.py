@@ -77,8 +77,7 @@ from hierstudy.datasets.transforms import IMAGENET_MEAN, IMAGENET_STD
 cfg = config.load(profile)
 report.use_style()
 dataset = dataset or cfg.datasets["wsol"]
-data_name = {"hiershapes": "HierShapes", "imagenet1k": "ImageNet-1k",
-             "cub_official": "CUB-200-2011"}.get(dataset, dataset)  # fmt: skip
+data_name = catalog.title(dataset)
 if dataset == "hiershapes":
     test = experiments.hiershapes_splits(cfg)["test"]
 else:  # ImageNet-1k: its validation set (boxes from Annotations/CLS-LOC/val); CUB: test split

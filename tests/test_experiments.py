@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import numpy as np
@@ -119,19 +120,26 @@ def test_corruption_knob_trains_and_extracts_on_corrupted_images(tiny):
         experiments.train(tiny, "ce", 0, corruption="fog")
 
 
-def test_corruption_of_a_file_dataset_is_fixed_per_image_and_keeps_val_the_test_set(tmp_path):
+def test_corruption_of_a_file_dataset_is_fixed_per_image_and_covers_every_split(tmp_path):
     from fake_datasets import write_cub
 
-    write_cub(tmp_path / "data")
+    write_cub(tmp_path / "data", per_class=6)
     profile = config.load("paper_check", data_root=tmp_path / "data")
     setup = experiments.setup_for(profile, "ce", "cub_official", "vh")
     clean = experiments.study_data(profile, "cub_official", setup, False)
     data = experiments.study_data(profile, "cub_official", setup, False, corruption="occlusion")
-    assert data.val is data.extract["test"]  # the classification val set is the test set
     first, again = data.extract["test"][0][0], data.extract["test"][0][0]
     assert torch.equal(first, again) and not torch.equal(first, clean.extract["test"][0][0])
+    assert not torch.equal(data.val[0][0], clean.val[0][0])  # the held-out images too
     raw = data.extract["train"].image(1)
     assert raw.dtype == np.uint8 and raw.shape == clean.extract["train"].image(1).shape
+    assert (data.train.image(1) == raw).all()  # the augmented copy sees the same corruption
+    # a setup validating on the test split (the others' way): one object, corrupted once, with
+    # the test images' seeds
+    on_test = dataclasses.replace(setup, validation=0.0)
+    both = experiments.study_data(profile, "cub_official", on_test, False, corruption="occlusion")
+    assert both.val is both.extract["test"]
+    assert torch.equal(both.extract["test"][0][0], first)
 
 
 def test_zero_shot_study_data_names_the_seen_and_the_test_hierarchies(tiny):

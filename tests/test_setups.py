@@ -57,12 +57,13 @@ def test_paper_splits_read_each_folder_once_and_train_augments_a_copy(tmp_path, 
 
     opened = []
     monkeypatch.setattr(CUB, "__init__", _counting(CUB.__init__, opened))
-    write_cub(tmp_path)
+    write_cub(tmp_path, per_class=6)
     profile = config.load("paper_check", data_root=tmp_path)
     setup = setups.paper_setup("vh", "cub_official")
     data = experiments.study_data(profile, "cub_official", setup, zero_shot=False)
-    assert len(opened) == 2  # train and test; val is the test object
-    assert data.val is data.extract["test"] and data.train is not data.extract["train"]
+    assert len(opened) == 2  # train and test; val is held out of the train object's images
+    assert set(data.val.paths).isdisjoint(data.extract["train"].paths)
+    assert data.train is not data.extract["train"]
     assert data.train.paths == data.extract["train"].paths
     assert data.train.transform is not data.extract["train"].transform
 
