@@ -53,6 +53,9 @@ class Profile:
     retrain_corrupted: bool = False
     # caps on every paper setup (e.g. {"batch_size": 4, "epochs": 1}): the dry run `paper_check`
     setup_limits: dict[str, int] = field(default_factory=dict)
+    # a subfolder of figures/<profile>/ for the outputs of a notebook run on another dataset than
+    # the profile's own for it (see `writing_for`)
+    outputs: str = ""
 
     @property
     def root(self) -> Path:
@@ -60,7 +63,13 @@ class Profile:
 
     @property
     def figures_dir(self) -> Path:
-        return self.root / "figures" / self.name
+        return self.root / "figures" / self.name / self.outputs
+
+    def writing_for(self, dataset: str | None, default: str | None) -> Profile:
+        """This profile, with the outputs of a notebook that ran on ``dataset`` instead of its
+        ``default`` going to ``figures/<profile>/<dataset>/``, so that they replace neither the
+        default run's nor each other's."""
+        return self if dataset == default else dataclasses.replace(self, outputs=dataset)
 
     @property
     def runs_dir(self) -> Path:

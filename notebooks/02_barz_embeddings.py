@@ -37,6 +37,7 @@ from hierstudy.hierarchy import toy_hierarchy
 cfg = config.load(profile)
 report.use_style()
 dataset = dataset or cfg.datasets["barz"]
+cfg = cfg.writing_for(dataset, cfg.datasets["barz"])  # another dataset: figures/<profile>/<dataset>/
 setup = experiments.setup_for(cfg, "corr", dataset, paper="barz")
 print(cfg.description, "|", dataset, "|", setup.backbone, f"{setup.epochs} epochs,", setup.train)
 

@@ -37,6 +37,7 @@ from hierstudy.losses.kfr import pairwise_latent_distance
 cfg = config.load(profile)
 report.use_style()
 dataset = dataset or cfg.datasets["kfr"]
+cfg = cfg.writing_for(dataset, cfg.datasets["kfr"])  # another dataset: figures/<profile>/<dataset>/
 setup = experiments.setup_for(cfg, "kfr", dataset)
 alpha = alpha if alpha is not None else setup.knobs.get("kfr", {}).get("alpha", 30.0)
 hierarchy = experiments.splits(cfg, dataset, setup)["train"].hierarchy

@@ -62,6 +62,7 @@ from hierstudy.visual_hierarchy import cophenetic_correlation, triplet_agreement
 cfg = config.load(profile)
 report.use_style()
 dataset = dataset or cfg.datasets["hier"]
+cfg = cfg.writing_for(dataset, cfg.datasets["hier"])  # another dataset: figures/<profile>/<dataset>/
 PAPER_KS = {"sop": (1, 10, 100, 1000), "inshop": (1, 10, 20, 30, 40, 50)}  # Table 1's columns
 recall_ks = tuple(recall_ks or PAPER_KS.get(dataset, (1, 2, 4, 8)))
 # the zero-shot data: the seen classes' taxonomy, the training images, the test labels' hierarchy

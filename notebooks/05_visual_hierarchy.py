@@ -87,6 +87,7 @@ from hierstudy.train import extract, make_loader
 cfg = config.load(profile)
 report.use_style()
 dataset = dataset or cfg.datasets["vh"]
+cfg = cfg.writing_for(dataset, cfg.datasets["vh"])  # another dataset: figures/<profile>/<dataset>/
 retrain_corrupted = cfg.retrain_corrupted if retrain_corrupted is None else retrain_corrupted
 paper = None if dataset == "hiershapes" else "vh"  # a paper dataset: this paper's setup for it
 setup = experiments.setup_for(cfg, "ce", dataset, paper)

@@ -49,6 +49,8 @@ from hierstudy.hierarchy import Hierarchy
 from hierstudy.losses.hier import pairwise_distance
 
 cfg = config.load(profile)
+top = cfg  # notebook 05's outputs (of its default run) are read from here
+cfg = cfg.writing_for(dataset, None)  # one dataset only: figures/<profile>/<dataset>/
 report.use_style()
 
 # %%
@@ -204,8 +206,8 @@ def reranked(saved, merging):
 
 
 # %%
-has_05 = (cfg.figures_dir / "05_hierarchies.json").is_file()
-rerank = reranked(report.load_metrics("05_hierarchies", cfg), report.load_metrics("05_metrics", cfg)["merging"]) if has_05 else {}
+has_05 = (top.figures_dir / "05_hierarchies.json").is_file()
+rerank = reranked(report.load_metrics("05_hierarchies", top), report.load_metrics("05_metrics", top)["merging"]) if has_05 else {}
 rerank_dataset, _, rerank_seed = next(iter(rerank), (None, None, None))
 print(f"notebook 05's re-ranking (seed {rerank_seed}): {[row[0] for rows in rerank.values() for row in rows] or 'not found'}")
 

@@ -77,6 +77,7 @@ from hierstudy.datasets.transforms import IMAGENET_MEAN, IMAGENET_STD
 cfg = config.load(profile)
 report.use_style()
 dataset = dataset or cfg.datasets["wsol"]
+cfg = cfg.writing_for(dataset, cfg.datasets["wsol"])  # another dataset: figures/<profile>/<dataset>/
 data_name = catalog.title(dataset)
 if dataset == "hiershapes":
     test = experiments.hiershapes_splits(cfg)["test"]

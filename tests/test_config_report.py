@@ -79,3 +79,15 @@ def test_provenance_commit_marks_a_dirty_tree(tmp_path, monkeypatch):
     report.git_commit.cache_clear()
     assert len(clean) == 12 and report.git_commit() == clean + "+dirty"
     report.git_commit.cache_clear()
+
+
+def test_a_notebook_on_another_dataset_writes_to_its_own_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HIERSTUDY_ROOT", str(tmp_path))
+    cfg = config.load("paper")
+    assert cfg.writing_for("cub", cfg.datasets["hier"]) is cfg  # the default: figures/paper/
+    sop = cfg.writing_for("sop", cfg.datasets["hier"])
+    assert sop.figures_dir == tmp_path / "figures" / "paper" / "sop"
+    assert sop.runs_dir == cfg.runs_dir and sop.datasets == cfg.datasets  # only outputs move
+    report.save_metrics({"x": 1}, "04_metrics", sop, dataset="sop")
+    assert (tmp_path / "figures" / "paper" / "sop" / "04_metrics.json").is_file()
+    assert not (tmp_path / "figures" / "paper" / "04_metrics.json").exists()

@@ -143,10 +143,12 @@ def test_notebook_06_evaluates_each_dataset_against_its_own_hierarchy(tmp_path, 
         metrics["hp_curves"]["CIFAR-100"]
     )
 
-    study.run("smoke", only=["06"], parameters={"dataset": "cub"})
-    metrics = report.load_metrics("06_metrics", cfg)
-    assert metrics["datasets"] == ["CUB-200-2011 (zero-shot)"]
-    assert {r["dataset"] for r in metrics["rows"]} == {"CUB-200-2011 (zero-shot)"}
+    study.run("smoke", only=["06"], parameters={"dataset": "cub"})  # into figures/smoke/cub/
+    only_cub = report.load_metrics("06_metrics", cfg.writing_for("cub", None))
+    assert only_cub["datasets"] == ["CUB-200-2011 (zero-shot)"]
+    assert {r["dataset"] for r in only_cub["rows"]} == {"CUB-200-2011 (zero-shot)"}
+    assert (cfg.figures_dir / "cub" / "06_hp_curves.png").is_file()
+    assert report.load_metrics("06_metrics", cfg)["datasets"] == shown  # not replaced
 
 
 def metrics_of(feats, labels, similarity, metric):
