@@ -287,7 +287,8 @@ def _notebook_titles(root: Path) -> dict[str, tuple[str, str]]:
 
 def write_index(profile: str | config.Profile, table: pd.DataFrame | None = None) -> Path:
     """``figures/<profile>/index.md``: the headline, then every table (.md, with its .csv), JSON
-    file and figure (.png, shown) of the folder, grouped by notebook number."""
+    file and figure (.png, shown) of the folder, grouped by notebook number, then links to the
+    subfolders of notebooks run on other datasets."""
     cfg = _profile(profile)
     folder = cfg.figures_dir
     table = headline(cfg) if table is None else table
@@ -317,6 +318,12 @@ def write_index(profile: str | config.Profile, table: pd.DataFrame | None = None
         lines += [f"- json [{p.name}]({p.name})" for p in files if p.suffix == ".json"]
         for p in (p for p in files if p.suffix == ".png"):  # pdfs are git-ignored: not linked
             lines += ["", f"**{p.stem}**", "", f"![{p.stem}]({p.name})"]
+        lines.append("")
+    others = [p for p in sorted(folder.iterdir()) if p.is_dir() and any(p.glob("*.json"))]
+    if others:  # notebooks run with -p dataset=... (Profile.writing_for)
+        lines += ["## Notebooks run on other datasets", ""]
+        lines += [f"- [{p.name}/]({p.name}/): " + ", ".join(f"[{q.name}]({p.name}/{q.name})"
+                  for q in sorted(p.glob("*.json"))) for p in others]  # fmt: skip
         lines.append("")
     lines += [f"<sub>{report.stamp_text(report.provenance(cfg))}</sub>", ""]
     return report.atomic_write(folder / "index.md", "\n".join(lines).encode())

@@ -200,8 +200,11 @@ def test_publish_writes_headline_manifest_index_and_the_profiles_readme_block(
         "a\n<!-- headline:smoke:start -->\n<!-- headline:smoke:end -->\nb\n"
     )
 
+    (folder / "sop").mkdir()  # notebook 04 run with -p dataset=sop
+    (folder / "sop" / "04_metrics.json").write_text("{}")
     index = study.publish("smoke", {"01_trees": 1.234})
     text = index.read_text()
+    assert "- [sop/](sop/): [04_metrics.json](sop/04_metrics.json)" in text
     assert index == folder / "index.md"
     assert text.index("## Headline") < text.index("## 01 · Trees") < text.index("## 06 · Retrieval")
     assert study.headline_markdown(study.headline("smoke")) in text
