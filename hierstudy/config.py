@@ -69,7 +69,7 @@ class Profile:
         """This profile, with the outputs of a notebook that ran on ``dataset`` instead of its
         ``default`` going to ``figures/<profile>/<dataset>/``, so that they replace neither the
         default run's nor each other's."""
-        return self if dataset == default else dataclasses.replace(self, outputs=dataset)
+        return self if dataset == default else dataclasses.replace(self, outputs=dataset or "")
 
     @property
     def runs_dir(self) -> Path:
