@@ -55,6 +55,7 @@ import pandas as pd
 import torch
 
 from hierstudy import config, experiments, metrics, plots, report
+from hierstudy.datasets import catalog
 from hierstudy.losses.hier import HIER, pairwise_distance
 from hierstudy.proxy_tree import proxy_tree
 from hierstudy.visual_hierarchy import cophenetic_correlation, triplet_agreement, ward_hierarchy
@@ -63,8 +64,7 @@ cfg = config.load(profile)
 report.use_style()
 dataset = dataset or cfg.datasets["hier"]
 cfg = cfg.writing_for(dataset, cfg.datasets["hier"])  # another dataset: figures/<profile>/<dataset>/
-PAPER_KS = {"sop": (1, 10, 100, 1000), "inshop": (1, 10, 20, 30, 40, 50)}  # Table 1's columns
-recall_ks = tuple(recall_ks or PAPER_KS.get(dataset, (1, 2, 4, 8)))
+recall_ks = tuple(recall_ks or catalog.recall_ks(dataset))  # Table 1's columns
 # the zero-shot data: the seen classes' taxonomy, the training images, the test labels' hierarchy
 setup = experiments.setup_for(cfg, "hier", dataset)
 dim = dim or setup.knobs.get("hier", {}).get("dim", 128)

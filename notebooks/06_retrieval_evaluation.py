@@ -13,8 +13,9 @@
 # **What you will see.** Every model that notebooks 02–05 trained and cached under
 # `runs/<profile>/`, evaluated with one protocol — each test image queries all other test images
 # of its dataset, each model ranked with its own distance, graded against that dataset's class
-# hierarchy — in one central table (mean ± std over seeds, one block per dataset): mAHP@K, balanced accuracy, mAP, Recall@{1, 2, 4, 8},
-# mistake severity and the average hierarchical distance of the top-5 classes; HP@k curves
+# hierarchy — in one central table (mean ± std over seeds, one block per dataset): mAHP@K,
+# balanced accuracy, mAP, Recall@K at HIER's K for the dataset (1, 2, 4, 8 but on SOP and
+# In-shop), mistake severity and the average hierarchical distance of the top-5 classes; HP@k curves
 # (Fig. 3) and a qualitative retrieval grid with borders coloured by semantic similarity (Fig. 1).
 # Notebook 05's hierarchy-aware re-ranking of the CE baseline (Venkataramanan et al., seed 002:
 # D_C + α·D_H with the visual hierarchy) joins the table as rows of its own, recomputed from what
@@ -31,7 +32,7 @@ profile = "small"
 force = False  # unused: this notebook only reads finished runs
 dataset = None  # None: every dataset with finished runs under runs/<profile>/; or one name
 K = 250  # AHP@K cut-off (Barz: 250), lowered to the database size when that is smaller
-recall_ks = (1, 2, 4, 8)  # HIER's Recall@K for CUB / Cars
+recall_ks = None  # None: HIER's K per dataset (1, 2, 4, 8; SOP 1, 10, 100, 1000; In-shop 1, 10, ..., 50)
 hdist_k = 5  # average hierarchical distance of the top-k classes
 grid_runs = ("ce", "corr", "kfr")  # qualitative grid: these runs first, when present
 grid_queries, grid_top, grid_seed = 4, 8, 0
@@ -220,12 +221,17 @@ def rankings(run):
     return own + rerank.get((run.result["dataset"], run.name, run.seed), [])
 
 
+def ks_of(run):
+    """The K of Recall@K for the run's dataset: ``recall_ks``, else the paper's for it."""
+    return tuple(recall_ks or catalog.recall_ks(run.result["dataset"]))
+
+
 def evaluate(run, feats, dist, classify=True):
     """One row of the central table for one ranking of a run (and seed), and its HP@k curve."""
     test = run.features("test")
     labels, (_, hierarchy, similarity, lcs_height) = test["labels"], evaluation(run)
     k = min(K, len(labels) - 1)
-    ks = [r for r in recall_ks if r < len(labels)]  # a K beyond the database size is left empty
+    ks = [r for r in ks_of(run) if r < len(labels)]  # a K beyond the database size is left empty
     m = metrics.retrieval_metrics(feats, labels, similarity=similarity, metric=dist, K=k, recall_ks=ks)
     row = {"K": k, "test classes": len(np.unique(labels)), "mahp": m["mahp"], "map": m["map"]}
     row.update({f"recall@{r}": v for r, v in m["recall"].items()})
@@ -240,7 +246,8 @@ def evaluate(run, feats, dist, classify=True):
 
 # %%
 KEYS = ["dataset", "backbone", "setup", "protocol", "method", "run", "distance", "K", "test classes"]
-VALUES = ["mahp", "balanced_accuracy", "map", *[f"recall@{r}" for r in recall_ks], "mistake_severity", f"hdist@{hdist_k}"]
+all_ks = sorted(set().union(*map(ks_of, runs)))  # a column per K of any dataset here
+VALUES = ["mahp", "balanced_accuracy", "map", *[f"recall@{r}" for r in all_ks], "mistake_severity", f"hdist@{hdist_k}"]
 records, curves = [], {}
 for run in sorted(runs, key=run_order):
     for label, metric, feats, dist, classify in rankings(run):
@@ -267,7 +274,7 @@ results = grouped[VALUES].mean().join(grouped[VALUES].std(ddof=1).add_suffix("_s
 
 # %%
 HEADERS = {"mahp": "mAHP@K", "balanced_accuracy": "balanced acc", "map": "mAP", "mistake_severity": "mistake severity",
-           f"hdist@{hdist_k}": f"hier. dist@{hdist_k}", **{f"recall@{r}": f"R@{r}" for r in recall_ks}}  # fmt: skip
+           f"hdist@{hdist_k}": f"hier. dist@{hdist_k}", **{f"recall@{r}": f"R@{r}" for r in all_ks}}  # fmt: skip
 
 
 def pm(mean, std):
@@ -305,7 +312,7 @@ def random_ranking(where):
     run = next(r for r in runs if panel(r) == where)
     labels = run.retrieval_features("test")[1]
     noise = np.random.default_rng(grid_seed).standard_normal((len(labels), 16))
-    ks = [r for r in recall_ks if r < len(labels)]
+    ks = [r for r in ks_of(run) if r < len(labels)]
     m = metrics.retrieval_metrics(noise, labels, similarity=evaluation(run)[2], K=min(K, len(labels) - 1), recall_ks=ks)
     return m | {"others": float(np.bincount(labels)[labels].mean() - 1)}
 
@@ -416,7 +423,7 @@ for (data_name, protocol), c in chance.items():
 report.save_metrics({
     "rows": rows, "hp_curves": hp_curves, "chance": chance_rows,
     "random_mistake_severity": random_severity, "max_height": max_height, "datasets": list(dict.fromkeys(d for d, _ in panels)),
-    "K_requested": K, "recall_ks": list(recall_ks), "seeds": sorted({r.seed for r in runs}),
+    "K_requested": K, "recall_ks": all_ks, "seeds": sorted({r.seed for r in runs}),
     "grid": {"dataset": shown(grid[0]), "runs": [r.name for r in grid], "methods": [label for label, _ in results_grid], "queries": queries.tolist()},
     "rerank": {"dataset": rerank_dataset and catalog.title(rerank_dataset), "seed": rerank_seed, "methods": [row[0] for rows in rerank.values() for row in rows]},
 }, "06_metrics", cfg)  # fmt: skip

@@ -32,6 +32,15 @@ TITLES = {"hiershapes": "HierShapes", "cifar10": "CIFAR-10", "cifar100": "CIFAR-
           "sop": "Stanford Online Products", "inshop": "In-shop Clothes"}  # fmt: skip
 
 
+RECALL_KS = {"sop": (1, 10, 100, 1000), "inshop": (1, 10, 20, 30, 40, 50)}  # HIER's Table 1
+
+
+def recall_ks(name: str) -> tuple[int, ...]:
+    """The K of Recall@K that HIER (003_7a830569df0e77f8.txt, Table 1) reports on ``name``:
+    1, 2, 4, 8 on CUB and Cars (and every other dataset here), its own sets on SOP and In-shop."""
+    return RECALL_KS.get(name, (1, 2, 4, 8))
+
+
 def title(name: str) -> str:
     """How tables and figures name a dataset (``"cub"`` → ``"CUB-200-2011 (zero-shot)"``)."""
     return TITLES.get(name, name)

@@ -4,7 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
-from fake_datasets import notebook_project, write_cifar, write_cub
+from fake_datasets import notebook_project, write_cifar, write_cub, write_sop
 
 from hierstudy import config, experiments, report, study
 
@@ -101,22 +101,23 @@ def test_notebook_06_evaluates_each_dataset_against_its_own_hierarchy(tmp_path, 
     notebook_project(tmp_path)
     write_cifar(tmp_path / "data", per_class=3)
     write_cub(tmp_path / "data", classes=6, per_class=4)
+    write_sop(tmp_path / "data")
     monkeypatch.setenv("HIERSTUDY_ROOT", str(tmp_path))
     monkeypatch.setenv("HIERSTUDY_DATA", str(tmp_path / "data"))
     cfg = config.load("smoke")
     tiny = {"backbone": "tiny_cnn", "pretrained": False, "image_size": 32, "epochs": 1,
             "batch_size": 4}  # fmt: skip
     runs = [experiments.train(cfg, "ce", 0)]
-    for method, name in (("ce", "cifar100"), ("corr", "cifar100"), ("hier", "cub")):
+    for method, name in (("ce", "cifar100"), ("corr", "cifar100"), ("hier", "cub"), ("hier", "sop")):
         setup = dataclasses.replace(experiments.setup_for(cfg, method, name), **tiny)
         runs.append(experiments.train(cfg, method, 0, dataset=name, setup=setup))
     barz = dataclasses.replace(experiments.setup_for(cfg, "ce", "cifar100", "barz"), **tiny)
     barz_ce = experiments.train(cfg, "ce", 0, dataset="cifar100", paper="barz", setup=barz)
-    assert experiments.datasets_with_runs(cfg) == ["hiershapes", "cifar100", "cub"]
+    assert experiments.datasets_with_runs(cfg) == ["hiershapes", "cifar100", "cub", "sop"]
 
     study.run("smoke", only=["06"])
     metrics = report.load_metrics("06_metrics", cfg)
-    shown = ["HierShapes", "CIFAR-100", "CUB-200-2011 (zero-shot)"]
+    shown = ["HierShapes", "CIFAR-100", "CUB-200-2011 (zero-shot)", "Stanford Online Products"]
     assert metrics["datasets"] == shown
     assert metrics["max_height"]["HierShapes"] == 3 and "CUB-200-2011 (zero-shot)" not in (
         metrics["max_height"]  # no closed-set run there
@@ -134,6 +135,13 @@ def test_notebook_06_evaluates_each_dataset_against_its_own_hierarchy(tmp_path, 
         assert row["mahp"] == pytest.approx(expected["mahp"], abs=1e-9)
         assert row["map"] == pytest.approx(expected["map"], abs=1e-9)
     assert rows["CUB-200-2011 (zero-shot)", runs[3].name, "hyperbolic"]["test classes"] == 3
+    # Recall@K at each dataset's K (HIER's Table 1), within the database size: SOP's 1 and 10 of
+    # 4 images are R@1 only, and CUB has no R@10 column value
+    assert metrics["recall_ks"] == [1, 2, 4, 8, 10, 100, 1000]
+    sop = rows["Stanford Online Products", runs[4].name, "hyperbolic"]
+    assert sop["recall@1"] is not None and sop["recall@2"] is None and sop["recall@10"] is None
+    cub = rows["CUB-200-2011 (zero-shot)", runs[3].name, "hyperbolic"]
+    assert cub["recall@8"] is not None and cub["recall@10"] is None
     # CE in KFR's and in Barz's setup: two rows told apart by their setup, never merged
     assert {runs[1].name, barz_ce.name} == {"kfr/ce", "barz/ce"}
     assert rows["CIFAR-100", "kfr/ce", "cosine"]["setup"] == "kfr"
