@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from .config import Profile
 from .datasets import HierDataset, HierShapes, MPerClassBatchSampler, catalog, paper_transforms
-from .datasets.base import ArrayDataset, stratified_split
+from .datasets.base import stratified_split
 from .embeddings import class_embeddings
 from .hierarchy import Hierarchy
 from .losses.dml import UniformTupleLoss
@@ -268,9 +268,7 @@ def evaluation_set(profile: Profile, dataset: str, zero_shot: bool = False) -> H
             raise ExperimentError(f"{dataset!r} has no {asked} test set: its runs are {kind}")
         return catalog.open_split(dataset, "test", root=profile.data_dir)
     test = hiershapes_splits(profile)["test"]
-    n = len(test.classes)
-    keep = test.labels >= n // 2 if zero_shot else np.ones(len(test.labels), bool)
-    return ArrayDataset(test.images[keep], test.labels[keep], test.classes, test.hierarchy)
+    return test.subset(np.flatnonzero(test.labels >= len(test.classes) // 2)) if zero_shot else test
 
 
 def tensors(dataset: HierShapes, classes: np.ndarray | None = None, relabel: bool = True):
@@ -561,10 +559,7 @@ def finished_runs(profile: Profile, dataset: str = "hiershapes") -> list[Run]:
     """Every complete run under ``runs/<profile>/<dataset>/`` (and its papers' folders), sorted by
     name and seed."""
     runs = []
-    folder = profile.runs_dir / dataset
-    for done in sorted(
-        [*folder.glob("*/seed*/result.json"), *folder.glob("*/*/seed*/result.json")]
-    ):
+    for done in _result_files(profile.runs_dir / dataset):
         result = {"dataset": dataset, **json.loads(done.read_text())}  # older runs lack the key
         runs.append(Run(result["method"], result["seed"], done.parent,
                         pd.read_csv(done.parent / "metrics.csv"), result))  # fmt: skip
@@ -575,7 +570,13 @@ def datasets_with_runs(profile: Profile) -> list[str]:
     """The datasets with at least one finished run under ``runs/<profile>/``: HierShapes first,
     then the papers' in :data:`catalog.NAMES` order."""
     order = ["hiershapes", *catalog.NAMES]
-    return [name for name in order if finished_runs(profile, name)]
+    return [name for name in order if _result_files(profile.runs_dir / name)]
+
+
+def _result_files(folder: Path) -> list[Path]:
+    """The ``result.json`` of every finished run under a dataset's folder (with or without a
+    paper's subfolder), sorted."""
+    return sorted([*folder.glob("*/seed*/result.json"), *folder.glob("*/*/seed*/result.json")])
 
 
 SNAPSHOT_IMAGES = 512  # training images whose embedding a HIER run saves after every epoch
