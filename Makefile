@@ -7,26 +7,26 @@ PY     := $(VENV)/bin/python
 # `make TORCH="torch torchvision" test` or a CUDA build from pytorch.org.
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 PROFILE ?= small
+SOURCES := hierstudy tests benchmarks notebooks
 
 .PHONY: study test lint bench setup clean-runs
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check $(TORCH) -e ".[dev]"
+	$(PY) -m pip install --quiet --disable-pip-version-check $(TORCH) -e ".[dev,notebooks]"
 	$(VENV)/bin/hierstudy wordnet --install
 	touch $@
 
 study: setup
 	$(VENV)/bin/hierstudy study --profile $(PROFILE)
 
-test: setup
-	$(VENV)/bin/ruff check hierstudy tests benchmarks notebooks
+test: lint
 	$(PY) -m pytest
 
 lint: setup
-	$(VENV)/bin/ruff check hierstudy tests benchmarks notebooks
-	$(VENV)/bin/ruff format --check hierstudy tests benchmarks
+	$(VENV)/bin/ruff check $(SOURCES)
+	$(VENV)/bin/ruff format --check $(SOURCES)
 
 bench: setup
 	for b in benchmarks/bench_*.py; do $(PY) $$b --quick || exit 1; done

@@ -88,8 +88,10 @@ def run_large(n: int) -> None:
     start, cpu = time.perf_counter(), time.process_time()
     retrieval_metrics(feats, labels, similarity=similarity, **SETTINGS)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    print(f"N={n}: fast {seconds:.1f} s (CPU {cpu:.1f} s), peak RSS {peak_rss_mb():.0f} MB "
-          f"({before:.0f} MB resident before the call)")  # fmt: skip
+    print(
+        f"N={n}: fast {seconds:.1f} s (CPU {cpu:.1f} s), peak RSS {peak_rss_mb():.0f} MB "
+        f"({before:.0f} MB resident before the call)"
+    )
 
 
 def main() -> None:
@@ -103,15 +105,20 @@ def main() -> None:
     n, subset = (2000, 200) if args.quick else (10_000, 300)
     feats, labels, similarity = problem(n)
     fast, cpu, out = time_fast(feats, labels, similarity, repeats=3)
-    print(f"N={n}, K=250: mAHP@250 {out['mahp']:.4f}, mAP {out['map']:.4f}, "
-          f"Recall@1 {out['recall'][1]:.4f}; fast {fast:.2f} s (median of 3; CPU {cpu:.2f} s)")  # fmt: skip
+    print(
+        f"N={n}, K=250: mAHP@250 {out['mahp']:.4f}, mAP {out['map']:.4f}, "
+        f"Recall@1 {out['recall'][1]:.4f}; fast {fast:.2f} s (median of 3; CPU {cpu:.2f} s)"
+    )
     queries = np.random.default_rng(1).choice(n, subset, replace=False)
     start = time.perf_counter()
-    ref = literal_retrieval(feats.astype(np.float64), labels, similarity=similarity,
-                            queries=queries, **SETTINGS)  # fmt: skip
+    ref = literal_retrieval(
+        feats.astype(np.float64), labels, similarity=similarity, queries=queries, **SETTINGS
+    )
     reference = (time.perf_counter() - start) * n / subset
-    print(f"reference: {subset} of {n} queries in {reference * subset / n:.1f} s, "
-          f"scaled to all: {reference:.0f} s")  # fmt: skip
+    print(
+        f"reference: {subset} of {n} queries in {reference * subset / n:.1f} s, "
+        f"scaled to all: {reference:.0f} s"
+    )
     per_query = retrieval_metrics(feats, labels, similarity=similarity, per_query=True, **SETTINGS)
     worst = largest_difference(per_query, ref, queries)
     print(f"largest per-query difference fast vs reference: {worst:.1e}")

@@ -109,8 +109,13 @@ PROFILES: dict[str, Profile] = {
         name="paper",
         description="a GPU: the papers' datasets, backbones and hyper-parameters",
         dataset="paper",
-        datasets={"barz": "cifar100", "kfr": "cifar100", "hier": "cub", "vh": "cub_official",
-                  "wsol": "imagenet1k"},  # fmt: skip
+        datasets={
+            "barz": "cifar100",
+            "kfr": "cifar100",
+            "hier": "cub",
+            "vh": "cub_official",
+            "wsol": "imagenet1k",
+        },
         image_size=224,
         backbone="resnet50",
         epochs=100,

@@ -100,19 +100,22 @@ def _kfr(ctx: Context, alpha: float = 30.0, phase1: float = 0.5, standardise: st
 
     ``phase1`` is the fraction of the epochs trained with CE alone (Sec. IV-B's two phases).
     """
-    return add_kfr(Recipe("linear", [Term("ce", nn.CrossEntropyLoss())]), ctx, alpha, phase1,
-                   standardise)  # fmt: skip
+    return add_kfr(
+        Recipe("linear", [Term("ce", nn.CrossEntropyLoss())]), ctx, alpha, phase1, standardise
+    )
 
 
-def add_kfr(recipe: Recipe, ctx: Context, alpha: float, phase1: float = 0.5,
-            standardise: str = "vector") -> Recipe:  # fmt: skip
+def add_kfr(
+    recipe: Recipe, ctx: Context, alpha: float, phase1: float = 0.5, standardise: str = "vector"
+) -> Recipe:
     """``recipe`` + α·ℓ_qtr (eq. 6) on the backbone features from epoch ``phase1 · epochs`` on.
 
     The ``kfr=α`` knob of :func:`train` puts KFR's term on top of any method (notebook 08).
     """
     if alpha > 0:
-        loss = KFRLoss(ctx.hierarchy.path_distance(k=1.0), standardise=standardise,
-                       generator=ctx.generator(1))  # fmt: skip
+        loss = KFRLoss(
+            ctx.hierarchy.path_distance(k=1.0), standardise=standardise, generator=ctx.generator(1)
+        )
         start = int(round(phase1 * ctx.epochs))
         recipe.terms.append(Term("kfr", loss, weight=alpha, input="features", start_epoch=start))
     return recipe
@@ -145,15 +148,19 @@ def _corr_cls(ctx: Context, lam: float = 0.1, relu_bn: bool = False) -> Recipe:
 def _center(ctx: Context, lam: float = 0.01) -> Recipe:
     """CE + λ·center loss (Wen et al. 2016) on the features: a baseline of Barz's Tables 1-3."""
     centers = CenterLoss(ctx.num_classes, ctx.feature_dim)
-    return Recipe("linear", [Term("ce", nn.CrossEntropyLoss()),
-                             Term("center", centers, weight=lam, input="features")])  # fmt: skip
+    return Recipe(
+        "linear",
+        [Term("ce", nn.CrossEntropyLoss()), Term("center", centers, weight=lam, input="features")],
+    )
 
 
 def _dml(ctx: Context, loss: str = "triplet_l2", weight: float = 1.0) -> Recipe:
     """CE + a classical DML term on the features, tuples drawn like KFR's (KFR Table II)."""
     term = UniformTupleLoss(loss, generator=ctx.generator(2))
-    return Recipe("linear", [Term("ce", nn.CrossEntropyLoss()),
-                             Term(loss, term, weight=weight, input="features")])  # fmt: skip
+    return Recipe(
+        "linear",
+        [Term("ce", nn.CrossEntropyLoss()), Term(loss, term, weight=weight, input="features")],
+    )
 
 
 # HIER's absolute learning rates (HIER.md: AdamW 1e-4, Proxy-Anchor proxies ×1e4 = 1, HIER
@@ -174,8 +181,9 @@ def _metric_loss(ctx: Context, metric: str, dim: int):
 def _dml_zero_shot(ctx: Context, metric: str = "pa", dim: int = 128) -> Recipe:
     """Proxy-Anchor or Multi-Similarity alone on the L2-normalised embedding (HIER's baselines)."""
     term = Term(metric, _metric_loss(ctx, metric, dim), input="embedding")
-    return Recipe("embedding", [term], retrieval="embedding", metric="cosine", embed_dim=dim,
-                  per_class=2)  # fmt: skip
+    return Recipe(
+        "embedding", [term], retrieval="embedding", metric="cosine", embed_dim=dim, per_class=2
+    )
 
 
 def hier_proxies(num_classes: int) -> int:
@@ -186,8 +194,14 @@ def hier_proxies(num_classes: int) -> int:
     return min(512, 2 ** math.ceil(math.log2(5 * max(num_classes, 1))))
 
 
-def _hier(ctx: Context, metric: str = "pa", dim: int = 128, lam: float = 0.5,
-          proxies: int | None = None, sphere: bool = False) -> Recipe:  # fmt: skip
+def _hier(
+    ctx: Context,
+    metric: str = "pa",
+    dim: int = 128,
+    lam: float = 0.5,
+    proxies: int | None = None,
+    sphere: bool = False,
+) -> Recipe:
     """L_metric + λ·L_HIER (003_7a830569df0e77f8.txt; written out in methods/HIER.md), λ = 0.5.
 
     Poincaré-ball head (c = 0.1), retrieval by hyperbolic distance; ``sphere=True`` is HIERsph
@@ -196,8 +210,10 @@ def _hier(ctx: Context, metric: str = "pa", dim: int = 128, lam: float = 0.5,
     kind = HIERSph if sphere else HIER
     proxies = proxies or hier_proxies(ctx.num_classes)
     reg = kind(dim, proxies, lr_scale=_HIER_LR / ctx.lr, generator=ctx.generator(4))
-    terms = [Term(metric, _metric_loss(ctx, metric, dim), input="embedding"),
-             Term("hier", reg, weight=lam, input="embedding")]  # fmt: skip
+    terms = [
+        Term(metric, _metric_loss(ctx, metric, dim), input="embedding"),
+        Term("hier", reg, weight=lam, input="embedding"),
+    ]
     return Recipe(
         "embedding" if sphere else "hyperbolic",
         terms,
@@ -233,13 +249,14 @@ def hiershapes_splits(profile: Profile, seed: int = 0) -> dict[str, HierShapes]:
             seed=seed,
             image_size=profile.image_size,
             n_per_class=profile.per_class,
-        )  # fmt: skip
+        )
         for split in ("train", "val", "test")
     }
 
 
-def splits(profile: Profile, dataset: str = "hiershapes", setup: Setup | None = None,
-           seed: int = 0) -> dict[str, HierDataset | None]:  # fmt: skip
+def splits(
+    profile: Profile, dataset: str = "hiershapes", setup: Setup | None = None, seed: int = 0
+) -> dict[str, HierDataset | None]:
     """Train / val / test of ``dataset`` with ``setup``'s evaluation transform (no augmentation).
 
     HierShapes: :func:`hiershapes_splits`. A paper's dataset: :func:`catalog.open_splits`, whose
@@ -301,8 +318,14 @@ class StudyData:
     test_hierarchy: Hierarchy
 
 
-def study_data(profile: Profile, dataset: str, setup: Setup, zero_shot: bool, seed: int = 0,
-               corruption: str | None = None) -> StudyData:  # fmt: skip
+def study_data(
+    profile: Profile,
+    dataset: str,
+    setup: Setup,
+    zero_shot: bool,
+    seed: int = 0,
+    corruption: str | None = None,
+) -> StudyData:
     """The :class:`StudyData` of ``dataset``. HierShapes' zero-shot protocol trains on the first
     half of the classes and tests on the rest (labels kept); a paper's zero-shot dataset brings
     its own class split (labels numbered within each split).
@@ -357,26 +380,38 @@ def _study_data(profile: Profile, dataset: str, setup: Setup, zero_shot: bool, s
         hierarchy = full.restrict([full.classes[i] for i in seen]) if zero_shot else full
         train_set = tensors(parts["train"], seen)
         unseen = np.setdiff1d(np.arange(n), seen) if zero_shot else seen
-        extract = {"train": tensors(parts["train"], seen, relabel=False),
-                   "test": tensors(parts["test"], unseen, relabel=False)}  # fmt: skip
+        extract = {
+            "train": tensors(parts["train"], seen, relabel=False),
+            "test": tensors(parts["test"], unseen, relabel=False),
+        }
         val = None if zero_shot else tensors(parts["val"])
         return StudyData(hierarchy, train_set, train_set.tensors[1].numpy(), val, extract, full)
     if zero_shot != (dataset in catalog.ZERO_SHOT):
         kind = "zero-shot retrieval" if zero_shot else "classification"
-        raise ExperimentError(f"dataset {dataset!r} has no {kind} protocol: use one of "
-                              f"{catalog.ZERO_SHOT if zero_shot else catalog.CLASSIFICATION}")  # fmt: skip
+        raise ExperimentError(
+            f"dataset {dataset!r} has no {kind} protocol: use one of "
+            f"{catalog.ZERO_SHOT if zero_shot else catalog.CLASSIFICATION}"
+        )
     parts = splits(profile, dataset, setup, seed)
     train, val = parts["train"], parts["val"]
     if setup.validation and not zero_shot:  # held out of the training images, seeded by the run
         kept, held = stratified_split(train.labels, 1.0 - setup.validation, seed)
         if not len(held):
-            raise ExperimentError(f"holding out {setup.validation:.0%} of {dataset!r}'s "
-                                  f"{len(train)} training images leaves no validation image")  # fmt: skip
+            raise ExperimentError(
+                f"holding out {setup.validation:.0%} of {dataset!r}'s "
+                f"{len(train)} training images leaves no validation image"
+            )
         train, val = train.subset(kept), train.subset(held)
     train_set = copy.copy(train)  # the same files, read once, with the augmentation
     train_set.transform = paper_transforms(setup.transform, True, size=setup.image_size)
-    return StudyData(train_set.hierarchy, train_set, train_set.labels, val,
-                     {"train": train, "test": parts["test"]}, parts["test"].hierarchy)  # fmt: skip
+    return StudyData(
+        train_set.hierarchy,
+        train_set,
+        train_set.labels,
+        val,
+        {"train": train, "test": parts["test"]},
+        parts["test"].hierarchy,
+    )
 
 
 # ----------------------------------------------------------------------------------- runs
@@ -412,20 +447,33 @@ class Run:
     def model(self):
         """The trained network (eval mode), rebuilt from the recipe and the checkpoint."""
         recipe = self.result["recipe"]
-        net = build_model(recipe["backbone"], recipe["num_classes"], recipe["head"],
-                          embed_dim=recipe["embed_dim"], **recipe.get("model", {}))  # fmt: skip
+        net = build_model(
+            recipe["backbone"],
+            recipe["num_classes"],
+            recipe["head"],
+            embed_dim=recipe["embed_dim"],
+            **recipe.get("model", {}),
+        )
         net.load_state_dict(self.checkpoint()["model"])
         return net.eval()
 
 
 def run_name(method: str, knobs: dict) -> str:
     """``kfr`` or ``kfr-alpha3`` — the method plus its non-default knobs, sorted."""
-    return "-".join([method, *(f"{k}{v:g}" if isinstance(v, float | int) else f"{k}{v}"
-                               for k, v in sorted(knobs.items()))])  # fmt: skip
+    return "-".join(
+        [
+            method,
+            *(
+                f"{k}{v:g}" if isinstance(v, float | int) else f"{k}{v}"
+                for k, v in sorted(knobs.items())
+            ),
+        ]
+    )
 
 
-def setup_for(profile: Profile, method: str, dataset: str = "hiershapes",
-              paper: str | None = None) -> Setup:  # fmt: skip
+def setup_for(
+    profile: Profile, method: str, dataset: str = "hiershapes", paper: str | None = None
+) -> Setup:
     """The setup :func:`train` uses: the profile's own on HierShapes, else ``paper``'s (default:
     the method's paper) for ``dataset``, within the profile's ``setup_limits``. Its
     ``knobs[method]`` are the paper's knob values."""
@@ -436,9 +484,19 @@ def setup_for(profile: Profile, method: str, dataset: str = "hiershapes",
     return dataclasses.replace(setup, **{k: min(getattr(setup, k), v) for k, v in limits.items()})
 
 
-def train(profile: Profile, method: str, seed: int = 0, *, force: bool = False,
-          dataset: str = "hiershapes", paper: str | None = None, setup: Setup | None = None,
-          kfr: float = 0.0, corruption: str | None = None, **knobs) -> Run:  # fmt: skip
+def train(
+    profile: Profile,
+    method: str,
+    seed: int = 0,
+    *,
+    force: bool = False,
+    dataset: str = "hiershapes",
+    paper: str | None = None,
+    setup: Setup | None = None,
+    kfr: float = 0.0,
+    corruption: str | None = None,
+    **knobs,
+) -> Run:
     """Train ``method`` under ``profile`` with ``seed`` (or reload the finished run).
 
     ``dataset``: ``"hiershapes"`` (the profile's own setup) or a name of
@@ -475,8 +533,14 @@ def train(profile: Profile, method: str, seed: int = 0, *, force: bool = False,
 
     zero_shot = method in ZERO_SHOT
     data = study_data(profile, dataset, setup, zero_shot, seed, corruption)
-    ctx = Context(data.hierarchy, setup.epochs, seed, setup.backbone, setup.backbone_kw,
-                  setup.train.get("lr", 1e-3))  # fmt: skip
+    ctx = Context(
+        data.hierarchy,
+        setup.epochs,
+        seed,
+        setup.backbone,
+        setup.backbone_kw,
+        setup.train.get("lr", 1e-3),
+    )
     try:
         recipe = METHODS[method](ctx, **knobs)
     except TypeError as error:
@@ -484,8 +548,14 @@ def train(profile: Profile, method: str, seed: int = 0, *, force: bool = False,
     add_kfr(recipe, ctx, kfr)
     recipe.model = {**setup.backbone_kw, **recipe.model}
     torch.manual_seed(seed)  # the initial weights
-    model = build_model(setup.backbone, ctx.num_classes, recipe.head, embed_dim=recipe.embed_dim,
-                        pretrained=setup.weights(profile.root), **recipe.model)  # fmt: skip
+    model = build_model(
+        setup.backbone,
+        ctx.num_classes,
+        recipe.head,
+        embed_dim=recipe.embed_dim,
+        pretrained=setup.weights(profile.root),
+        **recipe.model,
+    )
     device = profile.torch_device()
     workers = 0 if dataset == "hiershapes" else profile.num_workers
     if recipe.per_class:
@@ -493,11 +563,24 @@ def train(profile: Profile, method: str, seed: int = 0, *, force: bool = False,
         sampler = MPerClassBatchSampler(data.train_labels, recipe.per_class, batch, seed=seed)
         train_loader = DataLoader(data.train, batch_sampler=sampler, num_workers=workers)
     else:
-        train_loader = make_loader(data.train, setup.batch_size, shuffle=True, seed=seed,
-                                   drop_last=len(data.train) > setup.batch_size,
-                                   num_workers=workers)  # fmt: skip
-    config = TrainConfig(**{"epochs": setup.epochs, "seed": seed, "device": str(device),
-                            "resume": not force, **setup.train, **recipe.train})  # fmt: skip
+        train_loader = make_loader(
+            data.train,
+            setup.batch_size,
+            shuffle=True,
+            seed=seed,
+            drop_last=len(data.train) > setup.batch_size,
+            num_workers=workers,
+        )
+    config = TrainConfig(
+        **{
+            "epochs": setup.epochs,
+            "seed": seed,
+            "device": str(device),
+            "resume": not force,
+            **setup.train,
+            **recipe.train,
+        }
+    )
     if force:
         (run_dir / "checkpoint.pt").unlink(missing_ok=True)
     evaluation: dict = {}
@@ -510,8 +593,9 @@ def train(profile: Profile, method: str, seed: int = 0, *, force: bool = False,
                 "eval_fn": lambda net: {"val_acc": _nearest_accuracy(net, val_loader, phi, device)}
             }
     if method == "hier":
-        evaluation["eval_fn"] = _snapshot_writer(run_dir, model, recipe.terms[1].loss,
-                                                 data.extract["train"], device, workers)  # fmt: skip
+        evaluation["eval_fn"] = _snapshot_writer(
+            run_dir, model, recipe.terms[1].loss, data.extract["train"], device, workers
+        )
     history = fit(model, recipe.terms, train_loader, run_dir=run_dir, config=config, **evaluation)
 
     test_acc = None
@@ -548,7 +632,7 @@ def train(profile: Profile, method: str, seed: int = 0, *, force: bool = False,
             "embed_dim": recipe.embed_dim,
             "model": recipe.model,
             "terms": [(t.name, t.weight, t.input, t.start_epoch) for t in recipe.terms],
-        },  # fmt: skip
+        },
     }
     text = json.dumps(result, indent=2, sort_keys=True) + "\n"
     atomic_write(done, text.encode())
@@ -561,8 +645,15 @@ def finished_runs(profile: Profile, dataset: str = "hiershapes") -> list[Run]:
     runs = []
     for done in _result_files(profile.runs_dir / dataset):
         result = {"dataset": dataset, **json.loads(done.read_text())}  # older runs lack the key
-        runs.append(Run(result["method"], result["seed"], done.parent,
-                        pd.read_csv(done.parent / "metrics.csv"), result))  # fmt: skip
+        runs.append(
+            Run(
+                result["method"],
+                result["seed"],
+                done.parent,
+                pd.read_csv(done.parent / "metrics.csv"),
+                result,
+            )
+        )
     return sorted(runs, key=lambda r: (r.name, r.seed))
 
 
@@ -582,8 +673,9 @@ def _result_files(folder: Path) -> list[Path]:
 SNAPSHOT_IMAGES = 512  # training images whose embedding a HIER run saves after every epoch
 
 
-def _snapshot_writer(run_dir: Path, model: nn.Module, reg: nn.Module, train: Dataset, device,
-                     workers: int) -> Callable[[nn.Module], dict]:  # fmt: skip
+def _snapshot_writer(
+    run_dir: Path, model: nn.Module, reg: nn.Module, train: Dataset, device, workers: int
+) -> Callable[[nn.Module], dict]:
     """An ``eval_fn`` saving ``snapshots/epoch<e>.npz`` after every epoch: the embedding and
     labels of a fixed, seeded subset of the training images and the proxies' points (HIER's
     Fig. 4). Epoch 0, the untrained model, is written at once; a run resumed from its checkpoint
@@ -598,8 +690,9 @@ def _snapshot_writer(run_dir: Path, model: nn.Module, reg: nn.Module, train: Dat
             path.unlink()
     n = len(train)
     keep = np.sort(np.random.default_rng(0).permutation(n)[:SNAPSHOT_IMAGES])
-    loader = make_loader(torch.utils.data.Subset(train, keep.tolist()), 256, shuffle=False,
-                         num_workers=workers)  # fmt: skip
+    loader = make_loader(
+        torch.utils.data.Subset(train, keep.tolist()), 256, shuffle=False, num_workers=workers
+    )
 
     def save(net: nn.Module, epoch: int) -> None:
         feats = extract(net, loader, device)

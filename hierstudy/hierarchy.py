@@ -361,9 +361,13 @@ def toy_hierarchy() -> Hierarchy:
     """The toy tree of the Barz paper's Fig. 2a (001_078dd69429c88981.txt): total height 3,
     d_G(dog, cat) = 1/3 (LCS mammal), d_G(dog, trout) = 2/3 (LCS animal)."""
     pairs = [
-        ("entity", "animal"), ("entity", "vehicle"),
-        ("animal", "mammal"), ("animal", "fish"),
-        ("mammal", "dog"), ("mammal", "cat"), ("fish", "trout"),
+        ("entity", "animal"),
+        ("entity", "vehicle"),
+        ("animal", "mammal"),
+        ("animal", "fish"),
+        ("mammal", "dog"),
+        ("mammal", "cat"),
+        ("fish", "trout"),
         ("vehicle", "car"),
-    ]  # fmt: skip
+    ]
     return Hierarchy(pairs, ["dog", "cat", "trout", "car"])

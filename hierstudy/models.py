@@ -164,8 +164,11 @@ class CifarResNet(nn.Module):
         if (depth - 2) % 6:
             raise ModelError(f"a CIFAR ResNet has depth 6n + 2, not {depth}")
         n = (depth - 2) // 6
-        self.stem = nn.Sequential(nn.Conv2d(3, channels[0], 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(channels[0]), nn.ReLU(inplace=True))  # fmt: skip
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, channels[0], 3, padding=1, bias=False),
+            nn.BatchNorm2d(channels[0]),
+            nn.ReLU(inplace=True),
+        )
         stages, width = [], channels[0]
         for k, out in enumerate(channels):
             stride = 1 if k == 0 else 2
@@ -173,8 +176,9 @@ class CifarResNet(nn.Module):
             for i in range(n):
                 down = None
                 if i == 0 and (stride != 1 or width != out):
-                    down = nn.Sequential(nn.Conv2d(width, out, 1, stride, bias=False),
-                                         nn.BatchNorm2d(out))  # fmt: skip
+                    down = nn.Sequential(
+                        nn.Conv2d(width, out, 1, stride, bias=False), nn.BatchNorm2d(out)
+                    )
                 blocks.append(BasicBlock(width, out, stride if i == 0 else 1, downsample=down))
                 width = out
             stages.append(nn.Sequential(*blocks))

@@ -18,7 +18,9 @@ from .hierarchy import Hierarchy
 from .losses.hier import pairwise_distance
 
 
-def nearest_smaller_proxy(points: torch.Tensor, proxies: torch.Tensor, c: float = 0.1) -> np.ndarray:
+def nearest_smaller_proxy(
+    points: torch.Tensor, proxies: torch.Tensor, c: float = 0.1
+) -> np.ndarray:
     """[N] index of the nearest proxy (hyperbolic distance) of smaller norm than each point; -1
     when no proxy is nearer the origin. points [N, D], proxies [P, D] in the ball."""
     d = pairwise_distance(points.double(), proxies.double(), c)
@@ -29,8 +31,13 @@ def nearest_smaller_proxy(points: torch.Tensor, proxies: torch.Tensor, c: float 
     return parent
 
 
-def proxy_tree(samples: torch.Tensor, labels: np.ndarray, proxies: torch.Tensor,
-               classes: Sequence[str], c: float = 0.1) -> Hierarchy:  # fmt: skip
+def proxy_tree(
+    samples: torch.Tensor,
+    labels: np.ndarray,
+    proxies: torch.Tensor,
+    classes: Sequence[str],
+    c: float = 0.1,
+) -> Hierarchy:
     """A tree over ``classes``: proxies hang from their nearest smaller-norm proxy (the proxy
     nearest the origin is the root); a class hangs from the proxy that most of its samples hang
     from; proxies above no class are pruned. samples [N, D], labels [N] in 0..len(classes)-1."""

@@ -49,8 +49,9 @@ def git_commit() -> str:
     count: a rerun rewrites them notebook by notebook while the code stays at the commit."""
 
     def git(*args):
-        return subprocess.run(["git", *args], cwd=project_root(), capture_output=True, text=True,
-                              timeout=10)  # fmt: skip
+        return subprocess.run(
+            ["git", *args], cwd=project_root(), capture_output=True, text=True, timeout=10
+        )
 
     try:
         head, status = (
@@ -85,9 +86,24 @@ def provenance(profile: Profile, dataset: str | None = None, seed: int | str | N
 
 # always looked up, besides the dependencies hierstudy's installed metadata names (which may be
 # missing or stale in a source checkout); opencv comes as either wheel
-LIBRARIES = ("numpy", "scipy", "pandas", "matplotlib", "scikit-learn", "torch", "torchvision",
-             "timm", "pytorch-metric-learning", "geoopt", "grad-cam", "opencv-python",
-             "opencv-python-headless", "umap-learn", "nltk", "papermill", "jupytext")  # fmt: skip
+LIBRARIES = (
+    "numpy",
+    "scipy",
+    "pandas",
+    "matplotlib",
+    "scikit-learn",
+    "torch",
+    "torchvision",
+    "timm",
+    "pytorch-metric-learning",
+    "grad-cam",
+    "opencv-python",
+    "opencv-python-headless",
+    "umap-learn",
+    "nltk",
+    "papermill",
+    "jupytext",
+)
 
 
 def library_versions() -> dict[str, str]:
@@ -166,8 +182,11 @@ def save_figure(fig, name: str, profile: Profile, *, dataset=None, seed=None) ->
     target = profile.figures_dir / f"{name}.png"
     for fmt, metadata in (
         ("png", {"Software": None, "Description": stamp_text(stamp)}),
-        ("pdf", {"Creator": None, "Producer": None, "CreationDate": None, "Subject": stamp_text(stamp)}),
-    ):  # fmt: skip
+        (
+            "pdf",
+            {"Creator": None, "Producer": None, "CreationDate": None, "Subject": stamp_text(stamp)},
+        ),
+    ):
         buffer = io.BytesIO()
         fig.savefig(buffer, format=fmt, metadata=metadata)
         atomic_write(target.with_suffix(f".{fmt}"), buffer.getvalue())

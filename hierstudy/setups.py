@@ -58,14 +58,27 @@ class Setup:
         return path
 
 
-_SGDR = {"optimizer": "sgd", "lr": 0.1, "lr_end": 1e-6, "schedule": "sgdr",
-         "sgdr_cycle_epochs": 12, "sgdr_mult": 2, "grad_clip": 10.0, "weight_decay": 5e-4}  # fmt: skip
+_SGDR = {
+    "optimizer": "sgd",
+    "lr": 0.1,
+    "lr_end": 1e-6,
+    "schedule": "sgdr",
+    "sgdr_cycle_epochs": 12,
+    "sgdr_mult": 2,
+    "grad_clip": 10.0,
+    "weight_decay": 5e-4,
+}
 _KFR_SCRATCH = {"optimizer": "adamw", "lr": 1e-3, "lr_end": 1e-4, "schedule": "linear"}
 _KFR_FINETUNE = {"optimizer": "adamw", "lr": 1e-5, "schedule": "constant"}
 _KFR30 = {"kfr": {"alpha": 30.0}}
 _HIER512 = {"hier": {"dim": 512}, "dml_zero_shot": {"dim": 512}}
-_HIER = {"optimizer": "adamw", "lr": 1e-4, "weight_decay": 1e-4, "schedule": "cosine",
-         "grad_clip_value": 10.0}  # fmt: skip
+_HIER = {
+    "optimizer": "adamw",
+    "lr": 1e-4,
+    "weight_decay": 1e-4,
+    "schedule": "cosine",
+    "grad_clip_value": 10.0,
+}
 
 # (paper, dataset) → Setup
 SETUPS: dict[tuple[str, str], Setup] = {
@@ -77,7 +90,7 @@ SETUPS: dict[tuple[str, str], Setup] = {
     # scale augmentation + random crops
     ("barz", "imagenet1k"): Setup(
         "resnet50", 224, "hier", 128, 80, {**_SGDR, "sgdr_cycle_epochs": 80}
-    ),  # fmt: skip
+    ),
     # 000_352f6443065d4c19.txt Sec. IV-B/D: ResNet-34 from scratch on CIFAR at 64 × 64, two
     # phases, AdamW 1e-3 → 1e-4, batch 32, α = 30; 100 epochs: choice
     ("kfr", "cifar100"): Setup("resnet34", 64, "kfr", 32, 100, _KFR_SCRATCH, knobs=_KFR30),
@@ -92,7 +105,7 @@ SETUPS: dict[tuple[str, str], Setup] = {
         {**_KFR_SCRATCH, "sam_rho": 0.05},
         backbone_kw={"drop_rate": [0.15] * 3},
         knobs=_KFR30,
-    ),  # fmt: skip
+    ),
     # ibid.: pretrained WRN-50 fine-tuned at a constant 1e-5 on Mini-ImageNet (α = 1), WRN-101 on
     # ImageNet-1k (α = 100, batch 20); fine-tuning has no CE-only phase; 30 / 10 epochs: choice
     ("kfr", "mini_imagenet"): Setup(
@@ -104,7 +117,7 @@ SETUPS: dict[tuple[str, str], Setup] = {
         _KFR_FINETUNE,
         pretrained=True,
         knobs={"kfr": {"alpha": 1.0, "phase1": 0.0}},
-    ),  # fmt: skip
+    ),
     ("kfr", "imagenet1k"): Setup(
         "wide_resnet101_2",
         224,
@@ -114,7 +127,7 @@ SETUPS: dict[tuple[str, str], Setup] = {
         _KFR_FINETUNE,
         pretrained=True,
         knobs={"kfr": {"alpha": 100.0, "phase1": 0.0}},
-    ),  # fmt: skip
+    ),
     # methods/HIER.md: pretrained ResNet-50, 512-d, AdamW 1e-4, 2 images per class (90 classes
     # per batch), per-element gradient clamp ±10, RandomResizedCrop 224 + flip; 60 epochs,
     # weight decay 1e-4 and the cosine decay: choice
@@ -123,7 +136,7 @@ SETUPS: dict[tuple[str, str], Setup] = {
             "resnet50", 224, "hier", 180, 60, _HIER, pretrained=True, knobs=_HIER512
         )
         for name in ("cub", "cars196", "sop", "inshop")
-    },  # fmt: skip
+    },
     # 002_da6e8fd647b41bd8.txt Sec. 4.2: ResNet-50 (CUB, 224 × 224, flip + rotation ±30°, SGD,
     # 100 epochs, batch 12) and ResNet-110 (CIFAR-100, SGD, 400 epochs, batch 24), both on 80 %
     # of the training images, validated on the other 20 %; pretrained ResNet-50, lr 0.01 / 0.1
@@ -137,7 +150,7 @@ SETUPS: dict[tuple[str, str], Setup] = {
         {"optimizer": "sgd", "lr": 0.01, "schedule": "cosine", "weight_decay": 1e-4},
         pretrained=True,
         validation=0.2,
-    ),  # fmt: skip
+    ),
     ("vh", "cifar100"): Setup(
         "resnet110w",
         32,
@@ -147,7 +160,7 @@ SETUPS: dict[tuple[str, str], Setup] = {
         {"optimizer": "sgd", "lr": 0.1, "schedule": "cosine", "weight_decay": 5e-4},
         backbone_kw={"channels": [16, 32, 64]},
         validation=0.2,
-    ),  # fmt: skip
+    ),
 }
 
 CHOICES = (
@@ -160,8 +173,16 @@ CHOICES = (
 )
 
 # Which paper's setup a method follows by default (CE is every paper's baseline: KFR's here).
-METHOD_PAPER = {"ce": "kfr", "kfr": "kfr", "dml": "kfr", "corr": "barz", "corr_cls": "barz",
-                "center": "barz", "dml_zero_shot": "hier", "hier": "hier"}  # fmt: skip
+METHOD_PAPER = {
+    "ce": "kfr",
+    "kfr": "kfr",
+    "dml": "kfr",
+    "corr": "barz",
+    "corr_cls": "barz",
+    "center": "barz",
+    "dml_zero_shot": "hier",
+    "hier": "hier",
+}
 
 
 def paper_setup(paper: str, dataset: str) -> Setup:
@@ -176,5 +197,11 @@ def paper_setup(paper: str, dataset: str) -> Setup:
 def profile_setup(profile: Profile) -> Setup:
     """The profile's own setup on HierShapes: its backbone, size, batch and epochs, AdamW
     1e-3 → 1e-4 (KFR's from-scratch schedule), no augmentation."""
-    return Setup(profile.backbone, profile.image_size, "plain", profile.batch_size,
-                 profile.epochs, dict(_KFR_SCRATCH))  # fmt: skip
+    return Setup(
+        profile.backbone,
+        profile.image_size,
+        "plain",
+        profile.batch_size,
+        profile.epochs,
+        dict(_KFR_SCRATCH),
+    )

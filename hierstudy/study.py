@@ -46,8 +46,14 @@ def notebooks(root: Path | None = None, only: list[str] | None = None) -> list[P
     return found
 
 
-def run_notebook(path: Path, profile: str, *, force: bool = False, log_output: bool = False,
-                 parameters: dict | None = None) -> Path:  # fmt: skip
+def run_notebook(
+    path: Path,
+    profile: str,
+    *,
+    force: bool = False,
+    log_output: bool = False,
+    parameters: dict | None = None,
+) -> Path:
     """Execute one notebook under ``profile`` (``parameters`` override its parameters cell, e.g.
     ``{"dataset": "sop"}``); return the executed copy's path."""
     import jupytext
@@ -106,8 +112,13 @@ def _injectable(parameters: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in parameters.items()}
 
 
-def run(profile: str = "small", only: list[str] | None = None, force: bool = False,
-        log_output: bool = False, parameters: dict | None = None) -> list[Path]:  # fmt: skip
+def run(
+    profile: str = "small",
+    only: list[str] | None = None,
+    force: bool = False,
+    log_output: bool = False,
+    parameters: dict | None = None,
+) -> list[Path]:
     """Execute the series in order, stopping at the first failing notebook (then nothing is
     published); after success, :func:`publish` the profile's figures folder."""
     from tqdm.auto import tqdm
@@ -118,8 +129,9 @@ def run(profile: str = "small", only: list[str] | None = None, force: bool = Fal
     for path in bar:
         bar.set_postfix_str(path.stem)
         start = time.perf_counter()
-        done.append(run_notebook(path, profile, force=force, log_output=log_output,
-                                 parameters=parameters))  # fmt: skip
+        done.append(
+            run_notebook(path, profile, force=force, log_output=log_output, parameters=parameters)
+        )
         seconds[path.stem] = time.perf_counter() - start
         bar.write(f"{path.stem}: {seconds[path.stem]:.1f} s")
     publish(profile, seconds)
@@ -129,13 +141,31 @@ def run(profile: str = "small", only: list[str] | None = None, force: bool = Fal
 # ------------------------------------------------------------------------------ the product
 # The headline's columns and where they come from: 06_per_seed.csv, and the per-seed rows of
 # 07_metrics.json (only the Grad-CAM layer 07 reports; its per-seed CSV also holds other layers).
-RETRIEVAL = {"balanced accuracy": "balanced_accuracy", "mAHP@K": "mahp", "mAP": "map",
-             "R@1": "recall@1", "mistake severity": "mistake_severity"}  # fmt: skip
+RETRIEVAL = {
+    "balanced accuracy": "balanced_accuracy",
+    "mAHP@K": "mahp",
+    "mAP": "map",
+    "R@1": "recall@1",
+    "mistake severity": "mistake_severity",
+}
 WSOL = {"accuracy": "test_acc", "MaxBoxAccV2": "maxboxacc_v2"}
-HEADLINE = ["accuracy", "balanced accuracy", "mAHP@K", "mAP", "R@1", "mistake severity", "MaxBoxAccV2"]  # fmt: skip
+HEADLINE = [
+    "accuracy",
+    "balanced accuracy",
+    "mAHP@K",
+    "mAP",
+    "R@1",
+    "mistake severity",
+    "MaxBoxAccV2",
+]
 # Notebook 07's model labels → run names (used while its rows have no "run" field).
-WSOL_RUNS = {"CE (baseline)": "ce", "KFR (α=30)": "kfr", "L_CORR+CLS": "corr_cls",
-             "CE + center loss": "center", "L_CORR (score ψᵀφ)": "corr"}  # fmt: skip
+WSOL_RUNS = {
+    "CE (baseline)": "ce",
+    "KFR (α=30)": "kfr",
+    "L_CORR+CLS": "corr_cls",
+    "CE + center loss": "center",
+    "L_CORR (score ψᵀφ)": "corr",
+}
 MISSING = "—"  # as in the notebooks' own tables
 HEADLINE_NOTE = (
     f"Mean ± std over seeds (no ± from one seed; {MISSING} where a metric does not apply or was "
@@ -219,8 +249,15 @@ def headline(profile: str | config.Profile) -> pd.DataFrame:
     mahp = f"mAHP@{int(ks[0])}" if len(ks) == 1 else "mAHP@K"
     rows = rows.rename(columns={"mAHP@K": mahp})
     several = rows.duplicated([*by, "method"], keep=False).any()  # a method under two setups
-    columns = [*by, "method", *(["run"] if several else []), "protocol", "seeds", *([] if len(ks) == 1 else ["K"]),
-               *(mahp if c == "mAHP@K" else c for c in HEADLINE)]  # fmt: skip
+    columns = [
+        *by,
+        "method",
+        *(["run"] if several else []),
+        "protocol",
+        "seeds",
+        *([] if len(ks) == 1 else ["K"]),
+        *(mahp if c == "mAHP@K" else c for c in HEADLINE),
+    ]
     rows = rows.reindex(columns=columns)
     text = [c for c in columns if c not in ("dataset", "method", "run", "protocol", "seeds", "K")]
     rows[text] = rows[text].astype(object).fillna(MISSING)
@@ -298,10 +335,15 @@ def write_index(profile: str | config.Profile, table: pd.DataFrame | None = None
             number = path.name[:2] if re.match(r"\d\d_", path.name) else ""
             groups.setdefault(number, []).append(path)
     manifest = (folder / "manifest.json").is_file()
-    lines = [f"# hierstudy results: profile `{cfg.name}`", "",
-             f"{cfg.description}. Written by `hierstudy study` from the files of this folder"
-             + (" (environment and wall times: [manifest.json](manifest.json))." if manifest else "."),
-             "", "## Headline", ""]  # fmt: skip
+    lines = [
+        f"# hierstudy results: profile `{cfg.name}`",
+        "",
+        f"{cfg.description}. Written by `hierstudy study` from the files of this folder"
+        + (" (environment and wall times: [manifest.json](manifest.json))." if manifest else "."),
+        "",
+        "## Headline",
+        "",
+    ]
     if len(table):
         lines += [headline_markdown(table), "", HEADLINE_NOTE, ""]
     else:
@@ -322,8 +364,11 @@ def write_index(profile: str | config.Profile, table: pd.DataFrame | None = None
     others = [p for p in sorted(folder.iterdir()) if p.is_dir() and any(p.glob("*.json"))]
     if others:  # notebooks run with -p dataset=... (Profile.writing_for)
         lines += ["## Notebooks run on other datasets", ""]
-        lines += [f"- [{p.name}/]({p.name}/): " + ", ".join(f"[{q.name}]({p.name}/{q.name})"
-                  for q in sorted(p.glob("*.json"))) for p in others]  # fmt: skip
+        lines += [
+            f"- [{p.name}/]({p.name}/): "
+            + ", ".join(f"[{q.name}]({p.name}/{q.name})" for q in sorted(p.glob("*.json")))
+            for p in others
+        ]
         lines.append("")
     lines += [f"<sub>{report.stamp_text(report.provenance(cfg))}</sub>", ""]
     return report.atomic_write(folder / "index.md", "\n".join(lines).encode())
@@ -364,17 +409,30 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hierstudy", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     study = commands.add_parser("study", help="execute the notebook series")
-    study.add_argument("--profile", default=None, choices=sorted(config.PROFILES),
-                       help="smoke | small | paper (default: $HIERSTUDY_PROFILE or small)")  # fmt: skip
+    study.add_argument(
+        "--profile",
+        default=None,
+        choices=sorted(config.PROFILES),
+        help="smoke | small | paper (default: $HIERSTUDY_PROFILE or small)",
+    )
     study.add_argument("--only", nargs="+", help="notebook numbers or names, e.g. 01 03")
     study.add_argument("--force", action="store_true", help="retrain instead of reusing runs/")
     study.add_argument("--log-output", action="store_true", help="stream cell output")
-    study.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
-                       help="set a notebook parameter, e.g. -p dataset=sop (a Python literal, "
-                       "else a string); outputs keep their names, so they replace the last run's")  # fmt: skip
+    study.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a notebook parameter, e.g. -p dataset=sop (a Python literal, "
+        "else a string); outputs keep their names, so they replace the last run's",
+    )
     wordnet = commands.add_parser("wordnet", help="make WordNet 3.0 available offline")
-    wordnet.add_argument("--install", action="store_true",
-                         help="apt-get install Debian's WordNet packages if needed (as root)")  # fmt: skip
+    wordnet.add_argument(
+        "--install",
+        action="store_true",
+        help="apt-get install Debian's WordNet packages if needed (as root)",
+    )
     args = parser.parse_args(argv)
 
     if args.command == "wordnet":

@@ -452,9 +452,14 @@ def build_visual_hierarchy(
         edges += [(f"L{len(levels)}:0", n) for n in names]
     hierarchy = Hierarchy(edges, classes)
     return VisualHierarchy(
-        hierarchy, tuple(levels), tuple(assignments), tuple(coefficients), root_added,
-        float(threshold), leaf,
-    )  # fmt: skip
+        hierarchy,
+        tuple(levels),
+        tuple(assignments),
+        tuple(coefficients),
+        root_added,
+        float(threshold),
+        leaf,
+    )
 
 
 # ------------------------------------------------------------------------ leaf assignment

@@ -34,21 +34,66 @@ from .hierarchy import Hierarchy, HierarchyError
 
 # The fixed table of WordNet 3.0's lexicographer files (lexnames(5WN)): number, name, category.
 LEXNAMES = (
-    "adj.all 3", "adj.pert 3", "adv.all 4", "noun.Tops 1", "noun.act 1", "noun.animal 1",
-    "noun.artifact 1", "noun.attribute 1", "noun.body 1", "noun.cognition 1",
-    "noun.communication 1", "noun.event 1", "noun.feeling 1", "noun.food 1", "noun.group 1",
-    "noun.location 1", "noun.motive 1", "noun.object 1", "noun.person 1", "noun.phenomenon 1",
-    "noun.plant 1", "noun.possession 1", "noun.process 1", "noun.quantity 1", "noun.relation 1",
-    "noun.shape 1", "noun.state 1", "noun.substance 1", "noun.time 1", "verb.body 2",
-    "verb.change 2", "verb.cognition 2", "verb.communication 2", "verb.competition 2",
-    "verb.consumption 2", "verb.contact 2", "verb.creation 2", "verb.emotion 2", "verb.motion 2",
-    "verb.perception 2", "verb.possession 2", "verb.social 2", "verb.stative 2", "verb.weather 2",
+    "adj.all 3",
+    "adj.pert 3",
+    "adv.all 4",
+    "noun.Tops 1",
+    "noun.act 1",
+    "noun.animal 1",
+    "noun.artifact 1",
+    "noun.attribute 1",
+    "noun.body 1",
+    "noun.cognition 1",
+    "noun.communication 1",
+    "noun.event 1",
+    "noun.feeling 1",
+    "noun.food 1",
+    "noun.group 1",
+    "noun.location 1",
+    "noun.motive 1",
+    "noun.object 1",
+    "noun.person 1",
+    "noun.phenomenon 1",
+    "noun.plant 1",
+    "noun.possession 1",
+    "noun.process 1",
+    "noun.quantity 1",
+    "noun.relation 1",
+    "noun.shape 1",
+    "noun.state 1",
+    "noun.substance 1",
+    "noun.time 1",
+    "verb.body 2",
+    "verb.change 2",
+    "verb.cognition 2",
+    "verb.communication 2",
+    "verb.competition 2",
+    "verb.consumption 2",
+    "verb.contact 2",
+    "verb.creation 2",
+    "verb.emotion 2",
+    "verb.motion 2",
+    "verb.perception 2",
+    "verb.possession 2",
+    "verb.social 2",
+    "verb.stative 2",
+    "verb.weather 2",
     "adj.ppl 3",
-)  # fmt: skip
+)
 _DATABASE_FILES = (
-    "data.noun", "data.verb", "data.adj", "data.adv", "index.noun", "index.verb", "index.adj",
-    "index.adv", "noun.exc", "verb.exc", "adj.exc", "adv.exc",
-)  # fmt: skip
+    "data.noun",
+    "data.verb",
+    "data.adj",
+    "data.adv",
+    "index.noun",
+    "index.verb",
+    "index.adj",
+    "index.adv",
+    "noun.exc",
+    "verb.exc",
+    "adj.exc",
+    "adv.exc",
+)
 INSTALL_HINT = (
     "WordNet 3.0 was not found. Install it offline with "
     "`apt-get install wordnet-base wordnet-sense-index` (Debian/Ubuntu), or online with "
@@ -98,8 +143,10 @@ def install_debian_wordnet() -> bool:
     if not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("apt-get") is None:
         return False
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for cmd in (["apt-get", "update", "-qq"],
-                ["apt-get", "install", "-y", "-qq", "wordnet-base", "wordnet-sense-index"]):  # fmt: skip
+    for cmd in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "wordnet-base", "wordnet-sense-index"],
+    ):
         if subprocess.run(cmd, env=env, capture_output=True).returncode != 0:
             return False
     return debian_wordnet_dir() is not None

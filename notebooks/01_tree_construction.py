@@ -49,8 +49,12 @@ toy = toy_hierarchy()
 names = list(toy.classes)
 d_g, d_t = toy.dissimilarity(), toy.path_distance(k=1.0)
 toy_table = pd.DataFrame(
-    [(u, v, toy.label(toy.lcs(u, v)), d_g[i, j], 1 - d_g[i, j], d_t[i, j])
-     for i, u in enumerate(names) for j, v in enumerate(names) if i < j],
+    [
+        (u, v, toy.label(toy.lcs(u, v)), d_g[i, j], 1 - d_g[i, j], d_t[i, j])
+        for i, u in enumerate(names)
+        for j, v in enumerate(names)
+        if i < j
+    ],
     columns=["u", "v", "LCS", "d_G", "s_G", "d_T"],
 )
 assert np.isclose(d_g[0, 1], 1 / 3) and np.isclose(d_g[0, 2], 2 / 3)
@@ -66,6 +70,7 @@ toy_table
 # classes, and a **tree** by the YOLO9000 rule cited by Barz (single-path classes first, then the
 # root path that adds the fewest new nodes).
 
+
 # %%
 def build(name: str, tree: bool):
     if name.startswith("cifar"):
@@ -74,10 +79,14 @@ def build(name: str, tree: bool):
     return wordnet.imagenet_hierarchy(wnids, tree=tree)
 
 
-hierarchies = {(name, tree): build(name, tree) for name in cfg.wordnet_datasets for tree in (False, True)}
+hierarchies = {
+    (name, tree): build(name, tree) for name in cfg.wordnet_datasets for tree in (False, True)
+}
 stats = pd.DataFrame(
-    [{"dataset": name, "kind": "tree (YOLO9000)" if tree else "DAG", **h.stats()}
-     for (name, tree), h in hierarchies.items()]
+    [
+        {"dataset": name, "kind": "tree (YOLO9000)" if tree else "DAG", **h.stats()}
+        for (name, tree), h in hierarchies.items()
+    ]
 )
 report.save_table(stats, "01_hierarchy_stats", cfg, dataset="WordNet 3.0")
 stats
@@ -91,7 +100,10 @@ stats
 cifar100_dag = hierarchies[("cifar100", False)]
 count, worst = cifar100_dag.triangle_violations(limit=5)
 violations = pd.DataFrame(
-    [(cifar100_dag.label(u), cifar100_dag.label(v), cifar100_dag.label(w), e) for u, v, w, e in worst],
+    [
+        (cifar100_dag.label(u), cifar100_dag.label(v), cifar100_dag.label(w), e)
+        for u, v, w, e in worst
+    ],
     columns=["u", "v", "w", "d(u,w) - d(u,v) - d(v,w)"],
 )
 report.save_table(violations, "01_cifar100_dag_violations", cfg, dataset="CIFAR-100 DAG")
@@ -123,7 +135,10 @@ labels = [cifar100.label(c).split(".")[0] for c in cifar100.classes]
 s_g, d_t = cifar100.similarity(), cifar100.path_distance(k=1.0)
 fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
 plt.colorbar(plots.heatmap(s_g, axes[0], order=order, title="$s_G$ (Barz eq. 2)"), ax=axes[0])
-plt.colorbar(plots.heatmap(d_t, axes[1], order=order, title="$d_T$ (KFR eq. 1, k = 1)", cmap="magma_r"), ax=axes[1])
+plt.colorbar(
+    plots.heatmap(d_t, axes[1], order=order, title="$d_T$ (KFR eq. 1, k = 1)", cmap="magma_r"),
+    ax=axes[1],
+)
 upper = np.triu_indices(len(order), 1)
 axes[2].scatter(1 - s_g[upper], d_t[upper], s=3, alpha=0.15)
 axes[2].set(xlabel="$d_G$", ylabel="$d_T$", title="the two distances over all class pairs")
@@ -146,7 +161,9 @@ print(f"Spearman correlation of d_G and d_T over CIFAR-100 pairs: {rank_corr:.3f
 from hierstudy.datasets import HierShapes, hiershapes
 from hierstudy.datasets.plot import plot_examples
 
-shapes = HierShapes(cfg.data_dir, "train", seed=seed, image_size=cfg.image_size, n_per_class=cfg.per_class)
+shapes = HierShapes(
+    cfg.data_dir, "train", seed=seed, image_size=cfg.image_size, n_per_class=cfg.per_class
+)
 fig = plot_examples(shapes, per_branch=8, depth=2, seed=seed)
 report.save_figure(fig, "01_hiershapes_examples", cfg, dataset="HierShapes", seed=seed)
 fig
@@ -157,8 +174,16 @@ plots.draw_tree(shapes.hierarchy, ax, label_depth=2, fontsize=7)
 ax.set_title(f"HierShapes taxonomy: {len(shapes.classes)} classes")
 report.save_figure(fig, "01_hiershapes_taxonomy", cfg, dataset="HierShapes")
 plt.show()
-shapes_stats = pd.DataFrame([{"dataset": "hiershapes", "kind": "tree", **shapes.hierarchy.stats(),
-                              "confuser pairs": len(hiershapes.confusers())}])
+shapes_stats = pd.DataFrame(
+    [
+        {
+            "dataset": "hiershapes",
+            "kind": "tree",
+            **shapes.hierarchy.stats(),
+            "confuser pairs": len(hiershapes.confusers()),
+        }
+    ]
+)
 report.save_table(shapes_stats, "01_hiershapes_stats", cfg, dataset="HierShapes")
 shapes_stats
 
@@ -169,7 +194,11 @@ metrics = {
     "toy_dT_dog_trout": float(toy.path_distance()[0, 2]),
     "cifar100_spearman_dG_dT": float(rank_corr),
     "stats": stats.to_dict(orient="records"),
-    "hiershapes": {**shapes_stats.iloc[0].to_dict(), "train_images": len(shapes), "checksum": shapes.checksum},
+    "hiershapes": {
+        **shapes_stats.iloc[0].to_dict(),
+        "train_images": len(shapes),
+        "checksum": shapes.checksum,
+    },
 }
 report.save_metrics(metrics, "01_metrics", cfg, dataset="WordNet 3.0")
 print(

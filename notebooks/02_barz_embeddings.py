@@ -37,7 +37,9 @@ from hierstudy.hierarchy import toy_hierarchy
 cfg = config.load(profile)
 report.use_style()
 dataset = dataset or cfg.datasets["barz"]
-cfg = cfg.writing_for(dataset, cfg.datasets["barz"])  # another dataset: figures/<profile>/<dataset>/
+cfg = cfg.writing_for(
+    dataset, cfg.datasets["barz"]
+)  # another dataset: figures/<profile>/<dataset>/
 setup = experiments.setup_for(cfg, "corr", dataset, paper="barz")
 print(cfg.description, "|", dataset, "|", setup.backbone, f"{setup.epochs} epochs,", setup.train)
 
@@ -61,11 +63,14 @@ pd.DataFrame(phi_toy @ phi_toy.T, index=toy.classes, columns=toy.classes).round(
 # $\sqrt{2 d_G}$, for Algorithm 1 and for the full eigendecomposition $Q\Lambda^{1/2}$. The paper
 # reports 1.7e-15 and 1.7e-13 on ImageNet-1k.
 
+
 # %%
 def tree_of(name):
     if name.startswith("cifar"):
         return wordnet.cifar_hierarchy(int(name[5:]), tree=True)
-    return wordnet.imagenet_hierarchy(wordnet.timm_synsets("imagenet" if name == "imagenet1k" else name), tree=True)
+    return wordnet.imagenet_hierarchy(
+        wordnet.timm_synsets("imagenet" if name == "imagenet1k" else name), tree=True
+    )
 
 
 trees = {name: tree_of(name) for name in cfg.wordnet_datasets}
@@ -74,13 +79,16 @@ for name, h in trees.items():
     s = h.similarity()
     phi = embeddings.class_embeddings(s)
     eig, _ = embeddings.low_dim_embeddings(s, len(s), renormalise=False)
-    rows.append({
-        "dataset": name, "classes": len(s),
-        "max |ΦΦᵀ − S|": embeddings.reconstruction_error(phi, s).max_abs,
-        "min entry of Φ": phi.min(),
-        "distance error, Algorithm 1": embeddings.pairwise_distance_error(phi, s),
-        "distance error, eigendecomposition": embeddings.pairwise_distance_error(eig, s),
-    })
+    rows.append(
+        {
+            "dataset": name,
+            "classes": len(s),
+            "max |ΦΦᵀ − S|": embeddings.reconstruction_error(phi, s).max_abs,
+            "min entry of Φ": phi.min(),
+            "distance error, Algorithm 1": embeddings.pairwise_distance_error(phi, s),
+            "distance error, eigendecomposition": embeddings.pairwise_distance_error(eig, s),
+        }
+    )
 exactness = pd.DataFrame(rows)
 report.save_table(exactness, "02_exactness", cfg, dataset="WordNet trees", floatfmt=".2e")
 exactness
@@ -97,7 +105,13 @@ fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
 axes[0].imshow(phi_cifar[order], cmap="viridis", aspect="auto", interpolation="nearest")
 axes[0].set(title="Φ (rows in tree order)", xlabel="dimension", ylabel="class")
 axes[0].grid(False)
-plots.heatmap(phi_cifar @ phi_cifar.T - cifar.similarity(), axes[1], order=order, title="ΦΦᵀ − S", cmap="coolwarm")
+plots.heatmap(
+    phi_cifar @ phi_cifar.T - cifar.similarity(),
+    axes[1],
+    order=order,
+    title="ΦΦᵀ − S",
+    cmap="coolwarm",
+)
 report.save_figure(fig, "02_cifar100_embedding", cfg, dataset="CIFAR-100")
 plt.show()
 
@@ -130,7 +144,14 @@ for name, h in trees.items():
     s = h.similarity()
     for d in (d for d in dims if d < len(s)):
         _, err = embeddings.low_dim_embeddings(s, d, renormalise=False)
-        rows.append({"dataset": name, "d": d, "max abs error": err.max_abs, "relative Frobenius error": err.relative_frobenius})
+        rows.append(
+            {
+                "dataset": name,
+                "d": d,
+                "max abs error": err.max_abs,
+                "relative Frobenius error": err.relative_frobenius,
+            }
+        )
 lowdim = pd.DataFrame(rows)
 report.save_table(lowdim, "02_low_dim_error", cfg, dataset="WordNet trees", floatfmt=".3g")
 fig, ax = plt.subplots(figsize=(5, 3.2))
@@ -154,18 +175,34 @@ plt.show()
 
 # %%
 RELU_BN = "L_CORR+CLS (authors' ReLU+BN)"
-methods = {"CE (classification)": ("ce", {}), "CE + center loss": ("center", {}), "L_CORR": ("corr", {}),
-           "L_CORR+CLS": ("corr_cls", {}), RELU_BN: ("corr_cls", {"relu_bn": True})}
-runs = {label: [experiments.train(cfg, m, s, force=force, dataset=dataset, paper="barz", **knobs)
-                for s in cfg.seeds]
-        for label, (m, knobs) in methods.items()}
-accuracy = pd.DataFrame([
-    {"method": label, "seeds": len(rs),
-     "test acc (mean)": np.mean([r.result["test_acc"] for r in rs]),
-     "test acc (std)": np.std([r.result["test_acc"] for r in rs], ddof=1) if len(rs) > 1 else np.nan,
-     "val acc last 5 (mean)": np.mean([r.result["val_acc_last5"] for r in rs])}
-    for label, rs in runs.items()
-])
+methods = {
+    "CE (classification)": ("ce", {}),
+    "CE + center loss": ("center", {}),
+    "L_CORR": ("corr", {}),
+    "L_CORR+CLS": ("corr_cls", {}),
+    RELU_BN: ("corr_cls", {"relu_bn": True}),
+}
+runs = {
+    label: [
+        experiments.train(cfg, m, s, force=force, dataset=dataset, paper="barz", **knobs)
+        for s in cfg.seeds
+    ]
+    for label, (m, knobs) in methods.items()
+}
+accuracy = pd.DataFrame(
+    [
+        {
+            "method": label,
+            "seeds": len(rs),
+            "test acc (mean)": np.mean([r.result["test_acc"] for r in rs]),
+            "test acc (std)": np.std([r.result["test_acc"] for r in rs], ddof=1)
+            if len(rs) > 1
+            else np.nan,
+            "val acc last 5 (mean)": np.mean([r.result["val_acc_last5"] for r in rs]),
+        }
+        for label, rs in runs.items()
+    ]
+)
 report.save_table(accuracy, "02_accuracy", cfg)
 accuracy
 
@@ -177,12 +214,16 @@ accuracy
 # shows how much the choice matters under this short schedule.
 
 # %%
-report.save_metrics({
-    "exactness": exactness.to_dict(orient="records"),
-    "low_dim": lowdim.to_dict(orient="records"),
-    "dag_error": dag_message,
-    "accuracy": accuracy.to_dict(orient="records"),
-}, "02_metrics", cfg)
+report.save_metrics(
+    {
+        "exactness": exactness.to_dict(orient="records"),
+        "low_dim": lowdim.to_dict(orient="records"),
+        "dag_error": dag_message,
+        "accuracy": accuracy.to_dict(orient="records"),
+    },
+    "02_metrics",
+    cfg,
+)
 worst = exactness["distance error, Algorithm 1"].max()
 eig_worst = exactness["distance error, eigendecomposition"].max()
 corr = accuracy.set_index("method")["test acc (mean)"]

@@ -41,7 +41,15 @@ cfg = cfg.writing_for(dataset, cfg.datasets["kfr"])  # another dataset: figures/
 setup = experiments.setup_for(cfg, "kfr", dataset)
 alpha = alpha if alpha is not None else setup.knobs.get("kfr", {}).get("alpha", 30.0)
 hierarchy = experiments.splits(cfg, dataset, setup)["train"].hierarchy
-print(cfg.description, "|", dataset, "|", setup.backbone, f"{setup.epochs} epochs | α = {alpha:g} |", hierarchy)
+print(
+    cfg.description,
+    "|",
+    dataset,
+    "|",
+    setup.backbone,
+    f"{setup.epochs} epochs | α = {alpha:g} |",
+    hierarchy,
+)
 
 # %% [markdown]
 # ## The baseline: cross-entropy
@@ -68,18 +76,28 @@ plt.show()
 # KFR trains the first half of the epochs with CE alone and the second half with CE + α·ℓ_qtr.
 
 # %%
-kfr = {s: experiments.train(cfg, "kfr", s, force=force, dataset=dataset, alpha=alpha) for s in cfg.seeds}
+kfr = {
+    s: experiments.train(cfg, "kfr", s, force=force, dataset=dataset, alpha=alpha)
+    for s in cfg.seeds
+}
 
 
 def summary(runs: dict, method: str) -> dict:
     last5 = np.array([r.result["val_acc_last5"] for r in runs.values()])
     test = np.array([r.result["test_acc"] for r in runs.values()])
-    return {"method": method, "seeds": len(runs), "val acc (last 5, mean)": last5.mean(),
-            "val acc (std)": last5.std(ddof=1) if len(runs) > 1 else np.nan,
-            "test acc (mean)": test.mean(), "test acc (std)": test.std(ddof=1) if len(runs) > 1 else np.nan}
+    return {
+        "method": method,
+        "seeds": len(runs),
+        "val acc (last 5, mean)": last5.mean(),
+        "val acc (std)": last5.std(ddof=1) if len(runs) > 1 else np.nan,
+        "test acc (mean)": test.mean(),
+        "test acc (std)": test.std(ddof=1) if len(runs) > 1 else np.nan,
+    }
 
 
-table1 = pd.DataFrame([summary(baseline, "CE (baseline)"), summary(kfr, f"CE + {alpha:g}·ℓ_qtr (KFR)")])
+table1 = pd.DataFrame(
+    [summary(baseline, "CE (baseline)"), summary(kfr, f"CE + {alpha:g}·ℓ_qtr (KFR)")]
+)
 report.save_table(table1, "03_baseline_vs_kfr", cfg)
 table1
 
@@ -90,11 +108,21 @@ table1
 
 # %%
 seed0 = cfg.seeds[0]
-sweep = pd.DataFrame([
-    {"alpha": a, **{k: v for k, v in experiments.train(cfg, "kfr", seed0, force=force, dataset=dataset, alpha=a).result.items()
-                    if k in ("val_acc_last5", "test_acc")}}
-    for a in alphas
-])
+sweep = pd.DataFrame(
+    [
+        {
+            "alpha": a,
+            **{
+                k: v
+                for k, v in experiments.train(
+                    cfg, "kfr", seed0, force=force, dataset=dataset, alpha=a
+                ).result.items()
+                if k in ("val_acc_last5", "test_acc")
+            },
+        }
+        for a in alphas
+    ]
+)
 report.save_table(sweep, "03_alpha_sweep", cfg, seed=seed0)
 fig, ax = plt.subplots(figsize=(4.5, 3))
 ax.plot(sweep.alpha.astype(str), sweep.val_acc_last5, marker="o", label="val (last 5)")
@@ -114,11 +142,29 @@ sweep
 # of the paper is out of reach here — a difference to keep in mind.
 
 # %%
-rows = [{"method": "CE", "val_acc_last5": baseline[seed0].result["val_acc_last5"], "test_acc": baseline[seed0].result["test_acc"]}]
+rows = [
+    {
+        "method": "CE",
+        "val_acc_last5": baseline[seed0].result["val_acc_last5"],
+        "test_acc": baseline[seed0].result["test_acc"],
+    }
+]
 for loss in dml_losses:
     result = experiments.train(cfg, "dml", seed0, force=force, dataset=dataset, loss=loss).result
-    rows.append({"method": f"CE + {loss}", "val_acc_last5": result["val_acc_last5"], "test_acc": result["test_acc"]})
-rows.append({"method": f"CE + {alpha:g}·ℓ_qtr (KFR)", "val_acc_last5": kfr[seed0].result["val_acc_last5"], "test_acc": kfr[seed0].result["test_acc"]})
+    rows.append(
+        {
+            "method": f"CE + {loss}",
+            "val_acc_last5": result["val_acc_last5"],
+            "test_acc": result["test_acc"],
+        }
+    )
+rows.append(
+    {
+        "method": f"CE + {alpha:g}·ℓ_qtr (KFR)",
+        "val_acc_last5": kfr[seed0].result["val_acc_last5"],
+        "test_acc": kfr[seed0].result["test_acc"],
+    }
+)
 table2 = pd.DataFrame(rows)
 report.save_table(table2, "03_dml_comparison", cfg, seed=seed0)
 table2
@@ -154,7 +200,13 @@ geometry = {name: latent_geometry(runs[seed0]) for name, runs in (("CE", baselin
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
 plots.heatmap(d_t, axes[0], order=order, title="$d_T$ (tree)", cmap="magma_r")
 for ax, (name, (rho, class_d)) in zip(axes[1:], geometry.items(), strict=True):
-    plots.heatmap(class_d, ax, order=order, title=f"{name}: mean $d_z$ between classes (ρ = {rho:.2f})", cmap="magma_r")
+    plots.heatmap(
+        class_d,
+        ax,
+        order=order,
+        title=f"{name}: mean $d_z$ between classes (ρ = {rho:.2f})",
+        cmap="magma_r",
+    )
 report.save_figure(fig, "03_latent_geometry", cfg, seed=seed0)
 plt.show()
 latent = pd.DataFrame([{"model": k, "spearman(d_z, d_T)": v[0]} for k, v in geometry.items()])
@@ -164,13 +216,21 @@ latent
 # %%
 ce_acc, kfr_acc = table1.iloc[0]["val acc (last 5, mean)"], table1.iloc[1]["val acc (last 5, mean)"]
 best_alpha = sweep.loc[sweep.val_acc_last5.idxmax(), "alpha"]
-report.save_metrics({
-    "ce_val_acc_last5": ce_acc, "kfr_val_acc_last5": kfr_acc,
-    "ce_test_acc": table1.iloc[0]["test acc (mean)"], "kfr_test_acc": table1.iloc[1]["test acc (mean)"],
-    "sweep": sweep.to_dict(orient="records"), "dml": table2.to_dict(orient="records"),
-    "spearman_ce": geometry["CE"][0], "spearman_kfr": geometry["KFR"][0],
-    "seeds": list(cfg.seeds),
-}, "03_metrics", cfg)
+report.save_metrics(
+    {
+        "ce_val_acc_last5": ce_acc,
+        "kfr_val_acc_last5": kfr_acc,
+        "ce_test_acc": table1.iloc[0]["test acc (mean)"],
+        "kfr_test_acc": table1.iloc[1]["test acc (mean)"],
+        "sweep": sweep.to_dict(orient="records"),
+        "dml": table2.to_dict(orient="records"),
+        "spearman_ce": geometry["CE"][0],
+        "spearman_kfr": geometry["KFR"][0],
+        "seeds": list(cfg.seeds),
+    },
+    "03_metrics",
+    cfg,
+)
 print(
     f"What we found ({dataset}, {len(cfg.seeds)} seed(s), {setup.epochs} epochs, {setup.backbone}): KFR "
     f"{'raised' if kfr_acc > ce_acc else 'did not raise'} the last-5-epoch accuracy "

@@ -63,7 +63,9 @@ from hierstudy.visual_hierarchy import cophenetic_correlation, triplet_agreement
 cfg = config.load(profile)
 report.use_style()
 dataset = dataset or cfg.datasets["hier"]
-cfg = cfg.writing_for(dataset, cfg.datasets["hier"])  # another dataset: figures/<profile>/<dataset>/
+cfg = cfg.writing_for(
+    dataset, cfg.datasets["hier"]
+)  # another dataset: figures/<profile>/<dataset>/
 recall_ks = tuple(recall_ks or catalog.recall_ks(dataset))  # Table 1's columns
 # the zero-shot data: the seen classes' taxonomy, the training images, the test labels' hierarchy
 setup = experiments.setup_for(cfg, "hier", dataset)
@@ -84,6 +86,7 @@ print(f"{dataset}: {n_seen} training classes, {n_proxies} HIER proxies")
 # nearest shares the query's class) with the model's own distance: cosine for Proxy-Anchor and
 # HIERsph, the Poincaré distance (c = 0.1) for HIER. mAHP@K uses the true taxonomy HIER never saw.
 
+
 # %%
 def hyperbolic(q, g):
     return pairwise_distance(q.double(), g.double(), c=0.1)
@@ -93,15 +96,30 @@ def evaluate(run):
     feats, labels = run.retrieval_features("test")
     metric = hyperbolic if run.result["metric"] == "hyperbolic" else run.result["metric"]
     k = min(250, len(labels) - 1)
-    m = metrics.retrieval_metrics(feats, labels, similarity=similarity, metric=metric, K=k, recall_ks=recall_ks)
-    return {**{f"R@{r}": m["recall"][r] for r in recall_ks}, f"mAHP@{k}": m["mahp"], "mAP": m["map"]}
+    m = metrics.retrieval_metrics(
+        feats, labels, similarity=similarity, metric=metric, K=k, recall_ks=recall_ks
+    )
+    return {
+        **{f"R@{r}": m["recall"][r] for r in recall_ks},
+        f"mAHP@{k}": m["mahp"],
+        "mAP": m["map"],
+    }
 
 
-variants = {"Proxy-Anchor": ("dml_zero_shot", {"dim": dim}), "PA + HIER": ("hier", {**hier_knobs, "dim": dim}),
-            "PA + HIERsph": ("hier", {**hier_knobs, "dim": dim, "sphere": True})}
-runs = {label: [experiments.train(cfg, method, s, force=force, dataset=dataset, **knobs)
-               for s in cfg.seeds] for label, (method, knobs) in variants.items()}  # fmt: skip
-scores = pd.DataFrame([{"method": label, "seed": r.seed, **evaluate(r)} for label, rs in runs.items() for r in rs])
+variants = {
+    "Proxy-Anchor": ("dml_zero_shot", {"dim": dim}),
+    "PA + HIER": ("hier", {**hier_knobs, "dim": dim}),
+    "PA + HIERsph": ("hier", {**hier_knobs, "dim": dim, "sphere": True}),
+}
+runs = {
+    label: [
+        experiments.train(cfg, method, s, force=force, dataset=dataset, **knobs) for s in cfg.seeds
+    ]
+    for label, (method, knobs) in variants.items()
+}
+scores = pd.DataFrame(
+    [{"method": label, "seed": r.seed, **evaluate(r)} for label, rs in runs.items() for r in rs]
+)
 table = scores.drop(columns="seed").groupby("method", sort=False).agg(["mean", "std"]).round(4)
 table.columns = [f"{a} ({b})" for a, b in table.columns]
 table = table.reset_index()
@@ -144,19 +162,32 @@ plt.show()
 # %%
 shots = experiments.snapshots(hier_run)
 epochs = sorted(shots)
-shown = sorted({epochs[round(i * (len(epochs) - 1) / max(snapshot_panels - 1, 1))]
-                for i in range(snapshot_panels)})  # fmt: skip
+shown = sorted(
+    {
+        epochs[round(i * (len(epochs) - 1) / max(snapshot_panels - 1, 1))]
+        for i in range(snapshot_panels)
+    }
+)
 fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.4), squeeze=False)
 over_epochs = []
 for ax, epoch in zip(axes[0], shown, strict=True):
     shot = shots[epoch]
-    ancestors = plots.poincare_disk(ax, shot["embedding"], shot["labels"], shot["proxies"], legend=False)
+    ancestors = plots.poincare_disk(
+        ax, shot["embedding"], shot["labels"], shot["proxies"], legend=False
+    )
     ax.set_title(f"epoch {epoch}")
     e = torch.from_numpy(shot["embedding"]).double()
     d = pairwise_distance(e, e, c=0.1).fill_diagonal_(float("inf"))
     nn_acc = float((shot["labels"][d.argmin(1).numpy()] == shot["labels"]).mean())
     rho = np.linalg.norm(shot["proxies"][ancestors], axis=1).mean()
-    over_epochs.append({"epoch": epoch, "ancestor proxies": len(ancestors), "mean ‖ancestor‖": rho, "1-NN accuracy": nn_acc})
+    over_epochs.append(
+        {
+            "epoch": epoch,
+            "ancestor proxies": len(ancestors),
+            "mean ‖ancestor‖": rho,
+            "1-NN accuracy": nn_acc,
+        }
+    )
 report.save_figure(fig, "04_disk_over_epochs", cfg, seed=hier_run.seed)
 plt.show()
 over_epochs = pd.DataFrame(over_epochs)
@@ -173,6 +204,7 @@ over_epochs
 # hierarchical proxies). HIERsph's proxies all have norm 1, so the smaller-norm rule does not
 # apply to them.
 
+
 # %%
 def class_means(run):
     f = run.features("train")
@@ -183,9 +215,18 @@ def class_means(run):
 found = {"PA + HIER: proxy tree": proxy_tree(z, y, proxies, seen)}
 for label in variants:
     found[f"{label}: Ward of class means"] = ward_hierarchy(class_means(runs[label][0]), seen)
-agreement = pd.DataFrame([{"hierarchy": name, "triplet agreement": triplet_agreement(truth, h),
-                           "cophenetic correlation": cophenetic_correlation(truth, h),
-                           "nodes": len(h.nodes), "height": h.max_height} for name, h in found.items()])
+agreement = pd.DataFrame(
+    [
+        {
+            "hierarchy": name,
+            "triplet agreement": triplet_agreement(truth, h),
+            "cophenetic correlation": cophenetic_correlation(truth, h),
+            "nodes": len(h.nodes),
+            "height": h.max_height,
+        }
+        for name, h in found.items()
+    ]
+)
 report.save_table(agreement, "04_discovered_hierarchy", cfg, seed=hier_run.seed)
 agreement
 
@@ -225,7 +266,14 @@ def affinity(run):
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
 for ax, label in zip(axes, ("Proxy-Anchor", "PA + HIER"), strict=True):
     plots.heatmap(affinity(runs[label][0]), ax, order=order, title=label)
-    ax.scatter(np.full(len(order), -1.5), np.arange(len(order)), c=[family_colour[family[i]] for i in order], marker="s", s=18, clip_on=False)
+    ax.scatter(
+        np.full(len(order), -1.5),
+        np.arange(len(order)),
+        c=[family_colour[family[i]] for i in order],
+        marker="s",
+        s=18,
+        clip_on=False,
+    )
 report.save_figure(fig, "04_class_affinity", cfg, seed=hier_run.seed)
 plt.show()
 
@@ -241,7 +289,11 @@ images = data.extract["train"]  # the training images, in the order of the featu
 
 
 def train_image(i):  # uint8 [H, W, 3]
-    return images.image(i) if hasattr(images, "image") else images.tensors[0][i].permute(1, 2, 0).numpy()
+    return (
+        images.image(i)
+        if hasattr(images, "image")
+        else images.tensors[0][i].permute(1, 2, 0).numpy()
+    )
 
 
 fig, axes = plt.subplots(len(boundary), 4, figsize=(6, 1.6 * len(boundary)), squeeze=False)
@@ -250,7 +302,15 @@ for row, (p, idx) in enumerate(zip(boundary, nearest, strict=True)):
         axes[row, col].imshow(train_image(pick[i]))
         axes[row, col].set_title(truth.label(seen[y[i]]).split("/")[-1], fontsize=6)
         axes[row, col].set_axis_off()
-    axes[row, 0].text(-0.1, 0.5, f"proxy {p}\n‖ρ‖ = {proxies[p].norm():.2f}", transform=axes[row, 0].transAxes, ha="right", va="center", fontsize=6)
+    axes[row, 0].text(
+        -0.1,
+        0.5,
+        f"proxy {p}\n‖ρ‖ = {proxies[p].norm():.2f}",
+        transform=axes[row, 0].transAxes,
+        ha="right",
+        va="center",
+        fontsize=6,
+    )
 report.save_figure(fig, "04_boundary_proxies", cfg, seed=hier_run.seed)
 plt.show()
 
@@ -264,7 +324,10 @@ seed0 = cfg.seeds[0]
 rows = []
 for d in dims:
     knobs = {"dim": d}
-    for label, method, extra in (("Proxy-Anchor", "dml_zero_shot", {}), ("PA + HIER", "hier", hier_knobs)):
+    for label, method, extra in (
+        ("Proxy-Anchor", "dml_zero_shot", {}),
+        ("PA + HIER", "hier", hier_knobs),
+    ):
         run = experiments.train(cfg, method, seed0, force=force, dataset=dataset, **knobs, **extra)
         rows.append({"dim": d, "method": label, "R@1": evaluate(run)["R@1"]})
 by_dim = pd.DataFrame(rows)
@@ -272,23 +335,38 @@ report.save_table(by_dim, "04_recall_vs_dim", cfg, seed=seed0)
 fig, ax = plt.subplots(figsize=(4.5, 3))
 for label, group in by_dim.groupby("method", sort=False):
     ax.plot(group.dim, group["R@1"], marker="o", label=label)
-ax.set(xscale="log", xticks=list(dims), xticklabels=[str(d) for d in dims], xlabel="embedding dimension", ylabel="Recall@1")
+ax.set(
+    xscale="log",
+    xticks=list(dims),
+    xticklabels=[str(d) for d in dims],
+    xlabel="embedding dimension",
+    ylabel="Recall@1",
+)
 ax.legend()
 report.save_figure(fig, "04_recall_vs_dim", cfg, seed=seed0)
 plt.show()
 
 # %%
 mean_r1 = scores.groupby("method", sort=False)["R@1"].mean()
-report.save_metrics({
-    "scores": scores.to_dict(orient="records"),
-    "agreement": agreement.to_dict(orient="records"),
-    "recall_vs_dim": by_dim.to_dict(orient="records"),
-    "over_epochs": over_epochs.to_dict(orient="records"),
-    "ancestor_proxies": int(len(used)), "proxies": n_proxies, "train_classes": n_seen,
-    "dataset": dataset, "recall_ks": list(recall_ks),
-}, "04_metrics", cfg)
+report.save_metrics(
+    {
+        "scores": scores.to_dict(orient="records"),
+        "agreement": agreement.to_dict(orient="records"),
+        "recall_vs_dim": by_dim.to_dict(orient="records"),
+        "over_epochs": over_epochs.to_dict(orient="records"),
+        "ancestor_proxies": int(len(used)),
+        "proxies": n_proxies,
+        "train_classes": n_seen,
+        "dataset": dataset,
+        "recall_ks": list(recall_ks),
+    },
+    "04_metrics",
+    cfg,
+)
 tree_agreement = agreement.set_index("hierarchy").loc["PA + HIER: proxy tree", "triplet agreement"]
-pa_agreement = agreement.set_index("hierarchy").loc["Proxy-Anchor: Ward of class means", "triplet agreement"]
+pa_agreement = agreement.set_index("hierarchy").loc[
+    "Proxy-Anchor: Ward of class means", "triplet agreement"
+]
 print(
     f"What we found on {dataset} ({len(cfg.seeds)} seed(s)): zero-shot Recall@1 {mean_r1['Proxy-Anchor']:.3f} "
     f"(PA) vs {mean_r1['PA + HIER']:.3f} (PA + HIER) vs {mean_r1['PA + HIERsph']:.3f} (HIERsph); "

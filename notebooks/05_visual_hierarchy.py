@@ -102,9 +102,19 @@ alpha = alpha_paper if alpha is None else alpha
 SHOWN = catalog.title(dataset)
 COVARIANCES = ("class", "pooled")
 other = COVARIANCES[1 - COVARIANCES.index(covariance)]  # the convention not chosen, shown beside
-print(cfg.description, "|", SHOWN, "|", setup.backbone, f"{setup.epochs} epochs, batch {setup.batch_size},",
-      setup.train, "|", semantic, f"| t = {threshold:g}, α = {alpha:g}",
-      f"| retrained on corruptions: {retrain_corrupted}")  # fmt: skip
+print(
+    cfg.description,
+    "|",
+    SHOWN,
+    "|",
+    setup.backbone,
+    f"{setup.epochs} epochs, batch {setup.batch_size},",
+    setup.train,
+    "|",
+    semantic,
+    f"| t = {threshold:g}, α = {alpha:g}",
+    f"| retrained on corruptions: {retrain_corrupted}",
+)
 
 # %% [markdown]
 # ## Features, PCA and the class Gaussians
@@ -121,14 +131,18 @@ train, test = run.features("train"), run.features("test")
 y_train, y_test = train["labels"], test["labels"]
 pca = vh.fit_pca(train["features"], variance)
 x_train, x_test = pca.transform(train["features"]), pca.transform(test["features"])
-gaussians = {c: vh.fit_class_gaussians(x_train, y_train, len(classes), covariance=c)
-             for c in COVARIANCES}  # fmt: skip
+gaussians = {
+    c: vh.fit_class_gaussians(x_train, y_train, len(classes), covariance=c) for c in COVARIANCES
+}
 leaves = {c: vh.assign_leaves(x_test, g) for c, g in gaussians.items()}  # eq. 4, no test labels
-leaf_accuracy = {f"Mahalanobis leaf ({c} Σ)": float((leaves[c] == y_test).mean())
-                 for c in COVARIANCES}  # fmt: skip
+leaf_accuracy = {
+    f"Mahalanobis leaf ({c} Σ)": float((leaves[c] == y_test).mean()) for c in COVARIANCES
+}
 leaf_accuracy["classifier (argmax of the logits)"] = float((test["pred"] == y_test).mean())
-print(f"{train['features'].shape[1]} feature dimensions -> {pca.n_components} PCA axes "
-      f"({pca.explained_variance_ratio.sum():.1%} of the variance)")  # fmt: skip
+print(
+    f"{train['features'].shape[1]} feature dimensions -> {pca.n_components} PCA axes "
+    f"({pca.explained_variance_ratio.sum():.1%} of the variance)"
+)
 pd.Series(leaf_accuracy, name="test accuracy of the leaf placement").to_frame()
 
 # %% [markdown]
@@ -142,14 +156,27 @@ order = semantic.leaf_order()
 bc = {c: vh.bhattacharyya_coefficient(g) for c, g in gaussians.items()}
 fig, axes = plt.subplots(1, 2, figsize=(11, 5.4))
 for ax, (c, matrix) in zip(axes, bc.items(), strict=True):
-    image = plots.heatmap(matrix, ax, order=order, labels=names if ax is axes[0] else None,
-                          vmin=0, vmax=1, title=f"BC, {c} covariance (eq. 1–2)")  # fmt: skip
+    image = plots.heatmap(
+        matrix,
+        ax,
+        order=order,
+        labels=names if ax is axes[0] else None,
+        vmin=0,
+        vmax=1,
+        title=f"BC, {c} covariance (eq. 1–2)",
+    )
 fig.colorbar(image, ax=axes, shrink=0.7)
 report.save_figure(fig, "05_bhattacharyya", cfg, dataset=dataset, seed=seed)
 plt.show()
 upper = np.triu_indices(len(classes), 1)
-pd.DataFrame({f"share of pairs with BC ≥ {t:.2f} ({paper})": {c: (m[upper] >= t).mean() for c, m in bc.items()}
-              for t, paper in PAPER_T.items()})  # fmt: skip
+pd.DataFrame(
+    {
+        f"share of pairs with BC ≥ {t:.2f} ({paper})": {
+            c: (m[upper] >= t).mean() for c, m in bc.items()
+        }
+        for t, paper in PAPER_T.items()
+    }
+)
 
 # %% [markdown]
 # ## What the merging builds: the paper's t values and a sweep
@@ -164,19 +191,34 @@ pd.DataFrame({f"share of pairs with BC ≥ {t:.2f} ({paper})": {c: (m[upper] >= 
 def agreement(first: Hierarchy, second: Hierarchy) -> dict:
     return {
         "triplet agreement (resolved in both)": vh.triplet_agreement(first, second),
-        "triplet agreement (resolved in either)": vh.triplet_agreement(first, second, among="either"),
+        "triplet agreement (resolved in either)": vh.triplet_agreement(
+            first, second, among="either"
+        ),
         "cophenetic correlation": vh.cophenetic_correlation(first, second),
-    }  # fmt: skip
+    }
 
 
-built = {(c, t): vh.build_visual_hierarchy(x_train, y_train, classes, t, covariance=c)
-         for c in COVARIANCES for t in sorted({*thresholds, *PAPER_T})}  # fmt: skip
-structure = pd.DataFrame([
-    {"covariance": c, "t": t, "paper": PAPER_T.get(t, ""), "nodes per level": " → ".join(map(str, v.levels)),
-     "nodes at level 1": v.levels[min(1, len(v.levels) - 1)], "merge levels": len(v.levels) - 1,
-     "root added": v.root_added, "height": v.hierarchy.max_height, **agreement(v.hierarchy, semantic)}
-    for (c, t), v in built.items()
-])  # fmt: skip
+built = {
+    (c, t): vh.build_visual_hierarchy(x_train, y_train, classes, t, covariance=c)
+    for c in COVARIANCES
+    for t in sorted({*thresholds, *PAPER_T})
+}
+structure = pd.DataFrame(
+    [
+        {
+            "covariance": c,
+            "t": t,
+            "paper": PAPER_T.get(t, ""),
+            "nodes per level": " → ".join(map(str, v.levels)),
+            "nodes at level 1": v.levels[min(1, len(v.levels) - 1)],
+            "merge levels": len(v.levels) - 1,
+            "root added": v.root_added,
+            "height": v.hierarchy.max_height,
+            **agreement(v.hierarchy, semantic),
+        }
+        for (c, t), v in built.items()
+    ]
+)
 report.save_table(structure, "05_merging", cfg, dataset=dataset, seed=seed)
 structure
 
@@ -206,17 +248,27 @@ ward = vh.ward_hierarchy(gaussians[covariance].means, classes)
 family = families(semantic)
 cmap = plt.cm.Dark2 if len(set(family.values())) <= 8 else plt.cm.tab20
 palette = {f: cmap(i % cmap.N) for i, f in enumerate(sorted(set(family.values())))}
-trees = {"semantic taxonomy": semantic, f"visual hierarchy (t = {threshold:g}, {covariance} Σ)": visual.hierarchy,
-         "Ward clustering of the class means": ward}  # fmt: skip
+trees = {
+    "semantic taxonomy": semantic,
+    f"visual hierarchy (t = {threshold:g}, {covariance} Σ)": visual.hierarchy,
+    "Ward clustering of the class means": ward,
+}
 height = max(6.5, 0.09 * len(classes))  # room for every class label
 fig, axes = plt.subplots(1, 3, figsize=(17, height), gridspec_kw={"wspace": 0.55})
 for ax, (title, h) in zip(axes, trees.items(), strict=True):
     drawn = Hierarchy(h.edges(), classes, names={**{n: h.label(n) for n in h.nodes}, **label_of})
-    plots.draw_tree(drawn, ax, label_depth=2 if h is semantic else -1, fontsize=6,
-                    colors={c: palette[f] for c, f in family.items()})  # fmt: skip
+    plots.draw_tree(
+        drawn,
+        ax,
+        label_depth=2 if h is semantic else -1,
+        fontsize=6,
+        colors={c: palette[f] for c, f in family.items()},
+    )
     ax.set(title=f"{title}\n(height {h.max_height})", xlim=(-0.05 * h.max_height, h.max_height))
-handles = [Line2D([], [], marker="o", ls="", color=col, label=label_of.get(f, semantic.label(f)))
-           for f, col in palette.items()]  # fmt: skip
+handles = [
+    Line2D([], [], marker="o", ls="", color=col, label=label_of.get(f, semantic.label(f)))
+    for f, col in palette.items()
+]
 if len(handles) <= 20:
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), frameon=False)
 report.save_figure(fig, "05_trees", cfg, dataset=dataset, seed=seed)
@@ -285,24 +337,44 @@ k_top = max(map_ks)
 
 
 def evaluate(x: np.ndarray, metric) -> dict:
-    m = metrics.retrieval_metrics(x, y_test, similarity=similarity, metric=metric, K=K,
-                                  recall_ks=(1,), map_ks=map_ks)  # fmt: skip
-    return {"mAP": m["map"], f"mAP@{k_top}": m["map_at_k"][k_top], f"mAP@{k_top} (÷k)": m["map_at_k_divk"][k_top],
-            "R@1": m["recall"][1], f"mAHP@{K}": m["mahp"], "map_at_k": [m["map_at_k"][k] for k in map_ks],
-            "map_at_k_divk": [m["map_at_k_divk"][k] for k in map_ks]}  # fmt: skip
+    m = metrics.retrieval_metrics(
+        x, y_test, similarity=similarity, metric=metric, K=K, recall_ks=(1,), map_ks=map_ks
+    )
+    return {
+        "mAP": m["map"],
+        f"mAP@{k_top}": m["map_at_k"][k_top],
+        f"mAP@{k_top} (÷k)": m["map_at_k_divk"][k_top],
+        "R@1": m["recall"][1],
+        f"mAHP@{K}": m["mahp"],
+        "map_at_k": [m["map_at_k"][k] for k in map_ks],
+        "map_at_k_divk": [m["map_at_k_divk"][k] for k in map_ks],
+    }
 
 
 features = test["features"].astype(np.float64)  # float64: α = 0 reproduces cosine's order exactly
 variants = {
     "Euclidean": ("none", 0.0, features, "euclidean"),
     "cosine": ("none", 0.0, features, "cosine"),
-    "D_H only (visual)": ("visual", None, with_leaves(features, leaves[covariance]), d_h_only(visual.ranking_hierarchy)),
+    "D_H only (visual)": (
+        "visual",
+        None,
+        with_leaves(features, leaves[covariance]),
+        d_h_only(visual.ranking_hierarchy),
+    ),
     **rankings(features, leaves[covariance], alpha),
-    f"cosine + α·D_H (visual, {other} Σ)": (f"visual ({other} Σ)", alpha, with_leaves(features, leaves[other]),
-                                            eq6(visual_other.ranking_hierarchy, alpha)),
-}  # fmt: skip
-retrieval = pd.DataFrame([{"variant": name, "hierarchy": h, "alpha": a, "corruption": "none", **evaluate(x, d)}
-                          for name, (h, a, x, d) in variants.items()])  # fmt: skip
+    f"cosine + α·D_H (visual, {other} Σ)": (
+        f"visual ({other} Σ)",
+        alpha,
+        with_leaves(features, leaves[other]),
+        eq6(visual_other.ranking_hierarchy, alpha),
+    ),
+}
+retrieval = pd.DataFrame(
+    [
+        {"variant": name, "hierarchy": h, "alpha": a, "corruption": "none", **evaluate(x, d)}
+        for name, (h, a, x, d) in variants.items()
+    ]
+)
 curves = ["map_at_k", "map_at_k_divk"]
 report.save_table(retrieval.drop(columns=curves), "05_retrieval", cfg, dataset=dataset, seed=seed)
 retrieval.drop(columns=curves)
@@ -335,15 +407,24 @@ plt.show()
 # would be tuning on the test set, so the headline above keeps the paper's values.
 
 # %%
-t_sweep = pd.DataFrame([
-    {"covariance": c, "t": t, "merge levels": len(v.levels) - 1,
-     **evaluate(with_leaves(features, leaves[c]), eq6(v.ranking_hierarchy, alpha))}
-    for (c, t), v in built.items()
-])  # fmt: skip
-a_sweep = pd.DataFrame([
-    {"variant": name, "hierarchy": h, "alpha": a, **evaluate(x, d)}
-    for a in alphas for name, (h, _, x, d) in rankings(features, leaves[covariance], a).items()
-])  # fmt: skip
+t_sweep = pd.DataFrame(
+    [
+        {
+            "covariance": c,
+            "t": t,
+            "merge levels": len(v.levels) - 1,
+            **evaluate(with_leaves(features, leaves[c]), eq6(v.ranking_hierarchy, alpha)),
+        }
+        for (c, t), v in built.items()
+    ]
+)
+a_sweep = pd.DataFrame(
+    [
+        {"variant": name, "hierarchy": h, "alpha": a, **evaluate(x, d)}
+        for a in alphas
+        for name, (h, _, x, d) in rankings(features, leaves[covariance], a).items()
+    ]
+)
 report.save_table(t_sweep.drop(columns=curves), "05_t_sweep", cfg, dataset=dataset, seed=seed)
 report.save_table(a_sweep.drop(columns=curves), "05_alpha_sweep", cfg, dataset=dataset, seed=seed)
 cosine_map = retrieval.set_index("variant").loc["cosine", f"mAP@{k_top}"]
@@ -351,8 +432,13 @@ cosine_map = retrieval.set_index("variant").loc["cosine", f"mAP@{k_top}"]
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained")
 for c, group in t_sweep.groupby("covariance"):
-    axes[0].plot(group.t, group[f"mAP@{k_top}"], marker="o", label=f"visual, {c} Σ",
-                 color="tab:red" if c == covariance else "tab:orange")  # fmt: skip
+    axes[0].plot(
+        group.t,
+        group[f"mAP@{k_top}"],
+        marker="o",
+        label=f"visual, {c} Σ",
+        color="tab:red" if c == covariance else "tab:orange",
+    )
 axes[0].set(xlabel="threshold t", title=f"mAP@{k_top} against t (α = {alpha:g})")
 for variant, group in a_sweep.groupby("variant"):
     axes[1].plot(
@@ -430,9 +516,17 @@ plt.show()
 # %%
 def robustness_rows(corruption: str, feats: np.ndarray, leaf: np.ndarray, trees=None) -> list[dict]:
     ranked = {"cosine": ("none", 0.0, feats, "cosine"), **rankings(feats, leaf, alpha, trees)}
-    return [{"variant": name, "hierarchy": h, "alpha": a, "corruption": corruption,
-             "leaf accuracy": float((leaf == y_test).mean()), **evaluate(x, d)}
-            for name, (h, a, x, d) in ranked.items()]  # fmt: skip
+    return [
+        {
+            "variant": name,
+            "hierarchy": h,
+            "alpha": a,
+            "corruption": corruption,
+            "leaf accuracy": float((leaf == y_test).mean()),
+            **evaluate(x, d),
+        }
+        for name, (h, a, x, d) in ranked.items()
+    ]
 
 
 def test_features(data) -> np.ndarray:
@@ -458,13 +552,22 @@ def method_on(net) -> tuple[dict, np.ndarray, np.ndarray, dict]:
     train_n, test_n = net.features("train"), net.features("test")
     assert np.array_equal(test_n["labels"], y_test)  # the same test images, in the same order
     p = vh.fit_pca(train_n["features"], variance)
-    v = vh.build_visual_hierarchy(p.transform(train_n["features"]), train_n["labels"], classes, threshold,
-                                  covariance=covariance)  # fmt: skip
+    v = vh.build_visual_hierarchy(
+        p.transform(train_n["features"]),
+        train_n["labels"],
+        classes,
+        threshold,
+        covariance=covariance,
+    )
     feats = test_n["features"].astype(np.float64)
     leaf = vh.assign_leaves(p.transform(feats), v.gaussians)
-    summary = {"run": net.name, "test accuracy": net.result["test_acc"], "PCA axes": p.n_components,
-               "nodes per level": " → ".join(map(str, v.levels)),
-               "triplet agreement with semantic": vh.triplet_agreement(v.hierarchy, semantic)}  # fmt: skip
+    summary = {
+        "run": net.name,
+        "test accuracy": net.result["test_acc"],
+        "PCA axes": p.n_components,
+        "nodes per level": " → ".join(map(str, v.levels)),
+        "triplet agreement with semantic": vh.triplet_agreement(v.hierarchy, semantic),
+    }
     trees = {
         "visual": v.ranking_hierarchy,
         "semantic": semantic,
@@ -504,8 +607,14 @@ report.save_table(robustness.drop(columns=curves), "05_robustness", cfg, dataset
 
 # %%
 panels = ["none", *corruptions]
-fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6), sharey=True, squeeze=False,
-                         layout="constrained")  # fmt: skip
+fig, axes = plt.subplots(
+    1,
+    len(panels),
+    figsize=(3.2 * len(panels), 3.6),
+    sharey=True,
+    squeeze=False,
+    layout="constrained",
+)
 for ax, name in zip(axes[0], panels, strict=True):
     for _, row in robustness[robustness.corruption == name].iterrows():
         ax.plot(map_ks, row.map_at_k, marker=".", label=row.variant, color=COLOUR[row.variant])
@@ -514,8 +623,11 @@ for ax, name in zip(axes[0], panels, strict=True):
     )
 axes[0, 0].set_ylabel("mAP@k (classical)")
 fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside right center", fontsize=7)
-fig.suptitle("Robustness: networks retrained on the corrupted images, hierarchies rebuilt" if retrain_corrupted
-             else "Robustness: the clean-trained model on corrupted test images")  # fmt: skip
+fig.suptitle(
+    "Robustness: networks retrained on the corrupted images, hierarchies rebuilt"
+    if retrain_corrupted
+    else "Robustness: the clean-trained model on corrupted test images"
+)
 report.save_figure(fig, "05_robustness", cfg, dataset=dataset, seed=seed)
 plt.show()
 models = pd.DataFrame(models)
@@ -534,18 +646,51 @@ robustness.drop(columns=curves).round(4)
 # covariance.
 
 # %%
-tables = {"retrieval": retrieval, "t_sweep": t_sweep, "alpha_sweep": a_sweep, "robustness": robustness,
-          "merging": structure, "agreement": agreements, "robustness_models": models}  # fmt: skip
-report.save_metrics({**{k: v.to_dict("records") for k, v in tables.items()}, "leaf_accuracy": leaf_accuracy,
-                     "pca_components": pca.n_components, "threshold": threshold, "alpha": alpha,
-                     "covariance": covariance, "map_ks": list(map_ks), "K": K, "feature_drift": drift,
-                     "n_test": int(len(y_test)), "dataset": dataset, "robustness_protocol": protocol,
-                     "semantic_hierarchy": repr(semantic)},
-                    "05_metrics", cfg, dataset=dataset, seed=seed)  # fmt: skip
-report.save_metrics({"visual": {c: built[(c, threshold)].hierarchy.edges() for c in COVARIANCES},
-                     "ward": ward.edges(), "classes": list(classes), "threshold": threshold, "alpha": alpha,
-                     "covariance": covariance, "test_leaves": {c: leaves[c].tolist() for c in COVARIANCES}},
-                    "05_hierarchies", cfg, dataset=dataset, seed=seed)  # fmt: skip
+tables = {
+    "retrieval": retrieval,
+    "t_sweep": t_sweep,
+    "alpha_sweep": a_sweep,
+    "robustness": robustness,
+    "merging": structure,
+    "agreement": agreements,
+    "robustness_models": models,
+}
+report.save_metrics(
+    {
+        **{k: v.to_dict("records") for k, v in tables.items()},
+        "leaf_accuracy": leaf_accuracy,
+        "pca_components": pca.n_components,
+        "threshold": threshold,
+        "alpha": alpha,
+        "covariance": covariance,
+        "map_ks": list(map_ks),
+        "K": K,
+        "feature_drift": drift,
+        "n_test": int(len(y_test)),
+        "dataset": dataset,
+        "robustness_protocol": protocol,
+        "semantic_hierarchy": repr(semantic),
+    },
+    "05_metrics",
+    cfg,
+    dataset=dataset,
+    seed=seed,
+)
+report.save_metrics(
+    {
+        "visual": {c: built[(c, threshold)].hierarchy.edges() for c in COVARIANCES},
+        "ward": ward.edges(),
+        "classes": list(classes),
+        "threshold": threshold,
+        "alpha": alpha,
+        "covariance": covariance,
+        "test_leaves": {c: leaves[c].tolist() for c in COVARIANCES},
+    },
+    "05_hierarchies",
+    cfg,
+    dataset=dataset,
+    seed=seed,
+)
 
 # %% [markdown]
 # ## Where this study departs from the paper

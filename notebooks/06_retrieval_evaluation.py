@@ -32,7 +32,9 @@ profile = "small"
 force = False  # unused: this notebook only reads finished runs
 dataset = None  # None: every dataset with finished runs under runs/<profile>/; or one name
 K = 250  # AHP@K cut-off (Barz: 250), lowered to the database size when that is smaller
-recall_ks = None  # None: HIER's K per dataset (1, 2, 4, 8; SOP 1, 10, 100, 1000; In-shop 1, 10, ..., 50)
+recall_ks = (
+    None  # None: HIER's K per dataset (1, 2, 4, 8; SOP 1, 10, 100, 1000; In-shop 1, 10, ..., 50)
+)
 hdist_k = 5  # average hierarchical distance of the top-k classes
 grid_runs = ("ce", "corr", "kfr")  # qualitative grid: these runs first, when present
 grid_queries, grid_top, grid_seed = 4, 8, 0
@@ -59,7 +61,12 @@ report.use_style()
 # out makes this notebook's tables the same whether or not 08 has run before
 NOT_HERE = ("kfr", "corruption")  # 08's combinations, 05's networks trained on corrupted images
 names = [dataset] if dataset else experiments.datasets_with_runs(cfg)
-runs = [r for d in names for r in experiments.finished_runs(cfg, d) if not set(NOT_HERE) & set(r.result["knobs"])]
+runs = [
+    r
+    for d in names
+    for r in experiments.finished_runs(cfg, d)
+    if not set(NOT_HERE) & set(r.result["knobs"])
+]
 if not runs:
     raise FileNotFoundError(
         f"no finished run of {dataset or 'any dataset'} under {cfg.runs_dir}: notebook 06 evaluates the "
@@ -74,11 +81,18 @@ def evaluation(run):
     key = (run.result["dataset"], run.result["zero_shot"])
     if key not in test_sets:
         data = experiments.evaluation_set(cfg, *key)
-        test_sets[key] = data, data.hierarchy, data.hierarchy.similarity(), data.hierarchy.lcs_height()
+        test_sets[key] = (
+            data,
+            data.hierarchy,
+            data.hierarchy.similarity(),
+            data.hierarchy.lcs_height(),
+        )
     return test_sets[key]
 
 
-print(f"{len(runs)} finished runs under {cfg.runs_dir}: {sorted({(r.result['dataset'], r.name) for r in runs})}")
+print(
+    f"{len(runs)} finished runs under {cfg.runs_dir}: {sorted({(r.result['dataset'], r.name) for r in runs})}"
+)
 
 # %% [markdown]
 # ## The metrics, each with a worked example
@@ -107,14 +121,32 @@ print(f"{len(runs)} finished runs under {cfg.runs_dir}: {sorted({(r.result['data
 
 # %%
 hierarchy = taxonomy()
-ids = {"red": "round/circle/red-solid", "orange": "round/circle/orange-solid", "triangle": "angular/triangle/blue-solid"}
+ids = {
+    "red": "round/circle/red-solid",
+    "orange": "round/circle/orange-solid",
+    "triangle": "angular/triangle/blue-solid",
+}
 idx = {k: int(hierarchy.class_indices([v])[0]) for k, v in ids.items()}
 database = np.array([idx["orange"], idx["red"], idx["triangle"], idx["red"], idx["red"]])
-scores = np.arange(5.0, 0.0, -1.0)[:, None]  # 1-D features: the dot product ranks them in this order
-ex = metrics.retrieval_metrics(np.ones((1, 1)), [idx["red"]], scores, database, similarity=hierarchy.similarity(), K=3, recall_ks=(1, 2))
-severity = metrics.mistake_severity([idx["orange"], idx["triangle"], idx["red"]], [idx["red"]] * 3, hierarchy.lcs_height())
-print(f"HP@1..3 = {np.round(ex['hp'], 3)}, AHP@3 = {ex['mahp']:.3f}, AP = {ex['map']:.3f}, "
-      f"R@1 = {ex['recall'][1]:.0f}, R@2 = {ex['recall'][2]:.0f}, mistake severity = {severity:.1f}")
+scores = np.arange(5.0, 0.0, -1.0)[
+    :, None
+]  # 1-D features: the dot product ranks them in this order
+ex = metrics.retrieval_metrics(
+    np.ones((1, 1)),
+    [idx["red"]],
+    scores,
+    database,
+    similarity=hierarchy.similarity(),
+    K=3,
+    recall_ks=(1, 2),
+)
+severity = metrics.mistake_severity(
+    [idx["orange"], idx["triangle"], idx["red"]], [idx["red"]] * 3, hierarchy.lcs_height()
+)
+print(
+    f"HP@1..3 = {np.round(ex['hp'], 3)}, AHP@3 = {ex['mahp']:.3f}, AP = {ex['map']:.3f}, "
+    f"R@1 = {ex['recall'][1]:.0f}, R@2 = {ex['recall'][2]:.0f}, mistake severity = {severity:.1f}"
+)
 
 # %% [markdown]
 # ## One protocol for every run
@@ -130,17 +162,31 @@ print(f"HP@1..3 = {np.round(ex['hp'], 3)}, AHP@3 = {ex['mahp']:.3f}, AP = {ex['m
 # the hierarchy of its test classes (as in notebook 04).
 
 # %%
-NAMES = {"ce": "CE", "center": "CE + center loss", "corr": "L_CORR", "corr_cls": "L_CORR+CLS",
-         "kfr": "KFR", "dml_zero_shot": "Proxy-Anchor", "hier": "PA + HIER"}  # fmt: skip
+NAMES = {
+    "ce": "CE",
+    "center": "CE + center loss",
+    "corr": "L_CORR",
+    "corr_cls": "L_CORR+CLS",
+    "kfr": "KFR",
+    "dml_zero_shot": "Proxy-Anchor",
+    "hier": "PA + HIER",
+}
 ORDER = ["ce", "center", "corr", "corr_cls", "kfr", "dml", "dml_zero_shot", "hier"]
 
 
 def variants(run):
     """(row label, distance) pairs: the method's own ranking; CE also on raw features (Barz)."""
     knobs = dict(run.result.get("knobs", {}))
-    base = f"CE + {knobs.pop('loss', 'triplet_l2')}" if run.method == "dml" else NAMES.get(run.method, run.method)
+    base = (
+        f"CE + {knobs.pop('loss', 'triplet_l2')}"
+        if run.method == "dml"
+        else NAMES.get(run.method, run.method)
+    )
     base += "sph" if knobs.pop("sphere", False) else ""
-    extra = ", ".join(f"{'α' if k == 'alpha' else k}={v:g}" if isinstance(v, float | int) else f"{k}={v}" for k, v in knobs.items())
+    extra = ", ".join(
+        f"{'α' if k == 'alpha' else k}={v:g}" if isinstance(v, float | int) else f"{k}={v}"
+        for k, v in knobs.items()
+    )
     label = f"{base} ({extra})" if extra else base
     if run.method == "ce" and not extra:
         return [("CE (classification features)", "euclidean"), ("CE + L2 norm", "cosine")]
@@ -162,12 +208,27 @@ def panel(run):
 
 def run_order(run):
     """Datasets in turn, closed set first, methods in ORDER, then knob values (numbers numerically), then seed."""
-    knobs = tuple((k, isinstance(v, str), 0 if isinstance(v, str) else v, str(v)) for k, v in sorted(run.result.get("knobs", {}).items()))
-    return names.index(run.result["dataset"]), zero_shot(run), ORDER.index(run.method) if run.method in ORDER else len(ORDER), run.method, knobs, run.seed
+    knobs = tuple(
+        (k, isinstance(v, str), 0 if isinstance(v, str) else v, str(v))
+        for k, v in sorted(run.result.get("knobs", {}).items())
+    )
+    return (
+        names.index(run.result["dataset"]),
+        zero_shot(run),
+        ORDER.index(run.method) if run.method in ORDER else len(ORDER),
+        run.method,
+        knobs,
+        run.seed,
+    )
 
 
 def distance(metric):
-    return (lambda q, g: pairwise_distance(q.double(), g.double(), c=0.1)) if metric == "hyperbolic" else metric
+    return (
+        (lambda q, g: pairwise_distance(q.double(), g.double(), c=0.1))
+        if metric == "hyperbolic"
+        else metric
+    )
+
 
 # %% [markdown]
 # **Notebook 05's re-ranking.** Notebook 05 builds a visual hierarchy from the CE baseline's
@@ -185,32 +246,61 @@ def distance(metric):
 # %%
 def eq6(tree, alpha):
     """D_C + α·D_H on rows whose last column is the image's leaf (None: nothing merged, D_H = 0)."""
-    return lambda q, g: vh.ranking_distance(q[:, :-1], g[:, :-1], q[:, -1].long(), g[:, -1].long(), tree, alpha)
+    return lambda q, g: vh.ranking_distance(
+        q[:, :-1], g[:, :-1], q[:, -1].long(), g[:, -1].long(), tree, alpha
+    )
 
 
 def reranked(saved, merging):
     """{(dataset, run name, seed): [(row label, distance name, features + leaf column, distance, False)]}."""
     made = saved["_provenance"]
-    run = next((r for r in runs if (r.result["dataset"], r.method, r.result["knobs"], r.seed) == (made["dataset"], "ce", {}, made["seed"])), None)
+    run = next(
+        (
+            r
+            for r in runs
+            if (r.result["dataset"], r.method, r.result["knobs"], r.seed)
+            == (made["dataset"], "ce", {}, made["seed"])
+        ),
+        None,
+    )
     if run is None:  # notebook 05's seed of the baseline is not among the finished runs
         return {}
-    feats, alpha, t = run.features("test")["features"].astype(np.float64), saved["alpha"], saved["threshold"]
+    feats, alpha, t = (
+        run.features("test")["features"].astype(np.float64),
+        saved["alpha"],
+        saved["threshold"],
+    )
     out = []
     for cov, edges in saved["visual"].items():
-        merged = any(m["covariance"] == cov and m["t"] == t and m["merge levels"] > 0 for m in merging)
+        merged = any(
+            m["covariance"] == cov and m["t"] == t and m["merge levels"] > 0 for m in merging
+        )
         tree = Hierarchy([tuple(e) for e in edges], saved["classes"]) if merged else None
         leaves = np.asarray(saved["test_leaves"][cov])[:, None]  # one leaf per test image, in order
-        assert len(leaves) == len(feats), f"notebook 05's leaves are not run {run.name} seed {run.seed}'s test set"
+        assert len(leaves) == len(feats), (
+            f"notebook 05's leaves are not run {run.name} seed {run.seed}'s test set"
+        )
         label = f"CE + visual re-rank (α={alpha:g}, t={t:g}, {cov} Σ)"
-        out.append((label, f"cosine + {alpha:g}·D_H", np.hstack([feats, leaves]), eq6(tree, alpha), False))
+        out.append(
+            (label, f"cosine + {alpha:g}·D_H", np.hstack([feats, leaves]), eq6(tree, alpha), False)
+        )
     return {(made["dataset"], run.name, run.seed): out}
 
 
 # %%
 has_05 = (top.figures_dir / "05_hierarchies.json").is_file()
-rerank = reranked(report.load_metrics("05_hierarchies", top), report.load_metrics("05_metrics", top)["merging"]) if has_05 else {}
+rerank = (
+    reranked(
+        report.load_metrics("05_hierarchies", top),
+        report.load_metrics("05_metrics", top)["merging"],
+    )
+    if has_05
+    else {}
+)
 rerank_dataset, _, rerank_seed = next(iter(rerank), (None, None, None))
-print(f"notebook 05's re-ranking (seed {rerank_seed}): {[row[0] for rows in rerank.values() for row in rows] or 'not found'}")
+print(
+    f"notebook 05's re-ranking (seed {rerank_seed}): {[row[0] for rows in rerank.values() for row in rows] or 'not found'}"
+)
 
 
 def rankings(run):
@@ -232,34 +322,77 @@ def evaluate(run, feats, dist, classify=True):
     labels, (_, hierarchy, similarity, lcs_height) = test["labels"], evaluation(run)
     k = min(K, len(labels) - 1)
     ks = [r for r in ks_of(run) if r < len(labels)]  # a K beyond the database size is left empty
-    m = metrics.retrieval_metrics(feats, labels, similarity=similarity, metric=dist, K=k, recall_ks=ks)
+    m = metrics.retrieval_metrics(
+        feats, labels, similarity=similarity, metric=dist, K=k, recall_ks=ks
+    )
     row = {"K": k, "test classes": len(np.unique(labels)), "mahp": m["mahp"], "map": m["map"]}
     row.update({f"recall@{r}": v for r, v in m["recall"].items()})
     if not classify:
         return row, m["hp"]
-    if not zero_shot(run) and "pred" in test:  # zero-shot runs have no classifier for unseen classes
-        row["balanced_accuracy"] = metrics.balanced_accuracy(test["pred"], labels, len(hierarchy.classes))
+    if (
+        not zero_shot(run) and "pred" in test
+    ):  # zero-shot runs have no classifier for unseen classes
+        row["balanced_accuracy"] = metrics.balanced_accuracy(
+            test["pred"], labels, len(hierarchy.classes)
+        )
         row["mistake_severity"] = metrics.mistake_severity(test["pred"], labels, lcs_height)
     if not zero_shot(run) and "logits" in test and test["logits"].shape[1] >= hdist_k:
-        row[f"hdist@{hdist_k}"] = metrics.hierarchical_distance_at_k(test["logits"], labels, lcs_height, hdist_k)
+        row[f"hdist@{hdist_k}"] = metrics.hierarchical_distance_at_k(
+            test["logits"], labels, lcs_height, hdist_k
+        )
     return row, m["hp"]
 
+
 # %%
-KEYS = ["dataset", "backbone", "setup", "protocol", "method", "run", "distance", "K", "test classes"]
+KEYS = [
+    "dataset",
+    "backbone",
+    "setup",
+    "protocol",
+    "method",
+    "run",
+    "distance",
+    "K",
+    "test classes",
+]
 all_ks = sorted(set().union(*map(ks_of, runs)))  # a column per K of any dataset here
-VALUES = ["mahp", "balanced_accuracy", "map", *[f"recall@{r}" for r in all_ks], "mistake_severity", f"hdist@{hdist_k}"]
+VALUES = [
+    "mahp",
+    "balanced_accuracy",
+    "map",
+    *[f"recall@{r}" for r in all_ks],
+    "mistake_severity",
+    f"hdist@{hdist_k}",
+]
 records, curves = [], {}
 for run in sorted(runs, key=run_order):
     for label, metric, feats, dist, classify in rankings(run):
         row, hp = evaluate(run, feats, dist, classify)
         setup = run.result.get("paper") or "profile"  # a paper's setup, or the profile's own
-        records.append({"dataset": shown(run), "backbone": run.result["recipe"]["backbone"], "setup": setup,
-                        "protocol": panel(run)[1], "method": label, "run": run.name, "seed": run.seed, "distance": metric, **row})  # fmt: skip
+        records.append(
+            {
+                "dataset": shown(run),
+                "backbone": run.result["recipe"]["backbone"],
+                "setup": setup,
+                "protocol": panel(run)[1],
+                "method": label,
+                "run": run.name,
+                "seed": run.seed,
+                "distance": metric,
+                **row,
+            }
+        )
         curves.setdefault((shown(run), setup, label), []).append(hp)
 per_seed = pd.DataFrame(records).reindex(columns=[*KEYS, "seed", *VALUES])
 report.save_table(per_seed, "06_per_seed", cfg)
 grouped = per_seed.groupby(KEYS, sort=False, dropna=False)
-results = grouped[VALUES].mean().join(grouped[VALUES].std(ddof=1).add_suffix("_std")).join(grouped.size().rename("seeds")).reset_index()
+results = (
+    grouped[VALUES]
+    .mean()
+    .join(grouped[VALUES].std(ddof=1).add_suffix("_std"))
+    .join(grouped.size().rename("seeds"))
+    .reset_index()
+)
 
 # %% [markdown]
 # ## The central table
@@ -273,8 +406,14 @@ results = grouped[VALUES].mean().join(grouped[VALUES].std(ddof=1).add_suffix("_s
 # wrong class, the chance level, on each dataset).
 
 # %%
-HEADERS = {"mahp": "mAHP@K", "balanced_accuracy": "balanced acc", "map": "mAP", "mistake_severity": "mistake severity",
-           f"hdist@{hdist_k}": f"hier. dist@{hdist_k}", **{f"recall@{r}": f"R@{r}" for r in all_ks}}  # fmt: skip
+HEADERS = {
+    "mahp": "mAHP@K",
+    "balanced_accuracy": "balanced acc",
+    "map": "mAP",
+    "mistake_severity": "mistake severity",
+    f"hdist@{hdist_k}": f"hier. dist@{hdist_k}",
+    **{f"recall@{r}": f"R@{r}" for r in all_ks},
+}
 
 
 def pm(mean, std):
@@ -290,10 +429,14 @@ graded = {}  # each dataset's closed-set hierarchy, s_G and LCS heights
 for run in runs:
     if not zero_shot(run):
         graded.setdefault(shown(run), evaluation(run)[1:])
-random_severity = {d: float(lcs[~np.eye(len(lcs), dtype=bool)].mean()) for d, (_, _, lcs) in graded.items()}
+random_severity = {
+    d: float(lcs[~np.eye(len(lcs), dtype=bool)].mean()) for d, (_, _, lcs) in graded.items()
+}
 max_height = {d: h.max_height for d, (h, _, _) in graded.items()}
 for d, severity in random_severity.items():
-    print(f"{d}: a uniformly random wrong class has mistake severity {severity:.2f} (max height {max_height[d]}).")
+    print(
+        f"{d}: a uniformly random wrong class has mistake severity {severity:.2f} (max height {max_height[d]})."
+    )
 central.drop(columns=["dataset", "backbone", "run"])
 
 # %% [markdown]
@@ -305,6 +448,7 @@ central.drop(columns=["dataset", "backbone", "run"])
 # beyond it (Barz's "turning point" at k = 100 on CIFAR-100). The dashed grey line is a random
 # ranking of the same images.
 
+
 # %%
 def random_ranking(where):
     """mAHP and HP@k of random features for the labels of the panel's first run, and the mean
@@ -313,7 +457,9 @@ def random_ranking(where):
     labels = run.retrieval_features("test")[1]
     noise = np.random.default_rng(grid_seed).standard_normal((len(labels), 16))
     ks = [r for r in ks_of(run) if r < len(labels)]
-    m = metrics.retrieval_metrics(noise, labels, similarity=evaluation(run)[2], K=min(K, len(labels) - 1), recall_ks=ks)
+    m = metrics.retrieval_metrics(
+        noise, labels, similarity=evaluation(run)[2], K=min(K, len(labels) - 1), recall_ks=ks
+    )
     return m | {"others": float(np.bincount(labels)[labels].mean() - 1)}
 
 
@@ -326,23 +472,56 @@ def legend(setup, method):
     """The method, with the paper whose setup trained it when that is not the profile's."""
     return method if setup == "profile" else f"{method} [{setup}]"
 
+
 HIER_P = ("PA + HIER (proxies=", "PA + HIERsph (proxies=")  # notebook 04 sets P by a rule
-main_methods = {"CE (classification features)", "CE + L2 norm", "L_CORR", "L_CORR+CLS", "KFR", "Proxy-Anchor", "PA + HIER", "PA + HIERsph"}
+main_methods = {
+    "CE (classification features)",
+    "CE + L2 norm",
+    "L_CORR",
+    "L_CORR+CLS",
+    "KFR",
+    "Proxy-Anchor",
+    "PA + HIER",
+    "PA + HIERsph",
+}
 
 # %%
-fig, axes = plt.subplots(len(panels), 1, figsize=(8, 3.6 * len(panels)), squeeze=False, layout="constrained")
+fig, axes = plt.subplots(
+    len(panels), 1, figsize=(8, 3.6 * len(panels)), squeeze=False, layout="constrained"
+)
 for ax, (data_name, protocol) in zip(axes[:, 0], panels, strict=True):
     rows = results[(results.dataset == data_name) & (results.protocol == protocol)]
     rand = chance[data_name, protocol]
     strong, light = iter(plt.get_cmap("tab10").colors), iter(plt.get_cmap("tab20").colors[1::2] * 3)
     for label, setup, k in zip(rows.method, rows.setup, rows.K, strict=True):
-        bold = label in main_methods or label.startswith(HIER_P)  # the papers' methods strong, variants light
-        ax.plot(np.arange(1, k + 1), mean_curves[data_name, setup, label], color=next(strong if bold else light),
-                lw=1.8 if bold else 0.9, label=legend(setup, label))  # fmt: skip
-    ax.plot(np.arange(1, len(rand["hp"]) + 1), rand["hp"], "--", color="0.5", lw=1, label="random ranking")
-    ax.axvline(rand["others"], color="0.4", ls=":", lw=0.8, label="other images of the query's class")
-    ax.set(xlabel="k", ylabel="HP@k", ylim=(0, 1.02), xlim=(1, int(rows.K.max())),
-           title=f"{data_name}, {protocol}: {int(rows['test classes'].iloc[0])} test classes, K = {int(rows.K.iloc[0])}")  # fmt: skip
+        bold = label in main_methods or label.startswith(
+            HIER_P
+        )  # the papers' methods strong, variants light
+        ax.plot(
+            np.arange(1, k + 1),
+            mean_curves[data_name, setup, label],
+            color=next(strong if bold else light),
+            lw=1.8 if bold else 0.9,
+            label=legend(setup, label),
+        )
+    ax.plot(
+        np.arange(1, len(rand["hp"]) + 1),
+        rand["hp"],
+        "--",
+        color="0.5",
+        lw=1,
+        label="random ranking",
+    )
+    ax.axvline(
+        rand["others"], color="0.4", ls=":", lw=0.8, label="other images of the query's class"
+    )
+    ax.set(
+        xlabel="k",
+        ylabel="HP@k",
+        ylim=(0, 1.02),
+        xlim=(1, int(rows.K.max())),
+        title=f"{data_name}, {protocol}: {int(rows['test classes'].iloc[0])} test classes, K = {int(rows.K.iloc[0])}",
+    )
     ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 report.save_figure(fig, "06_hp_curves", cfg)
 plt.show()
@@ -360,19 +539,29 @@ first = {}  # run name (without its paper's prefix) → its first seed, on the f
 for run in sorted(runs, key=lambda r: r.seed):
     if panel(run) == panel(runs[0]):
         first.setdefault(run.result["name"], run)
-grid = ([first[n] for n in grid_runs if n in first] + [r for n, r in first.items() if n not in grid_runs])[:3]
+grid = (
+    [first[n] for n in grid_runs if n in first]
+    + [r for n, r in first.items() if n not in grid_runs]
+)[:3]
 test, hierarchy, similarity, _ = evaluation(grid[0])
 labels = grid[0].retrieval_features("test")[1]
 assert (test.labels == labels).all(), "the test set changed since the runs extracted their features"
-assert all((r.retrieval_features("test")[1] == labels).all() for r in grid), "grid runs must share a test set"
-queries = np.random.default_rng(grid_seed).choice(len(labels), size=min(grid_queries, len(labels)), replace=False)
+assert all((r.retrieval_features("test")[1] == labels).all() for r in grid), (
+    "grid runs must share a test set"
+)
+queries = np.random.default_rng(grid_seed).choice(
+    len(labels), size=min(grid_queries, len(labels)), replace=False
+)
+
 
 # %%
 def top_results(run):
     """[queries, grid_top] database indices, best first, the query itself left out."""
     label, metric = variants(run)[-1]
     feats = run.retrieval_features("test")[0]
-    top = metrics.nearest_neighbours(feats[queries], feats, k=min(grid_top + 1, len(feats)), metric=distance(metric))
+    top = metrics.nearest_neighbours(
+        feats[queries], feats, k=min(grid_top + 1, len(feats)), metric=distance(metric)
+    )
     return label, np.stack([row[row != q][:grid_top] for row, q in zip(top, queries, strict=True)])
 
 
@@ -384,23 +573,47 @@ def show(ax, image, colour, caption):
         spine.set(visible=True, color=colour, linewidth=3)
     ax.set_title(caption, fontsize=5.5, pad=2)
 
+
 # %%
 results_grid = [top_results(r) for r in grid]
-cmap, n_top, step = plt.get_cmap("RdYlGn"), results_grid[0][1].shape[1], len(grid) + 1  # a spacer row per query
+cmap, n_top, step = (
+    plt.get_cmap("RdYlGn"),
+    results_grid[0][1].shape[1],
+    len(grid) + 1,
+)  # a spacer row per query
 ratios = ([1] * len(grid) + [0.35]) * len(queries)
-fig, axes = plt.subplots(len(ratios) - 1, n_top + 1, figsize=(0.85 * (n_top + 1) + 0.8, 0.9 * sum(ratios)), squeeze=False, gridspec_kw={"height_ratios": ratios[:-1], "top": 0.98, "bottom": 0.03})
+fig, axes = plt.subplots(
+    len(ratios) - 1,
+    n_top + 1,
+    figsize=(0.85 * (n_top + 1) + 0.8, 0.9 * sum(ratios)),
+    squeeze=False,
+    gridspec_kw={"height_ratios": ratios[:-1], "top": 0.98, "bottom": 0.03},
+)
 for ax in axes[len(grid) :: step].ravel():
     ax.set_visible(False)
 for qi, q in enumerate(queries):
     for mi, (label, top) in enumerate(results_grid):
         row = axes[qi * step + mi]
-        show(row[0], test.image(q), "black", hierarchy.label(hierarchy.classes[labels[q]]) if mi == 0 else "")
+        show(
+            row[0],
+            test.image(q),
+            "black",
+            hierarchy.label(hierarchy.classes[labels[q]]) if mi == 0 else "",
+        )
         row[0].set_ylabel(label, fontsize=6, rotation=0, ha="right", va="center")
         for ax, j in zip(row[1:], top[qi], strict=True):
             s = similarity[labels[q], labels[j]]
             show(ax, test.image(j), cmap(s), f"$s_G$ = {s:.2f}")
-fig.colorbar(plt.cm.ScalarMappable(plt.Normalize(0, 1), cmap), ax=axes, fraction=0.025, pad=0.01, label="$s_G$(query class, result class)")
-report.save_figure(fig, "06_retrieval_grid", cfg, dataset=grid[0].result["dataset"], seed=grid[0].seed)
+fig.colorbar(
+    plt.cm.ScalarMappable(plt.Normalize(0, 1), cmap),
+    ax=axes,
+    fraction=0.025,
+    pad=0.01,
+    label="$s_G$(query class, result class)",
+)
+report.save_figure(
+    fig, "06_retrieval_grid", cfg, dataset=grid[0].result["dataset"], seed=grid[0].seed
+)
 plt.show()
 
 # %% [markdown]
@@ -409,9 +622,19 @@ plt.show()
 # of a tiny CNN) every model is near chance and the comparisons are noise; the claims of the
 # papers are tested by the `small` and `paper` profiles.
 
+
 # %%
 def clean(record):
-    return {k: (None if isinstance(v, float) and np.isnan(v) else v.item() if isinstance(v, np.generic) else v) for k, v in record.items()}
+    return {
+        k: (
+            None
+            if isinstance(v, float) and np.isnan(v)
+            else v.item()
+            if isinstance(v, np.generic)
+            else v
+        )
+        for k, v in record.items()
+    }
 
 
 rows = [clean(r) for r in results.to_dict(orient="records")]
@@ -419,30 +642,68 @@ hp_curves, chance_rows = {}, {}  # {dataset: {method: HP@k}}, {dataset: {protoco
 for (data_name, setup, label), curve in mean_curves.items():
     hp_curves.setdefault(data_name, {})[legend(setup, label)] = curve.tolist()
 for (data_name, protocol), c in chance.items():
-    chance_rows.setdefault(data_name, {})[protocol] = {"mahp": c["mahp"], "map": c["map"], "K": len(c["hp"]), **{f"recall@{r}": v for r, v in c["recall"].items()}}
-report.save_metrics({
-    "rows": rows, "hp_curves": hp_curves, "chance": chance_rows,
-    "random_mistake_severity": random_severity, "max_height": max_height, "datasets": list(dict.fromkeys(d for d, _ in panels)),
-    "K_requested": K, "recall_ks": all_ks, "seeds": sorted({r.seed for r in runs}),
-    "grid": {"dataset": shown(grid[0]), "runs": [r.name for r in grid], "methods": [label for label, _ in results_grid], "queries": queries.tolist()},
-    "rerank": {"dataset": rerank_dataset and catalog.title(rerank_dataset), "seed": rerank_seed, "methods": [row[0] for rows in rerank.values() for row in rows]},
-}, "06_metrics", cfg)  # fmt: skip
+    chance_rows.setdefault(data_name, {})[protocol] = {
+        "mahp": c["mahp"],
+        "map": c["map"],
+        "K": len(c["hp"]),
+        **{f"recall@{r}": v for r, v in c["recall"].items()},
+    }
+report.save_metrics(
+    {
+        "rows": rows,
+        "hp_curves": hp_curves,
+        "chance": chance_rows,
+        "random_mistake_severity": random_severity,
+        "max_height": max_height,
+        "datasets": list(dict.fromkeys(d for d, _ in panels)),
+        "K_requested": K,
+        "recall_ks": all_ks,
+        "seeds": sorted({r.seed for r in runs}),
+        "grid": {
+            "dataset": shown(grid[0]),
+            "runs": [r.name for r in grid],
+            "methods": [label for label, _ in results_grid],
+            "queries": queries.tolist(),
+        },
+        "rerank": {
+            "dataset": rerank_dataset and catalog.title(rerank_dataset),
+            "seed": rerank_seed,
+            "methods": [row[0] for rows in rerank.values() for row in rows],
+        },
+    },
+    "06_metrics",
+    cfg,
+)
+
 
 # %%
 def sentence(data_name, protocol, setup):
     """What one dataset's runs of one protocol and setup show (the methods are unique there)."""
-    rows = results[(results.dataset == data_name) & (results.protocol == protocol) & (results.setup == setup)].set_index("method")
+    rows = results[
+        (results.dataset == data_name) & (results.protocol == protocol) & (results.setup == setup)
+    ].set_index("method")
     best, best_map, k = rows.mahp.idxmax(), rows["map"].idxmax(), int(rows.K.iloc[0])
     where = data_name if setup == "profile" else f"{data_name}, {setup} setup"
-    text = (f"{where}, {protocol} ({len(rows)} method{'s' * (len(rows) > 1)}, {int(rows['test classes'].iloc[0])} test classes): the best mAHP@{k} is "
-            f"{best}'s {rows.mahp[best]:.3f} against {chance[data_name, protocol]['mahp']:.3f} for a random ranking; "
-            f"the best mAP is {best_map}'s {rows['map'][best_map]:.3f}")
+    text = (
+        f"{where}, {protocol} ({len(rows)} method{'s' * (len(rows) > 1)}, {int(rows['test classes'].iloc[0])} test classes): the best mAHP@{k} is "
+        f"{best}'s {rows.mahp[best]:.3f} against {chance[data_name, protocol]['mahp']:.3f} for a random ranking; "
+        f"the best mAP is {best_map}'s {rows['map'][best_map]:.3f}"
+    )
     if {"CE (classification features)", "CE + L2 norm"} <= set(rows.index):
         text += f"; L2-normalising CE's features moves mAHP from {rows.mahp['CE (classification features)']:.3f} to {rows.mahp['CE + L2 norm']:.3f}"
-    for method in [m for m in rows.index if "re-rank" in m]:  # one seed: against CE + L2 on that seed
-        ce = per_seed[(per_seed.dataset == data_name) & (per_seed.setup == setup) & (per_seed.method == "CE + L2 norm") & (per_seed.seed == rerank_seed)].mahp.iloc[0]
+    for method in [
+        m for m in rows.index if "re-rank" in m
+    ]:  # one seed: against CE + L2 on that seed
+        ce = per_seed[
+            (per_seed.dataset == data_name)
+            & (per_seed.setup == setup)
+            & (per_seed.method == "CE + L2 norm")
+            & (per_seed.seed == rerank_seed)
+        ].mahp.iloc[0]
         text += f"; {method} (seed {rerank_seed}) has mAHP {rows.mahp[method]:.3f} against CE + L2 norm's {ce:.3f} on that seed"
-    for method in [m for m in rows.index if m in ("L_CORR", "PA + HIER") or m.startswith(HIER_P[0])]:
+    for method in [
+        m for m in rows.index if m in ("L_CORR", "PA + HIER") or m.startswith(HIER_P[0])
+    ]:
         if method in rows.index:
             text += f"; {method} ranks {int((rows.mahp > rows.mahp[method]).sum()) + 1} of {len(rows)} by mAHP (R@1 {rows['recall@1'][method]:.3f})"
     return text + "."
@@ -450,4 +711,12 @@ def sentence(data_name, protocol, setup):
 
 epochs = sorted({len(r.history) for r in runs})  # as trained, even if the profile changed since
 backbones = sorted({r.result["recipe"]["backbone"] for r in runs})
-print(f"What we found ({'/'.join(backbones)}, {'/'.join(map(str, epochs))} epoch(s), seeds {sorted({r.seed for r in runs})}): " + " ".join(sentence(*group) for group in dict.fromkeys(zip(results.dataset, results.protocol, results.setup, strict=True))))
+print(
+    f"What we found ({'/'.join(backbones)}, {'/'.join(map(str, epochs))} epoch(s), seeds {sorted({r.seed for r in runs})}): "
+    + " ".join(
+        sentence(*group)
+        for group in dict.fromkeys(
+            zip(results.dataset, results.protocol, results.setup, strict=True)
+        )
+    )
+)

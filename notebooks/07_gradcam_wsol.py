@@ -77,15 +77,19 @@ from hierstudy.datasets.transforms import IMAGENET_MEAN, IMAGENET_STD
 cfg = config.load(profile)
 report.use_style()
 dataset = dataset or cfg.datasets["wsol"]
-cfg = cfg.writing_for(dataset, cfg.datasets["wsol"])  # another dataset: figures/<profile>/<dataset>/
+cfg = cfg.writing_for(
+    dataset, cfg.datasets["wsol"]
+)  # another dataset: figures/<profile>/<dataset>/
 data_name = catalog.title(dataset)
 if dataset == "hiershapes":
     test = experiments.hiershapes_splits(cfg)["test"]
 else:  # ImageNet-1k: its validation set (boxes from Annotations/CLS-LOC/val); CUB: test split
     test = catalog.open_split(dataset, "test", root=cfg.data_dir)
 if not test.has_boxes:
-    raise ValueError(f"{data_name}'s test images have no boxes (ImageNet-1k: put ILSVRC's XML "
-                     f"files in {cfg.data_dir / 'imagenet/Annotations/CLS-LOC/val'})")  # fmt: skip
+    raise ValueError(
+        f"{data_name}'s test images have no boxes (ImageNet-1k: put ILSVRC's XML "
+        f"files in {cfg.data_dir / 'imagenet/Annotations/CLS-LOC/val'})"
+    )
 hierarchy, n_classes = test.hierarchy, len(test.hierarchy.classes)
 print(
     cfg.description, "|", data_name, "|", len(test.labels), "test images of", n_classes, "classes"
@@ -109,8 +113,13 @@ print(
 # %%
 PAPER_METHODS = {"kfr": ("ce", "kfr"), "barz": ("ce", "corr_cls", "center", "corr"), "vh": ("ce",)}
 SETUP_NAMES = {"kfr": "KFR's", "barz": "Barz's", "vh": "VH's"}
-LABELS = {"ce": "CE (baseline)", "kfr": "KFR (α={:g})", "corr_cls": "L_CORR+CLS",
-          "center": "CE + center loss", "corr": "L_CORR (score ψᵀφ)"}  # fmt: skip
+LABELS = {
+    "ce": "CE (baseline)",
+    "kfr": "KFR (α={:g})",
+    "corr_cls": "L_CORR+CLS",
+    "center": "CE + center loss",
+    "corr": "L_CORR (score ψᵀφ)",
+}
 if dataset == "hiershapes":
     plan = {None: ("ce", "kfr", "corr_cls", "center", "corr")}
 else:
@@ -126,12 +135,30 @@ for paper, methods in plan.items():
     alpha = kfr_alpha if kfr_alpha is not None else setup.knobs.get("kfr", {}).get("alpha", 30.0)
     suffix = f", {SETUP_NAMES[paper]} setup" if paper else ""
     names = {m: LABELS[m].format(alpha) + suffix for m in methods}
-    runs = {names[m]: {s: experiments.train(cfg, m, s, force=force, dataset=dataset, paper=paper,
-                                            **({"alpha": alpha} if m == "kfr" else {}))
-                       for s in cfg.seeds} for m in methods}  # fmt: skip
-    groups[paper] = SimpleNamespace(paper=paper, setup=setup, suffix=suffix, runs=runs,
-                                    methods={names[m]: m for m in methods}, baseline=names["ce"],
-                                    centre="centre Gaussian (no model)" + suffix)  # fmt: skip
+    runs = {
+        names[m]: {
+            s: experiments.train(
+                cfg,
+                m,
+                s,
+                force=force,
+                dataset=dataset,
+                paper=paper,
+                **({"alpha": alpha} if m == "kfr" else {}),
+            )
+            for s in cfg.seeds
+        }
+        for m in methods
+    }
+    groups[paper] = SimpleNamespace(
+        paper=paper,
+        setup=setup,
+        suffix=suffix,
+        runs=runs,
+        methods={names[m]: m for m in methods},
+        baseline=names["ce"],
+        centre="centre Gaussian (no model)" + suffix,
+    )
 
 # %% [markdown]
 # ## The test images
@@ -158,9 +185,11 @@ for g in groups.values():
     )
     g.n_boxes = sum(map(len, g.boxes))
     g.boxless = int(sum((b[:, 2:] <= b[:, :2]).any(axis=1).all() for b in g.boxes))  # all empty
-    print(f"{g.setup.backbone}{g.suffix}: {len(subset)} images of {w} × {h} px, "
-          f"{len(np.unique(g.labels))} classes, {g.n_boxes} boxes; the boxes cover "
-          f"{g.box_share:.0%} of the image on average; {g.boxless} images lost every box to the crop")  # fmt: skip
+    print(
+        f"{g.setup.backbone}{g.suffix}: {len(subset)} images of {w} × {h} px, "
+        f"{len(np.unique(g.labels))} classes, {g.n_boxes} boxes; the boxes cover "
+        f"{g.box_share:.0%} of the image on average; {g.boxless} images lost every box to the crop"
+    )
 labels = next(iter(groups.values())).labels  # the same images and labels in every setup
 
 
@@ -190,15 +219,23 @@ for g in groups.values():
     grids = cam.layer_grids(g.probe, g.images[:1], [g.layer, g.last_block])
     g.grid, g.last_grid = grids[g.layer], grids[g.last_block]
     for layer in g.layers:
-        print(f"{g.setup.backbone}{g.suffix}, {layer}{' (last block, KFR)' if layer == g.last_block else ''}: "
-              f"{grids[layer][0]} × {grids[layer][1]} cells for {g.images.shape[-1]} px images")  # fmt: skip
+        print(
+            f"{g.setup.backbone}{g.suffix}, {layer}{' (last block, KFR)' if layer == g.last_block else ''}: "
+            f"{grids[layer][0]} × {grids[layer][1]} cells for {g.images.shape[-1]} px images"
+        )
 
 
 # %%
 def gradcam(g, run, model, layer):
     """GT-known Grad-CAM maps [N, H, W] at ``layer`` of the scored images."""
-    return cam.gradcam_maps(model, g.images, g.labels, model.get_submodule(layer),
-                            batch_size=batch_size, scores=class_scores(run))  # fmt: skip
+    return cam.gradcam_maps(
+        model,
+        g.images,
+        g.labels,
+        model.get_submodule(layer),
+        batch_size=batch_size,
+        scores=class_scores(run),
+    )
 
 
 def predictions(run):
@@ -231,11 +268,20 @@ for g in groups.values():
             for layer in g.layers:
                 maps = gradcam(g, run, model, layer)
                 at_kfr_point = cam.best_iou(maps, g.boxes, [KFR_TAU])[:, 0] >= KFR_DELTA
-                rows.append({"model": label, "seed": seed, "layer": layer, "test_acc": run.result["test_acc"],
-                             **cam.wsol_scores(maps, g.boxes),
-                             "top1loc_tau0.15_iou30": float((at_kfr_point & (pred == g.labels)).mean()),
-                             "empty_cams": float((maps.max(axis=(1, 2)) == 0).mean()),
-                             "run": run.name, "paper": g.paper, "last": layer != g.layer})  # fmt: skip
+                rows.append(
+                    {
+                        "model": label,
+                        "seed": seed,
+                        "layer": layer,
+                        "test_acc": run.result["test_acc"],
+                        **cam.wsol_scores(maps, g.boxes),
+                        "top1loc_tau0.15_iou30": float((at_kfr_point & (pred == g.labels)).mean()),
+                        "empty_cams": float((maps.max(axis=(1, 2)) == 0).mean()),
+                        "run": run.name,
+                        "paper": g.paper,
+                        "last": layer != g.layer,
+                    }
+                )
                 if seed == grid_seed and (layer == g.layer or label == g.baseline):
                     maps_by_model[label if layer == g.layer else f"{label}, last block"] = (g, maps)
                     if layer == g.layer:  # [N, 1000]: largest IoU per image and τ
@@ -247,8 +293,18 @@ for g in groups.values():
     yy, xx = np.mgrid[:h, :w] + 0.5 - np.array([h, w])[:, None, None] / 2
     gauss = np.exp(-(xx**2 + yy**2) / (2 * (min(h, w) / 4) ** 2))
     centre = np.broadcast_to(gauss, (len(subset), *gauss.shape))
-    rows.append({"model": g.centre, "seed": "-", "layer": "-", **cam.wsol_scores(centre, g.boxes),
-                 "empty_cams": 0.0, "run": g.centre, "paper": g.paper, "last": False})  # fmt: skip
+    rows.append(
+        {
+            "model": g.centre,
+            "seed": "-",
+            "layer": "-",
+            **cam.wsol_scores(centre, g.boxes),
+            "empty_cams": 0.0,
+            "run": g.centre,
+            "paper": g.paper,
+            "last": False,
+        }
+    )
     best_by_model[g.centre] = cam.best_iou(centre, g.boxes)
 scored = pd.DataFrame(rows)
 per_seed = scored[~scored["last"]].drop(columns="last")  # the chosen layer
@@ -305,8 +361,13 @@ panels = []  # per setup: its images with their boxes, then its models' Grad-CAM
 for g in groups.values():
     panels.append((f"image + GT box{g.suffix}", g, None))
     panels += [(key, g, maps) for key, (of, maps) in maps_by_model.items() if of is g]
-fig, axes = plt.subplots(len(panels), len(shown), figsize=(1.2 * len(shown) + 0.6, 1.3 * len(panels)),
-                         squeeze=False, layout="constrained")  # fmt: skip
+fig, axes = plt.subplots(
+    len(panels),
+    len(shown),
+    figsize=(1.2 * len(shown) + 0.6, 1.3 * len(panels)),
+    squeeze=False,
+    layout="constrained",
+)
 for row, (name, g, maps) in enumerate(panels):
     axes[row, 0].set_ylabel(name, fontsize=6)
     for col, i in enumerate(shown):
@@ -320,8 +381,10 @@ for row, (name, g, maps) in enumerate(panels):
 for ax in axes.flat:
     ax.set(xticks=[], yticks=[])
     ax.grid(False)
-fig.suptitle(f"GT-known Grad-CAM (seed {grid_seed}); green: ground truth, dashed: best box at "
-             f"τ = {KFR_TAU}", fontsize=8)  # fmt: skip
+fig.suptitle(
+    f"GT-known Grad-CAM (seed {grid_seed}); green: ground truth, dashed: best box at τ = {KFR_TAU}",
+    fontsize=8,
+)
 report.save_figure(fig, "07_gradcam_grid", cfg, dataset=dataset, seed=grid_seed)
 plt.show()
 
@@ -341,8 +404,13 @@ for ax, delta in zip(axes, cam.IOU_THRESHOLDS, strict=True):
     ax.axvline(KFR_TAU, color="0.5", ls=":", lw=0.8)
     ax.set(xlabel="CAM threshold τ", title=f"δ = {round(100 * delta)} %", ylim=(0, 1))
 axes[0].set_ylabel("BoxAcc(τ, δ)")
-fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=min(len(best_by_model), 6),
-           fontsize=7, bbox_to_anchor=(0.5, -0.02))  # fmt: skip
+fig.legend(
+    *axes[0].get_legend_handles_labels(),
+    loc="lower center",
+    ncol=min(len(best_by_model), 6),
+    fontsize=7,
+    bbox_to_anchor=(0.5, -0.02),
+)
 fig.tight_layout(rect=(0, 0.1, 1, 1))
 report.save_figure(fig, "07_boxacc_vs_tau", cfg, dataset=dataset, seed=grid_seed)
 plt.show()
@@ -378,8 +446,12 @@ table = pd.DataFrame({"model": means.index, "seeds": grouped.size().values})
 for key, name in COLUMNS.items():
     table[name] = [pm(m, s) for m, s in zip(means[key], stds[key], strict=True)]
 report.save_table(table, "07_wsol", cfg, dataset=dataset, floatfmt=".3f")
-report.save_table(scored.drop(columns=[*INTERNAL, "last"]).rename(columns=COLUMNS),
-                  "07_wsol_per_seed", cfg, dataset=dataset)  # fmt: skip
+report.save_table(
+    scored.drop(columns=[*INTERNAL, "last"]).rename(columns=COLUMNS),
+    "07_wsol_per_seed",
+    cfg,
+    dataset=dataset,
+)
 table
 
 # %% [markdown]
@@ -404,12 +476,16 @@ def layer_names(layer, grid):
     return " / ".join(dict.fromkeys(names))
 
 
-layer_table = pd.DataFrame({
-    f"{COLUMNS[k]}, {name}": by_layer(frame, k)
-    for k in ("maxboxacc_v2", "boxacc_tau0.15_iou30")
-    for name, frame in ((layer_names("layer", "grid"), per_seed[~per_seed.model.isin(centres.values())]),
-                        (f"last block {layer_names('last_block', 'last_grid')}", at_last_block))
-}).reset_index(names="model")  # fmt: skip
+layer_table = pd.DataFrame(
+    {
+        f"{COLUMNS[k]}, {name}": by_layer(frame, k)
+        for k in ("maxboxacc_v2", "boxacc_tau0.15_iou30")
+        for name, frame in (
+            (layer_names("layer", "grid"), per_seed[~per_seed.model.isin(centres.values())]),
+            (f"last block {layer_names('last_block', 'last_grid')}", at_last_block),
+        )
+    }
+).reset_index(names="model")
 report.save_table(layer_table, "07_layer_comparison", cfg, dataset=dataset)
 layer_table
 
@@ -429,20 +505,38 @@ def paired(label, baseline, key):
         index="seed", columns="model", values=key
     )
     d = (values[label] - values[baseline]).dropna()
-    verdict = ("one seed: not judged" if len(d) < 2 else "better on every seed" if (d > 0).all()
-               else "worse on every seed" if (d < 0).all() else "equal on every seed"
-               if (d == 0).all() else "mixed across seeds")  # fmt: skip
-    return {"model": label, "metric": COLUMNS[key], "minus CE (mean)": d.mean(),
-            "minus CE (std)": d.std(ddof=1) if len(d) > 1 else np.nan,
-            "seeds better": f"{int((d > 0).sum())}/{len(d)}", "verdict": verdict}  # fmt: skip
+    verdict = (
+        "one seed: not judged"
+        if len(d) < 2
+        else "better on every seed"
+        if (d > 0).all()
+        else "worse on every seed"
+        if (d < 0).all()
+        else "equal on every seed"
+        if (d == 0).all()
+        else "mixed across seeds"
+    )
+    return {
+        "model": label,
+        "metric": COLUMNS[key],
+        "minus CE (mean)": d.mean(),
+        "minus CE (std)": d.std(ddof=1) if len(d) > 1 else np.nan,
+        "seeds better": f"{int((d > 0).sum())}/{len(d)}",
+        "verdict": verdict,
+    }
 
 
 KEYS = ("maxboxacc_v2", "boxacc_tau0.15_iou30", "energy_in_box", "test_acc")
 claims = pd.DataFrame(
-    [paired(label, g.baseline, key) for g in groups.values() for label in g.runs
-     if label != g.baseline for key in KEYS],
+    [
+        paired(label, g.baseline, key)
+        for g in groups.values()
+        for label in g.runs
+        if label != g.baseline
+        for key in KEYS
+    ],
     columns=["model", "metric", "minus CE (mean)", "minus CE (std)", "seeds better", "verdict"],
-)  # fmt: skip
+)
 report.save_table(claims, "07_kfr_claim", cfg, dataset=dataset)
 claims
 
@@ -458,8 +552,12 @@ CLAIM = {
     "equal on every seed": "is not supported (no difference)",
     "one seed: not judged": "cannot be judged (one seed)",
 }
-claim_box, claim_point = (CLAIM[kfr.verdict[COLUMNS[k]]] if kfr_label else
-                          f"cannot be judged (no KFR model on {data_name})" for k in KEYS[:2])  # fmt: skip
+claim_box, claim_point = (
+    CLAIM[kfr.verdict[COLUMNS[k]]]
+    if kfr_label
+    else f"cannot be judged (no KFR model on {data_name})"
+    for k in KEYS[:2]
+)
 
 
 def signed(mean, std):
@@ -469,10 +567,12 @@ def signed(mean, std):
 def compare(key):
     """'CE a vs KFR b (KFR − CE = d ± s, KFR higher on k/n seeds)' for one metric."""
     row, ce = kfr.loc[COLUMNS[key]], main.baseline
-    return (f"CE {pm(means.loc[ce, key], stds.loc[ce, key])} vs KFR "
-            f"{pm(means.loc[kfr_label, key], stds.loc[kfr_label, key])} (KFR − CE = "
-            f"{signed(row['minus CE (mean)'], row['minus CE (std)'])}, KFR higher on "
-            f"{row['seeds better']} seeds)")  # fmt: skip
+    return (
+        f"CE {pm(means.loc[ce, key], stds.loc[ce, key])} vs KFR "
+        f"{pm(means.loc[kfr_label, key], stds.loc[kfr_label, key])} (KFR − CE = "
+        f"{signed(row['minus CE (mean)'], row['minus CE (std)'])}, KFR higher on "
+        f"{row['seeds better']} seeds)"
+    )
 
 
 barz = claims[claims.model.str.startswith("L_CORR") & (claims.metric == COLUMNS["maxboxacc_v2"])]
@@ -499,33 +599,74 @@ def beat_centre(frame):
     return f"{int((box.to_numpy() > reference).sum())} of {len(box)} models"
 
 
-last_text = (f"; at the last block {main.last_block} ({main.last_grid[0]}×{main.last_grid[1]}, KFR's layer) "
-             f"{beat_centre(at_last_block)} beat it, CE scoring {at_last_block[at_last_block.model == main.baseline].maxboxacc_v2.mean():.3f}"
-             if len(at_last_block) else "")  # fmt: skip
+last_text = (
+    f"; at the last block {main.last_block} ({main.last_grid[0]}×{main.last_grid[1]}, KFR's layer) "
+    f"{beat_centre(at_last_block)} beat it, CE scoring {at_last_block[at_last_block.model == main.baseline].maxboxacc_v2.mean():.3f}"
+    if len(at_last_block)
+    else ""
+)
 
 # %%
-SETUP_KEYS = ("paper", "baseline", "centre", "layer", "grid", "last_block", "last_grid",
-              "box_share", "n_boxes", "boxless")  # fmt: skip
-report.save_metrics({
-    "dataset": dataset, "rows": records(per_seed), "claims": records(claims),
-    "rows_last_block": records(at_last_block), "summary_mean": records(means.reset_index()),
-    "summary_std": records(stds.reset_index()), "kfr_claim_maxboxacc_v2": claim_box,
-    "kfr_claim_kfr_point": claim_point, "kfr_vs_ce": {"kfr": kfr_label, "ce": main.baseline, "paper": main.paper},
-    "setups": [{**{k: getattr(g, k) for k in SETUP_KEYS}, "backbone": g.setup.backbone, "models": list(g.runs)}
-               for g in groups.values()],
-    "n_images": len(subset), "seeds": list(cfg.seeds), "box_share": main.box_share, "cam_grid": main.grid,
-    "cam_layer": main.layer, "min_cam_grid": min_cam_grid, "last_block": main.last_block, "last_block_grid": main.last_grid,
-}, "07_metrics", cfg, dataset=dataset)  # fmt: skip
+SETUP_KEYS = (
+    "paper",
+    "baseline",
+    "centre",
+    "layer",
+    "grid",
+    "last_block",
+    "last_grid",
+    "box_share",
+    "n_boxes",
+    "boxless",
+)
+report.save_metrics(
+    {
+        "dataset": dataset,
+        "rows": records(per_seed),
+        "claims": records(claims),
+        "rows_last_block": records(at_last_block),
+        "summary_mean": records(means.reset_index()),
+        "summary_std": records(stds.reset_index()),
+        "kfr_claim_maxboxacc_v2": claim_box,
+        "kfr_claim_kfr_point": claim_point,
+        "kfr_vs_ce": {"kfr": kfr_label, "ce": main.baseline, "paper": main.paper},
+        "setups": [
+            {
+                **{k: getattr(g, k) for k in SETUP_KEYS},
+                "backbone": g.setup.backbone,
+                "models": list(g.runs),
+            }
+            for g in groups.values()
+        ],
+        "n_images": len(subset),
+        "seeds": list(cfg.seeds),
+        "box_share": main.box_share,
+        "cam_grid": main.grid,
+        "cam_layer": main.layer,
+        "min_cam_grid": min_cam_grid,
+        "last_block": main.last_block,
+        "last_block_grid": main.last_grid,
+    },
+    "07_metrics",
+    cfg,
+    dataset=dataset,
+)
 kfr_note = ", KFR against that setup's own CE" if kfr_label else ""
 where = f" in {SETUP_NAMES[main.paper]} setup{kfr_note}" if main.paper else ""
 in_setup, beaten = (" in that setup", "their setup's") if main.paper else ("", "it")
-found = (f"MaxBoxAccV2 (mean of δ = 30/50/70) {compare('maxboxacc_v2')}; KFR's point BoxAcc(τ=0.15, "
-         f"δ=30) {compare('boxacc_tau0.15_iou30')}" if kfr_label else
-         f"{main.baseline} scores {pm(means.loc[main.baseline, 'maxboxacc_v2'], stds.loc[main.baseline, 'maxboxacc_v2'])} "
-         "MaxBoxAccV2")  # fmt: skip
-claim_text = (f"The KFR claim that hierarchy knowledge improves localisation {claim_box} here by "
-              f"MaxBoxAccV2 and {claim_point} at KFR's point" if kfr_label else
-              f"KFR's localisation claim is not tested on {data_name}: no paper's setup trains KFR on it")  # fmt: skip
+found = (
+    f"MaxBoxAccV2 (mean of δ = 30/50/70) {compare('maxboxacc_v2')}; KFR's point BoxAcc(τ=0.15, "
+    f"δ=30) {compare('boxacc_tau0.15_iou30')}"
+    if kfr_label
+    else f"{main.baseline} scores {pm(means.loc[main.baseline, 'maxboxacc_v2'], stds.loc[main.baseline, 'maxboxacc_v2'])} "
+    "MaxBoxAccV2"
+)
+claim_text = (
+    f"The KFR claim that hierarchy knowledge improves localisation {claim_box} here by "
+    f"MaxBoxAccV2 and {claim_point} at KFR's point"
+    if kfr_label
+    else f"KFR's localisation claim is not tested on {data_name}: no paper's setup trains KFR on it"
+)
 print(
     f"What we found ({len(cfg.seeds)} seed(s), {main.setup.epochs} epoch(s), {main.setup.backbone}{where}, "
     f"{len(subset)} {data_name} test images, Grad-CAM at {main.layer}, grid {main.grid[0]}×{main.grid[1]}): "
@@ -533,4 +674,4 @@ print(
     f"{means.loc[main.centre, 'maxboxacc_v2']:.3f} MaxBoxAccV2{in_setup}, and "
     f"{beat_centre(per_seed)} beat {beaten} at {main.layer}{last_text}. "
     f"{claim_text}. Barz's hierarchy embeddings minus CE in MaxBoxAccV2: {barz_text}."
-)  # fmt: skip
+)

@@ -78,8 +78,12 @@ PAIRS = {
 
 def with_and_without(method: str, knobs: dict, a: float) -> dict:
     """The runs without and with KFR's term, one per seed, with the same knobs otherwise."""
-    return {variant: [experiments.train(cfg, method, s, force=force, **knobs, **extra) for s in cfg.seeds]
-            for variant, extra in (("without", {}), ("+ KFR", {"kfr": a}))}  # fmt: skip
+    return {
+        variant: [
+            experiments.train(cfg, method, s, force=force, **knobs, **extra) for s in cfg.seeds
+        ]
+        for variant, extra in (("without", {}), ("+ KFR", {"kfr": a}))
+    }
 
 
 runs = {label: with_and_without(*spec) for label, spec in PAIRS.items()}
@@ -100,8 +104,14 @@ def kfr_balance(run) -> dict:
     row = run.history.dropna(subset=["loss_kfr"]).iloc[0]
     main = row.loss - alpha * row.loss_kfr  # the logged loss is the weighted sum of the terms
     ratio = alpha * row.loss_kfr / main
-    return {"run": run.name, "α": alpha, "epoch": int(row.epoch), "main loss": main,
-            "ℓ_qtr": row.loss_kfr, "α·ℓ_qtr / main loss": ratio}  # fmt: skip
+    return {
+        "run": run.name,
+        "α": alpha,
+        "epoch": int(row.epoch),
+        "main loss": main,
+        "ℓ_qtr": row.loss_kfr,
+        "α·ℓ_qtr / main loss": ratio,
+    }
 
 
 def has_kfr(run) -> bool:
@@ -129,8 +139,9 @@ def distance(metric):
 
 def retrieval(x, labels, metric) -> dict:
     k = min(K, len(labels) - 1)
-    m = metrics.retrieval_metrics(x, labels, similarity=similarity, metric=metric, K=k,
-                                  recall_ks=(1,))  # fmt: skip
+    m = metrics.retrieval_metrics(
+        x, labels, similarity=similarity, metric=metric, K=k, recall_ks=(1,)
+    )
     return {"R@1": m["recall"][1], "mAHP": m["mahp"], "mAP": m["map"]}
 
 
@@ -142,10 +153,14 @@ def scores(run) -> dict:
 
 # %%
 METRICS = {"L_CORR": ("test acc", "mAHP", "mAP"), "PA + HIER": ("R@1", "mAHP", "mAP")}
-per_seed = pd.DataFrame([
-    {"pair": label, "variant": variant, "run": r.name, "seed": r.seed, **scores(r)}
-    for label, pair in runs.items() for variant, rs in pair.items() for r in rs
-])  # fmt: skip
+per_seed = pd.DataFrame(
+    [
+        {"pair": label, "variant": variant, "run": r.name, "seed": r.seed, **scores(r)}
+        for label, pair in runs.items()
+        for variant, rs in pair.items()
+        for r in rs
+    ]
+)
 report.save_table(per_seed, "08_signals_per_seed", cfg)
 per_seed
 
@@ -179,8 +194,13 @@ def paired(label: str, metric: str) -> dict:
     row = {"pair": label, "metric": metric}
     for side in w:
         row |= {f"{side} (mean)": w[side].mean(), f"{side} (std)": std(w[side])}
-    return row | {"difference (mean)": d.mean(), "difference (std)": std(d),
-                  "seeds higher": int((d > 0).sum()), "seeds": len(d), "verdict": verdict(d)}  # fmt: skip
+    return row | {
+        "difference (mean)": d.mean(),
+        "difference (std)": std(d),
+        "seeds higher": int((d > 0).sum()),
+        "seeds": len(d),
+        "verdict": verdict(d),
+    }
 
 
 signals = pd.DataFrame([paired(label, m) for label, ms in METRICS.items() for m in ms])
@@ -221,8 +241,10 @@ def visual_trees(run) -> tuple:
     """Notebook 05's construction on the run's training representation: PCA, {Σ: tree}."""
     x, y = run.retrieval_features("train")
     pca = vh.fit_pca(x.astype(np.float64), variance)
-    trees = {c: vh.build_visual_hierarchy(pca.transform(x), y, semantic.classes, threshold, covariance=c)
-             for c in covariances}  # fmt: skip
+    trees = {
+        c: vh.build_visual_hierarchy(pca.transform(x), y, semantic.classes, threshold, covariance=c)
+        for c in covariances
+    }
     return pca, trees
 
 
@@ -243,9 +265,16 @@ def rerank(run) -> list[dict]:
     for c, tree in trees.items():
         leaves = np.hstack([x, vh.assign_leaves(pca.transform(x), tree.gaussians)[:, None]])
         ranked = retrieval(leaves, y, eq6(tree.ranking_hierarchy))
-        rows.append({"run": run.name, "seed": run.seed, "covariance": c, "merge levels": len(tree.levels) - 1,
-                     **{f"cosine {k}": v for k, v in base.items()},
-                     **{f"Δ {k}": ranked[k] - base[k] for k in base}})  # fmt: skip
+        rows.append(
+            {
+                "run": run.name,
+                "seed": run.seed,
+                "covariance": c,
+                "merge levels": len(tree.levels) - 1,
+                **{f"cosine {k}": v for k, v in base.items()},
+                **{f"Δ {k}": ranked[k] - base[k] for k in base},
+            }
+        )
     return rows
 
 
@@ -257,12 +286,13 @@ report.save_table(rerank_seed, "08_rerank_per_seed", cfg)
 DELTAS = ["Δ mAHP", "Δ mAP", "Δ R@1"]
 grouped = rerank_seed.groupby(["run", "covariance"], sort=False)
 rerank_table = (
-    grouped[["cosine mAHP", "cosine mAP", *DELTAS]].mean()
+    grouped[["cosine mAHP", "cosine mAP", *DELTAS]]
+    .mean()
     .join(grouped[DELTAS].agg(std).add_suffix(" (std)"))
     .join(grouped["merge levels"].max().rename("merge levels (max)"))
     .join(grouped.size().rename("seeds"))
     .reset_index()
-)  # fmt: skip
+)
 report.save_table(rerank_table, "08_rerank", cfg)
 rerank_table.round(4)
 
@@ -319,10 +349,14 @@ def hier_tree(run):
 # %%
 baselines = [experiments.train(cfg, "ce", s, force=force) for s in cfg.seeds]  # notebooks 03, 05
 hierarchies = {
-    b.seed: {"semantic": semantic, **ce_trees(b), "HIER proxies": hier_tree(h),
-             "HIER + KFR proxies": hier_tree(hk)}
+    b.seed: {
+        "semantic": semantic,
+        **ce_trees(b),
+        "HIER proxies": hier_tree(h),
+        "HIER + KFR proxies": hier_tree(hk),
+    }
     for b, h, hk in zip(baselines, *runs["PA + HIER"].values(), strict=True)
-}  # fmt: skip
+}
 TREES = list(hierarchies[cfg.seeds[0]])
 classes = [set(h.classes) for trees in hierarchies.values() for h in trees.values()]
 common = [c for c in semantic.classes if all(c in cs for cs in classes)]
@@ -337,8 +371,13 @@ print(f"{len(common)} classes common to every tree (of {len(semantic.classes)})"
 # %%
 def describe(seed: int, name: str) -> dict:
     h = hierarchies[seed][name].restrict(common)
-    return {"seed": seed, "tree": name, "inner nodes": len(h.nodes) - len(common),
-            "height": h.max_height, "triplets resolved": vh.resolved_triplets(h)}  # fmt: skip
+    return {
+        "seed": seed,
+        "tree": name,
+        "inner nodes": len(h.nodes) - len(common),
+        "height": h.max_height,
+        "triplets resolved": vh.resolved_triplets(h),
+    }
 
 
 trees_seed = pd.DataFrame([describe(s, t) for s in cfg.seeds for t in TREES])
@@ -351,8 +390,10 @@ tree_table.round(3)
 
 
 # %%
-MEASURES = {"triplet agreement": vh.triplet_agreement,
-            "cophenetic correlation": vh.cophenetic_correlation}  # fmt: skip
+MEASURES = {
+    "triplet agreement": vh.triplet_agreement,
+    "cophenetic correlation": vh.cophenetic_correlation,
+}
 
 
 def compare(seed: int, first: str, second: str) -> dict:
@@ -384,8 +425,9 @@ grouped = pairs_seed.groupby(["first", "second"], sort=False)[COLUMNS]
 agreement = grouped.mean().join(grouped.agg(std).add_suffix(" (std)")).reset_index()
 agreement = agreement[["first", "second", *(c + s for c in COLUMNS for s in ("", " (std)"))]]
 shown = agreement[agreement["first"] != agreement["second"]].reset_index(drop=True)
-table = shown[["first", "second"]].assign(**{c: [pm(m, s) for m, s in zip(shown[c], shown[f"{c} (std)"], strict=True)]
-                                             for c in COLUMNS})  # fmt: skip
+table = shown[["first", "second"]].assign(
+    **{c: [pm(m, s) for m, s in zip(shown[c], shown[f"{c} (std)"], strict=True)] for c in COLUMNS}
+)
 report.save_table(table, "08_agreement", cfg)
 table
 
@@ -438,9 +480,11 @@ def effect(mean: float, spread: float, higher: int, n: int) -> str:
 
 def signal_text(label: str) -> str:
     rows = signals[signals.pair == label].set_index("metric")
-    parts = [f"{m} {r['without (mean)']:.3f} → {r['+ KFR (mean)']:.3f}, "
-             + effect(r["difference (mean)"], r["difference (std)"], r["seeds higher"], r["seeds"])
-             for m, r in rows.iterrows()]  # fmt: skip
+    parts = [
+        f"{m} {r['without (mean)']:.3f} → {r['+ KFR (mean)']:.3f}, "
+        + effect(r["difference (mean)"], r["difference (std)"], r["seeds higher"], r["seeds"])
+        for m, r in rows.iterrows()
+    ]
     return f"KFR (α = {PAIRS[label][2]:g}) on top of {label}: " + "; ".join(parts)
 
 
@@ -454,12 +498,17 @@ def rerank_text(c: str) -> str:
     part = rerank_table[rerank_table.covariance == c].set_index("run")
     merged = part[part["merge levels (max)"] > 0]
     up = [int((merged[k] > 0).sum()) for k in ("Δ mAHP", "Δ mAP")]
-    text = (f"with {c} Σ a tree merged classes for {len(merged)} of {len(part)} closed-set runs "
-            f"(the mean Δ mAHP is positive for {up[0]} of them, Δ mAP for {up[1]})")  # fmt: skip
+    text = (
+        f"with {c} Σ a tree merged classes for {len(merged)} of {len(part)} closed-set runs "
+        f"(the mean Δ mAHP is positive for {up[0]} of them, Δ mAP for {up[1]})"
+    )
     for r in (r for r in ("ce", "corr") if r in part.index):
         row = part.loc[r]
-        text += (f"; {r}: nothing merged (Δ = 0)" if row["merge levels (max)"] == 0 else
-                 f"; {r}: Δ mAHP {delta(row, 'Δ mAHP')}, Δ mAP {delta(row, 'Δ mAP')}")  # fmt: skip
+        text += (
+            f"; {r}: nothing merged (Δ = 0)"
+            if row["merge levels (max)"] == 0
+            else f"; {r}: Δ mAHP {delta(row, 'Δ mAHP')}, Δ mAP {delta(row, 'Δ mAP')}"
+        )
     return text
 
 
@@ -475,15 +524,30 @@ def records(frame: pd.DataFrame) -> list[dict]:
     return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
 
 
-report.save_metrics({
-    "signals": records(signals), "signals_per_seed": records(per_seed), "kfr_balance": records(balance),
-    "rerank": records(rerank_table), "rerank_per_seed": records(rerank_seed),
-    "agreement": records(agreement), "agreement_per_seed": records(pairs_seed), "trees": TREES,
-    "tree_stats": records(tree_table.reset_index()), "tree_stats_per_seed": records(trees_seed),
-    "common_classes": len(common), "alphas": {"corr": alpha_corr, "hier": alpha_hier},
-    "new_run_seconds": train_seconds, "threshold": threshold, "rerank_alpha": rerank_alpha,
-    "covariances": list(covariances), "K": K, "seeds": list(cfg.seeds),
-}, "08_metrics", cfg)  # fmt: skip
+report.save_metrics(
+    {
+        "signals": records(signals),
+        "signals_per_seed": records(per_seed),
+        "kfr_balance": records(balance),
+        "rerank": records(rerank_table),
+        "rerank_per_seed": records(rerank_seed),
+        "agreement": records(agreement),
+        "agreement_per_seed": records(pairs_seed),
+        "trees": TREES,
+        "tree_stats": records(tree_table.reset_index()),
+        "tree_stats_per_seed": records(trees_seed),
+        "common_classes": len(common),
+        "alphas": {"corr": alpha_corr, "hier": alpha_hier},
+        "new_run_seconds": train_seconds,
+        "threshold": threshold,
+        "rerank_alpha": rerank_alpha,
+        "covariances": list(covariances),
+        "K": K,
+        "seeds": list(cfg.seeds),
+    },
+    "08_metrics",
+    cfg,
+)
 
 # %%
 ward, resolved = "Ward (CE class means)", tree_table["triplets resolved"]

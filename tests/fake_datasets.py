@@ -82,8 +82,12 @@ def write_cub(root: Path, classes: int = 4, per_class: int = 2) -> int:
     rng = np.random.default_rng(3)
     folder = root / "CUB_200_2011"
     names = [f"{k + 1:03d}.Bird_{'AB'[k % 2]}_{k}_Tern" for k in range(classes)]
-    rows = {"images.txt": [], "image_class_labels.txt": [], "train_test_split.txt": [],
-            "bounding_boxes.txt": []}  # fmt: skip
+    rows = {
+        "images.txt": [],
+        "image_class_labels.txt": [],
+        "train_test_split.txt": [],
+        "bounding_boxes.txt": [],
+    }
     for i in range(classes * per_class):
         relative = f"{names[i // per_class]}/img_{i}.jpg"
         _image(folder / "images" / relative, rng)
@@ -111,8 +115,10 @@ def write_sop(root: Path) -> int:
 
     rng = np.random.default_rng(4)
     folder = root / "Stanford_Online_Products"
-    rows = {"train": [(1, 1, "bicycle_final")] * 2 + [(2, 2, "chair_final")] * 2,
-            "test": [(3, 1, "bicycle_final")] * 2 + [(4, 2, "chair_final")] * 2}  # fmt: skip
+    rows = {
+        "train": [(1, 1, "bicycle_final")] * 2 + [(2, 2, "chair_final")] * 2,
+        "test": [(3, 1, "bicycle_final")] * 2 + [(4, 2, "chair_final")] * 2,
+    }
     for start, (split, part) in zip((1, 101), rows.items(), strict=True):
         text = lines(part, start)
         for line in text[1:]:
@@ -125,9 +131,16 @@ def write_inshop(root: Path) -> int:
     """DeepFashion In-shop's ``Eval/list_eval_partition.txt`` and ``Img/img/...``: 2 + 2 items."""
     from test_datasets_inshop import write_benchmark
 
-    rows = [f"img/{g}/Denim/id_0000000{k}/0{j}_front.jpg id_0000000{k} {split}"
-            for k, g, split in ((1, "MEN", "train"), (2, "WOMEN", "train"), (3, "MEN", "query"),
-                                (4, "WOMEN", "gallery")) for j in (1, 2)]  # fmt: skip
+    rows = [
+        f"img/{g}/Denim/id_0000000{k}/0{j}_front.jpg id_0000000{k} {split}"
+        for k, g, split in (
+            (1, "MEN", "train"),
+            (2, "WOMEN", "train"),
+            (3, "MEN", "query"),
+            (4, "WOMEN", "gallery"),
+        )
+        for j in (1, 2)
+    ]
     write_benchmark(root / "Inshop_Clothes", rows)
     return 4
 
@@ -155,8 +168,9 @@ def notebook_project(root: Path, backbones=()) -> Path:
     from hierstudy.models import build_backbone
 
     source = Path(__file__).resolve().parents[1]
-    shutil.copytree(source / "notebooks", root / "notebooks",
-                    ignore=shutil.ignore_patterns("*.ipynb"))  # fmt: skip
+    shutil.copytree(
+        source / "notebooks", root / "notebooks", ignore=shutil.ignore_patterns("*.ipynb")
+    )
     shutil.copy(source / "pyproject.toml", root)
     (root / "weights").mkdir(exist_ok=True)
     for name in backbones:

@@ -311,8 +311,11 @@ def box_dataset(boxes, **kwargs):
 
 
 def test_localisation_set_moves_every_box_with_the_evaluation_transform():
-    boxes = [np.array([[2, 4, 14, 12]]), np.array([[0, 0, 6, 10], [12, 10, 24, 20]]),
-             np.array([[22, 2, 24, 8]])]  # fmt: skip
+    boxes = [
+        np.array([[2, 4, 14, 12]]),
+        np.array([[0, 0, 6, 10], [12, 10, 24, 20]]),
+        np.array([[22, 2, 24, 8]]),
+    ]
     data = box_dataset(boxes)
     images, labels, out = localisation_set(data, [2, 1], paper_transforms("vh", size=48))
     assert images.shape == (2, 3, 48, 48) and images.dtype == torch.float32
@@ -340,8 +343,11 @@ def test_localisation_set_bad_inputs():
         localisation_set(box_dataset([np.ones((1, 4))] * 3), [])
     widths = iter([10, 12])
     with pytest.raises(CamError, match="differ in size"):  # a transform giving two sizes
-        localisation_set(box_dataset([np.ones((1, 4))] * 3), [0, 1],
-                         lambda image, boxes: (image[..., : next(widths)], boxes))  # fmt: skip
+        localisation_set(
+            box_dataset([np.ones((1, 4))] * 3),
+            [0, 1],
+            lambda image, boxes: (image[..., : next(widths)], boxes),
+        )
 
 
 # ------------------------------------------------------------------------------------ Grad-CAM
@@ -454,8 +460,15 @@ def test_gradcam_backward_pass_stops_at_the_target_layer():
     assert graph == {"conv1": False, "conv2": True}
     np.testing.assert_allclose(maps, manual_gradcam(net, net.conv2, x, labels), atol=1e-5)
     # a target without parameters (a ReLU module): its output needs the earlier layers' graph
-    seq = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 5, 3, padding=1),
-                        nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(5, 3))  # fmt: skip
+    seq = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(4, 5, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(5, 3),
+    )
     relu_maps = gradcam_maps(seq, x, labels, seq[3])
     assert relu_maps.max() > 0
     np.testing.assert_allclose(relu_maps, manual_gradcam(seq, seq[3], x, labels), atol=1e-5)

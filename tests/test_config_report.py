@@ -67,8 +67,11 @@ def test_provenance_commit_marks_a_dirty_tree(tmp_path, monkeypatch):
     (tmp_path / "f.txt").write_text("a")
     (tmp_path / "figures").mkdir()
     (tmp_path / "figures" / "t.csv").write_text("1")
-    for cmd in (["init", "-q"], ["add", "f.txt", "figures/t.csv"],
-                ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"]):  # fmt: skip
+    for cmd in (
+        ["init", "-q"],
+        ["add", "f.txt", "figures/t.csv"],
+        ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"],
+    ):
         subprocess.run(["git", *cmd], cwd=tmp_path, check=True)
     report.git_commit.cache_clear()
     clean = report.git_commit()

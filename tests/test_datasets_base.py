@@ -46,7 +46,9 @@ def test_subset_keeps_every_per_image_attribute_in_the_given_order(tmp_path):
     part = shapes.subset([5, 0, 3])
     assert (part.images == shapes.images[[5, 0, 3]]).all()
     assert part.labels.tolist() == shapes.labels[[5, 0, 3]].tolist()
-    assert (part.boxes == shapes.boxes[[5, 0, 3]]).all() and (part.masks == shapes.masks[[5, 0, 3]]).all()
+    assert (part.boxes == shapes.boxes[[5, 0, 3]]).all() and (
+        part.masks == shapes.masks[[5, 0, 3]]
+    ).all()
     assert part.hierarchy is shapes.hierarchy and len(shapes) == 70  # the original is untouched
     ragged = shapes.subset([0, 1])
     ragged.boxes = [np.zeros((2, 4)), np.ones((1, 4))]  # a list of per-image boxes (ImageNet's)

@@ -11,8 +11,9 @@ from hierstudy import config, experiments
 @pytest.fixture
 def tiny(tmp_path, monkeypatch):
     monkeypatch.setenv("HIERSTUDY_ROOT", str(tmp_path))
-    return config.load("smoke", per_class={"train": 4, "val": 2, "test": 2}, epochs=2,
-                       batch_size=35, seeds=(0,))  # fmt: skip
+    return config.load(
+        "smoke", per_class={"train": 4, "val": 2, "test": 2}, epochs=2, batch_size=35, seeds=(0,)
+    )
 
 
 def weights(run):
@@ -104,8 +105,9 @@ def test_hier_runs_save_a_snapshot_per_epoch_without_changing_the_weights(tiny):
 
 def test_corruption_knob_trains_and_extracts_on_corrupted_images(tiny):
     clean = experiments.study_data(tiny, "hiershapes", experiments.setup_for(tiny, "ce"), False)
-    data = experiments.study_data(tiny, "hiershapes", experiments.setup_for(tiny, "ce"), False,
-                                  corruption="occlusion")  # fmt: skip
+    data = experiments.study_data(
+        tiny, "hiershapes", experiments.setup_for(tiny, "ce"), False, corruption="occlusion"
+    )
     images, clean_images = data.train.tensors[0], clean.train.tensors[0]
     assert images.shape == clean_images.shape and not torch.equal(images, clean_images)
     changed = images != clean_images
@@ -176,7 +178,11 @@ def test_vh_setup_holds_out_a_fifth_of_the_training_images_to_validate_on(tmp_pa
     data = experiments.study_data(cfg, "cub_official", setup, False, seed=1)
     official = experiments.splits(cfg, "cub_official", setup)
     train, val = data.extract["train"], data.val
-    assert np.bincount(train.labels).tolist() == [4, 4, 4] and np.bincount(val.labels).tolist() == [1, 1, 1]
+    assert np.bincount(train.labels).tolist() == [4, 4, 4] and np.bincount(val.labels).tolist() == [
+        1,
+        1,
+        1,
+    ]
     assert sorted(map(str, train.paths + val.paths)) == sorted(map(str, official["train"].paths))
     assert data.train.paths == train.paths and data.train.transform is not train.transform
     assert (data.train_labels == train.labels).all()

@@ -15,7 +15,9 @@ def test_toy_example_of_barz_fig2():
     assert h.lcs("dog", "cat") == "mammal" and h.lcs("dog", "trout") == "animal"
     assert h.similarity()[i["dog"], i["cat"]] == pytest.approx(2 / 3)
     t = h.path_distance(k=2.0)
-    assert t[i["dog"], i["cat"]] == 4 and t[i["dog"], i["trout"]] == 8 and t[i["dog"], i["car"]] == 10
+    assert (
+        t[i["dog"], i["cat"]] == 4 and t[i["dog"], i["trout"]] == 8 and t[i["dog"], i["car"]] == 10
+    )
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -40,8 +42,17 @@ def test_tree_distances_are_symmetric_zero_diagonal_and_metric(seed):
 
 def test_dag_triangle_violation_is_reported():
     # Barz Fig. 4b in spirit: "golf cart" is both a vehicle and golf equipment.
-    pairs = [("root", "vehicle"), ("root", "equipment"), ("vehicle", "car"), ("vehicle", "cart"),
-             ("equipment", "cart"), ("equipment", "ball"), ("root", "z1"), ("z1", "z2"), ("z2", "z3")]
+    pairs = [
+        ("root", "vehicle"),
+        ("root", "equipment"),
+        ("vehicle", "car"),
+        ("vehicle", "cart"),
+        ("equipment", "cart"),
+        ("equipment", "ball"),
+        ("root", "z1"),
+        ("z1", "z2"),
+        ("z2", "z3"),
+    ]
     h = Hierarchy(pairs)
     count, worst = h.triangle_violations()
     assert not h.is_tree and count > 0
@@ -51,8 +62,10 @@ def test_dag_triangle_violation_is_reported():
 
 def test_lcs_tie_is_broken_by_least_height_then_smallest_id():
     # a and b share two parents of equal height: the smaller id wins, whatever the edge order.
-    for pairs in ([("r", "p2"), ("r", "p1"), ("p1", "a"), ("p2", "a"), ("p1", "b"), ("p2", "b")],
-                  [("p2", "b"), ("p1", "b"), ("p2", "a"), ("p1", "a"), ("r", "p1"), ("r", "p2")]):
+    for pairs in (
+        [("r", "p2"), ("r", "p1"), ("p1", "a"), ("p2", "a"), ("p1", "b"), ("p2", "b")],
+        [("p2", "b"), ("p1", "b"), ("p2", "a"), ("p1", "a"), ("r", "p1"), ("r", "p2")],
+    ):
         assert Hierarchy(pairs).lcs("a", "b") == "p1"
 
 

@@ -16,8 +16,9 @@ def test_each_kind_gives_a_finite_differentiable_loss(kind):
 
 def test_contrastive_pairs_match_a_literal_computation():
     x, labels = torch.randn(12, 5), torch.arange(12) % 3
-    loss = UniformTupleLoss("contrastive_l2", per_anchor=4, margin=0.5,
-                            generator=torch.Generator().manual_seed(3))  # fmt: skip
+    loss = UniformTupleLoss(
+        "contrastive_l2", per_anchor=4, margin=0.5, generator=torch.Generator().manual_seed(3)
+    )
     got = loss(x, labels)
     partners = torch.randint(0, 12, (2, 48), generator=torch.Generator().manual_seed(3))[0]
     z = F.normalize(x)

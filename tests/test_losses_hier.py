@@ -41,7 +41,6 @@ K = torch.tensor(-C, dtype=torch.float64)  # geoopt's curvature k = −c
 MAX_NORM = (1 - 1e-3) / math.sqrt(C)
 
 
-
 def assert_close(actual, expected, rtol=1e-7, atol=1e-7):
     """torch.allclose with a message (torch.testing's first call imports torch.distributed, 3 s)."""
     assert actual.shape == expected.shape and actual.dtype == expected.dtype
@@ -246,9 +245,10 @@ def test_masked_when_the_two_lcas_coincide():
     noise[1, 0, 2], noise[1, 0, 4] = 0.0, 1e3  # first triplet: ρ_ij = 2, ρ_ijk = 4
     c = cand.detach()
     hand = (
-        max(c[0, 2] - c[0, 4] + 0.1, 0) + max(c[1, 2] - c[1, 4] + 0.1, 0)
+        max(c[0, 2] - c[0, 4] + 0.1, 0)
+        + max(c[1, 2] - c[1, 4] + 0.1, 0)
         + max(c[2, 4] - c[2, 2] + 0.1, 0)
-    )  # fmt: skip
+    )
     assert lca_triplet_loss(cand, trip, noise).item() == pytest.approx(float(hand) / 2)
 
 

@@ -10,9 +10,16 @@ from hierstudy.losses.kfr import KFRLoss, pairwise_latent_distance, standardise
 
 # Leaves at depths 2 and 3, so d_T takes the values 0, 2, 3, 4 and 5.
 PAIRS = [
-    ("root", "A"), ("root", "B"), ("A", "a1"), ("A", "a2"),
-    ("B", "b1"), ("B", "b2"), ("B", "C"), ("C", "c1"), ("C", "c2"),
-]  # fmt: skip
+    ("root", "A"),
+    ("root", "B"),
+    ("A", "a1"),
+    ("A", "a2"),
+    ("B", "b1"),
+    ("B", "b2"),
+    ("B", "C"),
+    ("C", "c1"),
+    ("C", "c2"),
+]
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ def literal_proxy_anchor(x, labels, proxies, alpha=32.0, delta=0.1):
         neg += math.log(
             1 + sum(math.exp(alpha * (s[n] + delta)) for n, y in enumerate(labels) if y != p)
         )
-    return pos / len(present) + neg / len(proxies)  # fmt: skip
+    return pos / len(present) + neg / len(proxies)
 
 
 def literal_multi_similarity(x, labels, alpha=2.0, beta=50.0, base=0.5):

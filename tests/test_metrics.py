@@ -114,9 +114,15 @@ def tiny_case():
 def test_tiny_case_by_hand():
     feats, labels, similarity = tiny_case()
     out = retrieval_metrics(
-        feats, labels, similarity=similarity, metric="euclidean", K=3, recall_ks=(1, 2, 3),
-        map_ks=(1, 2, 3), per_query=True,
-    )  # fmt: skip
+        feats,
+        labels,
+        similarity=similarity,
+        metric="euclidean",
+        K=3,
+        recall_ks=(1, 2, 3),
+        map_ks=(1, 2, 3),
+        per_query=True,
+    )
     # rankings (labels): q0 -> 1,2,3 (1,0,1); q1 -> 0,2,3 (0,0,1); q2 -> 1,0,3 (1,0,1);
     # q3 -> 2,1,0 (0,1,0); each query has one relevant item among the three others
     np.testing.assert_allclose(out["per_query"]["ap"], [1 / 2, 1 / 3, 1 / 2, 1 / 2])
@@ -165,8 +171,13 @@ def test_fast_matches_literal_on_random_hierarchies(metric, dag):
     rng = np.random.default_rng([1 + dag, len(metric)])
     hierarchy = random_hierarchy(rng, dag=dag)
     feats, labels = random_data(rng, 120, len(hierarchy.classes))
-    kw = dict(similarity=hierarchy.similarity(), metric=metric, K=30, recall_ks=(1, 2, 4, 8),
-              map_ks=(1, 5, 50))  # fmt: skip
+    kw = dict(
+        similarity=hierarchy.similarity(),
+        metric=metric,
+        K=30,
+        recall_ks=(1, 2, 4, 8),
+        map_ks=(1, 5, 50),
+    )
     fast = retrieval_metrics(feats, labels, per_query=True, **kw)
     assert_agrees(fast, literal_retrieval(feats, labels, **kw))
 
@@ -177,8 +188,9 @@ def test_fast_matches_literal_with_a_separate_gallery():
     feats, labels = random_data(rng, 150, len(hierarchy.classes))
     feats[100] = feats[3]  # a gallery duplicate of a query: retrieved, not excluded
     data = (feats[:50], labels[:50], feats[50:], labels[50:])
-    kw = dict(similarity=hierarchy.similarity(), metric="cosine", K=25, recall_ks=(1, 10),
-              map_ks=(3, 100))  # fmt: skip
+    kw = dict(
+        similarity=hierarchy.similarity(), metric="cosine", K=25, recall_ks=(1, 10), map_ks=(3, 100)
+    )
     fast = retrieval_metrics(*data, per_query=True, **kw)
     assert_agrees(fast, literal_retrieval(*data, **kw))
 
@@ -248,9 +260,14 @@ def test_query_is_excluded_from_its_own_ranking():
     for q in (0, 17, 59):
         rest = np.arange(60) != q
         alone = retrieval_metrics(
-            feats[[q]], labels[[q]], feats[rest], labels[rest], per_query=True,
-            metric="euclidean", **kw,
-        )  # fmt: skip
+            feats[[q]],
+            labels[[q]],
+            feats[rest],
+            labels[rest],
+            per_query=True,
+            metric="euclidean",
+            **kw,
+        )
         for key in ("ap", "ahp"):
             assert together["per_query"][key][q] == pytest.approx(alone["per_query"][key][0])
         np.testing.assert_allclose(together["per_query"]["hp"][q], alone["per_query"]["hp"][0])
@@ -263,8 +280,16 @@ def test_lone_queries_are_left_out():
     feats, labels, similarity = tiny_case()
     feats, labels = np.vstack([feats, [[20.0]]]), np.append(labels, 2)  # class 2 occurs once
     similarity = np.pad(similarity, (0, 1)) + np.diag([0, 0, 1.0])
-    out = retrieval_metrics(feats, labels, similarity=similarity, metric="euclidean", K=3,
-                            recall_ks=(2,), map_ks=(), per_query=True)  # fmt: skip
+    out = retrieval_metrics(
+        feats,
+        labels,
+        similarity=similarity,
+        metric="euclidean",
+        K=3,
+        recall_ks=(2,),
+        map_ks=(),
+        per_query=True,
+    )
     assert out["n_queries"] == 4 and out["n_lone"] == 1
     assert np.isnan(out["per_query"]["ap"][4]) and np.isnan(out["per_query"]["hp"][4]).all()
     assert out["map"] == pytest.approx(11 / 24)  # unchanged from the tiny case

@@ -23,7 +23,6 @@ FEATURE_DIMS = {
 }
 
 
-
 @pytest.fixture
 def no_downloads(monkeypatch):
     def refuse(*args, **kwargs):
@@ -218,8 +217,13 @@ def test_vit_target_layer_gives_nonzero_gradcam_maps():
     model = build_model("vit_tiny_patch16_224", 5, img_size=32, patch_size=8, depth=2)
     assert model.target_layer_name == "backbone.blocks.1.norm1"
     gen = torch.Generator().manual_seed(0)
-    maps = gradcam_maps(model, torch.rand(3, 3, 32, 32, generator=gen), torch.tensor([0, 1, 2]),
-                        model.target_layer, reshape_transform=vit_reshape_transform(model))  # fmt: skip
+    maps = gradcam_maps(
+        model,
+        torch.rand(3, 3, 32, 32, generator=gen),
+        torch.tensor([0, 1, 2]),
+        model.target_layer,
+        reshape_transform=vit_reshape_transform(model),
+    )
     # with the last block's output every map was all zeros (no gradient reaches the patch tokens);
     # a single map may still be zero where the ReLU of Grad-CAM leaves nothing
     assert maps.shape == (3, 32, 32) and (maps.reshape(3, -1).max(1) > 0.5).sum() >= 2

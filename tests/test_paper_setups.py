@@ -17,8 +17,12 @@ MAIN_METHOD = {"barz": "corr_cls", "kfr": "kfr", "kfr_cvt": "kfr", "hier": "hier
 FIRST_DATASET = {"barz": "cifar100", "kfr": "cifar100", "hier": "cub"}
 CASES = [(paper, dataset, MAIN_METHOD[paper], {}) for paper, dataset in setups.SETUPS]
 CASES += [("barz", "cifar100", m, {}) for m in ("corr", "center", "ce")]
-CASES += [("kfr", "cifar100", "ce", {}), ("kfr", "cifar100", "dml", {"loss": "triplet_l1"}),
-          ("hier", "cub", "dml_zero_shot", {}), ("hier", "cub", "hier", {"sphere": True})]  # fmt: skip
+CASES += [
+    ("kfr", "cifar100", "ce", {}),
+    ("kfr", "cifar100", "dml", {"loss": "triplet_l1"}),
+    ("hier", "cub", "dml_zero_shot", {}),
+    ("hier", "cub", "hier", {"sphere": True}),
+]
 CASES = [c for c in CASES if c[1] in WRITERS]
 
 

@@ -6,11 +6,15 @@ from hierstudy.proxy_tree import nearest_smaller_proxy, proxy_tree
 
 def test_planted_two_level_tree_is_recovered():
     # root proxy at the origin, two family proxies at radius 1, four classes at radius 1.8 near them
-    proxies = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.4, 0.05], [1.4, -0.05],
-                            [-0.03, 1.4], [0.03, 1.4]], dtype=torch.float64)  # fmt: skip
+    proxies = torch.tensor(
+        [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.4, 0.05], [1.4, -0.05], [-0.03, 1.4], [0.03, 1.4]],
+        dtype=torch.float64,
+    )
     centres = torch.tensor([[1.8, 0.3], [1.8, -0.3], [-0.3, 1.8], [0.3, 1.8]], dtype=torch.float64)
     gen = torch.Generator().manual_seed(0)
-    samples = centres.repeat_interleave(5, 0) + 0.01 * torch.randn(20, 2, generator=gen, dtype=torch.float64)
+    samples = centres.repeat_interleave(5, 0) + 0.01 * torch.randn(
+        20, 2, generator=gen, dtype=torch.float64
+    )
     labels = np.repeat(np.arange(4), 5)
     h = proxy_tree(samples, labels, proxies, ["a", "b", "c", "d"])
     assert h.lcs("a", "b") != h.lcs("a", "c") and h.lcs("c", "d") != h.lcs("b", "d")

@@ -40,9 +40,13 @@ def _one_notebook(root, monkeypatch, name: str, source: str) -> None:
 
 @pytest.mark.notebook
 def test_failing_notebook_is_named_with_cell_and_error_and_copy_kept(tmp_path, monkeypatch):
-    _one_notebook(tmp_path, monkeypatch, "01_fails",
-                  '# %% tags=["parameters"]\nprofile = "small"\nforce = False\n\n'
-                  "# %%\nx = 1\n\n# %%\nraise ValueError('planted failure')\n")  # fmt: skip
+    _one_notebook(
+        tmp_path,
+        monkeypatch,
+        "01_fails",
+        '# %% tags=["parameters"]\nprofile = "small"\nforce = False\n\n'
+        "# %%\nx = 1\n\n# %%\nraise ValueError('planted failure')\n",
+    )
     with pytest.raises(study.StudyError) as error:
         study.run("smoke")
     message = str(error.value)
@@ -94,11 +98,23 @@ def _figures(tmp_path, monkeypatch, retrieval=RETRIEVAL_CSV, wsol=WSOL_ROWS):
 def test_headline_aggregates_seeds_joins_localisation_by_run_and_marks_gaps(tmp_path, monkeypatch):
     _figures(tmp_path, monkeypatch)
     table = study.headline("smoke").set_index("method")
-    assert list(table.columns) == ["protocol", "seeds", "accuracy", "balanced accuracy", "mAHP@250",
-                                   "mAP", "R@1", "mistake severity", "MaxBoxAccV2"]  # fmt: skip
+    assert list(table.columns) == [
+        "protocol",
+        "seeds",
+        "accuracy",
+        "balanced accuracy",
+        "mAHP@250",
+        "mAP",
+        "R@1",
+        "mistake severity",
+        "MaxBoxAccV2",
+    ]
     # KFR (α=10) ran on one seed of two: a sweep variant, left to notebook 06's tables
-    assert list(table.index) == ["CE (classification features)", "PA + HIER",
-                                 "centre Gaussian (no model)"]  # fmt: skip
+    assert list(table.index) == [
+        "CE (classification features)",
+        "PA + HIER",
+        "centre Gaussian (no model)",
+    ]
     ce = table.loc["CE (classification features)"]
     # mean ± sample std (ddof 1) over the two seeds: 0.5, 0.7 -> 0.600 ± 0.141
     assert (ce.seeds, ce["mAHP@250"], ce["mAP"], ce["mistake severity"]) == (
@@ -148,8 +164,10 @@ ImageNet-1k,CE + L2 norm,kfr/ce,closed set,250,0,0.1,0.2,0.3,0.4,5.0
 ImageNet-1k,CE + L2 norm,barz/ce,closed set,250,0,0.3,0.2,0.3,0.4,5.0
 ImageNet-1k,L_CORR+CLS,barz/corr_cls,closed set,250,0,0.2,0.3,0.4,0.5,4.0
 """
-    wsol = [{"model": "CE", "run": "kfr/ce", "seed": 0, "test_acc": 0.25, "maxboxacc_v2": 0.5},
-            {"model": "CE", "run": "barz/ce", "seed": 0, "test_acc": 0.3, "maxboxacc_v2": 0.4}]
+    wsol = [
+        {"model": "CE", "run": "kfr/ce", "seed": 0, "test_acc": 0.25, "maxboxacc_v2": 0.5},
+        {"model": "CE", "run": "barz/ce", "seed": 0, "test_acc": 0.3, "maxboxacc_v2": 0.4},
+    ]
     folder = _figures(tmp_path, monkeypatch, retrieval, wsol)
     saved = json.loads((folder / "07_metrics.json").read_text())
     saved["_provenance"] = {"dataset": "imagenet1k"}  # 07 scored ImageNet-1k's models
@@ -208,9 +226,14 @@ def test_publish_writes_headline_manifest_index_and_the_profiles_readme_block(
     assert index == folder / "index.md"
     assert text.index("## Headline") < text.index("## 01 · Trees") < text.index("## 06 · Retrieval")
     assert study.headline_markdown(study.headline("smoke")) in text
-    for link in ("[01_stats](01_stats.md) ([csv](01_stats.csv))", "[01_metrics.json](01_metrics.json)",
-                 "![01_tree](01_tree.png)", "[06_per_seed](06_per_seed.md) ([csv](06_per_seed.csv))",
-                 "[01_trees.py](../../notebooks/01_trees.py)", "[manifest.json](manifest.json)"):  # fmt: skip
+    for link in (
+        "[01_stats](01_stats.md) ([csv](01_stats.csv))",
+        "[01_metrics.json](01_metrics.json)",
+        "![01_tree](01_tree.png)",
+        "[06_per_seed](06_per_seed.md) ([csv](06_per_seed.csv))",
+        "[01_trees.py](../../notebooks/01_trees.py)",
+        "[manifest.json](manifest.json)",
+    ):
         assert link in text, link
     assert "![01_tree](01_tree.png)" in text.split("## 06")[0]  # grouped under its notebook
     assert (folder / "headline.csv").is_file() and "0.600 ± 0.141" in (
@@ -254,9 +277,13 @@ def test_cli_prints_the_index_path(tmp_path, monkeypatch, capsys):
 
 
 def test_parameters_reach_the_notebooks_parameters_cell(tmp_path, monkeypatch):
-    _one_notebook(tmp_path, monkeypatch, "01_echo",
-                  '# %% tags=["parameters"]\nprofile = "small"\nforce = False\ndataset = None\n\n'
-                  "# %%\nopen('echo.txt', 'w').write(f'{profile} {dataset}')\n")  # fmt: skip
+    _one_notebook(
+        tmp_path,
+        monkeypatch,
+        "01_echo",
+        '# %% tags=["parameters"]\nprofile = "small"\nforce = False\ndataset = None\n\n'
+        "# %%\nopen('echo.txt', 'w').write(f'{profile} {dataset}')\n",
+    )
     study.run("smoke", parameters={"dataset": ("sop", 2)})
     assert (tmp_path / "echo.txt").read_text() == "smoke ['sop', 2]"
 
@@ -300,7 +327,12 @@ def test_a_failure_keeps_earlier_figures_and_the_rerun_reuses_finished_runs(tmp_
     study.run("smoke")
     assert done.stat().st_mtime_ns == trained_at  # the finished run is reloaded, not retrained
     assert (figures / "01_acc.csv").read_bytes() == table
-    assert sorted(p.name for p in figures.iterdir()) == ["01_acc.csv", "01_acc.md", "index.md", "manifest.json"]  # fmt: skip
+    assert sorted(p.name for p in figures.iterdir()) == [
+        "01_acc.csv",
+        "01_acc.md",
+        "index.md",
+        "manifest.json",
+    ]
     manifest = json.loads((figures / "manifest.json").read_text())
     assert set(manifest["notebooks"]) == {"01_trains", "02_fails_once"} and manifest["complete"]
     assert not [p for p in (tmp_path / "runs").rglob(".*") if p.is_file()]
@@ -319,8 +351,13 @@ def test_rerunning_a_training_notebook_with_force_writes_byte_identical_tables(
     outputs, trained_at = [], []
     for _ in range(2):
         study.run("smoke", only=["02"], force=True)
-        outputs.append({p.name: p.read_bytes() for p in figures.iterdir()
-                        if p.suffix in {".csv", ".md", ".json"} and p.name != "manifest.json"})  # fmt: skip
+        outputs.append(
+            {
+                p.name: p.read_bytes()
+                for p in figures.iterdir()
+                if p.suffix in {".csv", ".md", ".json"} and p.name != "manifest.json"
+            }
+        )
         trained_at.append(done.stat().st_mtime_ns)
     assert trained_at[0] != trained_at[1]  # force retrained
     assert {

@@ -33,7 +33,6 @@ from hierstudy.train import (
 TIMING = ["images_per_s", "data_share", "time_s"]
 
 
-
 class Linear(nn.Module):
     """A model without BatchNorm whose step is easy to write out by hand."""
 

@@ -26,10 +26,18 @@ CLASSIFICATION = ("cifar10", "cifar100", "mini_imagenet", "imagenet1k", "cub_off
 ZERO_SHOT = ("cub", "cars196", "sop", "inshop")
 NAMES = CLASSIFICATION + ZERO_SHOT
 SPLITS = ("train", "val", "test")
-TITLES = {"hiershapes": "HierShapes", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
-          "mini_imagenet": "Mini-ImageNet", "imagenet1k": "ImageNet-1k",
-          "cub_official": "CUB-200-2011", "cub": "CUB-200-2011 (zero-shot)", "cars196": "Cars196",
-          "sop": "Stanford Online Products", "inshop": "In-shop Clothes"}  # fmt: skip
+TITLES = {
+    "hiershapes": "HierShapes",
+    "cifar10": "CIFAR-10",
+    "cifar100": "CIFAR-100",
+    "mini_imagenet": "Mini-ImageNet",
+    "imagenet1k": "ImageNet-1k",
+    "cub_official": "CUB-200-2011",
+    "cub": "CUB-200-2011 (zero-shot)",
+    "cars196": "Cars196",
+    "sop": "Stanford Online Products",
+    "inshop": "In-shop Clothes",
+}
 
 
 RECALL_KS = {"sop": (1, 10, 100, 1000), "inshop": (1, 10, 20, 30, 40, 50)}  # HIER's Table 1
@@ -46,8 +54,14 @@ def title(name: str) -> str:
     return TITLES.get(name, name)
 
 
-def open_split(name: str, split: str, *, root: str | Path | None = None,
-               transform: Callable | None = None, seed: int = 0) -> HierDataset | None:  # fmt: skip
+def open_split(
+    name: str,
+    split: str,
+    *,
+    root: str | Path | None = None,
+    transform: Callable | None = None,
+    seed: int = 0,
+) -> HierDataset | None:
     """Split ``split`` of dataset ``name`` (one of :data:`NAMES`); None for a zero-shot "val".
 
     ``cub_official`` is CUB-200-2011 with its official train/test lists (classification and
@@ -65,36 +79,49 @@ def open_split(name: str, split: str, *, root: str | Path | None = None,
         if split == "val":
             return None
         if name == "cub":
-            return ds.CUB(root / "CUB_200_2011", "train" if train else "test",
-                          protocol="zero-shot", transform=transform)  # fmt: skip
+            return ds.CUB(
+                root / "CUB_200_2011",
+                "train" if train else "test",
+                protocol="zero-shot",
+                transform=transform,
+            )
         if name == "cars196":
             return ds.Cars196(
                 root / "stanford_cars", "train" if train else "test", transform=transform
             )
         if name == "sop":
-            return ds.StanfordOnlineProducts(root / "Stanford_Online_Products",
-                                             "train" if train else "test", transform=transform)  # fmt: skip
+            return ds.StanfordOnlineProducts(
+                root / "Stanford_Online_Products", "train" if train else "test", transform=transform
+            )
         return ds.InShop(
             root / "Inshop_Clothes", "train" if train else "query+gallery", transform=transform
         )
     if name in ("cifar10", "cifar100"):
-        return ds.CIFAR(root / "cifar", int(name[5:]), "train" if train else "test",
-                        transform=transform)  # fmt: skip
+        return ds.CIFAR(
+            root / "cifar", int(name[5:]), "train" if train else "test", transform=transform
+        )
     if name == "mini_imagenet":
-        return ds.MiniImageNet(root / "mini-imagenet", "train" if train else "val", seed=seed,
-                               transform=transform)  # fmt: skip
+        return ds.MiniImageNet(
+            root / "mini-imagenet", "train" if train else "val", seed=seed, transform=transform
+        )
     if name == "cub_official":
         return ds.CUB(root / "CUB_200_2011", "train" if train else "test", transform=transform)
     folder = root / "imagenet"
     boxes = folder / "Annotations" / "CLS-LOC" / "val"
-    return ds.ImageNet(folder, "train" if train else "val", transform=transform,
-                       annotations=boxes if not train and boxes.is_dir() else None)  # fmt: skip
+    return ds.ImageNet(
+        folder,
+        "train" if train else "val",
+        transform=transform,
+        annotations=boxes if not train and boxes.is_dir() else None,
+    )
 
 
-def open_splits(name: str, *, root: str | Path | None = None, transform: Callable | None = None,
-                seed: int = 0) -> dict[str, HierDataset | None]:  # fmt: skip
+def open_splits(
+    name: str, *, root: str | Path | None = None, transform: Callable | None = None, seed: int = 0
+) -> dict[str, HierDataset | None]:
     """All of :data:`SPLITS` of ``name``, each folder read once: ``"val"`` is the ``"test"``
     object itself for the classification datasets and None for the zero-shot ones."""
-    parts = {s: open_split(name, s, root=root, transform=transform, seed=seed)
-             for s in ("train", "test")}  # fmt: skip
+    parts = {
+        s: open_split(name, s, root=root, transform=transform, seed=seed) for s in ("train", "test")
+    }
     return {**parts, "val": None if name in ZERO_SHOT else parts["test"]}

@@ -98,8 +98,10 @@ def barz_hierarchy(path: Path, class_ids: list[str]) -> Hierarchy:
     number = {str(k + 1): c for k, c in enumerate(class_ids)}
     missing = [k for k in number if k not in raw.index]
     if missing:
-        raise DatasetCorruptError(f"{path} lacks {len(missing)} of the {len(class_ids)} CUB "
-                                  f"classes (class numbers {missing[:5]})")  # fmt: skip
+        raise DatasetCorruptError(
+            f"{path} lacks {len(missing)} of the {len(class_ids)} CUB "
+            f"classes (class numbers {missing[:5]})"
+        )
     name = lambda node: number.get(node, f"taxon:{node}")  # noqa: E731
     return Hierarchy([(name(p), name(c)) for p, c in raw.edges()], class_ids)
 

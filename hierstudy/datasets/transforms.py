@@ -72,8 +72,10 @@ def paper_transforms(
     elif paper == "cifar":
         steps = [v2.Resize((size, size))] if size else []
         if train:
-            steps += [v2.RandomCrop(size or 32, padding=(size or 32) // 8, padding_mode="reflect"),
-                      v2.RandomHorizontalFlip()]  # fmt: skip
+            steps += [
+                v2.RandomCrop(size or 32, padding=(size or 32) // 8, padding_mode="reflect"),
+                v2.RandomHorizontalFlip(),
+            ]
     else:
         size = size or 224
         steps = [v2.Resize((size, size))]

@@ -25,8 +25,14 @@ KINDS = ("contrastive_l1", "contrastive_l2", "triplet_l1", "triplet_l2", "infonc
 class UniformTupleLoss(nn.Module):
     """``forward(x [B, F], labels [B]) -> scalar`` for one of :data:`KINDS`."""
 
-    def __init__(self, kind: str, *, per_anchor: int = 16, margin: float = 0.5,
-                 generator: torch.Generator | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        kind: str,
+        *,
+        per_anchor: int = 16,
+        margin: float = 0.5,
+        generator: torch.Generator | None = None,
+    ) -> None:
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"unknown DML loss {kind!r}; choose one of {KINDS}")
@@ -34,7 +40,9 @@ class UniformTupleLoss(nn.Module):
         if kind == "infonce":
             self.loss = losses.NTXentLoss(temperature=0.1)
             return
-        distance = distances.LpDistance(p=1 if kind.endswith("l1") else 2, normalize_embeddings=True)
+        distance = distances.LpDistance(
+            p=1 if kind.endswith("l1") else 2, normalize_embeddings=True
+        )
         if kind.startswith("contrastive"):
             self.loss = losses.ContrastiveLoss(pos_margin=0.0, neg_margin=margin, distance=distance)
         else:

@@ -19,5 +19,10 @@ def test_notebook_01_under_smoke_reproduces_barz_toy_and_stats():
     shapes = metrics["hiershapes"]
     assert shapes["classes"] >= 30 and shapes["height"] >= 3 and shapes["tree"]
     assert shapes["confuser pairs"] > 0 and shapes["train_images"] == 12 * shapes["classes"]
-    for name in ("01_hiershapes_examples.png", "01_cifar100_tree.png", "01_cifar100_distances.pdf", "01_hierarchy_stats.md"):
+    for name in (
+        "01_hiershapes_examples.png",
+        "01_cifar100_tree.png",
+        "01_cifar100_distances.pdf",
+        "01_hierarchy_stats.md",
+    ):
         assert (cfg.figures_dir / name).is_file()

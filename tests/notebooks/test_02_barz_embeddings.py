@@ -11,11 +11,18 @@ def test_notebook_02_under_smoke_checks_algorithm_1_and_trains_corr_models():
     for row in metrics["exactness"]:
         assert row["max |ΦΦᵀ − S|"] < 1e-12 and row["min entry of Φ"] >= -1e-12
         assert row["distance error, Algorithm 1"] < 1e-13
-    errors = [r["relative Frobenius error"] for r in metrics["low_dim"] if r["dataset"] == "cifar100"]
+    errors = [
+        r["relative Frobenius error"] for r in metrics["low_dim"] if r["dataset"] == "cifar100"
+    ]
     assert errors == sorted(errors, reverse=True) and len(errors) == 6
     assert "not positive definite" in metrics["dag_error"]
     methods = {r["method"]: r for r in metrics["accuracy"]}
-    assert set(methods) == {"CE (classification)", "CE + center loss", "L_CORR", "L_CORR+CLS",
-                            "L_CORR+CLS (authors' ReLU+BN)"}
+    assert set(methods) == {
+        "CE (classification)",
+        "CE + center loss",
+        "L_CORR",
+        "L_CORR+CLS",
+        "L_CORR+CLS (authors' ReLU+BN)",
+    }
     assert all(0 <= r["test acc (mean)"] <= 1 for r in methods.values())
     assert (cfg.figures_dir / "02_cifar100_embedding.png").is_file()

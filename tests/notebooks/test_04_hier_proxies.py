@@ -31,8 +31,14 @@ def test_notebook_04_under_smoke_runs_the_zero_shot_protocol_and_the_proxy_analy
     # Fig. 4: from the untrained model (epoch 0) to the last epoch, from the run's snapshots
     epochs = [row["epoch"] for row in metrics["over_epochs"]]
     assert epochs[0] == 0 and epochs[-1] == cfg.epochs and epochs == sorted(set(epochs))
-    assert all(row["ancestor proxies"] >= 1 and 0 <= row["1-NN accuracy"] <= 1
-               for row in metrics["over_epochs"])  # fmt: skip
-    for name in ("04_poincare_disk.png", "04_disk_over_epochs.png", "04_class_affinity.png",
-                 "04_boundary_proxies.png"):  # fmt: skip
+    assert all(
+        row["ancestor proxies"] >= 1 and 0 <= row["1-NN accuracy"] <= 1
+        for row in metrics["over_epochs"]
+    )
+    for name in (
+        "04_poincare_disk.png",
+        "04_disk_over_epochs.png",
+        "04_class_affinity.png",
+        "04_boundary_proxies.png",
+    ):
         assert (cfg.figures_dir / name).is_file()

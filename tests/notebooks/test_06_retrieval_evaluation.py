@@ -59,8 +59,10 @@ def test_notebook_06_under_smoke_evaluates_every_finished_run_with_one_protocol(
     rerank = metrics["rerank"]
     assert rerank["seed"] == report.load_metrics("05_hierarchies", cfg)["_provenance"]["seed"]
     assert rerank["dataset"] == "HierShapes"
-    for cov, variant in ((nb05["covariance"], "cosine + α·D_H (visual)"),
-                         ("pooled", "cosine + α·D_H (visual, pooled Σ)")):  # fmt: skip
+    for cov, variant in (
+        (nb05["covariance"], "cosine + α·D_H (visual)"),
+        ("pooled", "cosine + α·D_H (visual, pooled Σ)"),
+    ):
         label = f"CE + visual re-rank (α={alpha:g}, t={t:g}, {cov} Σ)"
         assert label in rerank["methods"]
         row = rows[label]
@@ -105,10 +107,20 @@ def test_notebook_06_evaluates_each_dataset_against_its_own_hierarchy(tmp_path, 
     monkeypatch.setenv("HIERSTUDY_ROOT", str(tmp_path))
     monkeypatch.setenv("HIERSTUDY_DATA", str(tmp_path / "data"))
     cfg = config.load("smoke")
-    tiny = {"backbone": "tiny_cnn", "pretrained": False, "image_size": 32, "epochs": 1,
-            "batch_size": 4}  # fmt: skip
+    tiny = {
+        "backbone": "tiny_cnn",
+        "pretrained": False,
+        "image_size": 32,
+        "epochs": 1,
+        "batch_size": 4,
+    }
     runs = [experiments.train(cfg, "ce", 0)]
-    for method, name in (("ce", "cifar100"), ("corr", "cifar100"), ("hier", "cub"), ("hier", "sop")):
+    for method, name in (
+        ("ce", "cifar100"),
+        ("corr", "cifar100"),
+        ("hier", "cub"),
+        ("hier", "sop"),
+    ):
         setup = dataclasses.replace(experiments.setup_for(cfg, method, name), **tiny)
         runs.append(experiments.train(cfg, method, 0, dataset=name, setup=setup))
     barz = dataclasses.replace(experiments.setup_for(cfg, "ce", "cifar100", "barz"), **tiny)
@@ -119,8 +131,12 @@ def test_notebook_06_evaluates_each_dataset_against_its_own_hierarchy(tmp_path, 
     metrics = report.load_metrics("06_metrics", cfg)
     shown = ["HierShapes", "CIFAR-100", "CUB-200-2011 (zero-shot)", "Stanford Online Products"]
     assert metrics["datasets"] == shown
-    assert metrics["max_height"]["HierShapes"] == 3 and "CUB-200-2011 (zero-shot)" not in (
-        metrics["max_height"]  # no closed-set run there
+    assert (
+        metrics["max_height"]["HierShapes"] == 3
+        and "CUB-200-2011 (zero-shot)"
+        not in (
+            metrics["max_height"]  # no closed-set run there
+        )
     )
     assert set(metrics["chance"]["CIFAR-100"]) == {"closed set"}
     assert set(metrics["chance"]["CUB-200-2011 (zero-shot)"]) == {"zero-shot"}
@@ -167,5 +183,6 @@ def metrics_of(feats, labels, similarity, metric):
     if metric == "hyperbolic":
         metric = lambda q, g: pairwise_distance(q.double(), g.double(), c=0.1)  # noqa: E731
     k = len(labels) - 1
-    return metrics.retrieval_metrics(feats, labels, similarity=similarity, metric=metric, K=k,
-                                     recall_ks=(1,))  # fmt: skip
+    return metrics.retrieval_metrics(
+        feats, labels, similarity=similarity, metric=metric, K=k, recall_ks=(1,)
+    )

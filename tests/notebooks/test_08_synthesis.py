@@ -53,8 +53,11 @@ def test_notebook_08_pairs_each_method_with_its_kfr_variant_seed_by_seed(smoke):
             assert r["test acc"] is None
     for pair, (_, alpha) in methods.items():
         for seed in seeds:
-            runs = {r["variant"]: finished[(r["run"], seed)] for r in rows
-                    if (r["pair"], r["seed"]) == (pair, seed)}  # fmt: skip
+            runs = {
+                r["variant"]: finished[(r["run"], seed)]
+                for r in rows
+                if (r["pair"], r["seed"]) == (pair, seed)
+            }
             # same knobs but KFR's, whose term (α, on the features) only the new run has
             assert runs["+ KFR"].result["knobs"] == {
                 **runs["without"].result["knobs"],
@@ -65,9 +68,13 @@ def test_notebook_08_pairs_each_method_with_its_kfr_variant_seed_by_seed(smoke):
             assert "kfr" not in {t[0] for t in runs["without"].result["recipe"]["terms"]}
 
     assert {(s["pair"], s["metric"]) for s in m["signals"]} == {
-        ("L_CORR", "test acc"), ("L_CORR", "mAHP"), ("L_CORR", "mAP"),
-        ("PA + HIER", "R@1"), ("PA + HIER", "mAHP"), ("PA + HIER", "mAP"),
-    }  # fmt: skip
+        ("L_CORR", "test acc"),
+        ("L_CORR", "mAHP"),
+        ("L_CORR", "mAP"),
+        ("PA + HIER", "R@1"),
+        ("PA + HIER", "mAHP"),
+        ("PA + HIER", "mAP"),
+    }
     for s in m["signals"]:
         values = {
             v: [r[s["metric"]] for r in rows if r["pair"] == s["pair"] and r["variant"] == v]

@@ -19,8 +19,11 @@ def test_notebook_04_runs_hiers_paper_setup_on_cub(tmp_path, monkeypatch):
     metrics = report.load_metrics("04_metrics", cfg)
     assert metrics["dataset"] == "cub" and metrics["recall_ks"] == [1, 2, 4, 8]
     assert metrics["train_classes"] == 3  # classes 1-3 train, 4-6 are retrieved
-    assert {row["method"] for row in metrics["scores"]} == {"Proxy-Anchor", "PA + HIER",
-                                                              "PA + HIERsph"}  # fmt: skip
+    assert {row["method"] for row in metrics["scores"]} == {
+        "Proxy-Anchor",
+        "PA + HIER",
+        "PA + HIERsph",
+    }
     for row in metrics["scores"]:
         assert 0 <= row["R@1"] <= row["R@8"] <= 1
     run = experiments.finished_runs(cfg, "cub")

@@ -105,10 +105,15 @@ def test_notebook_05_can_evaluate_the_clean_cub_network_on_corrupted_test_images
     stored clean features."""
     monkeypatch.setenv("MPLBACKEND", "Agg")
     parameters = {"profile": "paper_check", "retrain_corrupted": False, "corruptions": ["blur"]}
-    papermill.execute_notebook(jupytext.read(project / "notebooks" / "05_visual_hierarchy.py"),
-                               str(project / "05_clean_network.ipynb"), parameters=parameters,
-                               kernel_name="python3", language="python", cwd=str(project),
-                               progress_bar=False)  # fmt: skip
+    papermill.execute_notebook(
+        jupytext.read(project / "notebooks" / "05_visual_hierarchy.py"),
+        str(project / "05_clean_network.ipynb"),
+        parameters=parameters,
+        kernel_name="python3",
+        language="python",
+        cwd=str(project),
+        progress_bar=False,
+    )
     m = report.load_metrics("05_metrics", paper_check)
     assert m["robustness_protocol"] == "corrupted test images" and m["dataset"] == "cub_official"
     assert m["feature_drift"] < 1e-4 and m["robustness_models"] == []

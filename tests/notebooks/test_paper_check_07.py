@@ -20,16 +20,26 @@ RUNS = {
     "barz/center",
     "barz/corr",
 }
-SCORES = ("maxboxacc_v2", "maxboxacc_v2_iou30", "maxboxacc_v2_iou50", "maxboxacc_v2_iou70",
-          "boxacc_tau0.15_iou30", "top1loc_tau0.15_iou30", "energy_in_box")  # fmt: skip
+SCORES = (
+    "maxboxacc_v2",
+    "maxboxacc_v2_iou30",
+    "maxboxacc_v2_iou50",
+    "maxboxacc_v2_iou70",
+    "boxacc_tau0.15_iou30",
+    "top1loc_tau0.15_iou30",
+    "energy_in_box",
+)
 
 
 @pytest.mark.notebook
 def test_notebook_07_scores_the_papers_setups_on_imagenet_boxes(tmp_path, monkeypatch):
     weights = notebook_project(tmp_path, ["wide_resnet101_2", "resnet50"]) / "weights"
     write_imagenet(tmp_path / "data", classes=2, per_class=1, boxes=2)
-    for key, value in {"HIERSTUDY_ROOT": tmp_path, "HIERSTUDY_DATA": tmp_path / "data",
-                       "HIERSTUDY_WEIGHTS": weights}.items():  # fmt: skip
+    for key, value in {
+        "HIERSTUDY_ROOT": tmp_path,
+        "HIERSTUDY_DATA": tmp_path / "data",
+        "HIERSTUDY_WEIGHTS": weights,
+    }.items():
         monkeypatch.setenv(key, str(value))
     cfg = config.load("paper_check")
     assert cfg.datasets["wsol"] == "imagenet1k"
@@ -45,7 +55,11 @@ def test_notebook_07_scores_the_papers_setups_on_imagenet_boxes(tmp_path, monkey
     assert metrics["n_images"] == 2 and metrics["seeds"] == [0]
     kfr, barz = metrics["setups"]
     assert (kfr["paper"], kfr["backbone"], barz["paper"], barz["backbone"]) == (
-        "kfr", setups.SETUPS["kfr", "imagenet1k"].backbone, "barz", "resnet50")  # fmt: skip
+        "kfr",
+        setups.SETUPS["kfr", "imagenet1k"].backbone,
+        "barz",
+        "resnet50",
+    )
     # 224 px: both ResNets' last block is 7 × 7, KFR's own layer, so only it is scored
     for setup in (kfr, barz):
         assert setup["layer"] == setup["last_block"] == "backbone.layer4"
@@ -79,8 +93,10 @@ def test_notebook_07_scores_the_papers_setups_on_imagenet_boxes(tmp_path, monkey
     claims = {(c["model"], c["metric"]): c for c in metrics["claims"]}
     assert {m for m, _ in claims} == set(baseline) and pair["kfr"] in baseline  # no CE vs a CE
     for model, ce in baseline.items():
-        for key, metric in (("maxboxacc_v2", "MaxBoxAccV2 (mean of δ)"),
-                            ("energy_in_box", "CAM energy in box")):  # fmt: skip
+        for key, metric in (
+            ("maxboxacc_v2", "MaxBoxAccV2 (mean of δ)"),
+            ("energy_in_box", "CAM energy in box"),
+        ):
             minus = claims[model, metric]["minus CE (mean)"]
             assert minus == pytest.approx(rows[model][key] - ce[key])
     energy = rows[pair["kfr"]]["energy_in_box"] - runs["barz/ce"]["energy_in_box"]
