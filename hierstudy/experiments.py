@@ -36,6 +36,7 @@ from .config import Profile
 from .datasets import HierDataset, HierShapes, MPerClassBatchSampler, catalog, paper_transforms
 from .datasets.base import stratified_split
 from .embeddings import class_embeddings
+from .files import atomic_write, save_npz
 from .hierarchy import Hierarchy
 from .losses.dml import UniformTupleLoss
 from .losses.hier import HIER, HIERSph
@@ -43,7 +44,6 @@ from .losses.kfr import KFRLoss
 from .losses.proxy import MultiSimilarity, ProxyAnchor
 from .losses.semantic import CenterLoss, CorrelationLoss, nearest_class_prediction
 from .models import build_backbone, build_model
-from .report import atomic_write
 from .setups import METHOD_PAPER, Setup, paper_setup, profile_setup
 from .train import Term, TrainConfig, extract, fit, load_checkpoint, make_loader
 from .visual_hierarchy import CORRUPTIONS, corrupt
@@ -610,7 +610,7 @@ def train(
                 pred = nearest_class_prediction(torch.from_numpy(feats["embedding"]), phi).numpy()
             arrays["pred"] = pred
             test_acc = float((pred == feats["labels"]).mean())
-        _save_npz(run_dir / f"features_{split}.npz", arrays)
+        save_npz(run_dir / f"features_{split}.npz", arrays)
     result = {
         "name": name,
         "method": method,
@@ -699,7 +699,7 @@ def _snapshot_writer(
         with torch.no_grad():
             proxies = reg.proxy_points().detach().float().cpu().numpy()
         arrays = {"embedding": feats["embedding"], "labels": feats["labels"], "proxies": proxies}
-        _save_npz(folder / f"epoch{epoch:03d}.npz", arrays)
+        save_npz(folder / f"epoch{epoch:03d}.npz", arrays)
 
     next_epoch = [completed + 1]
 
@@ -735,11 +735,3 @@ def _nearest_accuracy(model, loader, phi: torch.Tensor, device) -> float:
         total += len(labels)
     model.train()
     return correct / total
-
-
-def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    import io
-
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    atomic_write(path, buffer.getvalue())

@@ -14,7 +14,6 @@ import os
 import platform
 import re
 import subprocess
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import matplotlib
 
 from . import __version__
 from .config import Profile, project_root
+from .files import atomic_write
 
 STYLE = {
     "figure.dpi": 110,
@@ -156,21 +156,6 @@ def environment(device: str = "cpu") -> dict:
 
 def stamp_text(stamp: Mapping[str, object]) -> str:
     return ", ".join(f"{k} {v}" for k, v in stamp.items())
-
-
-def atomic_write(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; outputs are ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def save_figure(fig, name: str, profile: Profile, *, dataset=None, seed=None) -> Path:

@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import config, report
+from .files import atomic_write
 
 
 class StudyError(RuntimeError):
@@ -282,7 +283,7 @@ def update_readme(readme: Path, block: str, profile: str) -> bool:
     new = f"{head}{start}\n{block.strip()}\n{end}{rest.split(end)[1]}"
     if new == text:
         return False
-    report.atomic_write(readme, new.encode())
+    atomic_write(readme, new.encode())
     return True
 
 
@@ -307,9 +308,7 @@ def write_manifest(profile: str | config.Profile, seconds: dict[str, float]) -> 
         "notebooks": entries,
         "complete": len(entries) == len(stems),
     }
-    return report.atomic_write(
-        path, (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode()
-    )
+    return atomic_write(path, (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())
 
 
 def _notebook_titles(root: Path) -> dict[str, tuple[str, str]]:
@@ -371,7 +370,7 @@ def write_index(profile: str | config.Profile, table: pd.DataFrame | None = None
         ]
         lines.append("")
     lines += [f"<sub>{report.stamp_text(report.provenance(cfg))}</sub>", ""]
-    return report.atomic_write(folder / "index.md", "\n".join(lines).encode())
+    return atomic_write(folder / "index.md", "\n".join(lines).encode())
 
 
 def publish(profile: str | config.Profile, seconds: dict[str, float]) -> Path:

@@ -7,7 +7,7 @@ import pytest
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from hierstudy import config, report  # noqa: E402
+from hierstudy import config, files, report  # noqa: E402
 
 
 def test_profile_resolution_order(monkeypatch):
@@ -53,9 +53,9 @@ def test_atomic_write_leaves_old_file_when_interrupted(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(report.os, "replace", boom)
+    monkeypatch.setattr(files.os, "replace", boom)
     with pytest.raises(KeyboardInterrupt):
-        report.atomic_write(target, b"new")
+        files.atomic_write(target, b"new")
     assert json.loads(target.read_text()) == {"old": 1}
     assert list(tmp_path.iterdir()) == [target]
 
