@@ -16,14 +16,10 @@ What the loop does, and why:
   optimiser group with lr × ``loss.lr_scale`` (HIER 50, Proxy-Anchor 1e4).
 * Learning rate: set before every step from :func:`lr_at`, a pure function of the step, so a
   resumed run needs no scheduler state.
-* Checkpoint after every epoch (``run_dir/checkpoint.pt``, written to a temporary file and renamed:
-  a crash never leaves half a file): model, optimiser, loss modules, AMP scaler, the RNG states
-  (torch, CUDA, numpy, python, the loader's / sampler's / loss modules' ``torch.Generator`` s) of
-  every rank, the config and the history. ``resume=True`` restarts from it, and on CPU with a
-  fixed seed ends with exactly the weights of an uninterrupted run (an interrupted epoch is
-  redone from its start). Only tensors and plain containers are stored, so it loads with
-  ``torch.load(weights_only=True)``. Exactness assumes the data order and augmentation depend
-  only on those RNGs (no ``persistent_workers``, whose worker RNGs are not checkpointed).
+* Checkpoint after every epoch (``run_dir/checkpoint.pt``, see :mod:`hierstudy.checkpoint`):
+  model, optimiser, loss modules, AMP scaler, every rank's RNG states, config and history.
+  ``resume=True`` restarts from it, and on CPU with a fixed seed ends with exactly the weights of
+  an uninterrupted run (an interrupted epoch is redone from its start).
 * ``run_dir/metrics.csv``: one row per epoch (0-based ``epoch``): ``lr`` (at the epoch's first
   step), ``loss`` (weighted total), ``loss_<term>`` (unweighted; empty before the term starts),
   ``train_acc`` when the model has logits, ``val_acc`` with a ``val_loader``, what ``eval_fn``
@@ -50,10 +46,9 @@ from __future__ import annotations
 
 import math
 import os
-import random
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from time import perf_counter
 
@@ -65,24 +60,16 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader, DistributedSampler
 
+from .checkpoint import CHECKPOINT, load_checkpoint, restore, rng_generators, save, seed_rngs
+from .checkpoint import CheckpointError as CheckpointError  # re-exported: fit raises it
+
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("constant", "linear", "cosine", "sgdr")
 INPUTS = ("features", "embedding", "logits")
-CHECKPOINT = "checkpoint.pt"
-METRICS = "metrics.csv"
-# config fields that must not change when a run is resumed (they shape the trajectory)
-_RECIPE = (
-    "epochs optimizer lr weight_decay momentum schedule lr_end sgdr_cycle_epochs sgdr_mult "
-    "grad_clip grad_clip_value sam_rho seed"
-).split()
 
 
 class TrainError(ValueError):
     """A training run cannot start as configured."""
-
-
-class CheckpointError(TrainError):
-    """A checkpoint file is unreadable or does not match the run resuming from it."""
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -254,6 +241,27 @@ class _Objective(nn.Module):
         return total, torch.stack(values), logits
 
 
+@dataclass
+class Session:
+    """What one :func:`fit` run carries from its set-up to its last epoch."""
+
+    config: TrainConfig
+    model: nn.Module
+    terms: list[Term]
+    net: _Objective  # the model and the loss modules (net.losses), with net.autocast
+    optimizer: torch.optim.Optimizer
+    params: list[Tensor]  # every parameter the optimiser updates
+    scaler: torch.amp.GradScaler
+    sam: SAM | None
+    generators: list[torch.Generator]  # checkpointed with the global RNG states
+    device: torch.device
+    memory_format: torch.memory_format
+    steps: int  # batches per epoch
+    rank: int
+    world: int
+    wrapped: nn.Module  # net, or net in DistributedDataParallel under DDP
+
+
 def fit(
     model: nn.Module,
     terms: Sequence[Term],
@@ -276,17 +284,29 @@ def fit(
     if unknown:
         raise TrainError(f"unknown fit() options {sorted(unknown)}")
     cfg = replace(config or TrainConfig(), **overrides)
+    session = _start(model, terms, train_loader, cfg)
+    run_dir = Path(run_dir)
+    start, history = 0, []
+    if cfg.resume and (run_dir / CHECKPOINT).exists():
+        start, history = restore(session, load_checkpoint(run_dir / CHECKPOINT), run_dir)
+    else:
+        seed_rngs(cfg.seed + session.rank)
+    session.wrapped = _distributed(session)  # after restoring: DDP broadcasts rank 0's weights
+    for epoch in range(start, cfg.epochs):
+        row, timing = _train_epoch(session, train_loader, epoch, on_step)
+        history.append(row | _evaluate(session, val_loader, eval_fn) | timing)
+        save(session, epoch + 1, history, run_dir)
+    return pd.DataFrame(history)
+
+
+def _start(
+    model: nn.Module, terms: Sequence[Term], loader: DataLoader, cfg: TrainConfig
+) -> Session:
+    """Check the run, put the model on its device and memory format, build the optimiser (+ SAM)."""
     _check_terms(terms)
     rank, world = _dist_info()
     device = torch.device(cfg.device)
-    steps = len(train_loader)
-    if steps == 0:
-        raise TrainError("train_loader yields no batches")
-    if world > 1 and not _is_sharded(train_loader, world):
-        raise TrainError(
-            f"under DDP ({world} ranks) train_loader needs a sampler sharded per rank "
-            "(num_replicas == world size): build it with make_loader or a DistributedSampler"
-        )
+    _check_loader(loader, world)
     use_amp = device.type == "cuda" if cfg.amp is None else cfg.amp
     bf16 = device.type != "cuda" or torch.cuda.is_bf16_supported()
     if use_amp and not bf16 and cfg.sam_rho:
@@ -300,112 +320,127 @@ def fit(
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp and not bf16)
     optimizer = make_optimizer(model, net.losses, cfg)
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    sam = SAM(params, cfg.sam_rho, model) if cfg.sam_rho else None
-    generators = _generators(train_loader, net.losses)
+    return Session(
+        config=cfg,
+        model=model,
+        terms=list(terms),
+        net=net,
+        optimizer=optimizer,
+        params=params,
+        scaler=scaler,
+        sam=SAM(params, cfg.sam_rho, model) if cfg.sam_rho else None,
+        generators=rng_generators(loader, net.losses),
+        device=device,
+        memory_format=memory_format,
+        steps=len(loader),
+        rank=rank,
+        world=world,
+        wrapped=net,
+    )
 
-    run_dir = Path(run_dir)
-    path = run_dir / CHECKPOINT
-    history: list[dict] = []
-    start = 0
-    if cfg.resume and path.exists():
-        state = load_checkpoint(path)
-        _restore(state, path, cfg, model, net.losses, optimizer, scaler, generators, rank, world)
-        start, history = int(state["epoch"]), list(state["history"])
-        if rank == 0:
-            _write_metrics(history, run_dir)
-    else:
-        _seed(cfg.seed + rank)
-    wrapped = net
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
 
-        ids = None
-        if device.type == "cuda":
-            ids = [device.index if device.index is not None else torch.cuda.current_device()]
-        # phases and heads whose output no term uses leave parameters without gradients
-        wrapped = DDP(net, device_ids=ids, find_unused_parameters=True)
+def _distributed(session: Session) -> nn.Module:
+    """The objective wrapped in DistributedDataParallel under DDP, else as it is."""
+    if session.world <= 1:
+        return session.net
+    from torch.nn.parallel import DistributedDataParallel as DDP
 
-    for epoch in range(start, cfg.epochs):
-        active = [t for t in terms if epoch >= t.start_epoch]
-        _set_epoch(train_loader, epoch)
-        net.train()
-        sums = torch.zeros(len(active) + 3, dtype=torch.float64, device=device)
-        first_lr = lr_at(cfg, epoch * steps, steps)
-        has_logits, data_time, began = False, 0.0, perf_counter()
-        bar = _progress(cfg, rank, steps, f"epoch {epoch}/{cfg.epochs}")
-        batches = iter(train_loader)
-        for step in range(steps):
-            tick = perf_counter()
-            batch = next(batches)
-            data_time += perf_counter() - tick
-            x = batch[0].to(device, non_blocking=True, memory_format=memory_format)
-            y = batch[1].to(device, non_blocking=True)
-            lr = lr_at(cfg, epoch * steps + step, steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr * group["lr_scale"]
-            optimizer.zero_grad(set_to_none=True)
-            # SAM's first pass stays local to the rank (no gradient all-reduce)
-            with wrapped.no_sync() if sam and world > 1 else nullcontext():
-                total, values, logits = wrapped(x, y, epoch)
-                _check_finite(values, active, epoch, step, world)
-                scaler.scale(total).backward()
-            if sam:
-                with sam.perturbed():
-                    optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(wrapped(x, y, epoch)[0]).backward()
-            _clip_and_step(optimizer, scaler, params, cfg)
-            n = len(y)
-            sums[: len(active)] += values * n
-            sums[-3] += total.detach() * n
-            sums[-1] += n
-            if logits is not None:
-                has_logits = True
-                sums[-2] += (logits.argmax(dim=1) == y).sum()
-            bar.update(1)
-            bar.set_postfix(loss=f"{total.item():.4g}", refresh=False)
-            if on_step is not None:
-                on_step(epoch, step)
-        bar.close()
-        elapsed = perf_counter() - began
-        if world > 1:
-            dist.all_reduce(sums)
-            for buffer in net.buffers():  # BatchNorm statistics: every rank keeps rank 0's
-                dist.broadcast(buffer, 0)
-        sums = sums.tolist()
-        seen = sums[-1]
-        row = {"epoch": epoch, "lr": first_lr, "loss": sums[-3] / seen}
-        values_by_name = {t.name: s / seen for t, s in zip(active, sums[:-3], strict=True)}
-        row.update({f"loss_{t.name}": values_by_name.get(t.name, math.nan) for t in terms})
-        if has_logits:
-            row["train_acc"] = sums[-2] / seen
-        model.eval()
-        if val_loader is not None:
-            row["val_acc"] = _accuracy(
-                model, val_loader, memory_format, device, net.autocast, world
-            )
-        if eval_fn is not None:
-            row.update({k: float(v) for k, v in eval_fn(model).items()})
-        model.train()
-        row.update(images_per_s=seen / elapsed, data_share=data_time / elapsed, time_s=elapsed)
-        history.append(row)
-        rng = _rng_state(generators)  # after validation, which may draw from the RNGs too
-        if world > 1:
-            every_rank: list = [None] * world
-            dist.all_gather_object(every_rank, rng)
-        if rank == 0:
-            state = {
-                "epoch": epoch + 1,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "losses": [loss.state_dict() for loss in net.losses],
-                "scaler": scaler.state_dict(),
-                "rng": every_rank if world > 1 else [rng],
-                "history": history,
-                "config": asdict(cfg),
-            }
-            _save_atomic(state, path)
-            _write_metrics(history, run_dir)
-    return pd.DataFrame(history)
+    device, ids = session.device, None
+    if device.type == "cuda":
+        ids = [device.index if device.index is not None else torch.cuda.current_device()]
+    # phases and heads whose output no term uses leave parameters without gradients
+    return DDP(session.net, device_ids=ids, find_unused_parameters=True)
+
+
+def _train_epoch(
+    session: Session, loader: DataLoader, epoch: int, on_step: Callable[[int, int], None] | None
+) -> tuple[dict, dict]:
+    """One pass over ``loader``: the epoch's training columns and its timing columns."""
+    active = [t for t in session.terms if epoch >= t.start_epoch]
+    _set_epoch(loader, epoch)
+    session.net.train()
+    # per active term Σ loss·n, then Σ total·n, Σ correct, Σ n
+    sums = torch.zeros(len(active) + 3, dtype=torch.float64, device=session.device)
+    has_logits, data_time, began = False, 0.0, perf_counter()
+    bar = _progress(session, f"epoch {epoch}/{session.config.epochs}")
+    batches = iter(loader)
+    for step in range(session.steps):
+        tick = perf_counter()
+        batch = next(batches)
+        data_time += perf_counter() - tick
+        y, total, values, logits = _train_step(session, batch, epoch, step, active)
+        n = len(y)
+        sums[: len(active)] += values * n
+        sums[-3] += total.detach() * n
+        sums[-1] += n
+        if logits is not None:
+            has_logits = True
+            sums[-2] += (logits.argmax(dim=1) == y).sum()
+        bar.update(1)
+        bar.set_postfix(loss=f"{total.item():.4g}", refresh=False)
+        if on_step is not None:
+            on_step(epoch, step)
+    bar.close()
+    elapsed = perf_counter() - began
+    if session.world > 1:
+        dist.all_reduce(sums)
+        for buffer in session.net.buffers():  # BatchNorm statistics: every rank keeps rank 0's
+            dist.broadcast(buffer, 0)
+    sums = sums.tolist()
+    seen = sums[-1]
+    timing = {"images_per_s": seen / elapsed, "data_share": data_time / elapsed, "time_s": elapsed}
+    return _epoch_row(session, epoch, active, sums, has_logits), timing
+
+
+def _train_step(session: Session, batch, epoch: int, step: int, active: list[Term]):
+    """One optimiser step (two passes with SAM); (labels, total, active terms' values, logits)."""
+    x = batch[0].to(session.device, non_blocking=True, memory_format=session.memory_format)
+    y = batch[1].to(session.device, non_blocking=True)
+    lr = lr_at(session.config, epoch * session.steps + step, session.steps)
+    for group in session.optimizer.param_groups:
+        group["lr"] = lr * group["lr_scale"]
+    session.optimizer.zero_grad(set_to_none=True)
+    # SAM's first pass stays local to the rank (no gradient all-reduce)
+    with session.wrapped.no_sync() if session.sam and session.world > 1 else nullcontext():
+        total, values, logits = session.wrapped(x, y, epoch)
+        _check_finite(values, active, epoch, step, session.world)
+        session.scaler.scale(total).backward()
+    if session.sam:
+        with session.sam.perturbed():
+            session.optimizer.zero_grad(set_to_none=True)
+            session.scaler.scale(session.wrapped(x, y, epoch)[0]).backward()
+    _clip_and_step(session.optimizer, session.scaler, session.params, session.config)
+    return y, total, values, logits
+
+
+def _epoch_row(
+    session: Session, epoch: int, active: list[Term], sums: list[float], has_logits: bool
+) -> dict:
+    """epoch, lr at its first step, the sample-weighted mean losses and train_acc."""
+    seen = sums[-1]
+    lr = lr_at(session.config, epoch * session.steps, session.steps)
+    row = {"epoch": epoch, "lr": lr, "loss": sums[-3] / seen}
+    values_by_name = {t.name: s / seen for t, s in zip(active, sums[:-3], strict=True)}
+    row.update({f"loss_{t.name}": values_by_name.get(t.name, math.nan) for t in session.terms})
+    if has_logits:
+        row["train_acc"] = sums[-2] / seen
+    return row
+
+
+def _evaluate(
+    session: Session,
+    val_loader: DataLoader | None,
+    eval_fn: Callable[[nn.Module], Mapping[str, float]] | None,
+) -> dict:
+    """val_acc and what eval_fn returns, with the model in eval mode."""
+    row = {}
+    session.model.eval()
+    if val_loader is not None:
+        row["val_acc"] = _accuracy(session, val_loader)
+    if eval_fn is not None:
+        row.update({k: float(v) for k, v in eval_fn(session.model).items()})
+    session.model.train()
+    return row
 
 
 def _clip_and_step(optimizer, scaler, params: list[Tensor], cfg: TrainConfig) -> None:
@@ -438,27 +473,6 @@ def make_optimizer(model: nn.Module, losses: Sequence[nn.Module], config: TrainC
     return torch.optim.SGD(
         groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """A checkpoint written by :func:`fit`, loaded with ``weights_only=True``.
-
-    Keys: epoch (completed epochs), model, optimizer, losses, scaler, rng, history, config.
-    An unreadable or incomplete file raises :class:`CheckpointError` naming it.
-    """
-    path = Path(path)
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:
-        raise CheckpointError(
-            f"checkpoint {path} cannot be read ({type(error).__name__}: {error}); it is "
-            "truncated or corrupted: delete it, or pass resume=False to start over"
-        ) from error
-    required = {"epoch", "model", "optimizer", "losses", "scaler", "rng", "history", "config"}
-    if not isinstance(state, dict) or not required <= set(state):
-        missing = sorted(required - set(state)) if isinstance(state, dict) else sorted(required)
-        raise CheckpointError(f"checkpoint {path} is not a training checkpoint: lacks {missing}")
-    return state
 
 
 @torch.inference_mode()
@@ -590,6 +604,16 @@ def _check_finite(values: Tensor, active: Sequence[Term], epoch: int, step: int,
         )
 
 
+def _check_loader(loader: DataLoader, world: int) -> None:
+    if len(loader) == 0:
+        raise TrainError("train_loader yields no batches")
+    if world > 1 and not _is_sharded(loader, world):
+        raise TrainError(
+            f"under DDP ({world} ranks) train_loader needs a sampler sharded per rank "
+            "(num_replicas == world size): build it with make_loader or a DistributedSampler"
+        )
+
+
 def _is_sharded(loader: DataLoader, world: int) -> bool:
     samplers = (
         loader.sampler,
@@ -607,122 +631,27 @@ def _set_epoch(loader: DataLoader, epoch: int) -> None:
             done.append(s)
 
 
-def _generators(loader: DataLoader, losses: Sequence[nn.Module]) -> list[torch.Generator]:
-    """Every torch.Generator the data order or a loss draws from (checkpointed by identity)."""
-    owners = [loader, loader.sampler, loader.batch_sampler]
-    owners.append(getattr(loader.batch_sampler, "sampler", None))
-    candidates = [getattr(o, "generator", None) for o in owners]
-    for loss in losses:
-        for module in loss.modules():
-            candidates += [v for _, v in sorted(vars(module).items())]
-    found: list[torch.Generator] = []
-    for g in candidates:
-        if isinstance(g, torch.Generator) and all(g is not f for f in found):
-            found.append(g)
-    return found
-
-
-def _seed(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _rng_state(generators: Sequence[torch.Generator]) -> dict:
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
-        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
-        "python": random.getstate(),
-        "generators": [g.get_state() for g in generators],
-    }
-
-
-def _set_rng_state(state: dict, generators: Sequence[torch.Generator]) -> None:
-    torch.set_rng_state(state["torch"].cpu())
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    random.setstate(state["python"])
-    for g, s in zip(generators, state["generators"], strict=True):
-        g.set_state(s.cpu())
-
-
-def _restore(state, path, cfg, model, losses, optimizer, scaler, generators, rank, world):
-    saved = state["config"]
-    changed = [
-        f"{k}: {saved.get(k)!r} → {getattr(cfg, k)!r}"
-        for k in _RECIPE
-        if saved.get(k) != getattr(cfg, k)
-    ]
-    if changed:
-        raise CheckpointError(
-            f"checkpoint {path} was written by a different recipe ({'; '.join(changed)}): "
-            "use another run_dir, or resume=False to overwrite"
-        )
-    if len(state["rng"]) != world:
-        raise CheckpointError(
-            f"checkpoint {path} comes from {len(state['rng'])} ranks, not {world}"
-        )
-    if len(state["rng"][rank]["generators"]) != len(generators):
-        raise CheckpointError(
-            f"checkpoint {path} holds {len(state['rng'][rank]['generators'])} loader/loss RNG "
-            f"generators, this run has {len(generators)}"
-        )
-    try:
-        model.load_state_dict(state["model"])
-        if len(state["losses"]) != len(losses):
-            raise ValueError(f"{len(state['losses'])} loss modules saved, {len(losses)} given")
-        for loss, saved_loss in zip(losses, state["losses"], strict=True):
-            loss.load_state_dict(saved_loss)
-        optimizer.load_state_dict(state["optimizer"])
-    except (RuntimeError, ValueError, KeyError) as error:
-        raise CheckpointError(
-            f"checkpoint {path} does not match this model, terms or optimizer: {error}"
-        ) from error
-    if state["scaler"]:
-        scaler.load_state_dict(state["scaler"])
-    _set_rng_state(state["rng"][rank], generators)
-
-
-def _save_atomic(state: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _write_metrics(history: list[dict], run_dir: Path) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / (METRICS + ".tmp")
-    pd.DataFrame(history).to_csv(tmp, index=False)
-    os.replace(tmp, run_dir / METRICS)
-
-
-def _progress(cfg: TrainConfig, rank: int, total: int, desc: str):
+def _progress(session: Session, desc: str):
     from tqdm import tqdm
 
-    disable = True if rank != 0 else (None if cfg.progress is None else not cfg.progress)
-    return tqdm(total=total, desc=desc, disable=disable, dynamic_ncols=True)
+    progress = session.config.progress
+    disable = True if session.rank != 0 else (None if progress is None else not progress)
+    return tqdm(total=session.steps, desc=desc, disable=disable, dynamic_ncols=True)
 
 
 @torch.no_grad()
-def _accuracy(model, loader, memory_format, device, autocast, world) -> float:
+def _accuracy(session: Session, loader: DataLoader) -> float:
+    device = session.device
     counts = torch.zeros(2, dtype=torch.float64, device=device)
     for batch in loader:
-        with autocast():
-            logits = model(batch[0].to(device, memory_format=memory_format)).logits
+        with session.net.autocast():
+            logits = session.model(batch[0].to(device, memory_format=session.memory_format)).logits
         if logits is None:
             raise TrainError("val_loader gives val_acc, which needs logits; use eval_fn instead")
         y = batch[1].to(device)
         counts += torch.stack(
             [(logits.argmax(dim=1) == y).sum(), torch.tensor(len(y), device=device)]
         )
-    if world > 1:
+    if session.world > 1:
         dist.all_reduce(counts)
     return (counts[0] / counts[1]).item()
