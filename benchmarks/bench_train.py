@@ -30,8 +30,9 @@ from torchvision.transforms import v2
 
 from hierstudy.datasets.base import ArrayDataset
 from hierstudy.datasets.hiershapes import taxonomy
+from hierstudy.features import make_loader
 from hierstudy.models import build_model
-from hierstudy.train import Term, fit, make_loader
+from hierstudy.train import Term, fit
 
 CANDIDATES = {
     "tiny_cnn": {},

@@ -12,10 +12,9 @@ A run is a model, a list of weighted loss :class:`Term` s and a :class:`TrainCon
 What the loop does, and why:
 
 * Loss terms: ``loss(output.<input>, labels) -> scalar``; the objective is Σ weight · loss over the
-  terms whose ``start_epoch`` has come (phases). A loss module's parameters (proxies) get their own
-  optimiser group with lr × ``loss.lr_scale`` (HIER 50, Proxy-Anchor 1e4).
-* Learning rate: set before every step from :func:`lr_at`, a pure function of the step, so a
-  resumed run needs no scheduler state.
+  terms whose ``start_epoch`` has come (phases).
+* The optimiser side (learning-rate schedules, the loss modules' own learning rates, SAM,
+  gradient clipping) is in :mod:`hierstudy.optim`.
 * Checkpoint after every epoch (``run_dir/checkpoint.pt``, see :mod:`hierstudy.checkpoint`):
   model, optimiser, loss modules, AMP scaler, every rank's RNG states, config and history.
   ``resume=True`` restarts from it, and on CPU with a fixed seed ends with exactly the weights of
@@ -27,14 +26,13 @@ What the loop does, and why:
   ``time_s``. Every value is a sample-weighted mean over the epoch (over all ranks under DDP).
 * A NaN or inf in any term stops the run before the weights are touched, with
   :class:`NonFiniteLossError` naming the term, epoch and step.
-* SAM (Foret et al., ICLR 2021, eq. 2–3): see :class:`SAM`. Gradient clipping by total norm
-  (Barz: 10) and/or by value (HIER: ±10) after the (second, with SAM) backward pass.
 * CUDA: autocast (bfloat16 where supported, else float16 with a gradient scaler) and
   channels-last; the same code runs on CPU in float32.
-* DDP: under ``torchrun`` call :func:`setup_distributed`, build loaders with :func:`make_loader`
-  (a ``DistributedSampler`` per rank), then ``fit`` as usual: the model and the loss modules are
-  wrapped together in ``DistributedDataParallel``, so proxies' gradients are averaged too.
-  Rank 0 writes the files; every rank returns the same history. ``batch_size`` is per rank::
+* DDP: under ``torchrun`` call :func:`setup_distributed`, build loaders with
+  :func:`~hierstudy.features.make_loader` (a ``DistributedSampler`` per rank), then ``fit`` as
+  usual: the model and the loss modules are wrapped together in ``DistributedDataParallel``, so
+  proxies' gradients are averaged too. Rank 0 writes the files; every rank returns the same
+  history. ``batch_size`` is per rank::
 
       # torchrun --nnodes=1 --nproc_per_node=4 my_run.py
       rank, world, device = setup_distributed()
@@ -47,25 +45,25 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from time import perf_counter
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _BatchNorm
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from .checkpoint import CHECKPOINT, load_checkpoint, restore, rng_generators, save, seed_rngs
 from .checkpoint import CheckpointError as CheckpointError  # re-exported: fit raises it
+from .features import INPUTS
 
-OPTIMIZERS = ("adamw", "sgd")
-SCHEDULES = ("constant", "linear", "cosine", "sgdr")
-INPUTS = ("features", "embedding", "logits")
+# temporary re-export for the notebooks (issue 17)
+from .features import extract as extract
+from .features import make_loader as make_loader
+from .optim import OPTIMIZERS, SAM, SCHEDULES, clip_and_step, lr_at, make_optimizer
 
 
 class TrainError(ValueError):
@@ -95,11 +93,9 @@ class Term:
 class TrainConfig:
     """Everything that defines a run besides the model, the terms and the data.
 
-    ``schedule``: "constant"; "linear" / "cosine" from ``lr`` at the first step to ``lr_end`` at
-    the last; "sgdr" (Loshchilov & Hutter, ICLR 2017): cosine from ``lr`` to ``lr_end`` over
-    ``sgdr_cycle_epochs``, restart, each cycle ``sgdr_mult`` × longer (Barz: 0.1 → 1e-6, 12
-    epochs, ×2). ``amp`` / ``channels_last``: None = on for CUDA. ``progress``: None = tqdm's
-    choice (on for a terminal). ``weight_decay`` is decoupled for AdamW, L2 for SGD.
+    ``schedule`` / ``lr_end`` / ``sgdr_*``: see :func:`~hierstudy.optim.lr_at`. ``amp`` /
+    ``channels_last``: None = on for CUDA. ``progress``: None = tqdm's choice (on for a
+    terminal). ``weight_decay`` is decoupled for AdamW, L2 for SGD.
     """
 
     epochs: int = 1
@@ -141,69 +137,6 @@ class TrainConfig:
                 problems.append(f"{name} must be > 0 or None, got {value}")
         if problems:
             raise TrainError("; ".join(problems))
-
-
-def lr_at(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
-    """Base learning rate at global step ``step`` (0-based) of ``config.epochs × steps_per_epoch``.
-
-    linear: lr + (lr_end − lr)·p; cosine: lr_end + (lr − lr_end)(1 + cos πp)/2, with
-    p = step / (total − 1). sgdr (SGDR eq. 5): the cosine with p = T_cur / T_i inside the current
-    cycle, counted in steps so that restarts fall exactly on epoch boundaries.
-    """
-    lr, end = config.lr, config.lr_end
-    if config.schedule == "constant":
-        return lr
-    if config.schedule in ("linear", "cosine"):
-        p = step / max(config.epochs * steps_per_epoch - 1, 1)
-        if config.schedule == "linear":
-            return lr + (end - lr) * p
-        return end + (lr - end) * (1 + math.cos(math.pi * p)) / 2
-    cycle = config.sgdr_cycle_epochs * steps_per_epoch
-    while step >= cycle:
-        step -= cycle
-        cycle *= config.sgdr_mult
-    return end + (lr - end) * (1 + math.cos(math.pi * step / cycle)) / 2
-
-
-class SAM:
-    """Sharpness-Aware Minimisation (Foret et al., ICLR 2021, eq. 2–3) around any optimiser.
-
-    After the first backward pass (gradient g at w), ``with sam.perturbed():`` moves the weights
-    to w + ε̂, ε̂ = ρ g / ‖g‖₂ (‖·‖₂ over all parameters), for a second forward–backward pass, and
-    moves them back on exit; the optimiser then steps from w with the gradient taken at w + ε̂.
-    BatchNorm running statistics are frozen during the second pass (normalisation still uses the
-    batch), so they are updated once per step, as without SAM. Under DDP the first pass is
-    local to each rank (per-replica ε̂, as in the paper's m-sharpness), the second is averaged.
-    """
-
-    def __init__(self, params: Sequence[Tensor], rho: float, model: nn.Module) -> None:
-        self.params = list(params)
-        self.rho = rho
-        self.norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
-
-    @contextmanager
-    def perturbed(self):
-        grads = [p.grad for p in self.params if p.grad is not None]
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-        scale = self.rho / (norm + 1e-12)
-        # restore by copy, not by subtracting ε̂: (w + ε̂) − ε̂ ≠ w in floating point, and ε̂
-        # differs between DDP ranks, which would drift apart
-        saved = [p.detach().clone() for p in self.params]
-        with torch.no_grad():
-            for p in self.params:
-                if p.grad is not None:
-                    p.add_(p.grad * scale)
-        tracking = [m.track_running_stats for m in self.norms]
-        for m in self.norms:
-            m.track_running_stats = False
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                for p, original in zip(self.params, saved, strict=True):
-                    p.copy_(original)
-            for m, flag in zip(self.norms, tracking, strict=True):
-                m.track_running_stats = flag
 
 
 class _Objective(nn.Module):
@@ -409,7 +342,7 @@ def _train_step(session: Session, batch, epoch: int, step: int, active: list[Ter
         with session.sam.perturbed():
             session.optimizer.zero_grad(set_to_none=True)
             session.scaler.scale(session.wrapped(x, y, epoch)[0]).backward()
-    _clip_and_step(session.optimizer, session.scaler, session.params, session.config)
+    clip_and_step(session.optimizer, session.scaler, session.params, session.config)
     return y, total, values, logits
 
 
@@ -441,101 +374,6 @@ def _evaluate(
         row.update({k: float(v) for k, v in eval_fn(session.model).items()})
     session.model.train()
     return row
-
-
-def _clip_and_step(optimizer, scaler, params: list[Tensor], cfg: TrainConfig) -> None:
-    """Clip the (unscaled) gradients by value and/or total norm, then step."""
-    if cfg.grad_clip or cfg.grad_clip_value:
-        scaler.unscale_(optimizer)
-        if cfg.grad_clip_value:
-            nn.utils.clip_grad_value_(params, cfg.grad_clip_value)
-        if cfg.grad_clip:
-            nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-    scaler.step(optimizer)
-    scaler.update()
-
-
-def make_optimizer(model: nn.Module, losses: Sequence[nn.Module], config: TrainConfig):
-    """AdamW or SGD (momentum) over the model, plus one group per loss module with parameters.
-
-    Each group carries ``lr_scale`` (1 for the model, ``loss.lr_scale`` for a loss module): the
-    loop sets its lr to lr_at(step) × lr_scale.
-    """
-    groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr_scale": 1.0}]
-    seen = {id(p) for p in groups[0]["params"]}
-    for loss in losses:
-        own = [p for p in loss.parameters() if p.requires_grad and id(p) not in seen]
-        seen.update(id(p) for p in own)
-        if own:
-            groups.append({"params": own, "lr_scale": float(getattr(loss, "lr_scale", 1.0))})
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.SGD(
-        groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
-
-
-@torch.inference_mode()
-def extract(
-    model: nn.Module, loader: DataLoader, device: str | torch.device = "cpu"
-) -> dict[str, np.ndarray | None]:
-    """Features [N, F], embedding [N, D], logits [N, C] and labels [N] of ``loader`` in one pass.
-
-    Eval mode (restored afterwards), float32 numpy arrays (int64 labels); a field the model does
-    not produce is None. The model is moved to ``device``.
-    """
-    device = torch.device(device)
-    model.to(device)
-    was_training = model.training
-    model.eval()
-    use_amp = device.type == "cuda"
-    parts: dict[str, list[Tensor]] = {k: [] for k in (*INPUTS, "labels")}
-    try:
-        for batch in loader:
-            with torch.autocast(device.type, enabled=use_amp):
-                out = model(batch[0].to(device, non_blocking=True))
-            for key in INPUTS:
-                value = getattr(out, key)
-                if value is not None:
-                    parts[key].append(value.float().cpu())
-            parts["labels"].append(torch.as_tensor(batch[1]).long().cpu())
-    finally:
-        model.train(was_training)
-    return {k: torch.cat(v).numpy() if v else None for k, v in parts.items()}
-
-
-def make_loader(
-    dataset,
-    batch_size: int,
-    *,
-    shuffle: bool = True,
-    drop_last: bool = False,
-    seed: int = 0,
-    num_workers: int = 0,
-    **kw,
-) -> DataLoader:
-    """A DataLoader whose order is seeded and, under torch.distributed, sharded per rank.
-
-    One process: a ``torch.Generator`` seeded with ``seed`` drives the shuffling (and the worker
-    seeds); it is checkpointed by :func:`fit`. DDP: a ``DistributedSampler(seed=seed)`` gives each
-    rank its own 1/world of every epoch; :func:`fit` calls its ``set_epoch``. ``kw`` goes to the
-    DataLoader (``pin_memory``, ``prefetch_factor``, ...).
-    """
-    if _dist_info()[1] > 1:
-        sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
-        return DataLoader(
-            dataset, batch_size, sampler=sampler, drop_last=drop_last, num_workers=num_workers, **kw
-        )
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(
-        dataset,
-        batch_size,
-        shuffle=shuffle,
-        drop_last=drop_last,
-        generator=generator,
-        num_workers=num_workers,
-        **kw,
-    )
 
 
 def setup_distributed(backend: str | None = None) -> tuple[int, int, torch.device]:
@@ -607,25 +445,21 @@ def _check_finite(values: Tensor, active: Sequence[Term], epoch: int, step: int,
 def _check_loader(loader: DataLoader, world: int) -> None:
     if len(loader) == 0:
         raise TrainError("train_loader yields no batches")
-    if world > 1 and not _is_sharded(loader, world):
+    if world > 1 and not any(getattr(s, "num_replicas", 1) == world for s in _samplers(loader)):
         raise TrainError(
             f"under DDP ({world} ranks) train_loader needs a sampler sharded per rank "
             "(num_replicas == world size): build it with make_loader or a DistributedSampler"
         )
 
 
-def _is_sharded(loader: DataLoader, world: int) -> bool:
-    samplers = (
-        loader.sampler,
-        getattr(loader.batch_sampler, "sampler", None),
-        loader.batch_sampler,
-    )
-    return any(getattr(s, "num_replicas", 1) == world for s in samplers)
+def _samplers(loader: DataLoader) -> tuple:
+    """Where a DistributedSampler can sit: the sampler, the batch sampler's, the batch sampler."""
+    return loader.sampler, getattr(loader.batch_sampler, "sampler", None), loader.batch_sampler
 
 
 def _set_epoch(loader: DataLoader, epoch: int) -> None:
     done: list = []
-    for s in (loader.sampler, getattr(loader.batch_sampler, "sampler", None), loader.batch_sampler):
+    for s in _samplers(loader):
         if hasattr(s, "set_epoch") and all(s is not d for d in done):
             s.set_epoch(epoch)
             done.append(s)
