@@ -58,35 +58,13 @@ from torch.utils.data import DataLoader
 
 from .checkpoint import CHECKPOINT, load_checkpoint, restore, rng_generators, save, seed_rngs
 from .checkpoint import CheckpointError as CheckpointError  # re-exported: fit raises it
-from .features import INPUTS
 
 # temporary re-export for the notebooks (issue 17)
 from .features import extract as extract
 from .features import make_loader as make_loader
+from .objective import NonFiniteLossError as NonFiniteLossError  # re-exported: fit raises it
+from .objective import Objective, Term, TrainError, check_finite, check_terms
 from .optim import OPTIMIZERS, SAM, SCHEDULES, clip_and_step, lr_at, make_optimizer
-
-
-class TrainError(ValueError):
-    """A training run cannot start as configured."""
-
-
-class NonFiniteLossError(FloatingPointError):
-    """A loss term became NaN or inf; the message names the term, epoch and step."""
-
-
-@dataclass
-class Term:
-    """One weighted part of the objective: ``weight * loss(output.<input>, labels)``.
-
-    ``input`` is a :class:`~hierstudy.models.ModelOutput` field; the term counts from epoch
-    ``start_epoch`` (0-based) on.
-    """
-
-    name: str
-    loss: nn.Module
-    weight: float = 1.0
-    input: str = "logits"
-    start_epoch: int = 0
 
 
 @dataclass
@@ -139,41 +117,6 @@ class TrainConfig:
             raise TrainError("; ".join(problems))
 
 
-class _Objective(nn.Module):
-    """Model and loss modules in one module, so that DDP averages the gradients of both.
-
-    ``forward`` returns only the total (plus detached logs): DDP then sees exactly which
-    parameters the active terms use.
-    """
-
-    def __init__(self, model: nn.Module, terms: Sequence[Term]) -> None:
-        super().__init__()
-        self.model = model
-        self.losses = nn.ModuleList(_unique_losses(terms))
-        self.terms = list(terms)
-        self.autocast: Callable = nullcontext
-
-    def forward(self, x: Tensor, y: Tensor, epoch: int):
-        with self.autocast():
-            out = self.model(x)
-        total, values = 0.0, []
-        for term in self.terms:
-            if epoch < term.start_epoch:
-                continue
-            inp = getattr(out, term.input)
-            if inp is None:
-                raise TrainError(
-                    f"term {term.name!r} needs the model's {term.input}, which is None"
-                )
-            value = term.loss(inp.float(), y)
-            if not isinstance(value, Tensor) or value.ndim != 0:
-                raise TrainError(f"term {term.name!r} must return a scalar tensor")
-            total = total + term.weight * value
-            values.append(value.detach())
-        logits = out.logits.detach() if out.logits is not None else None
-        return total, torch.stack(values), logits
-
-
 @dataclass
 class Session:
     """What one :func:`fit` run carries from its set-up to its last epoch."""
@@ -181,7 +124,7 @@ class Session:
     config: TrainConfig
     model: nn.Module
     terms: list[Term]
-    net: _Objective  # the model and the loss modules (net.losses), with net.autocast
+    net: Objective  # the model and the loss modules (net.losses), with net.autocast
     optimizer: torch.optim.Optimizer
     params: list[Tensor]  # every parameter the optimiser updates
     scaler: torch.amp.GradScaler
@@ -236,7 +179,7 @@ def _start(
     model: nn.Module, terms: Sequence[Term], loader: DataLoader, cfg: TrainConfig
 ) -> Session:
     """Check the run, put the model on its device and memory format, build the optimiser (+ SAM)."""
-    _check_terms(terms)
+    check_terms(terms)
     rank, world = _dist_info()
     device = torch.device(cfg.device)
     _check_loader(loader, world)
@@ -244,7 +187,7 @@ def _start(
     bf16 = device.type != "cuda" or torch.cuda.is_bf16_supported()
     if use_amp and not bf16 and cfg.sam_rho:
         raise TrainError("SAM with float16 AMP is not supported: use amp=False or a bf16 GPU")
-    net = _Objective(model, terms).to(device)
+    net = Objective(model, terms).to(device)
     channels_last = device.type == "cuda" if cfg.channels_last is None else cfg.channels_last
     memory_format = torch.channels_last if channels_last else torch.preserve_format
     model.to(memory_format=memory_format)
@@ -336,7 +279,7 @@ def _train_step(session: Session, batch, epoch: int, step: int, active: list[Ter
     # SAM's first pass stays local to the rank (no gradient all-reduce)
     with session.wrapped.no_sync() if session.sam and session.world > 1 else nullcontext():
         total, values, logits = session.wrapped(x, y, epoch)
-        _check_finite(values, active, epoch, step, session.world)
+        check_finite(values, active, epoch, step, session.world)
         session.scaler.scale(total).backward()
     if session.sam:
         with session.sam.perturbed():
@@ -400,46 +343,6 @@ def _dist_info() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
-
-
-def _check_terms(terms: Sequence[Term]) -> None:
-    if not terms:
-        raise TrainError("give at least one loss Term")
-    names = [t.name for t in terms]
-    if len(set(names)) != len(names) or not all(isinstance(n, str) and n for n in names):
-        raise TrainError(f"term names must be distinct non-empty strings, got {names}")
-    for t in terms:
-        if not isinstance(t.loss, nn.Module):
-            raise TrainError(f"term {t.name!r}: loss must be an nn.Module, got {type(t.loss)}")
-        if t.input not in INPUTS:
-            raise TrainError(f"term {t.name!r}: input must be one of {INPUTS}, got {t.input!r}")
-        if not math.isfinite(t.weight):
-            raise TrainError(f"term {t.name!r}: weight must be finite, got {t.weight}")
-        if int(t.start_epoch) != t.start_epoch or t.start_epoch < 0:
-            raise TrainError(f"term {t.name!r}: start_epoch must be an integer >= 0")
-    if min(t.start_epoch for t in terms) != 0:
-        raise TrainError("at least one term must start at epoch 0")
-
-
-def _unique_losses(terms: Sequence[Term]) -> list[nn.Module]:
-    unique: list[nn.Module] = []
-    for t in terms:
-        if all(t.loss is not u for u in unique):
-            unique.append(t.loss)
-    return unique
-
-
-def _check_finite(values: Tensor, active: Sequence[Term], epoch: int, step: int, world: int):
-    bad = (~torch.isfinite(values)).float()
-    if world > 1:
-        dist.all_reduce(bad)  # every rank must stop, or the others would wait forever
-    if bad.any():
-        names = [t.name for t, b in zip(active, bad.tolist(), strict=True) if b]
-        shown = ", ".join(f"{t.name}={v:g}" for t, v in zip(active, values.tolist(), strict=True))
-        raise NonFiniteLossError(
-            f"loss term(s) {names} not finite at epoch {epoch}, step {step} "
-            f"(this rank: {shown}); the weights were not updated"
-        )
 
 
 def _check_loader(loader: DataLoader, world: int) -> None:
