@@ -140,38 +140,11 @@ def run(
 
 
 # ------------------------------------------------------------------------------ the product
-# The headline's columns and where they come from: 06_per_seed.csv, and the per-seed rows of
-# 07_metrics.json (only the Grad-CAM layer 07 reports; its per-seed CSV also holds other layers).
-RETRIEVAL = {
-    "balanced accuracy": "balanced_accuracy",
-    "mAHP@K": "mahp",
-    "mAP": "map",
-    "R@1": "recall@1",
-    "mistake severity": "mistake_severity",
-}
-WSOL = {"accuracy": "test_acc", "MaxBoxAccV2": "maxboxacc_v2"}
-HEADLINE = [
-    "accuracy",
-    "balanced accuracy",
-    "mAHP@K",
-    "mAP",
-    "R@1",
-    "mistake severity",
-    "MaxBoxAccV2",
-]
-# Notebook 07's model labels → run names (used while its rows have no "run" field).
-WSOL_RUNS = {
-    "CE (baseline)": "ce",
-    "KFR (α=30)": "kfr",
-    "L_CORR+CLS": "corr_cls",
-    "CE + center loss": "center",
-    "L_CORR (score ψᵀφ)": "corr",
-}
-MISSING = "—"  # as in the notebooks' own tables
 HEADLINE_NOTE = (
-    f"Mean ± std over seeds (no ± from one seed; {MISSING} where a metric does not apply or was "
-    "not measured): accuracy and MaxBoxAccV2 (mean of δ = 30/50/70, at the Grad-CAM layer "
-    "notebook 07 reports) from notebook 07, the rest from notebook 06. [headline.csv](headline.csv)"
+    "Mean ± std over seeds (no ± from one seed; — where a metric does not apply or was not "
+    "measured): accuracy and MaxBoxAccV2 (mean of δ = 30/50/70, at the Grad-CAM layer notebook 07 "
+    "reports) from notebook 07, the rest from notebook 06; both read from the results stored "
+    "beside the runs. [headline.csv](headline.csv)"
 )
 OWN_FILES = {"index.md", "headline.csv", "headline.md", "manifest.json"}  # written by publish()
 INDEXED = {".md", ".json", ".png"}  # tables, metrics, figures (the .pdf beside a .png is ignored)
@@ -179,92 +152,6 @@ INDEXED = {".md", ".json", ".png"}  # tables, metrics, figures (the .pdf beside 
 
 def _profile(profile: str | config.Profile) -> config.Profile:
     return profile if isinstance(profile, config.Profile) else config.load(profile)
-
-
-def _pm(mean: float, std: float) -> str:
-    """'0.603 ± 0.018' (no ± from one seed, — when missing), as in notebooks 06 and 07."""
-    return (
-        MISSING if pd.isna(mean) else f"{mean:.3f}" if pd.isna(std) else f"{mean:.3f} ± {std:.3f}"
-    )
-
-
-def _over_seeds(table: pd.DataFrame, key: list[str], columns: dict[str, str]) -> pd.DataFrame:
-    """Per ``key`` (first-seen order): ``seeds`` and each headline column as mean ± std."""
-    out = pd.DataFrame({"seeds": table.groupby(key, sort=False).size()})
-    for name, column in columns.items():
-        if column not in table:
-            out[name] = MISSING
-            continue
-        groups = pd.to_numeric(table[column], errors="coerce").groupby(
-            [table[k] for k in key], sort=False
-        )
-        out[name] = [_pm(m, s) for m, s in zip(groups.mean(), groups.std(ddof=1), strict=True)]
-    return out
-
-
-def headline(profile: str | config.Profile) -> pd.DataFrame:
-    """The headline comparison: one row per method (and run) of notebook 06 trained with as
-    many seeds as any of its protocol (mean ± std; sweep variants run on fewer seeds stay in 06's
-    tables), accuracy and MaxBoxAccV2 added from notebook 07 by run name, then 07's models that
-    06 lacks. When 06 evaluated several datasets, a ``dataset`` column leads and rows (and 07's
-    join, on 07's own dataset) are per dataset; a ``run`` column appears when a method was trained
-    in two setups (``kfr/ce``, ``barz/ce``).
-
-    Read from ``06_per_seed.csv`` (method, run, protocol, K, seed, balanced_accuracy, mahp, map,
-    recall@1, mistake_severity) and the ``rows`` of ``07_metrics.json`` (model, seed, test_acc,
-    maxboxacc_v2, optionally run); a missing file or field gives "—". The mAHP column is named
-    ``mAHP@<K>`` when every row shares K, else ``mAHP@K`` beside a ``K`` column. Empty when
-    neither file exists.
-    """
-    from .datasets import catalog  # torch: only when the headline is built
-
-    folder = _profile(profile).figures_dir
-    rows = pd.DataFrame(columns=["method", "protocol", "run", "K", "seeds"])
-    by = []  # ["dataset"] when 06 evaluated several
-    if (folder / "06_per_seed.csv").is_file():
-        retrieval = pd.read_csv(folder / "06_per_seed.csv")
-        by = ["dataset"] if "dataset" in retrieval and retrieval["dataset"].nunique() > 1 else []
-        key = [*by, "method", *(["run"] if "run" in retrieval else [])]  # two setups: two CEs
-        keys = [c for c in ("protocol", "K") if c in retrieval]
-        first = retrieval.groupby(key, sort=False)[keys].first()
-        rows = first.join(_over_seeds(retrieval, key, RETRIEVAL)).reset_index()
-        most = (
-            rows.groupby([*by, "protocol"])["seeds"].transform("max")
-            if "protocol" in rows
-            else rows["seeds"].max()
-        )
-        rows = rows[rows["seeds"] == most]  # sweep variants (fewer seeds) stay in 06's tables
-    if (folder / "07_metrics.json").is_file():
-        saved = json.loads((folder / "07_metrics.json").read_text())
-        wsol = pd.DataFrame(saved["rows"])
-        if "run" not in wsol:
-            wsol = wsol.assign(run=wsol["model"].map(WSOL_RUNS).fillna(wsol["model"]))
-        wsol["dataset"] = catalog.title(saved.get("_provenance", {}).get("dataset", ""))
-        localisation = _over_seeds(wsol, [*by, "run"], WSOL)
-        rows = rows.join(localisation[list(WSOL)], on=[*by, "run"])
-        extra = localisation[~localisation.index.isin(rows.set_index([*by, "run"]).index)]
-        labels = wsol.groupby([*by, "run"], sort=False)["model"].first().reindex(extra.index)
-        extra = extra.assign(method=labels.to_numpy(), protocol="closed set", K=None)
-        rows = pd.concat([rows, extra.reset_index()], ignore_index=True)
-    ks = rows["K"].dropna().unique() if "K" in rows else []
-    mahp = f"mAHP@{int(ks[0])}" if len(ks) == 1 else "mAHP@K"
-    rows = rows.rename(columns={"mAHP@K": mahp})
-    several = rows.duplicated([*by, "method"], keep=False).any()  # a method under two setups
-    columns = [
-        *by,
-        "method",
-        *(["run"] if several else []),
-        "protocol",
-        "seeds",
-        *([] if len(ks) == 1 else ["K"]),
-        *(mahp if c == "mAHP@K" else c for c in HEADLINE),
-    ]
-    rows = rows.reindex(columns=columns)
-    text = [c for c in columns if c not in ("dataset", "method", "run", "protocol", "seeds", "K")]
-    rows[text] = rows[text].astype(object).fillna(MISSING)
-    if "K" in columns:
-        rows["K"] = [MISSING if pd.isna(k) else str(int(k)) for k in rows["K"]]
-    return rows.astype({"seeds": int})
 
 
 def headline_markdown(table: pd.DataFrame) -> str:
@@ -325,6 +212,8 @@ def write_index(profile: str | config.Profile, table: pd.DataFrame | None = None
     """``figures/<profile>/index.md``: the headline, then every table (.md, with its .csv), JSON
     file and figure (.png, shown) of the folder, grouped by notebook number, then links to the
     subfolders of notebooks run on other datasets."""
+    from .evaluation.headline import headline  # torch: only when the headline is built
+
     cfg = _profile(profile)
     folder = cfg.figures_dir
     table = headline(cfg) if table is None else table
@@ -346,7 +235,7 @@ def write_index(profile: str | config.Profile, table: pd.DataFrame | None = None
     if len(table):
         lines += [headline_markdown(table), "", HEADLINE_NOTE, ""]
     else:
-        lines += ["No headline yet: notebooks 06 and 07 have not written their tables.", ""]
+        lines += ["No headline yet: notebooks 06 and 07 have not stored their results.", ""]
     titles = _notebook_titles(cfg.root)
     for number in sorted(groups, key=lambda n: (n == "", n)):
         name, title = titles.get(number, (None, f"{number} (no notebook)" if number else "Other"))
@@ -376,6 +265,8 @@ def write_index(profile: str | config.Profile, table: pd.DataFrame | None = None
 def publish(profile: str | config.Profile, seconds: dict[str, float]) -> Path:
     """After a run: the headline (table, README block), the manifest and the index; returns the
     index's path. The README block is rewritten only where the README has this profile's markers."""
+    from .evaluation.headline import headline  # torch: only when the headline is built
+
     cfg = _profile(profile)
     table = headline(cfg)
     if len(table):

@@ -7,8 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from fake_results import RETRIEVAL_CSV, WSOL_ROWS, store_localisation, store_retrieval
 
 from hierstudy import config, report, study
+from hierstudy.evaluation.headline import headline
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,132 +61,7 @@ def test_failing_notebook_is_named_with_cell_and_error_and_copy_kept(tmp_path, m
     assert study.main(["study", "--profile", "smoke"]) == 1
 
 
-# --- the product: headline, README block, manifest, index ---------------------------------------
-RETRIEVAL_CSV = """\
-method,run,protocol,K,seed,mahp,balanced_accuracy,map,recall@1,mistake_severity
-CE (classification features),ce,closed set,250,0,0.5,0.6,0.4,0.7,2.0
-CE (classification features),ce,closed set,250,1,0.7,0.8,0.4,0.9,2.5
-KFR (α=10),kfr-alpha10,closed set,250,0,0.3,0.25,0.2,0.1,1.5
-PA + HIER,hier,zero-shot,250,0,0.45,,0.35,0.55,
-"""
-WSOL_ROWS = [  # 07_metrics.json["rows"]: the per-seed rows at the Grad-CAM layer 07 reports
-    {
-        "model": "CE (baseline)",
-        "seed": 0,
-        "test_acc": 0.6,
-        "maxboxacc_v2": 0.2,
-        "energy_in_box": 0.9,
-    },
-    {
-        "model": "CE (baseline)",
-        "seed": 1,
-        "test_acc": 0.8,
-        "maxboxacc_v2": 0.4,
-        "energy_in_box": 0.9,
-    },
-    {"model": "centre Gaussian (no model)", "seed": "-", "test_acc": None, "maxboxacc_v2": 0.56},
-]
-
-
-def _figures(tmp_path, monkeypatch, retrieval=RETRIEVAL_CSV, wsol=WSOL_ROWS):
-    monkeypatch.setenv("HIERSTUDY_ROOT", str(tmp_path))
-    folder = tmp_path / "figures" / "smoke"
-    folder.mkdir(parents=True)
-    (folder / "06_per_seed.csv").write_text(retrieval)
-    (folder / "07_metrics.json").write_text(json.dumps({"rows": wsol, "seeds": [0, 1]}))
-    return folder
-
-
-def test_headline_aggregates_seeds_joins_localisation_by_run_and_marks_gaps(tmp_path, monkeypatch):
-    _figures(tmp_path, monkeypatch)
-    table = study.headline("smoke").set_index("method")
-    assert list(table.columns) == [
-        "protocol",
-        "seeds",
-        "accuracy",
-        "balanced accuracy",
-        "mAHP@250",
-        "mAP",
-        "R@1",
-        "mistake severity",
-        "MaxBoxAccV2",
-    ]
-    # KFR (α=10) ran on one seed of two: a sweep variant, left to notebook 06's tables
-    assert list(table.index) == [
-        "CE (classification features)",
-        "PA + HIER",
-        "centre Gaussian (no model)",
-    ]
-    ce = table.loc["CE (classification features)"]
-    # mean ± sample std (ddof 1) over the two seeds: 0.5, 0.7 -> 0.600 ± 0.141
-    assert (ce.seeds, ce["mAHP@250"], ce["mAP"], ce["mistake severity"]) == (
-        2,
-        "0.600 ± 0.141",
-        "0.400 ± 0.000",
-        "2.250 ± 0.354",
-    )
-    # notebook 07's "CE (baseline)" is run "ce": its accuracy and MaxBoxAccV2 join the CE row
-    assert (ce.accuracy, ce.MaxBoxAccV2) == ("0.700 ± 0.141", "0.300 ± 0.141")
-    hier = table.loc["PA + HIER"]
-    assert (hier.protocol, hier["balanced accuracy"], hier["mistake severity"]) == (
-        "zero-shot",
-        "—",
-        "—",
-    )
-    centre = table.loc["centre Gaussian (no model)"]  # only in 07: appended with what it has
-    assert centre.MaxBoxAccV2 == "0.560" and set(
-        centre.drop(["protocol", "seeds", "MaxBoxAccV2"])
-    ) == {"—"}
-
-
-def test_headline_prefers_a_run_column_and_handles_missing_tables_columns_and_mixed_k(
-    tmp_path, monkeypatch
-):
-    retrieval = RETRIEVAL_CSV.replace("hier,zero-shot,250", "hier,zero-shot,143").replace(
-        ",recall@1", ",r1"
-    )
-    wsol = [{"model": "my CE", "run": "ce", "seed": 0, "test_acc": 0.5}]
-    _figures(tmp_path, monkeypatch, retrieval, wsol)
-    table = study.headline("smoke").set_index("method")
-    assert "mAHP@K" in table and list(table.K) == ["250", "143"]  # no extra row: "my CE" is ce
-    assert set(table["R@1"]) == {"—"} and set(table.MaxBoxAccV2) == {"—"}
-    assert table.loc["CE (classification features)", "accuracy"] == "0.500"
-    (tmp_path / "figures" / "smoke" / "06_per_seed.csv").unlink()
-    only_07 = study.headline("smoke")
-    assert list(only_07.method) == ["my CE"] and only_07.accuracy[0] == "0.500"
-    (tmp_path / "figures" / "smoke" / "07_metrics.json").unlink()
-    assert study.headline("smoke").empty
-
-
-def test_headline_keeps_datasets_apart_and_joins_07_on_its_own_dataset(tmp_path, monkeypatch):
-    retrieval = """\
-dataset,method,run,protocol,K,seed,mahp,balanced_accuracy,map,recall@1,mistake_severity
-HierShapes,CE + L2 norm,ce,closed set,250,0,0.5,0.6,0.4,0.7,2.0
-ImageNet-1k,CE + L2 norm,kfr/ce,closed set,250,0,0.1,0.2,0.3,0.4,5.0
-ImageNet-1k,CE + L2 norm,barz/ce,closed set,250,0,0.3,0.2,0.3,0.4,5.0
-ImageNet-1k,L_CORR+CLS,barz/corr_cls,closed set,250,0,0.2,0.3,0.4,0.5,4.0
-"""
-    wsol = [
-        {"model": "CE", "run": "kfr/ce", "seed": 0, "test_acc": 0.25, "maxboxacc_v2": 0.5},
-        {"model": "CE", "run": "barz/ce", "seed": 0, "test_acc": 0.3, "maxboxacc_v2": 0.4},
-    ]
-    folder = _figures(tmp_path, monkeypatch, retrieval, wsol)
-    saved = json.loads((folder / "07_metrics.json").read_text())
-    saved["_provenance"] = {"dataset": "imagenet1k"}  # 07 scored ImageNet-1k's models
-    (folder / "07_metrics.json").write_text(json.dumps(saved))
-    table = study.headline("smoke")
-    assert list(table.columns[:4]) == ["dataset", "method", "run", "protocol"]
-    rows = table.set_index(["dataset", "run", "method"])
-    assert (rows.seeds == 1).all()  # one seed of each setup's CE: not two seeds of one CE
-    assert rows.loc[("HierShapes", "ce", "CE + L2 norm"), "mAHP@250"] == "0.500"
-    assert rows.loc[("HierShapes", "ce", "CE + L2 norm"), "accuracy"] == "—"  # 07: ImageNet
-    assert rows.loc[("ImageNet-1k", "kfr/ce", "CE + L2 norm"), "mAHP@250"] == "0.100"
-    assert rows.loc[("ImageNet-1k", "kfr/ce", "CE + L2 norm"), "accuracy"] == "0.250"
-    assert rows.loc[("ImageNet-1k", "barz/ce", "CE + L2 norm"), "MaxBoxAccV2"] == "0.400"
-    assert rows.loc[("ImageNet-1k", "barz/corr_cls", "L_CORR+CLS"), "accuracy"] == "—"
-    assert len(table) == 4
-
-
+# --- the product: README block, manifest, index (the headline: tests/test_headline.py) ------------
 def test_readme_block_is_replaced_and_nothing_else(tmp_path):
     readme = tmp_path / "README.md"
     before = (
@@ -208,12 +85,18 @@ def test_readme_block_is_replaced_and_nothing_else(tmp_path):
 def test_publish_writes_headline_manifest_index_and_the_profiles_readme_block(
     tmp_path, monkeypatch
 ):
-    folder = _figures(tmp_path, monkeypatch)
+    monkeypatch.setenv("HIERSTUDY_ROOT", str(tmp_path))
+    cfg = config.load("smoke")
+    store_retrieval(cfg, RETRIEVAL_CSV)
+    store_localisation(cfg, WSOL_ROWS)
+    folder = cfg.figures_dir
+    folder.mkdir(parents=True)
     (tmp_path / "notebooks").mkdir()
     for name, title in (("01_trees", "01 · Trees"), ("06_retrieval", "06 · Retrieval")):
         (tmp_path / "notebooks" / f"{name}.py").write_text(f"# %% [markdown]\n# # {title}\n")
     for name in ("01_stats.csv", "01_stats.md", "01_metrics.json", "01_tree.png", "06_per_seed.md"):
         (folder / name).write_text("x")
+    (folder / "06_per_seed.csv").write_text("x")
     (tmp_path / "README.md").write_text(
         "a\n<!-- headline:smoke:start -->\n<!-- headline:smoke:end -->\nb\n"
     )
@@ -225,7 +108,7 @@ def test_publish_writes_headline_manifest_index_and_the_profiles_readme_block(
     assert "- [sop/](sop/): [04_metrics.json](sop/04_metrics.json)" in text
     assert index == folder / "index.md"
     assert text.index("## Headline") < text.index("## 01 · Trees") < text.index("## 06 · Retrieval")
-    assert study.headline_markdown(study.headline("smoke")) in text
+    assert study.headline_markdown(headline(cfg)) in text
     for link in (
         "[01_stats](01_stats.md) ([csv](01_stats.csv))",
         "[01_metrics.json](01_metrics.json)",

@@ -1,0 +1,1 @@
+"""Evaluation: retrieval and re-ranking of finished runs, per-run results, the headline."""
