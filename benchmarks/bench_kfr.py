@@ -1,4 +1,4 @@
-"""Cost of KFR's ℓ_qtr (000_352f6443065d4c19.txt eq. 6-7) in a training step.
+"""Cost of KFR's ℓ_qtr (Zhao et al. (KFR, 2024), eq. 6-7) in a training step.
 
 Times one AdamW step (forward, backward, update) of the small profile's model and batch with
 cross-entropy alone (reference) and with CE + α·ℓ_qtr (fast; α = 30 as for ResNet-34), the two

@@ -1,6 +1,6 @@
 """Pairwise Bhattacharyya coefficients of one merging level: vectorised vs a per-pair loop.
 
-Venkataramanan et al. (002_da6e8fd647b41bd8.txt) eq. 1-2 for every pair of K class Gaussians in
+Venkataramanan et al. (ICVS 2023), eq. 1-2, for every pair of K class Gaussians in
 d PCA dimensions. Default: CUB's size, 200 classes of 24 training images (the paper trains on 80 %
 of CUB's 5,994 training images, Sec. 4.2) in 128 dimensions; Ledoit-Wolf covariances, so ``auto``
 takes the Woodbury path. The reference is eq. 1 as printed, one pair at a time with numpy's

@@ -44,7 +44,7 @@ RECALL_KS = {"sop": (1, 10, 100, 1000), "inshop": (1, 10, 20, 30, 40, 50)}  # HI
 
 
 def recall_ks(name: str) -> tuple[int, ...]:
-    """The K of Recall@K that HIER (003_7a830569df0e77f8.txt, Table 1) reports on ``name``:
+    """The K of Recall@K that HIER (Kim et al., CVPR 2023, Table 1) reports on ``name``:
     1, 2, 4, 8 on CUB and Cars (and every other dataset here), its own sets on SOP and In-shop."""
     return RECALL_KS.get(name, (1, 2, 4, 8))
 

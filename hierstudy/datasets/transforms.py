@@ -3,16 +3,16 @@
 A v2 pipeline also moves ``tv_tensors.BoundingBoxes`` passed with the image (``return_boxes``).
 
 * ``"plain"`` — float32 in [0, 1], nothing else (HierShapes, and any evaluation at native size).
-* ``"kfr"`` — 000_352f6443065d4c19.txt Sec. IV-D: "resizing to 64×64 for CIFAR datasets and
+* ``"kfr"`` — Zhao et al. (KFR, 2024), Sec. IV-D: "resizing to 64×64 for CIFAR datasets and
   224×224 for Mini-ImageNet and ImageNet-1K, random horizontal flipping, random rotation, and
   random resized cropping". The rotation range and crop scale are not given: ±15° and
   torchvision's default scale (0.08, 1) here, both arguments. Evaluation: the resize only.
-* ``"hier"`` — ../methods/HIER.md (the authors' code): train RandomResizedCrop 224 + flip; test
-  Resize 256 + CenterCrop 224.
-* ``"cifar"`` — the standard CIFAR augmentation that Barz & Denzler's code uses (001_078dd69429c88981.txt
-  trains "following [3]"): random shifts by up to 1/8 of the side (a padded random crop) and
-  horizontal flips; evaluation: the image as is.
-* ``"vh"`` — 002_da6e8fd647b41bd8.txt Sec. 4.2 (CUB-200-2011): resize to 224×224, random
+* ``"hier"`` — docs/hier.md §Combination and recipe (the authors' code): train RandomResizedCrop
+  224 + flip; test Resize 256 + CenterCrop 224.
+* ``"cifar"`` — the standard CIFAR augmentation that Barz & Denzler's code uses (Barz & Denzler
+  (WACV 2019), Sec. 5.1.1, train "following [3]"): random shifts by up to 1/8 of the side (a
+  padded random crop) and horizontal flips; evaluation: the image as is.
+* ``"vh"`` — Venkataramanan et al. (ICVS 2023), Sec. 4.2 (CUB-200-2011): resize to 224×224, random
   horizontal flip and rotation ±30°; evaluation: the resize only.
 
 Except for ``"plain"``, images are normalised with the ImageNet mean and std (the pretrained

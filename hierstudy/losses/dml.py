@@ -1,7 +1,7 @@
-"""Deep-metric-learning terms that KFR compares with (000_352f6443065d4c19.txt, Table II).
+"""Deep-metric-learning terms that KFR compares with (Zhao et al. (KFR, 2024), Table II).
 
 pytorch-metric-learning computes the losses; this module only draws their tuples "with equal
-sampling probabilities as used in the proposed method" (Sec. IV-C.4): every sample is an anchor
+sampling probabilities as used in the proposed method" (Sec. IV-E.4): every sample is an anchor
 ``per_anchor`` times and its partners are drawn uniformly from the batch, whatever their class.
 
 * contrastive (Hadsell et al. 2006): each drawn pair (a, b) is a positive pair when the labels
