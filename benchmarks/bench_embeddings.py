@@ -17,10 +17,10 @@ import argparse
 import time
 
 import numpy as np
-from _timing import last_line, median_time  # noqa: E402  (also puts tests/ on the path)
-from reference_embeddings import algorithm1_literal, random_tree_edges  # noqa: E402
+from _timing import last_line, median_time  # also puts tests/ on the path
+from reference_embeddings import algorithm1_literal, random_tree_edges
 
-from hierstudy.embeddings import class_embeddings, pairwise_distance_error  # noqa: E402
+from hierstudy.embeddings import class_embeddings, pairwise_distance_error
 
 
 def tree_similarity(edges: list[tuple[str, str]]) -> np.ndarray:
