@@ -20,18 +20,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from _timing import interleaved_times, last_line  # also puts tests/ on the path
+from reference_cam import literal_maxboxacc_v2
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from reference_cam import literal_maxboxacc_v2  # noqa: E402
-
-from hierstudy.cam import best_iou, cam_thresholds, maxboxacc_v2  # noqa: E402
+from hierstudy.cam import best_iou, cam_thresholds, maxboxacc_v2
 
 
 def gradcam_like(n: int, size: int = 224, grid: int = 7, seed: int = 0):
@@ -75,14 +72,9 @@ def main() -> None:
         raise SystemExit("fast path and literal reference disagree")
     if maxboxacc_v2(cams[:r], boxes[:r])["maxboxacc_v2"] != ref["maxboxacc_v2"]:
         raise SystemExit("MaxBoxAccV2 differs from the literal reference")
-    times = {fast: [], reference: []}
-    for i in range(repeats):  # interleaved, order alternating, so drift hits both alike
-        for fn in (fast, reference) if i % 2 == 0 else (reference, fast):
-            start = clock()
-            fn()
-            times[fn].append(clock() - start)
-    per_fast = statistics.median(times[fast]) / n
-    per_ref = statistics.median(times[reference]) / r
+    fast_times, reference_times = interleaved_times(fast, reference, repeats, clock)
+    per_fast = statistics.median(fast_times) / n
+    per_ref = statistics.median(reference_times) / r
 
     print(
         f"{n} maps 224×224, {len(taus)} thresholds, MaxBoxAccV2 "
@@ -93,7 +85,7 @@ def main() -> None:
         f"seconds per map; the literal reference ran on the first {r} of the {n} maps "
         f"(identical IoUs at every τ), its time scaled per map"
     )
-    print(f"cam: fast {per_fast:.6f} s, reference {per_ref:.6f} s, ratio {per_ref / per_fast:.1f}x")
+    print(last_line("cam", per_fast, per_ref))
 
 
 if __name__ == "__main__":

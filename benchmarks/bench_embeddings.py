@@ -1,9 +1,10 @@
-"""Barz Algorithm 1: LAPACK Cholesky fast path vs the literal row-by-row transcription.
+"""Barz & Denzler's Algorithm 1 (WACV 2019): LAPACK Cholesky vs the literal row-by-row loop.
 
-Times ``hierstudy.embeddings.class_embeddings`` and ``tests/reference_embeddings.algorithm1_literal``
-on the same S of 1000 classes (ImageNet-1k's WordNet tree if WordNet is installed, else a random
-tree with 1000 leaves), then the fast path alone once on ~21k classes (ImageNet-21k as timm lists
-it, or a random tree of that size) — a 21843² float64 Cholesky, 3.8 GB, factored in place.
+Times ``hierstudy.embeddings.class_embeddings`` and
+``tests/reference_embeddings.algorithm1_literal`` on the same S of 1000 classes (ImageNet-1k's
+WordNet tree if WordNet is installed, else a random tree with 1000 leaves), then the fast path alone
+once on ~21k classes (ImageNet-21k as timm lists it, or a random tree of that size) — a 21843²
+float64 Cholesky, 3.8 GB, factored in place.
 
     python benchmarks/bench_embeddings.py [--quick] [--repeats R] [--large N] [--threads T]
 
@@ -16,10 +17,10 @@ import argparse
 import time
 
 import numpy as np
-from _timing import last_line, median_time  # noqa: E402  (also puts tests/ on the path)
-from reference_embeddings import algorithm1_literal, random_tree_edges  # noqa: E402
+from _timing import last_line, median_time  # also puts tests/ on the path
+from reference_embeddings import algorithm1_literal, random_tree_edges
 
-from hierstudy.embeddings import class_embeddings, pairwise_distance_error  # noqa: E402
+from hierstudy.embeddings import class_embeddings, pairwise_distance_error
 
 
 def tree_similarity(edges: list[tuple[str, str]]) -> np.ndarray:

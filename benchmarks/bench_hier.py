@@ -1,4 +1,4 @@
-"""Cost of the HIER regulariser (../shared/methods/HIER.md) at the paper's size.
+"""Cost of the HIER regulariser (Kim et al., CVPR 2023; docs/hier.md) at the paper's size.
 
 Fast: ``HIER`` forward + backward for B = 120 samples (60 classes × 2), D = 128, P = 512 proxies,
 distances, mining and Gumbel noise included, median after a warm-up. Reference: the literal
@@ -16,31 +16,14 @@ while other jobs share the two cores, torch's second thread spends more time wai
 from __future__ import annotations
 
 import argparse
-import statistics
-import sys
-import time
-from pathlib import Path
 
 import torch
+from _timing import WALL_AND_CPU, last_line, median_time, median_times  # also puts tests/ on path
+from hier_literal import literal_lca_term
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from hier_literal import literal_lca_term  # noqa: E402
-
-from hierstudy.losses.hier import HIER, lca_triplet_loss, reciprocal_triplets, to_ball  # noqa: E402
+from hierstudy.losses.hier import HIER, lca_triplet_loss, reciprocal_triplets, to_ball
 
 B, D, P = 120, 128, 512
-
-
-def median_time(fn, repeats: int) -> tuple[float, float]:
-    """Median wall-clock and process CPU seconds of ``fn()`` after one warm-up call."""
-    fn()
-    wall, cpu = [], []
-    for _ in range(repeats):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        fn()
-        wall.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - start_cpu)
-    return statistics.median(wall), statistics.median(cpu)
 
 
 def main() -> None:
@@ -59,7 +42,7 @@ def main() -> None:
     def fast():
         loss_fn(x, labels).backward()
 
-    t_fast, cpu_fast = median_time(fast, repeats)
+    (t_fast, cpu_fast), _ = median_times(fast, repeats, clocks=WALL_AND_CPU)
 
     # the candidate distances, triplets and noise of one forward, drawn as the module draws them
     with torch.no_grad():
@@ -80,7 +63,7 @@ def main() -> None:
     fast_value = sum(lca_triplet_loss(c, t[:subset], n[:, :subset]) for c, t, n in parts)
     if not torch.allclose(fast_value, literal_subset(), rtol=1e-5, atol=1e-6):
         raise SystemExit("fast and literal LCA terms disagree on the benchmark inputs")
-    per_triplet = median_time(literal_subset, repeats)[0] / (2 * subset)
+    per_triplet = median_time(literal_subset, repeats) / (2 * subset)
     t_ref = per_triplet * n_total
 
     print(f"threads {args.threads}; one forward mines {len(trips[0])} + {len(trips[1])} triplets")
@@ -93,7 +76,7 @@ def main() -> None:
         f"{subset} + {subset} of those triplets, {per_triplet * 1e3:.2f} ms per triplet, scaled "
         f"to all {n_total}; its distances are given (the Möbius step is not counted)"
     )
-    print(f"hier: fast {t_fast:.4f} s, reference {t_ref:.4f} s, ratio {t_ref / t_fast:.1f}x")
+    print(last_line("hier", t_fast, t_ref))
 
 
 if __name__ == "__main__":

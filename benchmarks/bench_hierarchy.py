@@ -1,4 +1,5 @@
-"""Class-distance matrices (LCS height, Barz d_G, KFR d_T): vectorised vs literal pair loop.
+"""Class-distance matrices (LCS height, Barz & Denzler's d_G eq. 1, KFR's d_T eq. 1): vectorised vs
+literal pair loop.
 
 Full run: ImageNet-1k's WordNet tree (1000 classes, target < 2 s and >= 10x); --quick:
 Mini-ImageNet's (100 classes).

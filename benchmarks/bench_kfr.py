@@ -1,4 +1,4 @@
-"""Cost of KFR's ℓ_qtr (000_352f6443065d4c19.txt eq. 6-7) in a training step.
+"""Cost of KFR's ℓ_qtr (Zhao et al. (KFR, 2024), eq. 6-7) in a training step.
 
 Times one AdamW step (forward, backward, update) of the small profile's model and batch with
 cross-entropy alone (reference) and with CE + α·ℓ_qtr (fast; α = 30 as for ResNet-34), the two
@@ -21,28 +21,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
+from _timing import interleaved_times, last_line, seconds  # also puts tests/ on the path
+from kfr_literal import literal_qtr
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from kfr_literal import literal_qtr  # noqa: E402
-
-from hierstudy import config  # noqa: E402
-from hierstudy.datasets.hiershapes import taxonomy  # noqa: E402
-from hierstudy.losses.kfr import KFRLoss  # noqa: E402
-from hierstudy.models import build_model  # noqa: E402
+from hierstudy import config
+from hierstudy.datasets.hiershapes import taxonomy
+from hierstudy.losses.kfr import KFRLoss
+from hierstudy.models import build_model
 
 ALPHA = 30.0  # the paper's α for ResNet-34 / CvT trained from scratch (Sec. IV-D)
-
-
-def timed(fn, clock=time.process_time) -> float:
-    start = clock()
-    fn()
-    return clock() - start
 
 
 def main() -> None:
@@ -75,13 +66,9 @@ def main() -> None:
         loss.backward()
         optimizer.step()
 
-    for _ in range(warmup):
-        step(0.0)
-        step(ALPHA)
-    ce_times, kfr_times = [], []
-    for r in range(repeats):  # interleaved, order alternating, so drift hits both alike
-        for alpha in (0.0, ALPHA) if r % 2 == 0 else (ALPHA, 0.0):
-            (kfr_times if alpha else ce_times).append(timed(lambda a=alpha: step(a), clock))
+    ce_times, kfr_times = interleaved_times(
+        lambda: step(0.0), lambda: step(ALPHA), repeats, clock, warmup
+    )
     ce_step, kfr_step = statistics.median(ce_times), statistics.median(kfr_times)
 
     with torch.no_grad():
@@ -91,7 +78,7 @@ def main() -> None:
 
     def loss_time(fn) -> float:
         z = latent.clone().requires_grad_(True)
-        return timed(lambda: fn(z).backward(), clock)
+        return seconds(lambda: fn(z).backward(), clock)
 
     vec = [loss_time(lambda z: kfr(z, labels, triplets)) for _ in range(warmup + repeats)]
     lit = [
@@ -113,7 +100,7 @@ def main() -> None:
         f"loss (forward + backward, {len(triplets)} triplets): literal {lit_loss:.5f} s, "
         f"vectorised {vec_loss:.5f} s, ratio {lit_loss / vec_loss:.1f}x"
     )
-    print(f"kfr: fast {kfr_step:.4f} s, reference {ce_step:.4f} s, ratio {ce_step / kfr_step:.3f}x")
+    print(last_line("kfr", kfr_step, ce_step, ratio_digits=3))
 
 
 if __name__ == "__main__":

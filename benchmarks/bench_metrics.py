@@ -15,19 +15,16 @@ from __future__ import annotations
 
 import argparse
 import resource
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+from _timing import WALL_AND_CPU, last_line, median_times  # also puts tests/ on the path
+from reference_metrics import literal_retrieval
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from reference_metrics import literal_retrieval  # noqa: E402
-
-from hierstudy.hierarchy import Hierarchy  # noqa: E402
-from hierstudy.metrics import retrieval_metrics  # noqa: E402
+from hierstudy.hierarchy import Hierarchy
+from hierstudy.metrics import retrieval_metrics
 
 SETTINGS = dict(K=250, recall_ks=(1, 2, 4, 8), map_ks=(10, 100))
 
@@ -58,14 +55,12 @@ def rss_mb() -> float:
 
 def time_fast(feats, labels, similarity, repeats: int) -> tuple[float, float, dict]:
     """Median wall and CPU seconds (CPU time is less sensitive to other jobs), last output."""
-    retrieval_metrics(feats, labels, similarity=similarity, **SETTINGS)  # warm-up
-    wall, cpu = [], []
-    for _ in range(repeats):
-        start, cpu_start = time.perf_counter(), time.process_time()
-        out = retrieval_metrics(feats, labels, similarity=similarity, **SETTINGS)
-        wall.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - cpu_start)
-    return statistics.median(wall), statistics.median(cpu), out
+    (wall, cpu), out = median_times(
+        lambda: retrieval_metrics(feats, labels, similarity=similarity, **SETTINGS),
+        repeats,
+        clocks=WALL_AND_CPU,
+    )
+    return wall, cpu, out
 
 
 def largest_difference(fast: dict, ref: dict, queries) -> float:
@@ -85,9 +80,12 @@ def run_large(n: int) -> None:
     small = problem(1000)
     retrieval_metrics(*small[:2], similarity=small[2], **SETTINGS)
     before = rss_mb()
-    start, cpu = time.perf_counter(), time.process_time()
-    retrieval_metrics(feats, labels, similarity=similarity, **SETTINGS)
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    (seconds, cpu), _ = median_times(
+        lambda: retrieval_metrics(feats, labels, similarity=similarity, **SETTINGS),
+        repeats=1,
+        warmup=0,
+        clocks=WALL_AND_CPU,
+    )
     print(
         f"N={n}: fast {seconds:.1f} s (CPU {cpu:.1f} s), peak RSS {peak_rss_mb():.0f} MB "
         f"({before:.0f} MB resident before the call)"
@@ -110,11 +108,14 @@ def main() -> None:
         f"Recall@1 {out['recall'][1]:.4f}; fast {fast:.2f} s (median of 3; CPU {cpu:.2f} s)"
     )
     queries = np.random.default_rng(1).choice(n, subset, replace=False)
-    start = time.perf_counter()
-    ref = literal_retrieval(
-        feats.astype(np.float64), labels, similarity=similarity, queries=queries, **SETTINGS
+    (ref_seconds,), ref = median_times(
+        lambda: literal_retrieval(
+            feats.astype(np.float64), labels, similarity=similarity, queries=queries, **SETTINGS
+        ),
+        repeats=1,
+        warmup=0,
     )
-    reference = (time.perf_counter() - start) * n / subset
+    reference = ref_seconds * n / subset
     print(
         f"reference: {subset} of {n} queries in {reference * subset / n:.1f} s, "
         f"scaled to all: {reference:.0f} s"
@@ -127,7 +128,7 @@ def main() -> None:
     if not args.quick:
         large = [sys.executable, __file__, "--large", "50000"]
         print(subprocess.run(large, check=True, capture_output=True, text=True).stdout.strip())
-    print(f"metrics: fast {fast:.3f} s, reference {reference:.1f} s, ratio {reference / fast:.0f}x")
+    print(last_line("metrics", fast, reference, ratio_digits=0))
 
 
 if __name__ == "__main__":

@@ -21,10 +21,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 
 import numpy as np
 import torch
+from _timing import last_line, median_time
 from torch import nn
 from torchvision.transforms import v2
 
@@ -82,15 +82,14 @@ def step_rate(name: str, kw: dict, batch: int, repeats: int) -> float:
     model = build_model(name.split(" ")[0], 35, **kw)
     optimizer = torch.optim.AdamW(model.parameters(), 1e-3)
     x, y = torch.rand(batch, 3, 64, 64), torch.randint(0, 35, (batch,))
-    times = []
-    for _ in range(repeats + 1):
-        start = time.perf_counter()
+
+    def step() -> None:
         loss = nn.functional.cross_entropy(model(x).logits, y)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        times.append(time.perf_counter() - start)
-    return batch / statistics.median(times[1:])
+
+    return batch / median_time(step, repeats)
 
 
 def main() -> None:
@@ -115,7 +114,7 @@ def main() -> None:
             f"{r['images_per_s']:.1f} images/s, data loading {100 * r['data_share']:.1f} %"
         )
     fast, reference = results["fast"]["seconds"], results["reference"]["seconds"]
-    print(f"train: fast {fast:.4f} s, reference {reference:.4f} s, ratio {reference / fast:.2f}x")
+    print(last_line("train", fast, reference, ratio_digits=2))
 
 
 if __name__ == "__main__":

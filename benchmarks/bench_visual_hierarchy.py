@@ -1,6 +1,6 @@
 """Pairwise Bhattacharyya coefficients of one merging level: vectorised vs a per-pair loop.
 
-Venkataramanan et al. (002_da6e8fd647b41bd8.txt) eq. 1-2 for every pair of K class Gaussians in
+Venkataramanan et al. (ICVS 2023), eq. 1-2, for every pair of K class Gaussians in
 d PCA dimensions. Default: CUB's size, 200 classes of 24 training images (the paper trains on 80 %
 of CUB's 5,994 training images, Sec. 4.2) in 128 dimensions; Ledoit-Wolf covariances, so ``auto``
 takes the Woodbury path. The reference is eq. 1 as printed, one pair at a time with numpy's
@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import time
 
 import numpy as np
 import torch
+from _timing import last_line, median_time, median_times
 from threadpoolctl import threadpool_limits
 
 from hierstudy.visual_hierarchy import bhattacharyya_coefficient, fit_class_gaussians
@@ -48,16 +48,6 @@ def gaussians(classes: int, samples: int, dims: int, seed: int = 0):
     return fit_class_gaussians(x, np.repeat(np.arange(classes), samples), classes)
 
 
-def median_time(fn, repeats: int, warm_up=None) -> tuple[float, object]:
-    (warm_up or fn)()
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100 classes, fewer repeats")
@@ -74,24 +64,22 @@ def main() -> None:
     g = gaussians(classes, samples=args.samples, dims=128)
     took = time.perf_counter() - start
     print(f"fit {classes} class Gaussians ({args.samples} samples, 128 dims): {took:.3f} s")
-    fast, bc = median_time(lambda: bhattacharyya_coefficient(g), fast_repeats)
+    (fast,), bc = median_times(lambda: bhattacharyya_coefficient(g), fast_repeats)
     cov = np.asarray(g.covariances)
-    ref, bc_ref = median_time(
-        lambda: reference(g.means, cov), ref_repeats, lambda: reference(g.means[:5], cov[:5])
-    )
+    reference(g.means[:5], cov[:5])  # warm-up
+    (ref,), bc_ref = median_times(lambda: reference(g.means, cov), ref_repeats, warmup=0)
     print(f"max |BC fast - BC reference| = {np.abs(bc - bc_ref).max():.2e}")
 
     full = gaussians(40 if args.quick else 60, samples=160, dims=128, seed=1)
-    dense, _ = median_time(lambda: bhattacharyya_coefficient(full), 1 if args.quick else 3)
+    dense = median_time(lambda: bhattacharyya_coefficient(full), 1 if args.quick else 3)
     full_cov = np.asarray(full.covariances)
-    dense_ref, _ = median_time(
-        lambda: reference(full.means, full_cov), 1, lambda: reference(full.means[:5], full_cov[:5])
-    )
+    reference(full.means[:5], full_cov[:5])  # warm-up
+    dense_ref = median_time(lambda: reference(full.means, full_cov), 1, warmup=0)
     print(
         f"dense path, {len(full)} classes of 160 samples: fast {dense:.3f} s, "
         f"reference {dense_ref:.3f} s, ratio {dense_ref / dense:.1f}x"
     )
-    print(f"visual_hierarchy: fast {fast:.3f} s, reference {ref:.3f} s, ratio {ref / fast:.1f}x")
+    print(last_line("visual_hierarchy", fast, ref))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@
 * ``reconstruction_error`` and ``pairwise_distance_error``: how far an embedding is from S and from
   the target distances √(2·d_G) (Sec. 3.1, 3.3).
 
-All from 001_078dd69429c88981.txt; S is ``Hierarchy.similarity()`` (s_G, eq. 2) or any [n, n]
+All from Barz & Denzler (WACV 2019); S is ``Hierarchy.similarity()`` (s_G, eq. 2) or any [n, n]
 similarity matrix in the same class order. Everything is float64 numpy.
 """
 
@@ -26,7 +26,7 @@ _ZERO_ROW = 1e-8  # a row of Φ_d this short has no meaningful direction to reno
 
 
 class EmbeddingError(ValueError):
-    """A similarity matrix or embedding request that the Barz construction cannot serve."""
+    """A similarity matrix or embedding request that Barz & Denzler's construction cannot serve."""
 
 
 class NotPositiveDefiniteError(EmbeddingError):
@@ -42,7 +42,7 @@ class ReconstructionError:
 
 
 def class_embeddings(similarity: np.ndarray, *, overwrite: bool = False) -> np.ndarray:
-    """Exact class embeddings of Algorithm 1 (001_078dd69429c88981.txt, Sec. 3.2, eq. 3-6).
+    """Exact class embeddings of Algorithm 1 (Barz & Denzler (WACV 2019), Sec. 3.2, eq. 3-6).
 
     Algorithm 1 places class i by forward substitution of eq. (5) against classes 1..i-1 and takes
     the non-negative root of eq. (6) for coordinate i: row by row, that is the Cholesky
@@ -51,12 +51,12 @@ def class_embeddings(similarity: np.ndarray, *, overwrite: bool = False) -> np.n
     Guarantees for S = s_G of a tree whose classes are leaves (in any class order):
     unit rows (eq. 4, as S_ii = 1), Φ Φᵀ = S (eq. 3) and Φ ≥ 0 up to rounding (the positive orthant
     the paper claims). The last holds because such an S is a strictly ultrametric matrix
-    (S ≥ 0, S_ij ≥ min(S_ik, S_kj), S_ii > S_ij; Barz Appendix A), whose inverse is a Stieltjes
-    M-matrix (Martínez, Michon & San Martín 1994; Nabben & Varga 1994); S⁻¹ = Φ⁻ᵀΦ⁻¹ is then a
-    triangular factorisation of an M-matrix, whose factors are M-matrices with non-negative
-    inverses, so Φᵀ ≥ 0. The tests check it on random trees in random class orders. For other
-    positive definite S (a DAG that happens to be positive definite) Φ Φᵀ = S still holds but
-    entries may be negative.
+    (S ≥ 0, S_ij ≥ min(S_ik, S_kj), S_ii > S_ij; Barz & Denzler, Appendix A), whose inverse is a
+    Stieltjes M-matrix (Martínez, Michon & San Martín 1994; Nabben & Varga 1994); S⁻¹ = Φ⁻ᵀΦ⁻¹
+    is then a triangular factorisation of an M-matrix, whose factors are M-matrices with
+    non-negative inverses, so Φᵀ ≥ 0. The tests check it on random trees in random class orders.
+    For other positive definite S (a DAG that happens to be positive definite) Φ Φᵀ = S still
+    holds but entries may be negative.
 
     Args:
         similarity: [n, n] symmetric, finite, unit diagonal.
@@ -87,7 +87,8 @@ def class_embeddings(similarity: np.ndarray, *, overwrite: bool = False) -> np.n
 def low_dim_embeddings(
     similarity: np.ndarray, dim: int, renormalise: bool = True, *, solver: str = "dense"
 ) -> tuple[np.ndarray, ReconstructionError]:
-    """d-dimensional class embeddings from the top-d eigenpairs of S (001_..., Sec. 3.3, eq. 7).
+    """d-dimensional class embeddings from the top-d eigenpairs of S (Barz & Denzler (WACV 2019),
+    Sec. 3.3, eq. 7).
 
     Φ_d = Q_d Λ_d^{1/2}, the best rank-d approximation Φ_d Φ_dᵀ ≈ S in Frobenius norm
     (Eckart-Young). Choices where the paper is silent: eigenvalues below 0 (only for an S that is
@@ -143,7 +144,8 @@ def low_dim_embeddings(
 
 
 def reconstruction_error(phi: np.ndarray, similarity: np.ndarray) -> ReconstructionError:
-    """Max |Φ Φᵀ − S| and ‖Φ Φᵀ − S‖_F / ‖S‖_F (eq. 3 / 7 of 001_...); Φ [n, d], S [n, n].
+    """Max |Φ Φᵀ − S| and ‖Φ Φᵀ − S‖_F / ‖S‖_F (Barz & Denzler (WACV 2019), eq. 3 / 7);
+    Φ [n, d], S [n, n].
 
     Computed in row blocks, so no [n, n] temporary beyond the blocks.
     """
@@ -165,11 +167,11 @@ def reconstruction_error(phi: np.ndarray, similarity: np.ndarray) -> Reconstruct
 def pairwise_distance_error(phi: np.ndarray, similarity: np.ndarray) -> float:
     """Max over class pairs i < j of | ‖φ_i − φ_j‖ − √(2·d_G(c_i, c_j)) |, with d_G = 1 − S.
 
-    The paper's accuracy measure (001_..., Sec. 3.3: 1.7e-15 for Algorithm 1 and 1.7e-13 for
-    the eigendecomposition on the 1000 ILSVRC classes); unit embeddings with dot products s_G
-    have Euclidean distances √(2 − 2 s_G) = √2·√d_G (Sec. 3.1). Distances are taken from the
-    coordinate differences (``scipy.spatial.distance.pdist``), not from the Gram matrix, so no
-    cancellation pollutes the measure: O(n² d) time, n²/2 floats of memory.
+    The paper's accuracy measure (Barz & Denzler (WACV 2019), Sec. 3.3: 1.7e-15 for Algorithm 1
+    and 1.7e-13 for the eigendecomposition on the 1000 ILSVRC classes); unit embeddings with dot
+    products s_G have Euclidean distances √(2 − 2 s_G) = √2·√d_G (Sec. 3.1). Distances are taken
+    from the coordinate differences (``scipy.spatial.distance.pdist``), not from the Gram matrix,
+    so no cancellation pollutes the measure: O(n² d) time, n²/2 floats of memory.
     Φ [n, d], S [n, n].
     """
     phi = np.asarray(phi, dtype=np.float64)

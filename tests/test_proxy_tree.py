@@ -4,10 +4,20 @@ import torch
 from hierstudy.proxy_tree import nearest_smaller_proxy, proxy_tree
 
 
-def test_planted_two_level_tree_is_recovered():
-    # root proxy at the origin, two family proxies at radius 1, four classes at radius 1.8 near them
+def test_planted_two_level_tree_is_recovered_edge_for_edge():
+    # root proxy p0 at the origin, family proxies p1, p2 at radius 1, one proxy per class near
+    # radius 1.4 (p3-p6) and p7 above no class; four classes of samples at radius 1.8
     proxies = torch.tensor(
-        [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.4, 0.05], [1.4, -0.05], [-0.03, 1.4], [0.03, 1.4]],
+        [
+            [0.0, 0.0],
+            [1.0, 0.0],
+            [0.0, 1.0],
+            [1.4, 0.05],
+            [1.4, -0.05],
+            [-0.03, 1.4],
+            [0.03, 1.4],
+            [-1.0, -1.0],
+        ],
         dtype=torch.float64,
     )
     centres = torch.tensor([[1.8, 0.3], [1.8, -0.3], [-0.3, 1.8], [0.3, 1.8]], dtype=torch.float64)
@@ -17,9 +27,19 @@ def test_planted_two_level_tree_is_recovered():
     )
     labels = np.repeat(np.arange(4), 5)
     h = proxy_tree(samples, labels, proxies, ["a", "b", "c", "d"])
-    assert h.lcs("a", "b") != h.lcs("a", "c") and h.lcs("c", "d") != h.lcs("b", "d")
-    assert h.lcs("a", "c") == h.root
-    assert h.height(h.lcs("a", "b")) < h.height(h.root)
+    assert sorted(h.edges()) == [
+        ("p0", "p1"),
+        ("p0", "p2"),
+        ("p1", "p3"),
+        ("p1", "p4"),
+        ("p2", "p5"),
+        ("p2", "p6"),
+        ("p3", "a"),
+        ("p4", "b"),
+        ("p5", "c"),
+        ("p6", "d"),
+    ]  # p7 pruned
+    assert h.root == "p0"
 
 
 def test_points_with_no_smaller_proxy_get_minus_one():

@@ -81,9 +81,9 @@ def stratified_split(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Seeded per-class split: ``round(fraction * n_c)`` samples of each class go to the first part.
 
-    Used for KFR's 80/20 Mini-ImageNet split (000_352f6443065d4c19.txt, Sec. IV-B) and the 80/20
-    train/validation split of 002_da6e8fd647b41bd8.txt (Sec. 4.2). Vectorised: one random key per
-    sample, ranked within its class. Returns two sorted int64 index arrays.
+    Used for KFR's 80/20 Mini-ImageNet split (Zhao et al. (KFR, 2024), Sec. IV-B) and the 80/20
+    train/validation split of Venkataramanan et al. (ICVS 2023), Sec. 4.2. Vectorised: one random
+    key per sample, ranked within its class. Returns two sorted int64 index arrays.
     """
     if not 0.0 < fraction < 1.0:
         raise DatasetError(f"split fraction must be in (0, 1), got {fraction}")

@@ -18,9 +18,16 @@ searches the gallery only — ``InShop(...).is_query`` tells them apart).
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from hierstudy.datasets.base import DatasetError, HierDataset, data_root
+from hierstudy.datasets.cars import Cars196
+from hierstudy.datasets.cifar import CIFAR
+from hierstudy.datasets.cub import CUB
+from hierstudy.datasets.imagefolder import ImageNet, MiniImageNet
+from hierstudy.datasets.inshop import InShop
+from hierstudy.datasets.sop import StanfordOnlineProducts
 
 CLASSIFICATION = ("cifar10", "cifar100", "mini_imagenet", "imagenet1k", "cub_official")
 ZERO_SHOT = ("cub", "cars196", "sop", "inshop")
@@ -44,7 +51,7 @@ RECALL_KS = {"sop": (1, 10, 100, 1000), "inshop": (1, 10, 20, 30, 40, 50)}  # HI
 
 
 def recall_ks(name: str) -> tuple[int, ...]:
-    """The K of Recall@K that HIER (003_7a830569df0e77f8.txt, Table 1) reports on ``name``:
+    """The K of Recall@K that HIER (Kim et al., CVPR 2023, Table 1) reports on ``name``:
     1, 2, 4, 8 on CUB and Cars (and every other dataset here), its own sets on SOP and In-shop."""
     return RECALL_KS.get(name, (1, 2, 4, 8))
 
@@ -52,6 +59,63 @@ def recall_ks(name: str) -> tuple[int, ...]:
 def title(name: str) -> str:
     """How tables and figures name a dataset (``"cub"`` → ``"CUB-200-2011 (zero-shot)"``)."""
     return TITLES.get(name, name)
+
+
+def _cifar(root: Path, train: bool, transform, seed: int, *, classes: int) -> HierDataset:
+    return CIFAR(root / "cifar", classes, "train" if train else "test", transform=transform)
+
+
+def _mini_imagenet(root: Path, train: bool, transform, seed: int) -> HierDataset:
+    folder, split = root / "mini-imagenet", "train" if train else "val"
+    return MiniImageNet(folder, split, seed=seed, transform=transform)
+
+
+def _imagenet(root: Path, train: bool, transform, seed: int) -> HierDataset:
+    folder = root / "imagenet"
+    boxes = folder / "Annotations" / "CLS-LOC" / "val"
+    return ImageNet(
+        folder,
+        "train" if train else "val",
+        transform=transform,
+        annotations=boxes if not train and boxes.is_dir() else None,
+    )
+
+
+def _cub_official(root: Path, train: bool, transform, seed: int) -> HierDataset:
+    return CUB(root / "CUB_200_2011", "train" if train else "test", transform=transform)
+
+
+def _cub_zero_shot(root: Path, train: bool, transform, seed: int) -> HierDataset:
+    split = "train" if train else "test"
+    return CUB(root / "CUB_200_2011", split, protocol="zero-shot", transform=transform)
+
+
+def _cars(root: Path, train: bool, transform, seed: int) -> HierDataset:
+    return Cars196(root / "stanford_cars", "train" if train else "test", transform=transform)
+
+
+def _sop(root: Path, train: bool, transform, seed: int) -> HierDataset:
+    folder, split = root / "Stanford_Online_Products", "train" if train else "test"
+    return StanfordOnlineProducts(folder, split, transform=transform)
+
+
+def _inshop(root: Path, train: bool, transform, seed: int) -> HierDataset:
+    folder, split = root / "Inshop_Clothes", "train" if train else "query+gallery"
+    return InShop(folder, split, transform=transform)
+
+
+# name -> opener(data root, train or not, transform, seed) of its "train" / evaluation split
+_OPENERS: dict[str, Callable[..., HierDataset]] = {
+    "cifar10": partial(_cifar, classes=10),
+    "cifar100": partial(_cifar, classes=100),
+    "mini_imagenet": _mini_imagenet,
+    "imagenet1k": _imagenet,
+    "cub_official": _cub_official,
+    "cub": _cub_zero_shot,
+    "cars196": _cars,
+    "sop": _sop,
+    "inshop": _inshop,
+}
 
 
 def open_split(
@@ -67,53 +131,14 @@ def open_split(
     ``cub_official`` is CUB-200-2011 with its official train/test lists (classification and
     localisation); ``cub`` is its zero-shot retrieval protocol.
     """
-    from hierstudy import datasets as ds
-
     if name not in NAMES:
         raise DatasetError(f"unknown dataset {name!r}; choose one of {NAMES} or 'hiershapes'")
     if split not in SPLITS:
         raise DatasetError(f"split must be one of {SPLITS}, got {split!r}")
     root = data_root(root)
-    train = split == "train"
-    if name in ZERO_SHOT:
-        if split == "val":
-            return None
-        if name == "cub":
-            return ds.CUB(
-                root / "CUB_200_2011",
-                "train" if train else "test",
-                protocol="zero-shot",
-                transform=transform,
-            )
-        if name == "cars196":
-            return ds.Cars196(
-                root / "stanford_cars", "train" if train else "test", transform=transform
-            )
-        if name == "sop":
-            return ds.StanfordOnlineProducts(
-                root / "Stanford_Online_Products", "train" if train else "test", transform=transform
-            )
-        return ds.InShop(
-            root / "Inshop_Clothes", "train" if train else "query+gallery", transform=transform
-        )
-    if name in ("cifar10", "cifar100"):
-        return ds.CIFAR(
-            root / "cifar", int(name[5:]), "train" if train else "test", transform=transform
-        )
-    if name == "mini_imagenet":
-        return ds.MiniImageNet(
-            root / "mini-imagenet", "train" if train else "val", seed=seed, transform=transform
-        )
-    if name == "cub_official":
-        return ds.CUB(root / "CUB_200_2011", "train" if train else "test", transform=transform)
-    folder = root / "imagenet"
-    boxes = folder / "Annotations" / "CLS-LOC" / "val"
-    return ds.ImageNet(
-        folder,
-        "train" if train else "val",
-        transform=transform,
-        annotations=boxes if not train and boxes.is_dir() else None,
-    )
+    if name in ZERO_SHOT and split == "val":
+        return None
+    return _OPENERS[name](root, split == "train", transform, seed)
 
 
 def open_splits(

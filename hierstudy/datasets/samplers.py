@@ -1,10 +1,10 @@
 """Batch composition for the papers' objectives.
 
 * :class:`MPerClassBatchSampler` — batches of ``batch_size / m`` distinct classes with ``m``
-  images each, as Proxy-Anchor and HIER train (003_7a830569df0e77f8.txt; ../methods/HIER.md:
-  "2 images per class"), with DDP sharding.
+  images each, as Proxy-Anchor and HIER train (Kim et al. (HIER, CVPR 2023); docs/hier.md
+  §Combination and recipe: "2 images per class"), with DDP sharding.
 * :func:`random_triplets` — KFR's triplets: anchor and two partners drawn with equal probability
-  from the data (000_352f6443065d4c19.txt Sec. III-B and IV-D), many per batch.
+  from the data (Zhao et al. (KFR, 2024), Sec. III-B and IV-D), many per batch.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def random_triplets(
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    """KFR triplets (000_352f6443065d4c19.txt Sec. III-B: "randomly samples an anchor and two
+    """KFR triplets (Zhao et al. (KFR, 2024), Sec. III-B: "randomly samples an anchor and two
     pairing samples"; Sec. IV-D: "with equal probability"): int64 [T, 3] positions
     ``(anchor, b, c)`` in a batch of ``n`` items, T = ``num_triplets`` (default ``n``).
 

@@ -1,1 +1,1 @@
-"""Training objectives added to cross-entropy (KFR, Barz L_CORR, HIER)."""
+"""Training objectives beside cross-entropy: KFR, Barz & Denzler's L_CORR, HIER (docs/papers.md)."""

@@ -1,7 +1,7 @@
-"""Deep-metric-learning terms that KFR compares with (000_352f6443065d4c19.txt, Table II).
+"""Deep-metric-learning terms that KFR compares with (Zhao et al. (KFR, 2024), Table II).
 
 pytorch-metric-learning computes the losses; this module only draws their tuples "with equal
-sampling probabilities as used in the proposed method" (Sec. IV-C.4): every sample is an anchor
+sampling probabilities as used in the proposed method" (Sec. IV-E.4): every sample is an anchor
 ``per_anchor`` times and its partners are drawn uniformly from the batch, whatever their class.
 
 * contrastive (Hadsell et al. 2006): each drawn pair (a, b) is a positive pair when the labels
@@ -23,7 +23,18 @@ KINDS = ("contrastive_l1", "contrastive_l2", "triplet_l1", "triplet_l2", "infonc
 
 
 class UniformTupleLoss(nn.Module):
-    """``forward(x [B, F], labels [B]) -> scalar`` for one of :data:`KINDS`."""
+    """``forward(x [B, F], labels [B], tuples=None) -> scalar`` for one of :data:`KINDS`.
+
+    ``_l1`` / ``_l2``: pytorch-metric-learning's ``LpDistance(p)`` normalises the embeddings in the
+    same p-norm, then takes the Lp distance. Contrastive: positive margin 0, negative margin
+    ``margin``; triplet: margin ``margin``; both average the non-zero losses (for contrastive, the
+    positive and the negative pairs separately, then sum). InfoNCE: NT-Xent at temperature 0.1
+    over every pair of the batch (the mean over positive pairs).
+
+    ``tuples`` replaces the sampling (tests, analysis): [T, 2] (anchor, partner) for the
+    contrastive kinds, [T, 3] (anchor, b, c) for the triplet kinds, batch indices as
+    :meth:`sample_tuples` draws them; InfoNCE takes none.
+    """
 
     def __init__(
         self,
@@ -48,21 +59,48 @@ class UniformTupleLoss(nn.Module):
         else:
             self.loss = losses.TripletMarginLoss(margin=margin, distance=distance)
 
-    def forward(self, x: Tensor, labels: Tensor) -> Tensor:
+    @property
+    def width(self) -> int:
+        """Members of a tuple: 2 (contrastive), 3 (triplet)."""
+        return 2 if self.kind.startswith("contrastive") else 3
+
+    def sample_tuples(self, batch_size: int, generator: torch.Generator | None = None) -> Tensor:
+        """[B × per_anchor, width] CPU indices: each sample ``per_anchor`` times as the anchor,
+        its partners uniform over the batch. Two partners are drawn for every kind (the
+        contrastive kinds keep the first), so that every kind consumes the generator alike."""
         if self.kind == "infonce":
+            raise ValueError("infonce uses every pair of the batch; it draws no tuples")
+        anchors = torch.arange(batch_size).repeat_interleave(self.per_anchor)
+        generator = self.generator if generator is None else generator
+        draw = torch.randint(0, batch_size, (2, len(anchors)), generator=generator)
+        return torch.stack([anchors, *draw[: self.width - 1]], dim=1)
+
+    def forward(self, x: Tensor, labels: Tensor, tuples: Tensor | None = None) -> Tensor:
+        if self.kind == "infonce":
+            if tuples is not None:
+                raise ValueError("infonce uses every pair of the batch; it takes no tuples")
             return self.loss(x, labels)
-        n = len(labels)
-        a = torch.arange(n).repeat_interleave(self.per_anchor)
-        draw = torch.randint(0, n, (2, len(a)), generator=self.generator).to(labels.device)
-        a = a.to(labels.device)
-        same = labels[draw] == labels[a]
-        if self.kind.startswith("contrastive"):
-            b = draw[0]
-            pos, neg = same[0] & (b != a), ~same[0]
-            tuples = (a[pos], b[pos], a[neg], b[neg])
+        if tuples is None:
+            tuples = self.sample_tuples(len(labels))
+        _check_tuples(tuples, self.width, len(labels))
+        t = tuples.to(labels.device)
+        a = t[:, 0]
+        same = labels[t[:, 1:]] == labels[a, None]
+        if self.width == 2:
+            b = t[:, 1]
+            pos, neg = same[:, 0] & (b != a), ~same[:, 0]
+            indices = (a[pos], b[pos], a[neg], b[neg])
         else:
-            use = same[0] ^ same[1]
-            positive = torch.where(same[0], draw[0], draw[1])
-            negative = torch.where(same[0], draw[1], draw[0])
-            tuples = (a[use], positive[use], negative[use])
-        return self.loss(x, labels, indices_tuple=tuples)
+            use = same[:, 0] ^ same[:, 1]
+            positive = torch.where(same[:, 0], t[:, 1], t[:, 2])
+            negative = torch.where(same[:, 0], t[:, 2], t[:, 1])
+            indices = (a[use], positive[use], negative[use])
+        return self.loss(x, labels, indices_tuple=indices)
+
+
+def _check_tuples(tuples: Tensor, width: int, batch: int) -> None:
+    if not isinstance(tuples, Tensor) or tuples.ndim != 2 or tuples.shape[1] != width:
+        shape = tuple(tuples.shape) if isinstance(tuples, Tensor) else type(tuples).__name__
+        raise ValueError(f"tuples must be a [T, {width}] index tensor, got {shape}")
+    if tuples.is_floating_point() or (len(tuples) and (tuples.min() < 0 or tuples.max() >= batch)):
+        raise ValueError(f"tuples must hold integer batch indices in [0, {batch})")

@@ -1,6 +1,6 @@
 """Knowledge Fused Recognition: the quantitative-relativity triplet loss ℓ_qtr.
 
-000_352f6443065d4c19.txt, Sec. III: the latent distance d_z (Sec. III-A), the tree
+Zhao et al. (KFR, 2024), Sec. III: the latent distance d_z (Sec. III-A), the tree
 pseudo-distance d_T (eq. 1; a precomputed class×class matrix, ``Hierarchy.path_distance(k=1)``)
 and ℓ_qtr (eq. 6), averaged over many triplets per batch.
 
@@ -10,7 +10,7 @@ CE term in ``hierstudy.train``. The paper's α (Sec. IV-D): 30 for CvT and ResNe
 scratch, CE alone first), 1 for WRN-50 and 100 for WRN-101 (fine-tuned). ℓ_qtr is linear in d_T,
 so k of eq. 1 folds into α (Sec. III-B); the authors' demo uses d_T × 0.1, i.e. k = 0.1.
 
-Choices where the paper is loose (../shared/methods/NOTES.md, KFR):
+Choices where the paper is loose (docs/ambiguities.md, KFR):
 
 * ``standardise="vector"`` (default, the paper's text): every latent vector z ∈ R^F becomes
   ẑ = (z − mean(z)) / sqrt(var(z) + eps), population variance over its F entries, eps = 1e-5 as
@@ -65,7 +65,7 @@ def pairwise_latent_distance(
 
 
 class KFRLoss(nn.Module):
-    """ℓ_qtr of eq. 6 (000_352f6443065d4c19.txt), mean over triplets drawn from the batch.
+    """ℓ_qtr of Zhao et al. (KFR, 2024), eq. 6, mean over triplets drawn from the batch.
 
     Args:
         path_distance: [C, C] tree pseudo-distance d_T (symmetric, zero diagonal, ≥ 0), e.g.

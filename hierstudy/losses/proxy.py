@@ -1,7 +1,7 @@
 """The metric-learning losses HIER regularises: Proxy-Anchor and Multi-Similarity.
 
-Both act on the cosine similarity of the L2-normalised embedding (../shared/methods/HIER.md
-§Combination) and are pytorch-metric-learning's losses, checked against the papers' formulas in
+Both act on the cosine similarity of the L2-normalised embedding (docs/hier.md §Combination and
+recipe) and are pytorch-metric-learning's losses, checked against the papers' formulas in
 tests/test_losses_proxy.py. Contract of the training engine: ``forward(x [B, D], labels [B] long)
 -> scalar`` and, for parameters of the loss, a learning-rate multiplier ``lr_scale``.
 """
@@ -73,7 +73,7 @@ class MultiSimilarity(nn.Module):
 
     L = 1/B Σ_i [ 1/α log(1 + Σ_{k∈P_i} e^{−α(S_ik − λ)}) + 1/β log(1 + Σ_{k∈N_i} e^{β(S_ik − λ)}) ]
     over all positive (same class, k ≠ i) and negative pairs of the batch. α = 2, β = 50,
-    λ = 0.5. The paper also mines pairs before weighting; HIER's training code (and HIER.md)
+    λ = 0.5. The paper also mines pairs before weighting; HIER's training code (docs/hier.md)
     uses every pair, as here. pytorch-metric-learning's ``MultiSimilarityLoss`` without a miner
     computes exactly this.
     """

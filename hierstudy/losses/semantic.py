@@ -1,15 +1,15 @@
 """Barz & Denzler's correlation loss L_CORR, nearest-class prediction, and the center-loss baseline.
 
-001_078dd69429c88981.txt, Sec. 4: a network ψ maps images to L2-normalised vectors that should
+Barz & Denzler (WACV 2019), Sec. 4: a network ψ maps images to L2-normalised vectors that should
 coincide with the fixed class embedding φ(c_y) of ``hierstudy.embeddings`` (eq. 8). Its other
 objectives are composed by the training engine, not here:
 
 * L_CORR+CLS (eq. 9) = L_CORR + λ·L_CLS with λ = 0.1, L_CLS the cross-entropy of a softmax layer
   on top of the embedding. Eq. 10 as extracted lacks the minus sign of the cross-entropy; the
   engine uses the usual −mean log ρ_y.
-* The paper's baselines "classification-based" features (with or without L2 normalisation) are
-  plain cross-entropy training; the center loss baseline is CE + λ·``CenterLoss`` (λ = 0.1 in the
-  authors' code).
+* The paper's baselines (Sec. 5.3) "classification-based" features (with or without L2
+  normalisation) are plain cross-entropy training; the center loss baseline is
+  CE + λ·``CenterLoss`` (λ = 0.1 in the authors' code).
 
 Loss modules follow the engine contract ``forward(x [B, D], labels [B] long) -> scalar`` with an
 optional ``lr_scale`` attribute (learning-rate multiplier for the module's own parameters).
@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 
 class CorrelationLoss(nn.Module):
-    """L_CORR (001_..., eq. 8): mean over the batch of 1 − ψ(x_b)ᵀ φ(c_{y_b}).
+    """L_CORR (Barz & Denzler (WACV 2019), eq. 8): mean over the batch of 1 − ψ(x_b)ᵀ φ(c_{y_b}).
 
     Args:
         class_embeddings: [C, D] fixed φ(c) per class (rows in the class order of the labels),
@@ -60,7 +60,8 @@ class CorrelationLoss(nn.Module):
 
 
 def nearest_class_prediction(embeddings: Tensor, class_embeddings: np.ndarray | Tensor) -> Tensor:
-    """Class of the nearest class embedding in Euclidean distance (001_..., Sec. 4).
+    """Class of the nearest class embedding in Euclidean distance (Barz & Denzler (WACV 2019),
+    Sec. 4).
 
     The CORR-only model's classifier: argmin_c ‖ψ − φ(c)‖² = argmax_c (ψᵀφ(c) − ‖φ(c)‖²/2); for
     unit class embeddings that is the largest dot product. [B, D], [C, D] → [B] long.
@@ -77,14 +78,15 @@ def nearest_class_prediction(embeddings: Tensor, class_embeddings: np.ndarray | 
 
 
 class CenterLoss(nn.Module):
-    """Center loss of Wen et al., ECCV 2016 (the Barz baseline [35]): mean_b ½‖x_b − c_{y_b}‖².
+    """Center loss of Wen et al., ECCV 2016 (Barz & Denzler's baseline [35], Sec. 5.3):
+    mean_b ½‖x_b − c_{y_b}‖².
 
-    One learnable center per class, trained by the optimiser with the network (as in the Barz
-    authors' code, ``learn_center_loss.py``) rather than by Wen et al.'s separate update rule;
+    One learnable center per class, trained by the optimiser with the network (as in Barz &
+    Denzler's code, ``learn_center_loss.py``) rather than by Wen et al.'s separate update rule;
     ``lr_scale`` plays the part of Wen's center learning rate α relative to the network's.
     Choice: the mean over the batch (the authors' code) instead of Wen's sum (eq. 2), so that the
     weight λ does not depend on the batch size. Centers start as N(0, 0.01²).
-    Used as CE + λ·L_C, λ = 0.1 in the Barz baselines (composed by the engine).
+    Used as CE + λ·L_C, λ = 0.1 in Barz & Denzler's baselines (composed by the engine).
 
     ``forward(x [B, D], labels [B] long) -> scalar``.
     """
