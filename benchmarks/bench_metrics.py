@@ -1,4 +1,4 @@
-"""Retrieval metrics: hierstudy.metrics.retrieval_metrics against the literal per-query loop.
+"""Retrieval metrics: evaluation.metrics.retrieval_metrics against the literal per-query loop.
 
 N queries over the same N items (each query excluded), 100 classes of a 3-level tree, 128-d
 float32 features, dot product, K = 250: HP@1..250, mAHP@250, P@k, mAP, mAP@{10,100} and
@@ -26,8 +26,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from reference_metrics import literal_retrieval  # noqa: E402
 
+from hierstudy.evaluation.metrics import retrieval_metrics  # noqa: E402
 from hierstudy.hierarchy import Hierarchy  # noqa: E402
-from hierstudy.metrics import retrieval_metrics  # noqa: E402
 
 SETTINGS = dict(K=250, recall_ks=(1, 2, 4, 8), map_ks=(10, 100))
 

@@ -181,13 +181,6 @@ def _profile(profile: str | config.Profile) -> config.Profile:
     return profile if isinstance(profile, config.Profile) else config.load(profile)
 
 
-def _pm(mean: float, std: float) -> str:
-    """'0.603 ± 0.018' (no ± from one seed, — when missing), as in notebooks 06 and 07."""
-    return (
-        MISSING if pd.isna(mean) else f"{mean:.3f}" if pd.isna(std) else f"{mean:.3f} ± {std:.3f}"
-    )
-
-
 def _over_seeds(table: pd.DataFrame, key: list[str], columns: dict[str, str]) -> pd.DataFrame:
     """Per ``key`` (first-seen order): ``seeds`` and each headline column as mean ± std."""
     out = pd.DataFrame({"seeds": table.groupby(key, sort=False).size()})
@@ -198,7 +191,9 @@ def _over_seeds(table: pd.DataFrame, key: list[str], columns: dict[str, str]) ->
         groups = pd.to_numeric(table[column], errors="coerce").groupby(
             [table[k] for k in key], sort=False
         )
-        out[name] = [_pm(m, s) for m, s in zip(groups.mean(), groups.std(ddof=1), strict=True)]
+        out[name] = [
+            report.mean_std(m, s) for m, s in zip(groups.mean(), groups.std(ddof=1), strict=True)
+        ]
     return out
 
 
