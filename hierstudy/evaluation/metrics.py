@@ -20,13 +20,15 @@ memory bounded by ``chunk_mb``), each row ranked once by numpy's vectorised sort
 relevant item (torch.searchsorted) plus a top-K, and it yields the tie order exactly. From the
 ranking, HP@k needs only the top K and, per query class, the best achievable similarity sums, taken
 from the database's class counts (never a sort of item similarities); mAP, mAP@k and Recall@K need
-only the ranks of the relevant items.
+only the ranks of the relevant items. That single pass keeps a small record per query (``_Ranked``)
+of which each metric is a short function.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -191,20 +193,81 @@ def retrieval_metrics(
     counts = np.bincount(gl, minlength=n_classes)
     relevant = counts[ql] - exclude  # R per query
     lone = relevant == 0
-    r1 = np.maximum(relevant, 1)  # avoids 0 / 0 on lone queries, whose values are dropped
     if lone.all():
         raise MetricError("no query has an item of its own class in the database")
-    if similarity is not None:
-        sim = _similarity(similarity)
-        best = _best_sums(sim, np.unique(ql), counts, K, exclude)
+    sim = _similarity(similarity) if similarity is not None else None
+    best = _best_sums(sim, np.unique(ql), counts, K, exclude) if sim is not None else None
+    rankings = _rankings(q_feats, g_feats, metric, exclude, chunk_mb, device)
+    ranked = _one_pass(rankings, ql, gl, relevant, size, K, map_ks, sim, best)
 
+    values = {  # per query
+        "ap": ranked.average_precision(),
+        "precision": ranked.precision(),
+        "map_at_k": {k: ranked.map_at(k) for k in map_ks},
+        "map_at_k_divk": {k: ranked.map_at(k, by_k=True) for k in map_ks},
+        "recall": {k: ranked.recall_at(k) for k in recall_ks},
+    }
+    if sim is not None:
+        values.update(hp=ranked.hp, ahp=ranked.ahp())
+    used = ~lone
+    out = {  # means over the queries that are not lone (P@k from integer sums: exact)
+        "precision": ranked.hits[used].sum(axis=0, dtype=np.int64)
+        / (np.arange(1, K + 1) * used.sum()),
+        "map": float(values["ap"][used].mean()),
+        **{
+            name: {k: float(v[used].mean()) for k, v in values[name].items()}
+            for name in ("map_at_k", "map_at_k_divk", "recall")
+        },
+        "n_queries": int(used.sum()),
+        "n_lone": int(lone.sum()),
+    }
+    if sim is not None:
+        out["hp"] = ranked.hp[used].mean(axis=0)
+        out["mahp"] = float(values["ahp"][used].mean())
+    if per_query:
+        out["per_query"] = _lone_as_nan(values, np.where(lone, np.nan, 1.0))
+    return out
+
+
+@dataclass(frozen=True)
+class _Ranked:
+    """What the one pass over the rankings keeps of each of the Q queries; each metric is a short
+    function of it (meaningless for lone queries, which the callers drop)."""
+
+    relevant: np.ndarray  # [Q] R, the database items of the query's class
+    hits: np.ndarray  # [Q, K] relevant items among the top k, k = 1..K
+    first: np.ndarray  # [Q] rank of the best-ranked relevant item (database size + 1: none)
+    sums: np.ndarray  # [Q] sum_j j / r_j over the ranks r_1 < ... < r_R of the relevant items
+    sums_at: dict[int, np.ndarray]  # {k: [Q] the same sum over the r_j <= k}
+    hp: np.ndarray | None  # [Q, K] HP@k (Barz eq. 11), given a class similarity
+
+    def average_precision(self) -> np.ndarray:
+        return self.sums / np.maximum(self.relevant, 1)
+
+    def precision(self) -> np.ndarray:
+        return self.hits / np.arange(1, self.hits.shape[1] + 1)
+
+    def map_at(self, k: int, by_k: bool = False) -> np.ndarray:
+        """AP@k: the sum over the top k divided by min(k, R), or by k (``by_k``)."""
+        return self.sums_at[k] / (k if by_k else np.minimum(k, np.maximum(self.relevant, 1)))
+
+    def recall_at(self, k: int) -> np.ndarray:
+        return self.first <= k
+
+    def ahp(self) -> np.ndarray:
+        """AHP@K: the trapezoid area under HP@1..HP@K, divided by K."""
+        return (self.hp.sum(axis=1) - 0.5 * (self.hp[:, 0] + self.hp[:, -1])) / self.hp.shape[1]
+
+
+def _one_pass(rankings, ql, gl, relevant, size: int, K: int, map_ks, sim, best) -> _Ranked:
+    """Consume the rankings chunk by chunk: per query, the top K's hits and HP@k, and the
+    precision at each relevant item from its rank among the ``size`` ranked items."""
     Q = len(ql)
-    ap = np.empty(Q)
-    hits = np.empty((Q, K), dtype=np.int32)  # relevant items among the top k
-    first = np.full(Q, size + 1)  # rank of the best-ranked relevant item
-    ap_k = {k: np.empty(Q) for k in map_ks}
-    hp = np.empty((Q, K)) if similarity is not None else None
-    for rows, order in _rankings(q_feats, g_feats, metric, exclude, chunk_mb, device):
+    sums, sums_at = np.empty(Q), {k: np.empty(Q) for k in map_ks}
+    hits = np.empty((Q, K), dtype=np.int32)
+    first = np.full(Q, size + 1)
+    hp = np.empty((Q, K)) if sim is not None else None
+    for rows, order in rankings:
         y = ql[rows]
         top = gl[order[:, :K]]
         hits[rows] = np.cumsum(top == y[:, None], axis=1)
@@ -217,39 +280,18 @@ def retrieval_metrics(
             np.cumsum(relevant[rows]) - relevant[rows], relevant[rows]
         )
         at_hit = (nth + 1) / (rank + 1)  # precision at each relevant item
-        ap[rows] = np.bincount(row, at_hit, len(rows)) / r1[rows]
+        sums[rows] = np.bincount(row, at_hit, len(rows))
         for k in map_ks:
-            ap_k[k][rows] = np.bincount(row, np.where(rank < k, at_hit, 0.0), len(rows))
+            sums_at[k][rows] = np.bincount(row, np.where(rank < k, at_hit, 0.0), len(rows))
         first[rows[row[nth == 0]]] = rank[nth == 0] + 1
+    return _Ranked(relevant, hits, first, sums, sums_at, hp)
 
-    used = ~lone
-    ks = np.arange(1, K + 1)
-    out = {
-        "precision": hits[used].sum(axis=0, dtype=np.int64) / (ks * used.sum()),
-        "map": float(ap[used].mean()),
-        "map_at_k": {k: float((v / np.minimum(k, r1))[used].mean()) for k, v in ap_k.items()},
-        "map_at_k_divk": {k: float((v / k)[used].mean()) for k, v in ap_k.items()},
-        "recall": {k: float((first <= k)[used].mean()) for k in recall_ks},
-        "n_queries": int(used.sum()),
-        "n_lone": int(lone.sum()),
-    }
-    ahp = None
-    if hp is not None:
-        ahp = (hp.sum(axis=1) - 0.5 * (hp[:, 0] + hp[:, -1])) / K
-        out["hp"] = hp[used].mean(axis=0)
-        out["mahp"] = float(ahp[used].mean())
-    if per_query:
-        nan = np.where(lone, np.nan, 1.0)
-        out["per_query"] = {
-            "ap": ap * nan,
-            "precision": hits / ks * nan[:, None],
-            "map_at_k": {k: v / np.minimum(k, r1) * nan for k, v in ap_k.items()},
-            "map_at_k_divk": {k: v / k * nan for k, v in ap_k.items()},
-            "recall": {k: (first <= k) * nan for k in recall_ks},
-        }
-        if hp is not None:
-            out["per_query"].update(hp=hp * nan[:, None], ahp=ahp * nan)
-    return out
+
+def _lone_as_nan(values, nan: np.ndarray):
+    """Per-query ``values`` (arrays [Q] or [Q, K], nested in dicts) times ``nan`` [Q]."""
+    if isinstance(values, dict):
+        return {k: _lone_as_nan(v, nan) for k, v in values.items()}
+    return values * (nan[:, None] if values.ndim == 2 else nan)
 
 
 def nearest_neighbours(
