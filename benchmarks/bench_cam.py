@@ -1,9 +1,9 @@
-"""MaxBoxAccV2 boxes: hierstudy.cam.best_iou against the literal per-map, per-τ OpenCV loop.
+"""MaxBoxAccV2 boxes: evaluation.localisation.best_iou against the literal per-map, per-τ loop.
 
 N Grad-CAM-like maps of 224 × 224 (a 7 × 7 grid, as a ResNet's last block gives at 224 px: a
 Gaussian bump plus noise, ReLU, bilinear resize, float32) with one to three ground-truth boxes
 each, over the 1,000 thresholds of ``np.arange(0, 1, 0.001)``. The fast path runs on all N maps;
-the literal reference (tests/reference_cam.py: for each map and τ, ``cv2.threshold``,
+the literal reference (tests/reference_localisation.py: for each map and τ, ``cv2.threshold``,
 ``cv2.findContours``, ``boundingRect``, IoU) runs on the first R maps, its time scaled per map (it
 is a loop over maps, linear in their number); both must agree exactly on those R maps. The two
 are interleaved, order alternating, median after a warm-up. Times are per map. Without --quick,
@@ -26,9 +26,9 @@ import cv2
 import numpy as np
 import torch
 from _timing import interleaved_times, last_line  # also puts tests/ on the path
-from reference_cam import literal_maxboxacc_v2
+from reference_localisation import literal_maxboxacc_v2
 
-from hierstudy.cam import best_iou, cam_thresholds, maxboxacc_v2
+from hierstudy.evaluation.localisation import best_iou, cam_thresholds, maxboxacc_v2
 
 
 def gradcam_like(n: int, size: int = 224, grid: int = 7, seed: int = 0):

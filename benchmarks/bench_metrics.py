@@ -1,4 +1,4 @@
-"""Retrieval metrics: hierstudy.metrics.retrieval_metrics against the literal per-query loop.
+"""Retrieval metrics: evaluation.metrics.retrieval_metrics against the literal per-query loop.
 
 N queries over the same N items (each query excluded), 100 classes of a 3-level tree, 128-d
 float32 features, dot product, K = 250: HP@1..250, mAHP@250, P@k, mAP, mAP@{10,100} and
@@ -23,8 +23,8 @@ import numpy as np
 from _timing import WALL_AND_CPU, last_line, median_times  # also puts tests/ on the path
 from reference_metrics import literal_retrieval
 
+from hierstudy.evaluation.metrics import retrieval_metrics
 from hierstudy.hierarchy import Hierarchy
-from hierstudy.metrics import retrieval_metrics
 
 SETTINGS = dict(K=250, recall_ks=(1, 2, 4, 8), map_ks=(10, 100))
 

@@ -212,7 +212,7 @@ def write_index(profile: str | config.Profile, table: pd.DataFrame | None = None
     """``figures/<profile>/index.md``: the headline, then every table (.md, with its .csv), JSON
     file and figure (.png, shown) of the folder, grouped by notebook number, then links to the
     subfolders of notebooks run on other datasets."""
-    from .evaluation.headline import headline  # torch: only when the headline is built
+    from .report.headline import headline  # torch: only when the headline is built
 
     cfg = _profile(profile)
     folder = cfg.figures_dir
@@ -265,7 +265,7 @@ def write_index(profile: str | config.Profile, table: pd.DataFrame | None = None
 def publish(profile: str | config.Profile, seconds: dict[str, float]) -> Path:
     """After a run: the headline (table, README block), the manifest and the index; returns the
     index's path. The README block is rewritten only where the README has this profile's markers."""
-    from .evaluation.headline import headline  # torch: only when the headline is built
+    from .report.headline import headline  # torch: only when the headline is built
 
     cfg = _profile(profile)
     table = headline(cfg)

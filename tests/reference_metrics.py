@@ -1,6 +1,6 @@
-"""Literal references for hierstudy.metrics: one query at a time, straight from each formula.
+"""Literal references for hierstudy.evaluation.metrics: one query at a time, from each formula.
 
-Slow on purpose (Python loops over the ranking); shared by tests/test_metrics.py and
+Slow on purpose (Python loops over the ranking); shared by tests/test_evaluation_metrics.py and
 benchmarks/bench_metrics.py. Not part of the library.
 """
 

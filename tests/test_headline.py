@@ -7,8 +7,8 @@ from fake_results import (
 )
 
 from hierstudy import config
-from hierstudy.evaluation.headline import headline
 from hierstudy.evaluation.results import load_run_result
+from hierstudy.report.headline import headline
 
 
 def smoke(tmp_path, monkeypatch):

@@ -96,7 +96,7 @@ def test_uint8_input_is_scaled_to_unit_range():
 
 
 def _literal_poincare(u, c=0.1, r=2.3):
-    """HIER.md steps 2-4 written out row by row."""
+    """docs/hier.md steps 2-4 written out row by row."""
     rows = []
     for row in u:
         norm = math.sqrt(sum(v * v for v in row.tolist()))
@@ -211,7 +211,7 @@ def test_unusable_weights_files_name_the_file_and_the_problem(tmp_path):
 
 
 def test_vit_target_layer_gives_nonzero_gradcam_maps():
-    from hierstudy.cam import gradcam_maps, vit_reshape_transform
+    from hierstudy.gradcam import gradcam_maps, vit_reshape_transform
 
     torch.manual_seed(0)
     model = build_model("vit_tiny_patch16_224", 5, img_size=32, patch_size=8, depth=2)

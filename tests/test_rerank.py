@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from hierstudy import metrics
 from hierstudy import visual_hierarchy as vh
+from hierstudy.evaluation import metrics
 from hierstudy.evaluation.rerank import VisualReranker, paper_values
 from hierstudy.hierarchy import Hierarchy
 

@@ -10,7 +10,7 @@ import torch
 from fake_results import RETRIEVAL_CSV, WSOL_ROWS, store_localisation, store_retrieval
 
 from hierstudy import config, report, study
-from hierstudy.evaluation.headline import headline
+from hierstudy.report.headline import headline
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,8 +19,8 @@ from hierstudy.datasets.cub import CUB
 from hierstudy.datasets.hiershapes import HierShapes
 from hierstudy.datasets.imagefolder import ImageNet, MiniImageNet, WnidFolder
 from hierstudy.datasets.inshop import InShop
-from hierstudy.datasets.plot import plot_examples
 from hierstudy.datasets.samplers import MPerClassBatchSampler, random_triplets
+from hierstudy.datasets.selection import balanced_subset, localisation_set
 from hierstudy.datasets.sop import StanfordOnlineProducts
 from hierstudy.datasets.transforms import paper_transforms
 
@@ -40,9 +40,10 @@ __all__ = [
     "StanfordOnlineProducts",
     "WnidFolder",
     "align_hierarchy",
+    "balanced_subset",
     "data_root",
+    "localisation_set",
     "paper_transforms",
-    "plot_examples",
     "random_triplets",
     "stratified_split",
 ]

@@ -5,7 +5,7 @@ and graded against that dataset's class hierarchy (Barz & Denzler (WACV 2019), S
 and mAHP@K (eq. 11, Table 1), balanced accuracy (Table 2), mAP (Table 3), Recall@K at HIER's K
 for the dataset (Kim et al. (HIER, CVPR 2023), Table 1), mistake severity and the average
 hierarchical distance of the top-k classes (Bertinetto et al., CVPR 2020). The formulas are
-:mod:`hierstudy.metrics`; this module decides which runs, which rankings and which columns.
+:mod:`hierstudy.evaluation.metrics`; this module decides which runs, which rankings and which columns.
 
 Rankings of a run (:func:`ranking_variants`): the method's own; CE also on raw features (Barz's
 two baselines); and, for the CE baseline that notebook 05 studies, Venkataramanan et al.'s
@@ -25,13 +25,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from hierstudy import experiments, metrics
+from hierstudy import experiments
 from hierstudy.config import Profile
 from hierstudy.datasets import catalog
+from hierstudy.evaluation import metrics
 from hierstudy.evaluation.rerank import VisualReranker, paper_values
 from hierstudy.evaluation.results import load_run_results, save_run_result
+from hierstudy.geometry import pairwise_distance
 from hierstudy.hierarchy import Hierarchy
-from hierstudy.losses.hier import pairwise_distance
 
 RESULT = "retrieval"  # the stored result of each evaluated run
 # notebook 08's combinations (a method + KFR's term) and notebook 05's networks trained on

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import matplotlib
 
-from . import __version__
-from .config import Profile, project_root
-from .files import atomic_write
+from hierstudy import __version__
+from hierstudy.config import Profile, project_root
+from hierstudy.files import atomic_write
 
 STYLE = {
     "figure.dpi": 110,

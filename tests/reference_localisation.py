@@ -1,10 +1,11 @@
-"""Literal reference for hierstudy.cam's localisation scores: Choe et al.'s procedure, one CAM and
-one threshold at a time, with OpenCV contours (``wsolevaluation``: ``normalize_scoremap``,
+"""Literal reference for hierstudy.evaluation.localisation's scores: Choe et al.'s procedure, one
+CAM and one threshold at a time, with OpenCV contours (``wsolevaluation``: ``normalize_scoremap``,
 ``compute_bboxes_from_scoremaps`` with ``multi_contour_eval=True``, ``BoxEvaluator``).
 
-The only departure from their code is the box convention documented in hierstudy/cam.py:
-``(x, y, x + w, y + h)`` with continuous IoU, where they clip ``x + w`` to ``W − 1`` and add 1 to
-widths. Slow on purpose; shared by tests/test_cam.py and benchmarks/bench_cam.py.
+The only departure from their code is the box convention documented in
+hierstudy/evaluation/localisation.py: ``(x, y, x + w, y + h)`` with continuous IoU, where they
+clip ``x + w`` to ``W − 1`` and add 1 to widths. Slow on purpose; shared by
+tests/test_evaluation_localisation.py and benchmarks/bench_cam.py.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from hierstudy.config import Profile
 from hierstudy.datasets import catalog
 from hierstudy.evaluation.results import load_dataset_results, load_run_results
 from hierstudy.evaluation.retrieval import load_per_seed_table
+from hierstudy.report.tables import MISSING, mean_std
 
 LOCALISATION = "localisation"  # notebook 07's result name
 RETRIEVAL = {  # headline column: per-seed column of the central table
@@ -34,7 +35,6 @@ HEADLINE = [
     "mistake severity",
     "MaxBoxAccV2",
 ]
-MISSING = "—"  # as in the notebooks' own tables
 
 
 def headline(profile: Profile) -> pd.DataFrame:
@@ -107,13 +107,6 @@ def _localisation(profile: Profile) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=None if rows else ["dataset", "run", "seed", "model"])
 
 
-def _pm(mean: float, std: float) -> str:
-    """'0.603 ± 0.018' (no ± from one seed, — when missing), as in the notebooks."""
-    return (
-        MISSING if pd.isna(mean) else f"{mean:.3f}" if pd.isna(std) else f"{mean:.3f} ± {std:.3f}"
-    )
-
-
 def _over_seeds(table: pd.DataFrame, key: list[str], columns: dict[str, str]) -> pd.DataFrame:
     """Per ``key`` (first-seen order): ``seeds`` and each headline column as mean ± std."""
     out = pd.DataFrame({"seeds": table.groupby(key, sort=False).size()})
@@ -124,5 +117,5 @@ def _over_seeds(table: pd.DataFrame, key: list[str], columns: dict[str, str]) ->
         groups = pd.to_numeric(table[column], errors="coerce").groupby(
             [table[k] for k in key], sort=False
         )
-        out[name] = [_pm(m, s) for m, s in zip(groups.mean(), groups.std(ddof=1), strict=True)]
+        out[name] = [mean_std(m, s) for m, s in zip(groups.mean(), groups.std(ddof=1), strict=True)]
     return out

@@ -3,9 +3,8 @@ import pytest
 import torch
 from reference_metrics import literal_retrieval
 
-from hierstudy import metrics
-from hierstudy.hierarchy import Hierarchy
-from hierstudy.metrics import (
+from hierstudy.evaluation import metrics
+from hierstudy.evaluation.metrics import (
     MetricError,
     accuracy,
     balanced_accuracy,
@@ -15,6 +14,7 @@ from hierstudy.metrics import (
     nearest_neighbours,
     retrieval_metrics,
 )
+from hierstudy.hierarchy import Hierarchy
 
 # root -> a -> {c0, c1}, root -> b -> {c2, c3}: LCS height 0 (same), 1 (siblings), 2 (cousins)
 SMALL = Hierarchy([("r", "a"), ("r", "b"), ("a", "c0"), ("a", "c1"), ("b", "c2"), ("b", "c3")])

@@ -1,0 +1,45 @@
+"""Everything the notebooks write and how their tables read: files with provenance
+(:mod:`.io`), the cells of tables over seeds (:mod:`.tables`) and shared plots (:mod:`.plots`,
+imported on its own: ``from hierstudy.report import plots``)."""
+
+from hierstudy.report.io import (
+    LIBRARIES,
+    STYLE,
+    environment,
+    git_commit,
+    library_versions,
+    load_metrics,
+    provenance,
+    save_figure,
+    save_metrics,
+    save_table,
+    stamp_text,
+    use_style,
+)
+from hierstudy.report.tables import (
+    MISSING,
+    PairedDifference,
+    json_records,
+    mean_std,
+    paired_by_seed,
+)
+
+__all__ = [
+    "LIBRARIES",
+    "MISSING",
+    "STYLE",
+    "PairedDifference",
+    "environment",
+    "git_commit",
+    "json_records",
+    "library_versions",
+    "load_metrics",
+    "mean_std",
+    "paired_by_seed",
+    "provenance",
+    "save_figure",
+    "save_metrics",
+    "save_table",
+    "stamp_text",
+    "use_style",
+]

@@ -1,0 +1,199 @@
+"""Plots shared by several notebooks: hierarchy drawings, class-by-class heatmaps, the Poincaré
+disk of HIER's proxies and a grid of example images per branch of a dataset's hierarchy."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hierstudy.datasets.base import DatasetError, HierDataset
+from hierstudy.hierarchy import Hierarchy
+
+
+def tree_layout(hierarchy: Hierarchy) -> dict[str, tuple[float, float]]:
+    """(x = depth, y) positions: classes evenly spaced in depth-first order, parents centred.
+
+    A DAG is drawn through each node's first parent (its other edges are drawn too, dashed).
+    """
+    y: dict[str, float] = {}
+    order = [hierarchy.classes[i] for i in hierarchy.leaf_order()]
+    for position, c in enumerate(order):
+        y[c] = float(position)
+    for node in sorted(hierarchy.nodes, key=hierarchy.height):
+        if node not in y:
+            kids = [y[k] for k in hierarchy.children(node) if k in y]
+            y[node] = float(np.mean(kids)) if kids else 0.0
+    return {n: (float(hierarchy.depth(n)), y[n]) for n in hierarchy.nodes}
+
+
+def draw_tree(
+    hierarchy: Hierarchy,
+    ax,
+    *,
+    label_classes: bool = True,
+    label_depth: int = 2,
+    colors: dict[str, str] | None = None,
+    fontsize: float = 6,
+) -> None:
+    """Draw a hierarchy left to right: root at x = 0, classes on the right, labelled.
+
+    Inner nodes down to ``label_depth`` are labelled too; ``colors`` maps class → colour.
+    """
+    pos = tree_layout(hierarchy)
+    for parent, child in hierarchy.edges():
+        (x0, y0), (x1, y1) = pos[parent], pos[child]
+        first = hierarchy.parents(child)[0] == parent
+        ax.plot([x0, x0, x1], [y0, y1, y1], color="0.55", lw=0.6, ls="-" if first else ":")
+    for node, (x, y) in pos.items():
+        is_class = node in hierarchy.class_index
+        ax.plot(x, y, "o", ms=2.5 if is_class else 2, color=(colors or {}).get(node, "0.2"))
+        if (is_class and label_classes) or (not is_class and hierarchy.depth(node) <= label_depth):
+            ax.text(
+                x + 0.15,
+                y,
+                hierarchy.label(node).split(".")[0],
+                fontsize=fontsize,
+                va="center",
+                ha="left",
+            )
+    ax.set_axis_off()
+    ax.invert_yaxis()
+
+
+def heatmap(
+    matrix: np.ndarray,
+    ax,
+    *,
+    order: np.ndarray | None = None,
+    labels=None,
+    title: str = "",
+    cmap: str = "viridis",
+    vmin=None,
+    vmax=None,
+):
+    """A class-by-class matrix, rows and columns permuted by ``order`` (e.g. ``leaf_order()``)."""
+    order = np.arange(len(matrix)) if order is None else np.asarray(order)
+    image = ax.imshow(
+        matrix[np.ix_(order, order)], cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest"
+    )
+    if labels is not None and len(order) <= 40:
+        names = [labels[i] for i in order]
+        ax.set_xticks(range(len(order)), names, rotation=90, fontsize=5)
+        ax.set_yticks(range(len(order)), names, fontsize=5)
+    else:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    ax.grid(False)
+    ax.set_title(title)
+    return image
+
+
+def poincare_disk(
+    ax,
+    z,
+    labels: np.ndarray,
+    proxies,
+    *,
+    c: float = 0.1,
+    link_every: int = 3,
+    seed: int = 0,
+    legend: bool = True,
+) -> np.ndarray:
+    """The view of Kim et al. (HIER, CVPR 2023), Figs. 3 and 4: UMAP of samples ``z`` [N, D] and
+    of their *ancestor* proxies (each sample's nearest proxy of smaller norm,
+    :func:`~hierstudy.proxy_tree.nearest_smaller_proxy`), the Poincaré distance at curvature ``c``
+    as input metric and a hyperbolic output space drawn as the Poincaré disk; grey links join
+    every ``link_every``-th sample to its ancestor. Returns the indices of the ancestor proxies
+    drawn."""
+    import matplotlib.pyplot as plt
+    import torch
+    import umap
+
+    from hierstudy.losses.hier import pairwise_distance
+    from hierstudy.proxy_tree import nearest_smaller_proxy
+
+    z, proxies = torch.as_tensor(z).double(), torch.as_tensor(proxies).double()
+    parent = nearest_smaller_proxy(z, proxies, c=c)
+    used = np.unique(parent[parent >= 0])
+    points = torch.cat([z, proxies[used]])
+    distances = pairwise_distance(points, points, c=c).numpy()
+    mapper = umap.UMAP(
+        metric="precomputed", output_metric="hyperboloid", random_state=seed, init="random"
+    )
+    emb = mapper.fit_transform(distances)
+    disk = emb / (1 + np.sqrt(1 + (emb**2).sum(1, keepdims=True)))  # hyperboloid -> Poincaré disk
+    ax.add_patch(plt.Circle((0, 0), 1, fill=False, color="0.6"))
+    where = {p: len(z) + i for i, p in enumerate(used)}
+    for i in np.flatnonzero(parent >= 0)[::link_every]:
+        ax.plot(*disk[[i, where[parent[i]]]].T, color="0.75", lw=0.4, zorder=1)
+    ax.scatter(*disk[: len(z)].T, c=labels, cmap="tab20", s=6, zorder=2)
+    ax.scatter(
+        *disk[len(z) :].T, c="deeppink", s=30, marker="*", zorder=3, label="ancestor proxies"
+    )
+    ax.set(aspect="equal", xlim=(-1.05, 1.05), ylim=(-1.05, 1.05))
+    if legend:
+        ax.legend(loc="lower right")
+    ax.set_axis_off()
+    return used
+
+
+def plot_examples(
+    dataset: HierDataset,
+    per_branch: int = 6,
+    depth: int = 2,
+    seed: int = 0,
+    fig=None,
+    box_colour: str = "lime",
+):
+    """One row per hierarchy node at ``depth`` (1 = children of the root), ``per_branch`` images
+    of that node's classes in it (its classes taken in turn, images drawn with ``seed``), each
+    titled with its class name and its ground-truth boxes drawn. Returns the matplotlib Figure
+    (``fig`` if given, else a new constrained-layout one, not registered with pyplot).
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    h = dataset.hierarchy
+    branches = [n for n, d in zip(h.nodes, h.depths, strict=True) if d == depth]
+    if not branches or per_branch < 1:
+        raise DatasetError(
+            f"nothing to plot: {len(branches)} nodes at depth {depth}, per_branch={per_branch}"
+        )
+    ancestors = [set(h.ancestors(c)) for c in h.classes]
+    below = {n: [k for k, a in enumerate(ancestors) if n in a] for n in branches}
+    branches.sort(key=lambda n: min(below[n], default=len(h.classes)))
+    rng = np.random.default_rng(seed)
+    # each class's images in a seeded random order, taken in turn: no repeats while they last
+    order = np.lexsort((rng.random(len(dataset.labels)), dataset.labels))
+    counts = np.bincount(dataset.labels, minlength=len(h.classes))
+    by_class = np.split(order, np.cumsum(counts)[:-1])
+    if fig is None:
+        size = (1.3 * per_branch + 1.5, 1.35 * len(branches))
+        fig = Figure(figsize=size, layout="constrained")
+    axes = fig.subplots(len(branches), per_branch, squeeze=False)
+    for row, node in zip(axes, branches, strict=True):
+        classes = [k for k in below[node] if len(by_class[k])]
+        for column, ax in enumerate(row):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if column == 0:
+                ax.set_ylabel(h.label(node), rotation=0, ha="right", va="center", fontsize=8)
+            if not classes:
+                continue
+            label = classes[column % len(classes)]
+            turn = column // len(classes)
+            i = int(by_class[label][turn % len(by_class[label])])
+            ax.imshow(dataset.image(i))
+            for x0, y0, x1, y1 in dataset.image_boxes(i):
+                # pixel j spans [j - 0.5, j + 0.5] in imshow coordinates
+                ax.add_patch(
+                    Rectangle(
+                        (x0 - 0.5, y0 - 0.5),
+                        x1 - x0,
+                        y1 - y0,
+                        fill=False,
+                        edgecolor=box_colour,
+                        linewidth=1.0,
+                    )
+                )
+            ax.set_title(dataset.classes[label].split("/")[-1], fontsize=6)
+    return fig

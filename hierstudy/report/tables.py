@@ -1,0 +1,90 @@
+"""Table cells over seeds: mean ± std, a difference paired by seed and its verdict, JSON rows.
+
+The helpers notebooks 06, 07 and 08 and :func:`hierstudy.study.headline` share, so that every
+table of the study prints a mean over seeds, a paired comparison and a missing value the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+MISSING = "—"  # a metric that does not apply or was not computed
+
+
+def mean_std(mean: float, std: float, digits: int = 3, *, signed: bool = False) -> str:
+    """'0.603 ± 0.018': a mean over seeds and its std, the mean alone when the std is missing
+    (one seed), :data:`MISSING` when the mean is; ``signed`` writes the mean's sign ('+0.012')."""
+    if pd.isna(mean):
+        return MISSING
+    text = f"{mean:+.{digits}f}" if signed else f"{mean:.{digits}f}"
+    return text if pd.isna(std) else f"{text} ± {std:.{digits}f}"
+
+
+@dataclass(frozen=True, eq=False)
+class PairedDifference:
+    """``treatment − control`` on one metric, seed by seed, over the seeds where both have a value
+    (runs of one seed share initial weights and data order, so the pair isolates the method)."""
+
+    treatment: pd.Series  # the values at those seeds, indexed by seed (ascending)
+    control: pd.Series
+
+    @property
+    def differences(self) -> pd.Series:
+        return self.treatment - self.control
+
+    @property
+    def n(self) -> int:
+        """The number of paired seeds."""
+        return len(self.treatment)
+
+    @property
+    def mean(self) -> float:
+        return float(self.differences.mean())
+
+    @property
+    def std(self) -> float:
+        """The differences' std (ddof = 1), NaN from fewer than two seeds."""
+        return float(self.differences.std(ddof=1)) if self.n > 1 else float("nan")
+
+    @property
+    def wins(self) -> int:
+        """The seeds where the treatment is higher."""
+        return int((self.differences > 0).sum())
+
+    def verdict(self, higher: str = "higher", lower: str = "lower") -> str:
+        """'higher on every seed', 'lower …', 'equal …', 'mixed across seeds', or 'one seed: not
+        judged' below two seeds; ``higher`` / ``lower`` name the direction (e.g. 'better')."""
+        d = self.differences
+        if self.n < 2:
+            return "one seed: not judged"
+        if (d > 0).all():
+            return f"{higher} on every seed"
+        if (d < 0).all():
+            return f"{lower} on every seed"
+        if (d == 0).all():
+            return "equal on every seed"
+        return "mixed across seeds"
+
+
+def paired_by_seed(
+    frame: pd.DataFrame, treatment, control, metric: str, *, by: str = "model", seed: str = "seed"
+) -> PairedDifference:
+    """The rows of ``frame`` whose ``by`` is ``treatment`` minus those whose ``by`` is ``control``,
+    on column ``metric``, matched on column ``seed`` (one row per seed and side); seeds where
+    either side is missing or NaN are left out."""
+    for side in (treatment, control):
+        if not (frame[by] == side).any():
+            raise ValueError(f"no row with {by} == {side!r} to pair")
+    values = frame[frame[by].isin([treatment, control])].pivot(
+        index=seed, columns=by, values=metric
+    )
+    paired = (values[treatment] - values[control]).dropna().index
+    return PairedDifference(values[treatment][paired], values[control][paired])
+
+
+def json_records(frame: pd.DataFrame) -> list[dict]:
+    """JSON-ready rows of ``frame``: one dict per row, NaN (no std from one seed, a metric that
+    does not apply) as None, i.e. ``null``."""
+    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
