@@ -26,7 +26,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from hier_literal import literal_lca_term  # noqa: E402
 
-from hierstudy.losses.hier import HIER, lca_triplet_loss, reciprocal_triplets, to_ball  # noqa: E402
+from hierstudy.geometry import to_ball  # noqa: E402
+from hierstudy.losses.hier import HIER, lca_triplet_loss, reciprocal_triplets  # noqa: E402
 
 B, D, P = 120, 128, 512
 

@@ -105,7 +105,7 @@ def poincare_disk(
     import torch
     import umap
 
-    from .losses.hier import pairwise_distance
+    from .geometry import pairwise_distance
     from .proxy_tree import nearest_smaller_proxy
 
     z, proxies = torch.as_tensor(z).double(), torch.as_tensor(proxies).double()

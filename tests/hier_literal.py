@@ -1,4 +1,4 @@
-"""Slow literal transcriptions of HIER (../shared/methods/HIER.md), not library code.
+"""Slow literal transcriptions of HIER (docs/hier.md), not library code.
 
 The Poincaré distance through the explicit Möbius addition (an [N, M, D] tensor), triplet mining
 by a loop over anchors, and the LCA hinge one triplet at a time with torch's own straight-through
@@ -31,7 +31,7 @@ def mobius_distance(x, y, c, clamp=1 - 1e-5):
 
 
 def literal_triplet_sets(similarity, k):
-    """Per anchor: (positives, negatives) lists by the rules of HIER.md, one row at a time."""
+    """Per anchor: (positives, negatives) lists by the rules of docs/hier.md, one row at a time."""
     n = similarity.shape[0]
     top = [set(torch.topk(similarity[i], min(k, n)).indices.tolist()) for i in range(n)]
     sets = {}
@@ -44,7 +44,7 @@ def literal_triplet_sets(similarity, k):
 
 
 def literal_lca_term(cand, triplets, noise, margin=0.1, tau=0.1):
-    """Mean over triplets of the three-part LCA hinge, one triplet at a time (HIER.md §Loss)."""
+    """Mean three-part LCA hinge over triplets, one at a time (docs/hier.md §The loss)."""
 
     def lca_weights(m, g):
         soft = torch.softmax(-m / tau + g, dim=0)
@@ -71,7 +71,7 @@ def literal_lca_term(cand, triplets, noise, margin=0.1, tau=0.1):
 
 
 def literal_hier(x, labels, proxy_points, triplets, noise, c=0.1, sphere=False, **kw):
-    """L_HIER from the node distances of [z; ρ] (HIER.md §The loss) with injected draws."""
+    """L_HIER from the node distances of [z; ρ] (docs/hier.md §The loss) with injected draws."""
     b = len(x)
     nodes = torch.cat([x, proxy_points])
     if sphere:
