@@ -1,4 +1,4 @@
-"""Cost of the HIER regulariser (../shared/methods/HIER.md) at the paper's size.
+"""Cost of the HIER regulariser (docs/hier.md) at the paper's size.
 
 Fast: ``HIER`` forward + backward for B = 120 samples (60 classes × 2), D = 128, P = 512 proxies,
 distances, mining and Gumbel noise included, median after a warm-up. Reference: the literal

@@ -1,4 +1,5 @@
-"""Stanford Cars (Cars196) from its release ``.mat`` files, with one box per image (HIER 003_...).
+"""Stanford Cars (Cars196) from its release ``.mat`` files, with one box per image (Kim et al.
+(HIER, CVPR 2023)).
 
 ``root`` is the ``stanford_cars`` folder (a folder that holds ``stanford_cars/``, as torchvision's
 ``StanfordCars(root)`` takes it, works too). Two layouts are read:

@@ -1,4 +1,5 @@
-"""CUB-200-2011 from its release files, with one box per image (002_..., HIER 003_...).
+"""CUB-200-2011 from its release files, with one box per image (Venkataramanan et al. (ICVS 2023),
+Kim et al. (HIER, CVPR 2023)).
 
 ``<root>`` is the extracted ``CUB_200_2011`` folder: ``images.txt`` (``id path``),
 ``image_class_labels.txt`` (``id class``), ``train_test_split.txt`` (``id is_train``),
@@ -9,13 +10,13 @@ Protocols: ``"official"`` uses ``train_test_split.txt`` (5 994 / 5 794 images; c
 the visual-hierarchy paper); ``"zero-shot"`` trains on classes 1-100 and tests on 101-200 (HIER /
 Proxy-Anchor retrieval), labels renumbered from 0 within the split.
 
-The taxonomy: Barz & Denzler's CUB hierarchy, the one the visual-hierarchy paper (002_...,
-Sec. 4) takes as CUB's semantic hierarchy, when its parent-child file lies in the folder
-(:data:`BARZ_TAXONOMY`, from github.com/cvjena/semantic-embeddings, ``CUB-Hierarchy/``: the
-Wikispecies orders, families, genera and species; its balanced or flat variants work under that
-name too). Without it, species are grouped by the last word of their English name
-(``Laysan_Albatross`` → ``Albatross``) under one root: a convenience that needs no download, not a
-paper's hierarchy. ``hierarchy=`` overrides both.
+The taxonomy: Barz & Denzler's CUB hierarchy, the one the visual-hierarchy paper (Venkataramanan
+et al. (ICVS 2023), Sec. 4) takes as CUB's semantic hierarchy, when its parent-child file lies in
+the folder (:data:`BARZ_TAXONOMY`, from github.com/cvjena/semantic-embeddings,
+``CUB-Hierarchy/``: the Wikispecies orders, families, genera and species; its balanced or flat
+variants work under that name too). Without it, species are grouped by the last word of their
+English name (``Laysan_Albatross`` → ``Albatross``) under one root: a convenience that needs no
+download, not a paper's hierarchy. ``hierarchy=`` overrides both.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""DeepFashion In-shop Clothes Retrieval by its official partition (HIER 003_..., zero-shot).
+"""DeepFashion In-shop Clothes Retrieval by its official partition (Kim et al. (HIER, CVPR 2023),
+zero-shot).
 
 ``<root>`` is the ``In-shop Clothes Retrieval Benchmark`` folder: ``Eval/list_eval_partition.txt``
 (or ``list_eval_partition.txt`` in ``<root>``) and the images of ``Img/img.zip`` extracted as

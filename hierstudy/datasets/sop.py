@@ -1,4 +1,5 @@
-"""Stanford Online Products (SOP) by its official train / test lists (HIER 003_..., zero-shot).
+"""Stanford Online Products (SOP) by its official train / test lists (Kim et al. (HIER, CVPR 2023),
+zero-shot).
 
 ``<root>`` is the extracted ``Stanford_Online_Products`` folder: ``Ebay_train.txt`` and
 ``Ebay_test.txt`` (header ``image_id class_id super_class_id path``, then one image per line,

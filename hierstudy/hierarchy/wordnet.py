@@ -10,13 +10,13 @@ Hierarchies from synsets (:func:`synset_hierarchy`):
 
 * ``tree=False``: the full hypernym DAG (hypernyms and instance hypernyms) of the classes'
   ancestors;
-* ``tree=True``: a tree by the YOLO9000 rule the Barz paper cites (001_078dd69429c88981.txt,
+* ``tree=True``: a tree by the YOLO9000 rule the Barz paper cites (Barz & Denzler (WACV 2019),
   Sec. 3.2): classes with a single root path first, then, class by class in the given order, the
   root path that adds the fewest new nodes (ties: the lexicographically smallest path of wnids);
 * ``heights="classes"`` (default): node heights within the hierarchy itself;
   ``heights="wordnet"``: heights within the whole WordNet noun hypernym graph (no instance
   hypernyms) with the subtrees below the classes removed — the Barz authors' ImageNet evaluation
-  convention (../shared/methods/NOTES.md); the d_G denominator is then the height of ``entity``.
+  convention (docs/ambiguities.md); the d_G denominator is then the height of ``entity``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
-from .hierarchy import Hierarchy, HierarchyError
+from .tree import Hierarchy, HierarchyError
 
 # The fixed table of WordNet 3.0's lexicographer files (lexnames(5WN)): number, name, category.
 LEXNAMES = (
@@ -324,7 +324,7 @@ def _wordnet_noun_heights(class_wnids: tuple[str, ...], wn) -> dict[str, int]:
 
 # ------------------------------------------------------------------------------ class maps
 def _data_lines(filename: str) -> list[list[str]]:
-    text = resources.files("hierstudy.data").joinpath(filename).read_text()
+    text = resources.files("hierstudy.resources").joinpath(filename).read_text()
     return [line.split() for line in text.splitlines() if line.strip() and line[0] != "#"]
 
 
