@@ -24,6 +24,7 @@ from hierstudy.datasets.base import (
     align_hierarchy,
     data_root,
 )
+from hierstudy.datasets.protocols import check_choice
 from hierstudy.hierarchy import Hierarchy
 
 
@@ -78,8 +79,7 @@ class CIFAR(ArrayDataset):
         download: bool = False,
     ) -> None:
         tv = _tv_class(num_classes)
-        if split not in ("train", "test"):
-            raise DatasetError(f"CIFAR split must be 'train' or 'test', got {split!r}")
+        check_choice("CIFAR", "split", split, ("train", "test"))
         root = data_root(root) / "cifar" if root is None else Path(root)
         if download:
             tv(str(root), train=split == "train", download=True)

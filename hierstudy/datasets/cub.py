@@ -28,12 +28,12 @@ import numpy as np
 
 from hierstudy.datasets.base import (
     DatasetCorruptError,
-    DatasetError,
     DatasetNotFoundError,
     FileDataset,
     align_hierarchy,
     data_root,
 )
+from hierstudy.datasets.protocols import PROTOCOLS, SPLITS, check_choice, select_split
 from hierstudy.hierarchy import Hierarchy
 
 FILES = (
@@ -130,10 +130,8 @@ class CUB(FileDataset):
         transform: Callable | None = None,
         return_boxes: bool = False,
     ) -> None:
-        if split not in ("train", "test", "all"):
-            raise DatasetError(f"CUB split must be 'train', 'test' or 'all', got {split!r}")
-        if protocol not in ("official", "zero-shot"):
-            raise DatasetError(f"CUB protocol must be 'official' or 'zero-shot', got {protocol!r}")
+        check_choice("CUB", "split", split, SPLITS)
+        check_choice("CUB", "protocol", protocol, PROTOCOLS)
         root = data_root(root) / "CUB_200_2011" if root is None else Path(root)
         if not root.is_dir():
             raise DatasetNotFoundError(f"CUB folder {root} is missing; {_HOW}")
@@ -162,20 +160,9 @@ class CUB(FileDataset):
             )
         boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
 
-        if protocol == "official":
-            keep = {"train": is_train, "test": ~is_train, "all": np.ones_like(is_train)}[split]
-            kept_classes = np.arange(len(class_ids))
-        else:
-            half = len(class_ids) // 2
-            kept_classes = {
-                "train": np.arange(half),
-                "test": np.arange(half, len(class_ids)),
-                "all": np.arange(len(class_ids)),
-            }[split]
-            keep = np.isin(labels, kept_classes)
-        keep = np.flatnonzero(keep)
-        renumber = np.full(len(class_ids), -1)
-        renumber[kept_classes] = np.arange(len(kept_classes))
+        keep, kept_classes, kept_labels = select_split(
+            labels, len(class_ids), is_train, split, protocol
+        )
         classes = [class_ids[k] for k in kept_classes]
         if hierarchy is None:
             barz = root / BARZ_TAXONOMY
@@ -185,7 +172,7 @@ class CUB(FileDataset):
         self.split, self.protocol = split, protocol
         super().__init__(
             [paths[i] for i in keep],
-            renumber[labels[keep]],
+            kept_labels,
             classes,
             align_hierarchy(hierarchy, classes),
             boxes=boxes[keep],

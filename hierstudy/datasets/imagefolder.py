@@ -30,6 +30,7 @@ from hierstudy.datasets.base import (
     data_root,
     stratified_split,
 )
+from hierstudy.datasets.protocols import check_choice
 from hierstudy.hierarchy import Hierarchy
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
@@ -190,8 +191,7 @@ class MiniImageNet(WnidFolder):
         hierarchy: Hierarchy | None = None,
         transform: Callable | None = None,
     ) -> None:
-        if split not in ("train", "val"):
-            raise DatasetError(f"Mini-ImageNet split must be 'train' or 'val', got {split!r}")
+        check_choice("Mini-ImageNet", "split", split, ("train", "val"))
         root = data_root(root) / "mini-imagenet" if root is None else Path(root)
         if not root.is_dir():
             raise DatasetNotFoundError(

@@ -26,12 +26,12 @@ import numpy as np
 
 from hierstudy.datasets.base import (
     DatasetCorruptError,
-    DatasetError,
     DatasetNotFoundError,
     FileDataset,
     align_hierarchy,
     data_root,
 )
+from hierstudy.datasets.protocols import check_choice
 from hierstudy.hierarchy import Hierarchy
 
 HEADER = ["image_name", "item_id", "evaluation_status"]
@@ -104,8 +104,7 @@ class InShop(FileDataset):
         hierarchy: Hierarchy | None = None,
         transform: Callable | None = None,
     ) -> None:
-        if split not in SPLITS:
-            raise DatasetError(f"In-shop split must be one of {SPLITS}, got {split!r}")
+        check_choice("In-shop", "split", split, SPLITS)
         root = data_root(root) / "Inshop_Clothes" if root is None else Path(root)
         if not root.is_dir():
             raise DatasetNotFoundError(f"In-shop folder {root} is missing; {_HOW}")
