@@ -2,8 +2,8 @@
 
 The Poincaré distance through the explicit Möbius addition (an [N, M, D] tensor), triplet mining
 by a loop over anchors, and the LCA hinge one triplet at a time with torch's own straight-through
-hard Gumbel-softmax recipe. The reference for tests/test_losses_hier.py and
-benchmarks/bench_hier.py.
+hard Gumbel-softmax recipe. The reference for tests/test_geometry.py, tests/test_losses_hier.py
+and benchmarks/bench_hier.py, with the two helpers those tests share (assert_close, gen).
 """
 
 from __future__ import annotations
@@ -82,3 +82,14 @@ def literal_hier(x, labels, proxy_points, triplets, noise, c=0.1, sphere=False, 
     sample = literal_lca_term(dist[:b, b:], triplets[0], noise[0], **kw)
     proxy = literal_lca_term(dist[b:, b:], triplets[1], noise[1], **kw)
     return sample + proxy
+
+
+def assert_close(actual, expected, rtol=1e-7, atol=1e-7):
+    """torch.allclose with a message (torch.testing's first call imports torch.distributed, 3 s)."""
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype
+    err = (actual - expected).abs().max().item() if actual.numel() else 0.0
+    assert torch.allclose(actual, expected, rtol=rtol, atol=atol), f"max |difference| {err:.3g}"
+
+
+def gen(seed):
+    return torch.Generator().manual_seed(seed)

@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 import torch
-from hier_literal import mobius_distance
+from hier_literal import assert_close, gen, mobius_distance
 
 from hierstudy.geometry import (
     PoincareProjection,
@@ -35,17 +35,6 @@ finally:
 C = 0.1
 K = torch.tensor(-C, dtype=torch.float64)  # geoopt's curvature k = −c
 MAX_NORM = (1 - 1e-3) / math.sqrt(C)
-
-
-def assert_close(actual, expected, rtol=1e-7, atol=1e-7):
-    """torch.allclose with a message (torch.testing's first call imports torch.distributed, 3 s)."""
-    assert actual.shape == expected.shape and actual.dtype == expected.dtype
-    err = (actual - expected).abs().max().item() if actual.numel() else 0.0
-    assert torch.allclose(actual, expected, rtol=rtol, atol=atol), f"max |difference| {err:.3g}"
-
-
-def gen(seed):
-    return torch.Generator().manual_seed(seed)
 
 
 def ball_points(n, d, seed, max_radius=0.95):

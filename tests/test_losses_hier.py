@@ -5,7 +5,14 @@ import math
 
 import pytest
 import torch
-from hier_literal import literal_hier, literal_lca_term, literal_triplet_sets, mobius_distance
+from hier_literal import (
+    assert_close,
+    gen,
+    literal_hier,
+    literal_lca_term,
+    literal_triplet_sets,
+    mobius_distance,
+)
 
 from hierstudy.geometry import expmap0, project, to_ball
 from hierstudy.losses import hier
@@ -13,17 +20,6 @@ from hierstudy.losses.hier import HIER, HIERSph, lca_triplet_loss, reciprocal_tr
 
 C = 0.1
 MAX_NORM = (1 - 1e-3) / math.sqrt(C)
-
-
-def assert_close(actual, expected, rtol=1e-7, atol=1e-7):
-    """torch.allclose with a message (torch.testing's first call imports torch.distributed, 3 s)."""
-    assert actual.shape == expected.shape and actual.dtype == expected.dtype
-    err = (actual - expected).abs().max().item() if actual.numel() else 0.0
-    assert torch.allclose(actual, expected, rtol=rtol, atol=atol), f"max |difference| {err:.3g}"
-
-
-def gen(seed):
-    return torch.Generator().manual_seed(seed)
 
 
 def random_triplets(n, t, seed, self_negatives=5):
