@@ -63,9 +63,9 @@ def tree_similarity(edges: list[tuple[str, str]]) -> np.ndarray:
 def imagenet_similarity(name: str) -> tuple[np.ndarray | None, str]:
     """s_G of timm's ``name`` wnids in WordNet's YOLO9000 tree, or (None, why not)."""
     try:
-        from hierstudy import wordnet
+        from hierstudy.hierarchy import wordnet
     except ImportError as error:
-        return None, f"hierstudy.wordnet does not import ({error})"
+        return None, f"hierstudy.hierarchy.wordnet does not import ({error})"
     try:
         wnids = wordnet.timm_synsets(name)
         wn = wordnet.load_wordnet(allow_download=False)

@@ -1,4 +1,4 @@
-"""Cost of the HIER regulariser (Kim et al., CVPR 2023; docs/hier.md) at the paper's size.
+"""Cost of the HIER regulariser (Kim et al. (HIER, CVPR 2023); docs/hier.md) at the paper's size.
 
 Fast: ``HIER`` forward + backward for B = 120 samples (60 classes × 2), D = 128, P = 512 proxies,
 distances, mining and Gumbel noise included, median after a warm-up. Reference: the literal
@@ -21,7 +21,8 @@ import torch
 from _timing import WALL_AND_CPU, last_line, median_time, median_times  # also puts tests/ on path
 from hier_literal import literal_lca_term
 
-from hierstudy.losses.hier import HIER, lca_triplet_loss, reciprocal_triplets, to_ball
+from hierstudy.geometry import to_ball
+from hierstudy.losses.hier import HIER, lca_triplet_loss, reciprocal_triplets
 
 B, D, P = 120, 128, 512
 

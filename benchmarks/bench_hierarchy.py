@@ -10,7 +10,7 @@ import argparse
 from _timing import last_line, median_time
 from reference_hierarchy import literal_matrices
 
-from hierstudy import wordnet
+from hierstudy.hierarchy import wordnet
 
 
 def main():

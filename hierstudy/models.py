@@ -17,13 +17,13 @@ Heads (``head=``):
 
 * ``"linear"``: logits = W f + b.
 * ``"embedding"``: z = normalise(W f + b), the L2-normalised embedding layer of Barz & Denzler
-  (001_078dd69429c88981.txt, Sec. 4: "the last layer is followed by L2 normalization").
+  (Barz & Denzler (WACV 2019), Sec. 4: "the last layer is followed by L2 normalization").
 * ``"embedding+linear"``: the same z plus a classifier on it, for L_CORR+CLS (ibid., eq. 9: "a
   fully-connected layer with softmax activation on top of the embedding layer"). The classifier
   sees the normalised z. The authors' code (cvjena/semantic-embeddings, ``cls_model``) puts
   ReLU → BatchNorm between z and that layer: ``relu_bn_classifier=True`` gives that variant.
-* ``"hyperbolic"``: HIER's embedding in the Poincaré ball (003_7a830569df0e77f8.txt; the steps
-  are written out in ../shared/methods/HIER.md), see :class:`HyperbolicHead`.
+* ``"hyperbolic"``: HIER's embedding in the Poincaré ball (Kim et al. (HIER, CVPR 2023); the
+  steps are written out in docs/hier.md), see :class:`HyperbolicHead`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .losses.hier import to_ball
+from .geometry import CLIP_R, C, to_ball
 
 HEADS = ("linear", "embedding", "embedding+linear", "hyperbolic")
 NAMED_BACKBONES = (
@@ -154,7 +154,7 @@ def build_backbone(name: str, **kw) -> tuple[nn.Module, int, str | None, str | N
 
 class CifarResNet(nn.Module):
     """He et al.'s CIFAR ResNet-(6n+2): a 3×3 stem and three stages of n basic blocks at strides
-    1, 2, 2, then global average pooling. Barz & Denzler (001_078dd69429c88981.txt, Sec. 5.1)
+    1, 2, 2, then global average pooling. Barz & Denzler (WACV 2019, Sec. 5.1)
     widen ResNet-110 (n = 18) to 32/64/128 channels: "ResNet-110w"."""
 
     def __init__(self, depth: int = 110, channels: tuple[int, int, int] = (32, 64, 128)) -> None:
@@ -211,7 +211,7 @@ class LinearHead(nn.Module):
 
 
 class EmbeddingHead(nn.Module):
-    """Barz & Denzler's embedding: z = normalise(W f + b) (001_…, Sec. 4), optionally a
+    """Barz & Denzler's embedding (WACV 2019, Sec. 4): z = normalise(W f + b), optionally a
     classifier on z (eq. 9, L_CORR+CLS; ``relu_bn``: the authors' code's ReLU → BatchNorm before
     it). [B, F] → ([B, D], [B, C] or None)."""
 
@@ -233,7 +233,8 @@ class EmbeddingHead(nn.Module):
 
 
 class HyperbolicHead(nn.Module):
-    """HIER's embedding into the Poincaré ball of curvature −c (003_…; ../shared/methods/HIER.md).
+    """HIER's embedding into the Poincaré ball of curvature −c (Kim et al. (HIER, CVPR 2023);
+    docs/hier.md §Embedding).
 
     1. u = Linear(LayerNorm(f)) (LayerNorm without affine; orthogonal weight, zero bias);
     2. clip in the tangent space: u ← u · min(1, r / (‖u‖ + 1e-5));
@@ -241,7 +242,7 @@ class HyperbolicHead(nn.Module):
     4. project onto ‖z‖ ≤ (1 − 1e-3)/√c (the authors' margin; geoopt's own would be 4e-3);
     5. optionally (``riemannian=True``, the authors' default) rescale the backward gradient by
        the inverse metric (1 − c‖z‖²)²/4.
-    Steps 2-5 are :func:`hierstudy.losses.hier.to_ball`, shared with HIER's proxies (the tests
+    Steps 2-5 are :func:`hierstudy.geometry.to_ball`, shared with HIER's proxies (the tests
     check it against geoopt).
 
     [B, F] → ([B, D] points with ‖z‖ < 1/√c, None).
@@ -251,8 +252,8 @@ class HyperbolicHead(nn.Module):
         self,
         in_dim: int,
         dim: int,
-        curvature: float = 0.1,
-        clip_r: float | None = 2.3,
+        curvature: float = C,
+        clip_r: float | None = CLIP_R,
         riemannian: bool = True,
     ) -> None:
         super().__init__()
@@ -317,8 +318,8 @@ def build_model(
     embed_dim: int = 128,
     pretrained: str | Path | None = None,
     *,
-    curvature: float = 0.1,
-    clip_r: float | None = 2.3,
+    curvature: float = C,
+    clip_r: float | None = CLIP_R,
     relu_bn_classifier: bool = False,
     **kw,
 ) -> HierNet:

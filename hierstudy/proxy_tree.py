@@ -1,6 +1,6 @@
 """The hierarchy that HIER's proxies imply: does HIER discover the class taxonomy?
 
-HIER (003_7a830569df0e77f8.txt; methods/HIER.md) trains its proxies to act as lowest common
+HIER (Kim et al. (HIER, CVPR 2023); docs/hier.md) trains its proxies to act as lowest common
 ancestors, and ancestors sit nearer the origin of the Poincaré ball than their descendants. The
 paper shows this only qualitatively (UMAP with ancestor links, Fig. 3-4). The study reads a tree
 off the proxies with the rule its Fig. 3 draws: every point hangs from its nearest proxy of
@@ -14,13 +14,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from .geometry import C, pairwise_distance
 from .hierarchy import Hierarchy
-from .losses.hier import pairwise_distance
 
 
-def nearest_smaller_proxy(
-    points: torch.Tensor, proxies: torch.Tensor, c: float = 0.1
-) -> np.ndarray:
+def nearest_smaller_proxy(points: torch.Tensor, proxies: torch.Tensor, c: float = C) -> np.ndarray:
     """[N] index of the nearest proxy (hyperbolic distance) of smaller norm than each point; -1
     when no proxy is nearer the origin. points [N, D], proxies [P, D] in the ball."""
     d = pairwise_distance(points.double(), proxies.double(), c)
@@ -36,7 +34,7 @@ def proxy_tree(
     labels: np.ndarray,
     proxies: torch.Tensor,
     classes: Sequence[str],
-    c: float = 0.1,
+    c: float = C,
 ) -> Hierarchy:
     """A tree over ``classes``: proxies hang from their nearest smaller-norm proxy (the proxy
     nearest the origin is the root); a class hangs from the proxy that most of its samples hang

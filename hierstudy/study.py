@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "wordnet":
-        from . import wordnet as wn
+        from .hierarchy import wordnet as wn
 
         if args.install and wn.debian_wordnet_dir() is None:
             try:

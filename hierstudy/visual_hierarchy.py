@@ -1,18 +1,21 @@
 """Visual hierarchies from class overlap, and hierarchy-aware retrieval ranking.
 
-Venkataramanan et al., "Integrating Visual and Semantic Similarity Using Hierarchies for Image
-Retrieval" (002_da6e8fd647b41bd8.txt):
+Venkataramanan et al. (ICVS 2023), "Integrating Visual and Semantic Similarity Using Hierarchies
+for Image Retrieval":
 
 * PCA of the training features keeping the fewest components that explain >= 95 % of the variance
   (Sec. 3, "Notations");
 * one Gaussian per class, the Bhattacharyya distance (eq. 1) and coefficient (eq. 2) of every class
   pair, bottom-up merging of the classes whose coefficient reaches a threshold t (Sec. 3.1);
 * leaf assignment by the smallest Mahalanobis distance (eq. 4) and the ranking distance
-  D = D_C + alpha * D_H (eq. 3, 5, 6);
-* Ward clustering of the class means (baseline (vi), Sec. 4.1), agreement of two hierarchies over
-  the same classes, and the image corruptions of the robustness study (Sec. 3.3, 4.2).
+  D = D_C + alpha * D_H (eq. 3, 5, 6).
 
-Where the authors' code departs from the paper (../shared/methods/NOTES.md) the paper is the
+Ward's tree of the class means (baseline (vi)) and the agreement of two hierarchies are in
+:mod:`hierstudy.hierarchy.compare`, the image corruptions of the robustness study (Sec. 3.3, 4.2)
+in :mod:`hierstudy.datasets.corruptions`; the ``X as X`` imports of those names below are a
+temporary re-export for the notebooks and experiments.py (issue 17).
+
+Where the authors' code departs from the paper (docs/ambiguities.md) the paper is the
 default: per-class covariances, regularised by Ledoit-Wolf shrinkage. The code's convention, every
 class given the covariance of all training samples, is ``covariance="pooled"``; eq. 1 then reduces
 to 1/8 of the squared Mahalanobis distance between the class means.
@@ -26,19 +29,21 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.cluster.hierarchy import linkage
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 from sklearn.covariance import ledoit_wolf_shrinkage
-from torchvision.transforms.v2 import functional as TF
 
+from hierstudy.datasets.corruptions import CORRUPTIONS as CORRUPTIONS
+from hierstudy.datasets.corruptions import corrupt as corrupt
 from hierstudy.hierarchy import Hierarchy
+from hierstudy.hierarchy.compare import cophenetic_correlation as cophenetic_correlation
+from hierstudy.hierarchy.compare import resolved_triplets as resolved_triplets
+from hierstudy.hierarchy.compare import triplet_agreement as triplet_agreement
+from hierstudy.hierarchy.compare import ward_hierarchy as ward_hierarchy
 
 RIDGE = 1e-6  # diagonal floor of every covariance, relative to the mean variance of all samples
 LOW_RANK_FRACTION = 0.3  # classes with at most this fraction of d samples use the Woodbury path
 CHUNK_BYTES = 2**25  # bound on the float64 temporaries of one chunk (32 MiB; cache-friendly)
-SATURATION_FACTORS = (0.1, 0.5, 1.0, 2.0, 5.0)
-IMAGE_BATCH = 256  # images per chunk of the corruptions
 
 
 class VisualHierarchyError(ValueError):
@@ -76,7 +81,7 @@ class PCAProjection:
 
 
 def fit_pca(features, variance: float = 0.95) -> PCAProjection:
-    """PCA keeping the fewest axes whose explained variance reaches ``variance`` (002_..., Sec. 3).
+    """PCA keeping the fewest axes whose explained variance reaches ``variance`` (Sec. 3).
 
     The paper keeps the components "required to explain 95 % of the original data variance": the
     smallest k with cumulative ratio >= 0.95 (sklearn's ``PCA(0.95)`` asks for > 0.95; they differ
@@ -150,7 +155,7 @@ def fit_class_gaussians(
     covariance: str = "class",
     shrinkage: str | float = "ledoit-wolf",
 ) -> ClassGaussians:
-    """Mean and regularised covariance of every class (002_..., Sec. 3 and 3.1).
+    """Mean and regularised covariance of every class (Sec. 3 and 3.1).
 
     ``covariance="class"`` (the paper): Sigma_c = (1 - l_c) S_c + (l_c tr(S_c)/d + e) I, with S_c
     the unbiased sample covariance of class c and l_c its Ledoit-Wolf shrinkage (sklearn's
@@ -212,7 +217,7 @@ def fit_class_gaussians(
 
 # -------------------------------------------------------------------------- Bhattacharyya
 def bhattacharyya_distance(gaussians: ClassGaussians, *, method: str = "auto") -> np.ndarray:
-    """[K, K] Bhattacharyya distance of every pair of Gaussians (002_..., eq. 1).
+    """[K, K] Bhattacharyya distance of every pair of Gaussians (eq. 1).
 
     D_B = 1/8 dmu^T Sigma^-1 dmu + 1/2 ln(det Sigma / sqrt(det Sigma_i det Sigma_j)),
     Sigma = (Sigma_i + Sigma_j) / 2, for all pairs i < j at once, in chunks. ``method``:
@@ -260,7 +265,7 @@ def bhattacharyya_distance(gaussians: ClassGaussians, *, method: str = "auto") -
 
 
 def bhattacharyya_coefficient(gaussians: ClassGaussians, *, method: str = "auto") -> np.ndarray:
-    """[K, K] Bhattacharyya coefficient BC = exp(-D_B) in [0, 1] (002_..., eq. 2)."""
+    """[K, K] Bhattacharyya coefficient BC = exp(-D_B) in [0, 1] (eq. 2)."""
     return np.exp(-bhattacharyya_distance(gaussians, method=method))
 
 
@@ -398,7 +403,7 @@ def build_visual_hierarchy(
     shrinkage: str | float = "ledoit-wolf",
     method: str = "auto",
 ) -> VisualHierarchy:
-    """Bottom-up merging of overlapping classes into a tree (002_..., Sec. 3.1).
+    """Bottom-up merging of overlapping classes into a tree (Sec. 3.1).
 
     At each level: Gaussians of the current nodes from their training samples, BC of every pair
     (eq. 1-2), a link for each BC >= t, and each connected component (every cluster of classes
@@ -464,7 +469,7 @@ def build_visual_hierarchy(
 
 # ------------------------------------------------------------------------ leaf assignment
 def mahalanobis_distances(features, gaussians: ClassGaussians) -> np.ndarray:
-    """[N, K] Mahalanobis distance of each sample to each class Gaussian (002_..., eq. 4).
+    """[N, K] Mahalanobis distance of each sample to each class Gaussian (eq. 4).
 
     MD_c(x) = sqrt((x - mu_c)^T Sigma_c^-1 (x - mu_c)) = |L_c^-1 (x - mu_c)| with Sigma_c = L_c
     L_c^T, solved for all samples of a chunk of classes at once.
@@ -495,13 +500,13 @@ def mahalanobis_distances(features, gaussians: ClassGaussians) -> np.ndarray:
 
 
 def assign_leaves(features, gaussians: ClassGaussians) -> np.ndarray:
-    """[N] index of the class of smallest Mahalanobis distance (002_..., eq. 4); ties: lowest."""
+    """[N] index of the class of smallest Mahalanobis distance (eq. 4); ties: lowest."""
     return mahalanobis_distances(features, gaussians).argmin(axis=1)
 
 
 # -------------------------------------------------------------------------------- ranking
 def cosine_distance(query, gallery) -> torch.Tensor:
-    """[Q, G] D_C = 1 - cos(x_q, x_i) (002_..., eq. 3); a zero vector is at distance 1."""
+    """[Q, G] D_C = 1 - cos(x_q, x_i) (eq. 3); a zero vector is at distance 1."""
     q, g = _torch_features(query, "query"), _torch_features(gallery, "gallery")
     if q.shape[1] != g.shape[1]:
         raise VisualHierarchyError(f"query has {q.shape[1]} dimensions, gallery {g.shape[1]}")
@@ -509,7 +514,7 @@ def cosine_distance(query, gallery) -> torch.Tensor:
 
 
 def hierarchical_distance(query_leaves, gallery_leaves, hierarchy: Hierarchy | None):
-    """[Q, G] D_H = height(LCA(n_q, n_i)) / height(H) (002_..., eq. 5), float32.
+    """[Q, G] D_H = height(LCA(n_q, n_i)) / height(H) (eq. 5), float32.
 
     Leaves are indices into ``hierarchy.classes``. When nothing merged the paper's tree is the
     bare leaves, of height 0, and eq. 5 is 0/0: ``hierarchy=None`` (or ``max_height == 0``) gives
@@ -530,7 +535,7 @@ def ranking_distance(
     *,
     chunk: int = 4096,
 ) -> torch.Tensor:
-    """[Q, G] D = D_C + alpha * D_H (002_..., eq. 6), float32 (float64 for float64 features).
+    """[Q, G] D = D_C + alpha * D_H (eq. 6), float32 (float64 for float64 features).
 
     D_C on the given features (eq. 3), D_H between the assigned leaves (eq. 5; see
     ``hierarchical_distance`` for ``hierarchy=None``); computed ``chunk`` query rows at a time.
@@ -564,195 +569,6 @@ def _height_fraction(hierarchy: Hierarchy | None, dtype) -> torch.Tensor | None:
     if hierarchy is None or hierarchy.max_height == 0:
         return None
     return torch.from_numpy(hierarchy.lcs_height() / hierarchy.max_height).to(dtype)
-
-
-# ------------------------------------------------------------------- Ward and agreement
-def ward_hierarchy(means, classes: Sequence[str]) -> Hierarchy:
-    """Ward clustering of the class means as a binary tree (002_..., baseline (vi) after [10]).
-
-    scipy's ``linkage(means, "ward")``; merge m (1-based) becomes node ``W{m}``, the last one the
-    root. Node heights are those of the tree (longest path down), not linkage distances, as for
-    the other hierarchies. Args: [K, d] means, K >= 2 class names in the same order.
-    """
-    x = _features(means, "means")
-    classes = [str(c) for c in classes]
-    if len(classes) != len(x) or len(classes) < 2:
-        raise VisualHierarchyError(f"need >= 2 means, one per class: {len(x)}, {len(classes)}")
-    clash = [c for c in classes if re.fullmatch(r"W\d+", c)]
-    if clash:
-        raise VisualHierarchyError(f"class names clash with Ward node names W<m>: {clash}")
-    merges = linkage(x, method="ward")
-    k = len(classes)
-    name = [*classes, *(f"W{m + 1}" for m in range(k - 1))]
-    edges = [(f"W{m + 1}", name[int(child)]) for m, row in enumerate(merges) for child in row[:2]]
-    return Hierarchy(edges, classes)
-
-
-def triplet_agreement(first: Hierarchy, second: Hierarchy, *, among: str = "both") -> float:
-    """Fraction of class triplets whose closest pair is the same in both hierarchies.
-
-    The closest pair of {a, b, c} is the pair whose LCS is strictly the lowest (least LCS
-    height). If the least height is shared (on a tree: all three pairs meet at one node, a
-    polytomy or a flat level) the triplet is unresolved. ``among`` chooses the triplets counted:
-    "both" (default) those resolved in both hierarchies, so a binary tree (Ward) is not penalised
-    for splitting what a polytomy leaves open; "either" those resolved in at least one (an answer
-    against no answer disagrees, so a flat tree scores 0); "all" every triplet, unresolved in both
-    counting as agreement. NaN when no triplet counts. Identical hierarchies give 1. Classes are
-    matched by name.
-    """
-    if among not in ("both", "either", "all"):
-        raise VisualHierarchyError(f"among must be both, either or all, got {among!r}")
-    a, b = _aligned_heights(first, second)
-    k = len(a)
-    same = total = 0
-    for i in range(k - 2):  # O(K^3) work in K vectorised [K, K] slices
-        upper = np.triu(np.ones((k - i - 1,) * 2, dtype=bool), 1)
-        x, y = _closest_pair(a, i)[upper], _closest_pair(b, i)[upper]
-        if among == "both":
-            keep = (x != 3) & (y != 3)
-        elif among == "either":
-            keep = (x != 3) | (y != 3)
-        else:
-            keep = np.ones(x.shape, dtype=bool)
-        same += int((x == y)[keep].sum())
-        total += int(keep.sum())
-    return same / total if total else float("nan")
-
-
-def cophenetic_correlation(first: Hierarchy, second: Hierarchy) -> float:
-    """Pearson correlation of the two LCS-height matrices over class pairs i < j.
-
-    NaN when either is constant (e.g. a flat hierarchy). Classes are matched by name.
-    """
-    a, b = _aligned_heights(first, second)
-    i, j = np.triu_indices(len(a), 1)
-    x, y = a[i, j], b[i, j]
-    if x.std() == 0 or y.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(x, y)[0, 1])
-
-
-def resolved_triplets(hierarchy: Hierarchy) -> float:
-    """Fraction of class triplets the hierarchy resolves (one pair's LCS strictly the lowest).
-
-    The support of ``triplet_agreement``: a tree that resolves few triplets agrees or disagrees on
-    few, so its agreement is fragile. 0 for a flat tree, 1 for a binary tree (Ward); NaN for
-    fewer than 3 classes.
-    """
-    heights = hierarchy.lcs_height()
-    k = len(heights)
-    if k < 3:
-        return float("nan")
-    resolved = 0
-    for i in range(k - 2):  # the same [K, K] slices as triplet_agreement
-        upper = np.triu(np.ones((k - i - 1,) * 2, dtype=bool), 1)
-        resolved += int((_closest_pair(heights, i)[upper] != 3).sum())
-    return resolved / (k * (k - 1) * (k - 2) // 6)
-
-
-def _closest_pair(heights: np.ndarray, i: int) -> np.ndarray:
-    """[m, m] code for triplets (i, b, c), b, c > i: 0 (i,b) closest, 1 (i,c), 2 (b,c), 3 tie."""
-    hb = heights[i, i + 1 :][:, None]
-    hc = heights[i, i + 1 :][None, :]
-    hbc = heights[i + 1 :, i + 1 :]
-    code = np.full(hbc.shape, 3, dtype=np.int8)
-    code[(hb < hc) & (hb < hbc)] = 0
-    code[(hc < hb) & (hc < hbc)] = 1
-    code[(hbc < hb) & (hbc < hc)] = 2
-    return code
-
-
-def _aligned_heights(first: Hierarchy, second: Hierarchy) -> tuple[np.ndarray, np.ndarray]:
-    if set(first.classes) != set(second.classes):
-        only = sorted(set(first.classes) ^ set(second.classes))[:10]
-        raise VisualHierarchyError(f"the hierarchies have different classes, e.g. {only}")
-    order = second.class_indices(first.classes)
-    return first.lcs_height(), second.lcs_height()[np.ix_(order, order)]
-
-
-# ---------------------------------------------------------------------- robustness (Sec. 3.3)
-def gaussian_blur(images, kernel_size: int = 11, sigma: float = 1.0):
-    """Gaussian blur of every image (002_..., Sec. 4.2: kernel 11 x 11).
-
-    The paper gives only the kernel; sigma = 1.0 is the authors' code (``LoadNoisyDataset``).
-    Reflect padding, as OpenCV's default. Args: uint8 [N, C, H, W] numpy or torch; returns the
-    same type.
-    """
-    x, numpy_in = _images(images)
-    if kernel_size < 1 or kernel_size % 2 == 0 or sigma <= 0:
-        raise VisualHierarchyError(f"need an odd kernel >= 1 and sigma > 0: {kernel_size}, {sigma}")
-    out = torch.empty_like(x)
-    for s in range(0, len(x), IMAGE_BATCH):
-        out[s : s + IMAGE_BATCH] = TF.gaussian_blur(
-            x[s : s + IMAGE_BATCH], kernel_size=[kernel_size] * 2, sigma=[float(sigma)] * 2
-        )
-    return out.numpy() if numpy_in else out
-
-
-def change_saturation(images, factors: Sequence[float] = SATURATION_FACTORS, seed: int = 0):
-    """Scale each image's saturation by a factor drawn from ``factors`` (002_..., Sec. 4.2).
-
-    The extracted text reads "[0, 1, 0.5, 1, 2, 5]", taken as (0.1, 0.5, 1, 2, 5). A factor f
-    blends each pixel with its grey level g = 0.299 R + 0.587 G + 0.114 B (ITU-R 601, as PIL's
-    ``ImageEnhance.Color``): round(f x + (1 - f) g), clipped to [0, 255]; grey stays grey.
-    RGB uint8 [N, 3, H, W] numpy or torch; seeded; returns the same type.
-    """
-    x, numpy_in = _images(images)
-    if x.shape[1] != 3:
-        raise VisualHierarchyError(f"saturation needs RGB images, got {x.shape[1]} channels")
-    if len(factors) == 0 or min(factors) < 0:
-        raise VisualHierarchyError(f"factors must be a non-empty list of values >= 0: {factors}")
-    chosen = np.random.default_rng(seed).choice(np.asarray(factors, dtype=float), len(x))
-    factor = torch.from_numpy(chosen).float()[:, None, None, None]
-    luma = torch.tensor([0.299, 0.587, 0.114])[None, :, None, None]
-    out = torch.empty_like(x)
-    for s in range(0, len(x), IMAGE_BATCH):
-        rgb, f = x[s : s + IMAGE_BATCH].float(), factor[s : s + IMAGE_BATCH]
-        grey = (rgb * luma).sum(1, keepdim=True)
-        out[s : s + IMAGE_BATCH] = (f * rgb + (1 - f) * grey).round().clamp(0, 255)
-    return out.numpy() if numpy_in else out
-
-
-def occlude(images, size: int = 70, reference: int = 224, seed: int = 0):
-    """Black out one random rectangle per image (002_..., Sec. 4.2: 70 x 70 at 224 px).
-
-    The patch is round(size * H / reference) x round(size * W / reference) pixels (at least 1),
-    uniformly placed inside the image. uint8 [N, C, H, W] numpy or torch; seeded; same type out.
-    """
-    x, numpy_in = _images(images)
-    if size < 1 or reference < 1:
-        raise VisualHierarchyError(f"size and reference must be >= 1: {size}, {reference}")
-    n, _, h, w = x.shape
-    ph = min(h, max(1, round(size * h / reference)))
-    pw = min(w, max(1, round(size * w / reference)))
-    rng = np.random.default_rng(seed)
-    top = torch.from_numpy(rng.integers(0, h - ph + 1, n))[:, None]
-    left = torch.from_numpy(rng.integers(0, w - pw + 1, n))[:, None]
-    rows, cols = torch.arange(h)[None, :], torch.arange(w)[None, :]
-    inside_r = (rows >= top) & (rows < top + ph)  # [N, H]
-    inside_c = (cols >= left) & (cols < left + pw)  # [N, W]
-    out = torch.empty_like(x)
-    for s in range(0, n, IMAGE_BATCH):
-        part = slice(s, s + IMAGE_BATCH)
-        mask = inside_r[part, :, None] & inside_c[part, None, :]
-        out[part] = x[part].masked_fill(mask[:, None], 0)
-    return out.numpy() if numpy_in else out
-
-
-CORRUPTIONS = ("blur", "saturation", "occlusion")
-
-
-def corrupt(images, kind: str, seed: int = 0):
-    """The robustness corruption ``kind`` (one of :data:`CORRUPTIONS`) of 002_..., Sec. 4.2 with
-    the paper's parameters: an 11 x 11 blur, a saturation factor per image, a 70 x 70-at-224-px
-    occlusion scaled to the image size. uint8 [N, C, H, W] numpy or torch; seeded."""
-    if kind == "blur":
-        return gaussian_blur(images, kernel_size=11)
-    if kind == "saturation":
-        return change_saturation(images, seed=seed)
-    if kind == "occlusion":
-        return occlude(images, size=70, reference=224, seed=seed)
-    raise VisualHierarchyError(f"unknown corruption {kind!r}; choose one of {CORRUPTIONS}")
 
 
 # ------------------------------------------------------------------------------ validation
@@ -798,13 +614,3 @@ def _leaves(values, hierarchy: Hierarchy | None) -> torch.Tensor:
     if len(y) and (y.min() < 0 or y.max() >= limit):
         raise VisualHierarchyError(f"leaves must index the {limit} classes of the hierarchy")
     return torch.from_numpy(y.astype(np.int64))
-
-
-def _images(images) -> tuple[torch.Tensor, bool]:
-    numpy_in = not isinstance(images, torch.Tensor)
-    x = torch.from_numpy(np.ascontiguousarray(images)) if numpy_in else images
-    if x.dtype != torch.uint8 or x.ndim != 4:
-        raise VisualHierarchyError(
-            f"images must be a uint8 [N, C, H, W] batch, got {x.dtype} {tuple(x.shape)}"
-        )
-    return x, numpy_in

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from hierstudy.wordnet import cifar_synsets, timm_synsets
+from hierstudy.hierarchy.wordnet import cifar_synsets, timm_synsets
 
 
 def _image(path: Path, rng, size=(20, 24)) -> None:

@@ -1,9 +1,9 @@
-"""Slow literal transcriptions of HIER (../shared/methods/HIER.md), not library code.
+"""Slow literal transcriptions of HIER (docs/hier.md), not library code.
 
 The Poincaré distance through the explicit Möbius addition (an [N, M, D] tensor), triplet mining
 by a loop over anchors, and the LCA hinge one triplet at a time with torch's own straight-through
-hard Gumbel-softmax recipe. The reference for tests/test_losses_hier.py and
-benchmarks/bench_hier.py.
+hard Gumbel-softmax recipe. The reference for tests/test_geometry.py, tests/test_losses_hier.py
+and benchmarks/bench_hier.py, with the two helpers those tests share (assert_close, gen).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def mobius_distance(x, y, c, clamp=1 - 1e-5):
 
 
 def literal_triplet_sets(similarity, k):
-    """Per anchor: (positives, negatives) lists by the rules of HIER.md, one row at a time."""
+    """Per anchor: (positives, negatives) lists by the rules of docs/hier.md, one row at a time."""
     n = similarity.shape[0]
     top = [set(torch.topk(similarity[i], min(k, n)).indices.tolist()) for i in range(n)]
     sets = {}
@@ -44,7 +44,7 @@ def literal_triplet_sets(similarity, k):
 
 
 def literal_lca_term(cand, triplets, noise, margin=0.1, tau=0.1):
-    """Mean over triplets of the three-part LCA hinge, one triplet at a time (HIER.md §Loss)."""
+    """Mean three-part LCA hinge over triplets, one at a time (docs/hier.md §The loss)."""
 
     def lca_weights(m, g):
         soft = torch.softmax(-m / tau + g, dim=0)
@@ -71,7 +71,7 @@ def literal_lca_term(cand, triplets, noise, margin=0.1, tau=0.1):
 
 
 def literal_hier(x, labels, proxy_points, triplets, noise, c=0.1, sphere=False, **kw):
-    """L_HIER from the node distances of [z; ρ] (HIER.md §The loss) with injected draws."""
+    """L_HIER from the node distances of [z; ρ] (docs/hier.md §The loss) with injected draws."""
     b = len(x)
     nodes = torch.cat([x, proxy_points])
     if sphere:
@@ -82,3 +82,14 @@ def literal_hier(x, labels, proxy_points, triplets, noise, c=0.1, sphere=False, 
     sample = literal_lca_term(dist[:b, b:], triplets[0], noise[0], **kw)
     proxy = literal_lca_term(dist[b:, b:], triplets[1], noise[1], **kw)
     return sample + proxy
+
+
+def assert_close(actual, expected, rtol=1e-7, atol=1e-7):
+    """torch.allclose with a message (torch.testing's first call imports torch.distributed, 3 s)."""
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype
+    err = (actual - expected).abs().max().item() if actual.numel() else 0.0
+    assert torch.allclose(actual, expected, rtol=rtol, atol=atol), f"max |difference| {err:.3g}"
+
+
+def gen(seed):
+    return torch.Generator().manual_seed(seed)

@@ -81,9 +81,9 @@ def test_default_hierarchy_comes_from_wordnet_module(cifar100, monkeypatch):
         calls.append((num_classes, list(class_names), kwargs))
         return names_hierarchy(class_names)
 
-    fake = types.ModuleType("hierstudy.wordnet")
+    fake = types.ModuleType("hierstudy.hierarchy.wordnet")
     fake.cifar_hierarchy = cifar_hierarchy
-    monkeypatch.setitem(sys.modules, "hierstudy.wordnet", fake)
+    monkeypatch.setitem(sys.modules, "hierstudy.hierarchy.wordnet", fake)
     ds = CIFAR(cifar100[0], 100, "test")
     assert calls == [(100, NAMES, {"tree": True})] and ds.hierarchy.classes == tuple(NAMES)
 

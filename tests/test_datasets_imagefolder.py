@@ -111,9 +111,9 @@ def test_wnid_folder_val_with_nested_xml(tmp_path):
 
 def test_default_hierarchy_comes_from_wordnet_module(imagenet, monkeypatch):
     calls = []
-    fake = types.ModuleType("hierstudy.wordnet")
+    fake = types.ModuleType("hierstudy.hierarchy.wordnet")
     fake.imagenet_hierarchy = lambda wnids, tree: calls.append(list(wnids)) or HIERARCHY
-    monkeypatch.setitem(sys.modules, "hierstudy.wordnet", fake)
+    monkeypatch.setitem(sys.modules, "hierstudy.hierarchy.wordnet", fake)
     ds = ImageNet(imagenet[0], "train")
     assert calls == [WNIDS] and ds.hierarchy.classes == tuple(WNIDS)
 

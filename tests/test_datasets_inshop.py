@@ -113,5 +113,7 @@ def test_corrupt_partition_list_is_named(inshop, lines, match):
 
 
 def test_bad_split(inshop):
-    with pytest.raises(DatasetError, match="split must be one of"):
+    with pytest.raises(
+        DatasetError, match=r"split must be 'train', 'query', 'gallery' or 'query\+gallery'"
+    ):
         InShop(inshop, "test")

@@ -96,7 +96,7 @@ def test_uint8_input_is_scaled_to_unit_range():
 
 
 def _literal_poincare(u, c=0.1, r=2.3):
-    """docs/hier.md steps 2-4 written out row by row."""
+    """docs/hier.md §Embedding steps 2-4 written out row by row."""
     rows = []
     for row in u:
         norm = math.sqrt(sum(v * v for v in row.tolist()))

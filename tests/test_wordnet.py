@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
 
-from hierstudy import wordnet
-from hierstudy.hierarchy import HierarchyError
+from hierstudy.hierarchy import HierarchyError, wordnet
 
 
 @pytest.fixture(scope="module")

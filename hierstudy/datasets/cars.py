@@ -1,4 +1,5 @@
-"""Stanford Cars (Cars196) from its release ``.mat`` files, with one box per image (HIER 003_...).
+"""Stanford Cars (Cars196) from its release ``.mat`` files, with one box per image (Kim et al.
+(HIER, CVPR 2023)).
 
 ``root`` is the ``stanford_cars`` folder (a folder that holds ``stanford_cars/``, as torchvision's
 ``StanfordCars(root)`` takes it, works too). Two layouts are read:
@@ -33,12 +34,12 @@ import numpy as np
 
 from hierstudy.datasets.base import (
     DatasetCorruptError,
-    DatasetError,
     DatasetNotFoundError,
     FileDataset,
     align_hierarchy,
     data_root,
 )
+from hierstudy.datasets.protocols import PROTOCOLS, SPLITS, check_choice, select_split
 from hierstudy.hierarchy import Hierarchy
 
 MULTI_WORD_MAKES = ("AM General", "Aston Martin", "Land Rover")
@@ -146,10 +147,8 @@ class Cars196(FileDataset):
         transform: Callable | None = None,
         return_boxes: bool = False,
     ) -> None:
-        if split not in ("train", "test", "all"):
-            raise DatasetError(f"Cars split must be 'train', 'test' or 'all', got {split!r}")
-        if protocol not in ("official", "zero-shot"):
-            raise DatasetError(f"Cars protocol must be 'official' or 'zero-shot', got {protocol!r}")
+        check_choice("Cars", "split", split, SPLITS)
+        check_choice("Cars", "protocol", protocol, PROTOCOLS)
         root = data_root(root) / "stanford_cars" if root is None else Path(root)
         if not (root / "devkit").is_dir() and (root / "stanford_cars").is_dir():
             root = root / "stanford_cars"
@@ -178,27 +177,15 @@ class Cars196(FileDataset):
         labels = classes_1.astype(np.int64) - 1
         boxes = np.concatenate([x1y1 - 1, x2y2], axis=1).astype(np.float32)
 
-        n = len(class_names)
-        if protocol == "official":
-            keep = {"train": ~is_test, "test": is_test, "all": np.ones_like(is_test)}[split]
-            kept_classes = np.arange(n)
-        else:
-            half = n // 2  # 98 of 196
-            kept_classes = {
-                "train": np.arange(half),
-                "test": np.arange(half, n),
-                "all": np.arange(n),
-            }[split]
-            keep = np.isin(labels, kept_classes)
-        keep = np.flatnonzero(keep)
-        renumber = np.full(n, -1)
-        renumber[kept_classes] = np.arange(len(kept_classes))
+        keep, kept_classes, kept_labels = select_split(
+            labels, len(class_names), ~is_test, split, protocol
+        )
         classes = [class_names[k] for k in kept_classes]
         hierarchy = make_hierarchy(class_names) if hierarchy is None else hierarchy
         self.split, self.protocol = split, protocol
         super().__init__(
             [paths[i] for i in keep],
-            renumber[labels[keep]],
+            kept_labels,
             classes,
             align_hierarchy(hierarchy, classes),
             boxes=boxes[keep],

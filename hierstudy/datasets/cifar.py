@@ -1,10 +1,11 @@
-"""CIFAR-10 / CIFAR-100 (KFR, 000_352f6443065d4c19.txt Sec. IV-A; Barz, 001_...; 002_...).
+"""CIFAR-10 / CIFAR-100 (Zhao et al. (KFR, 2024), Sec. IV-A; Barz & Denzler (WACV 2019);
+Venkataramanan et al. (ICVS 2023)).
 
 Reads torchvision's on-disk layout (``<root>/cifar-10-batches-py/`` or
 ``<root>/cifar-100-python/``, the python pickles of https://www.cs.toronto.edu/~kriz/cifar.html)
 directly, so a missing or damaged file is named in the error; torchvision is used only to
 download, and only when ``download=True``. Labels are the fine labels; the class hierarchy comes
-from :func:`hierstudy.wordnet.cifar_hierarchy` unless one is passed.
+from :func:`hierstudy.hierarchy.wordnet.cifar_hierarchy` unless one is passed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from hierstudy.datasets.base import (
     align_hierarchy,
     data_root,
 )
+from hierstudy.datasets.protocols import check_choice
 from hierstudy.hierarchy import Hierarchy
 
 
@@ -60,7 +62,8 @@ class CIFAR(ArrayDataset):
         num_classes: 10 or 100.
         split: ``"train"`` (50 000 images) or ``"test"`` (10 000).
         hierarchy: the class hierarchy; its ``classes`` are either the class names or, in label
-            order, their WordNet ids. Default: the WordNet tree of ``hierstudy.wordnet.cifar_hierarchy``.
+            order, their WordNet ids. Default: the WordNet tree of
+            :func:`hierstudy.hierarchy.wordnet.cifar_hierarchy`.
         transform: applied to the uint8 ``tv_tensors.Image``; default: float in [0, 1].
         download: fetch the dataset with torchvision if missing (never by default).
     """
@@ -76,8 +79,7 @@ class CIFAR(ArrayDataset):
         download: bool = False,
     ) -> None:
         tv = _tv_class(num_classes)
-        if split not in ("train", "test"):
-            raise DatasetError(f"CIFAR split must be 'train' or 'test', got {split!r}")
+        check_choice("CIFAR", "split", split, ("train", "test"))
         root = data_root(root) / "cifar" if root is None else Path(root)
         if download:
             tv(str(root), train=split == "train", download=True)
@@ -112,7 +114,7 @@ class CIFAR(ArrayDataset):
         if labels.size and (labels.min() < 0 or labels.max() >= len(names)):
             raise DatasetCorruptError(f"labels in {folder} outside 0..{len(names) - 1}")
         if hierarchy is None:
-            from hierstudy.wordnet import cifar_hierarchy
+            from hierstudy.hierarchy.wordnet import cifar_hierarchy
 
             hierarchy = cifar_hierarchy(num_classes, list(names), tree=True)
         elif set(hierarchy.classes) >= set(names):

@@ -1,4 +1,5 @@
-"""CUB-200-2011 from its release files, with one box per image (002_..., HIER 003_...).
+"""CUB-200-2011 from its release files, with one box per image (Venkataramanan et al. (ICVS 2023),
+Kim et al. (HIER, CVPR 2023)).
 
 ``<root>`` is the extracted ``CUB_200_2011`` folder: ``images.txt`` (``id path``),
 ``image_class_labels.txt`` (``id class``), ``train_test_split.txt`` (``id is_train``),
@@ -9,13 +10,13 @@ Protocols: ``"official"`` uses ``train_test_split.txt`` (5 994 / 5 794 images; c
 the visual-hierarchy paper); ``"zero-shot"`` trains on classes 1-100 and tests on 101-200 (HIER /
 Proxy-Anchor retrieval), labels renumbered from 0 within the split.
 
-The taxonomy: Barz & Denzler's CUB hierarchy, the one the visual-hierarchy paper (002_...,
-Sec. 4) takes as CUB's semantic hierarchy, when its parent-child file lies in the folder
-(:data:`BARZ_TAXONOMY`, from github.com/cvjena/semantic-embeddings, ``CUB-Hierarchy/``: the
-Wikispecies orders, families, genera and species; its balanced or flat variants work under that
-name too). Without it, species are grouped by the last word of their English name
-(``Laysan_Albatross`` → ``Albatross``) under one root: a convenience that needs no download, not a
-paper's hierarchy. ``hierarchy=`` overrides both.
+The taxonomy: Barz & Denzler's CUB hierarchy, the one the visual-hierarchy paper (Venkataramanan
+et al. (ICVS 2023), Sec. 4) takes as CUB's semantic hierarchy, when its parent-child file lies in
+the folder (:data:`BARZ_TAXONOMY`, from github.com/cvjena/semantic-embeddings,
+``CUB-Hierarchy/``: the Wikispecies orders, families, genera and species; its balanced or flat
+variants work under that name too). Without it, species are grouped by the last word of their
+English name (``Laysan_Albatross`` → ``Albatross``) under one root: a convenience that needs no
+download, not a paper's hierarchy. ``hierarchy=`` overrides both.
 """
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ import numpy as np
 
 from hierstudy.datasets.base import (
     DatasetCorruptError,
-    DatasetError,
     DatasetNotFoundError,
     FileDataset,
     align_hierarchy,
     data_root,
 )
+from hierstudy.datasets.protocols import PROTOCOLS, SPLITS, check_choice, select_split
 from hierstudy.hierarchy import Hierarchy
 
 FILES = (
@@ -129,10 +130,8 @@ class CUB(FileDataset):
         transform: Callable | None = None,
         return_boxes: bool = False,
     ) -> None:
-        if split not in ("train", "test", "all"):
-            raise DatasetError(f"CUB split must be 'train', 'test' or 'all', got {split!r}")
-        if protocol not in ("official", "zero-shot"):
-            raise DatasetError(f"CUB protocol must be 'official' or 'zero-shot', got {protocol!r}")
+        check_choice("CUB", "split", split, SPLITS)
+        check_choice("CUB", "protocol", protocol, PROTOCOLS)
         root = data_root(root) / "CUB_200_2011" if root is None else Path(root)
         if not root.is_dir():
             raise DatasetNotFoundError(f"CUB folder {root} is missing; {_HOW}")
@@ -161,20 +160,9 @@ class CUB(FileDataset):
             )
         boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
 
-        if protocol == "official":
-            keep = {"train": is_train, "test": ~is_train, "all": np.ones_like(is_train)}[split]
-            kept_classes = np.arange(len(class_ids))
-        else:
-            half = len(class_ids) // 2
-            kept_classes = {
-                "train": np.arange(half),
-                "test": np.arange(half, len(class_ids)),
-                "all": np.arange(len(class_ids)),
-            }[split]
-            keep = np.isin(labels, kept_classes)
-        keep = np.flatnonzero(keep)
-        renumber = np.full(len(class_ids), -1)
-        renumber[kept_classes] = np.arange(len(kept_classes))
+        keep, kept_classes, kept_labels = select_split(
+            labels, len(class_ids), is_train, split, protocol
+        )
         classes = [class_ids[k] for k in kept_classes]
         if hierarchy is None:
             barz = root / BARZ_TAXONOMY
@@ -184,7 +172,7 @@ class CUB(FileDataset):
         self.split, self.protocol = split, protocol
         super().__init__(
             [paths[i] for i in keep],
-            renumber[labels[keep]],
+            kept_labels,
             classes,
             align_hierarchy(hierarchy, classes),
             boxes=boxes[keep],

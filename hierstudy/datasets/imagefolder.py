@@ -4,7 +4,7 @@ Layouts (the class order is the sorted wnids, as in torchvision's ImageFolder):
 
 * ImageNet: ``<root>/<split>/<wnid>/<image>.JPEG``; a flat ``<root>/val/<image>.JPEG`` (as in the
   ILSVRC 2012 download) also works when ``annotations`` is given, the label then coming from the
-  XML. Boxes (for WSOL, 000_352f6443065d4c19.txt Sec. IV-E) come from the ILSVRC PASCAL-VOC-style
+  XML. Boxes (for WSOL, Zhao et al. (KFR, 2024), Sec. IV-E) come from the ILSVRC PASCAL-VOC-style
   XML files (``<object><name>wnid</name><bndbox><xmin>…``), looked up as
   ``<annotations>/<stem>.xml`` or ``<annotations>/<wnid>/<stem>.xml``; every image must have one.
   They are kept as written, ``[xmin, ymin, xmax, ymax]``, as the MaxBoxAccV2 reference code does.
@@ -30,6 +30,7 @@ from hierstudy.datasets.base import (
     data_root,
     stratified_split,
 )
+from hierstudy.datasets.protocols import check_choice
 from hierstudy.hierarchy import Hierarchy
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
@@ -87,7 +88,7 @@ class WnidFolder(FileDataset):
     def __init__(self, paths, wnids, *, classes=None, hierarchy=None, boxes=None, **kwargs) -> None:
         classes = sorted(set(wnids)) if classes is None else list(classes)
         if hierarchy is None:
-            from hierstudy.wordnet import imagenet_hierarchy
+            from hierstudy.hierarchy.wordnet import imagenet_hierarchy
 
             hierarchy = imagenet_hierarchy(classes, tree=True)
         hierarchy = align_hierarchy(hierarchy, classes)
@@ -171,7 +172,8 @@ class ImageNet(WnidFolder):
 
 
 class MiniImageNet(WnidFolder):
-    """Mini-ImageNet with KFR's seeded per-class 80/20 split (000_352f6443065d4c19.txt Sec. IV-B).
+    """Mini-ImageNet with KFR's seeded per-class 80/20 split (Zhao et al. (KFR, 2024),
+    Sec. IV-B).
 
     Args:
         root: default ``<data root>/mini-imagenet``; class folders at depth 1 or 2 are pooled.
@@ -189,8 +191,7 @@ class MiniImageNet(WnidFolder):
         hierarchy: Hierarchy | None = None,
         transform: Callable | None = None,
     ) -> None:
-        if split not in ("train", "val"):
-            raise DatasetError(f"Mini-ImageNet split must be 'train' or 'val', got {split!r}")
+        check_choice("Mini-ImageNet", "split", split, ("train", "val"))
         root = data_root(root) / "mini-imagenet" if root is None else Path(root)
         if not root.is_dir():
             raise DatasetNotFoundError(

@@ -1,4 +1,5 @@
-"""DeepFashion In-shop Clothes Retrieval by its official partition (HIER 003_..., zero-shot).
+"""DeepFashion In-shop Clothes Retrieval by its official partition (Kim et al. (HIER, CVPR 2023),
+zero-shot).
 
 ``<root>`` is the ``In-shop Clothes Retrieval Benchmark`` folder: ``Eval/list_eval_partition.txt``
 (or ``list_eval_partition.txt`` in ``<root>``) and the images of ``Img/img.zip`` extracted as
@@ -25,12 +26,12 @@ import numpy as np
 
 from hierstudy.datasets.base import (
     DatasetCorruptError,
-    DatasetError,
     DatasetNotFoundError,
     FileDataset,
     align_hierarchy,
     data_root,
 )
+from hierstudy.datasets.protocols import check_choice
 from hierstudy.hierarchy import Hierarchy
 
 HEADER = ["image_name", "item_id", "evaluation_status"]
@@ -103,8 +104,7 @@ class InShop(FileDataset):
         hierarchy: Hierarchy | None = None,
         transform: Callable | None = None,
     ) -> None:
-        if split not in SPLITS:
-            raise DatasetError(f"In-shop split must be one of {SPLITS}, got {split!r}")
+        check_choice("In-shop", "split", split, SPLITS)
         root = data_root(root) / "Inshop_Clothes" if root is None else Path(root)
         if not root.is_dir():
             raise DatasetNotFoundError(f"In-shop folder {root} is missing; {_HOW}")

@@ -1,4 +1,5 @@
-"""Stanford Online Products (SOP) by its official train / test lists (HIER 003_..., zero-shot).
+"""Stanford Online Products (SOP) by its official train / test lists (Kim et al. (HIER, CVPR 2023),
+zero-shot).
 
 ``<root>`` is the extracted ``Stanford_Online_Products`` folder: ``Ebay_train.txt`` and
 ``Ebay_test.txt`` (header ``image_id class_id super_class_id path``, then one image per line,
@@ -20,12 +21,12 @@ import numpy as np
 
 from hierstudy.datasets.base import (
     DatasetCorruptError,
-    DatasetError,
     DatasetNotFoundError,
     FileDataset,
     align_hierarchy,
     data_root,
 )
+from hierstudy.datasets.protocols import check_choice
 from hierstudy.hierarchy import Hierarchy
 
 HEADER = ["image_id", "class_id", "super_class_id", "path"]
@@ -85,8 +86,7 @@ class StanfordOnlineProducts(FileDataset):
         hierarchy: Hierarchy | None = None,
         transform: Callable | None = None,
     ) -> None:
-        if split not in ("train", "test"):
-            raise DatasetError(f"SOP split must be 'train' or 'test', got {split!r}")
+        check_choice("SOP", "split", split, ("train", "test"))
         root = data_root(root) / "Stanford_Online_Products" if root is None else Path(root)
         if not root.is_dir():
             raise DatasetNotFoundError(f"SOP folder {root} is missing; {_HOW}")

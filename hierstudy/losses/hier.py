@@ -1,26 +1,14 @@
 """HIER: hierarchical proxies in the Poincaré ball (Kim, Jeong, Kwak, CVPR 2023).
 
-The seed 003_7a830569df0e77f8.txt is only the project page; the formulation implemented here is
-the one written out in ../shared/methods/HIER.md (cited below as "HIER.md §section"), which follows
-the authors' training code.
+The formulation implemented here is the one written out in docs/hier.md (cited below as
+"hier.md §section"), which follows the authors' training code. The ball, its maps and the
+distances are :mod:`hierstudy.geometry`.
 
-* Ball head (HIER.md §Embedding): clip in the tangent space (r = 2.3), ``expmap0``, ``project``
-  and the Riemannian gradient scaling, composed by :func:`to_ball` / :class:`PoincareProjection`.
-  c > 0 is the *negative* curvature −c, the convention of geoopt's ``PoincareBall(c)``.
-* Distance (HIER.md §Embedding): d_c(x, y) = (2/√c) artanh(√c ‖(−x) ⊕_c y‖). With a = ‖x‖²,
-  b = ‖y‖², p = ⟨x, y⟩, A = 1 − 2cp + cb, B = 1 − ca and δ = 1 − 2cp + c²ab:
-  ‖(−x) ⊕_c y‖² = (A²a − 2ABp + B²b) / δ², and expanding, A²a − 2ABp + B²b = (a + b − 2p) δ.
-  Hence ‖(−x) ⊕_c y‖ = ‖x − y‖ / √δ — only norms and inner products, O(N·M) memory.
-  Guards (the authors': +1e-5 on the Möbius denominator, artanh argument clamped to
-  ±(1 − 1e-5)): here ‖x − y‖² = a + b − 2p is clamped ≥ 0, δ ≥ 1e-15 (δ ≥ (1 − c‖x‖‖y‖)² > 0
-  inside the ball, so this only guards rounding), the ratio ≥ 1e-15 before the square root (no
-  infinite gradient at x = y), √c‖·‖ ≤ 1 − 1e-5 before artanh (as the authors); no +1e-5 on δ.
-  The self-distance matrix gets an exact zero diagonal.
-* Loss (HIER.md §The loss): reciprocal top-k triplet mining, the LCA of a pair or triplet drawn by
+* Loss (hier.md §The loss): reciprocal top-k triplet mining, the LCA of a pair or triplet drawn by
   hard Gumbel-softmax over −max-distance/τ with straight-through gradients, the three-part hinge,
   a sample term (candidates: the proxies) and a proxy term (candidates: all proxies).
 
-Choices where HIER.md leaves room, each tested in tests/test_losses_hier.py:
+Choices where hier.md leaves room, each tested in tests/test_losses_hier.py:
 
 * Negatives are drawn from {j : M_ij < 1}, which contains the anchor itself (diag M = −1), as the
   authors' code does; such a triplet has m_ijk = m_ij and its two LCAs differ only by noise.
@@ -30,8 +18,8 @@ Choices where HIER.md leaves room, each tested in tests/test_losses_hier.py:
   (torch.maximum's rule, so the vectorised backward equals autograd on the literal formula).
 * Gumbel noise is −log(−log U), U ~ U[0, 1) (the same law as the authors' −log E, E ~ Exp(1)),
   drawn chunk by chunk of triplets, first the w_ij noise then the w_ijk noise of each chunk.
-* HIERsph (Table 2's ablation): unit sphere, d(x, y) = 2 − 2 cos(x, y) = ‖x̂ − ŷ‖², the distance
-  of the authors' code for c = 0 (twice the usual cosine distance).
+* HIERsph (Table 2's ablation): the unit sphere with d(x, y) = 2 − 2 cos(x, y)
+  (:func:`~hierstudy.geometry.sphere_distance`).
 * The proxies pass through the same head as the samples, Riemannian-gradient step included (the
   authors' code); the loss runs in the proxies' dtype with autocast off (fp16 would cancel
   catastrophically in a + b − 2p).
@@ -51,161 +39,27 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-C = 0.1  # negative curvature −c of the ball (HIER.md §Embedding)
-CLIP_R = 2.3  # tangent-space clipping radius
-_MIN_NORM = 1e-5  # norm clamp in expmap0/project and the +1e-5 of the clip (HIER.md)
-_BALL_EPS = 1e-3  # project onto ‖z‖ ≤ (1 − 1e-3)/√c
-_ARTANH_EPS = 1e-5  # artanh argument ≤ 1 − 1e-5
-_TINY = 1e-15
-
-
-def _check_c(c: float) -> None:
-    if not c > 0:
-        raise ValueError(f"curvature c must be > 0 (the ball has curvature −c), got {c}")
-
-
-def clip_tangent(u: Tensor, r: float = CLIP_R) -> Tensor:
-    """Feature clipping u · min(1, r / (‖u‖ + 1e-5)), [..., D] → [..., D] (HIER.md §Embedding 2)."""
-    if not r > 0:
-        raise ValueError(f"clip radius must be > 0, got {r}")
-    norm = torch.linalg.vector_norm(u, dim=-1, keepdim=True) + _MIN_NORM
-    return u * torch.clamp(r / norm, max=1.0)
-
-
-def expmap0(u: Tensor, c: float = C) -> Tensor:
-    """Exponential map at 0: tanh(√c‖u‖) u / (√c‖u‖), ‖u‖ ≥ 1e-5 (HIER.md §Embedding 3)."""
-    _check_c(c)
-    sqrt_c = math.sqrt(c)
-    norm = torch.linalg.vector_norm(u, dim=-1, keepdim=True).clamp_min(_MIN_NORM)
-    return torch.tanh(sqrt_c * norm) * u / (sqrt_c * norm)
-
-
-def project(z: Tensor, c: float = C, eps: float = _BALL_EPS) -> Tensor:
-    """Rescale points with ‖z‖ > (1 − eps)/√c onto that sphere (HIER.md §Embedding 4)."""
-    _check_c(c)
-    max_norm = (1 - eps) / math.sqrt(c)
-    norm = torch.linalg.vector_norm(z, dim=-1, keepdim=True).clamp_min(_MIN_NORM)
-    return torch.where(norm > max_norm, z / norm * max_norm, z)
-
-
-class RiemannianGradient(torch.autograd.Function):
-    """Identity forward; backward multiplies the gradient by (1 − c‖z‖²)² / 4 (HIER.md §Emb. 5).
-
-    That factor is 1/λ_z², the inverse metric of the ball, i.e. geoopt's ``egrad2rgrad``.
-    """
-
-    @staticmethod
-    def forward(ctx, z: Tensor, c: float) -> Tensor:
-        ctx.save_for_backward(z)
-        ctx.c = c
-        return z.view_as(z)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        (z,) = ctx.saved_tensors
-        scale = (1 - ctx.c * z.pow(2).sum(-1, keepdim=True)).pow(2) / 4
-        return grad * scale, None
-
-
-def to_ball(u: Tensor, c: float = C, clip_r: float | None = CLIP_R, riemannian: bool = True):
-    """Euclidean [..., D] → Poincaré ball [..., D]: clip → expmap0 → project → Riemannian grad.
-
-    HIER.md §Embedding steps 2–5; ``clip_r=None`` skips the clip, ``riemannian=False`` the
-    gradient scaling.
-    """
-    if clip_r is not None:
-        u = clip_tangent(u, clip_r)
-    z = project(expmap0(u, c), c)
-    return RiemannianGradient.apply(z, c) if riemannian else z
-
-
-class PoincareProjection(nn.Module):
-    """:func:`to_ball` as a module (the last step of the hyperbolic head), no parameters."""
-
-    def __init__(self, c: float = C, clip_r: float | None = CLIP_R, riemannian: bool = True):
-        super().__init__()
-        _check_c(c)
-        self.c, self.clip_r, self.riemannian = c, clip_r, riemannian
-
-    def forward(self, u: Tensor) -> Tensor:
-        return to_ball(u, self.c, self.clip_r, self.riemannian)
-
-    def extra_repr(self) -> str:
-        return f"c={self.c}, clip_r={self.clip_r}, riemannian={self.riemannian}"
-
-
-def _check_matrix(x: Tensor, name: str) -> None:
-    if x.dim() != 2:
-        raise ValueError(f"{name} must be a [N, D] matrix, got shape {tuple(x.shape)}")
-
-
-def _squared_norms_in_ball(x: Tensor, c: float, name: str) -> Tensor:
-    sq = x.pow(2).sum(-1)
-    if len(sq) and not bool((c * sq.detach()).max() < 1):
-        raise ValueError(
-            f"{name} has points outside the Poincaré ball (c‖{name}‖² ≥ 1 or not finite); "
-            "map them with to_ball first"
-        )
-    return sq
-
-
-def pairwise_distance(x: Tensor, y: Tensor | None = None, c: float = C) -> Tensor:
-    """Poincaré distances d_c(x_n, y_m), [N, D] × [M, D] → [N, M] (``y=None``: x to itself).
-
-    Closed form ‖(−x) ⊕_c y‖ = ‖x − y‖ / √(1 − 2c⟨x,y⟩ + c²‖x‖²‖y‖²), derived and with its
-    numerical guards in the module docstring. Points must lie inside the ball (c‖x‖² < 1).
-    """
-    _check_c(c)
-    _check_matrix(x, "x")
-    a = _squared_norms_in_ball(x, c, "x")
-    if y is None:
-        b, inner = a, x @ x.T
-    else:
-        _check_matrix(y, "y")
-        if y.shape[1] != x.shape[1]:
-            raise ValueError(f"x and y differ in dimension: {x.shape[1]} vs {y.shape[1]}")
-        b, inner = _squared_norms_in_ball(y, c, "y"), x @ y.T
-    a, b = a[:, None], b[None, :]
-    diff2 = (a + b - 2 * inner).clamp_min(0)
-    denom = (1 - 2 * c * inner + c * c * a * b).clamp_min(_TINY)
-    sqrt_c = math.sqrt(c)
-    arg = (sqrt_c * (diff2 / denom).clamp_min(_TINY).sqrt()).clamp_max(1 - _ARTANH_EPS)
-    dist = (2 / sqrt_c) * torch.atanh(arg)
-    if y is None:
-        dist = dist.masked_fill(torch.eye(len(x), dtype=torch.bool, device=x.device), 0.0)
-    return dist
-
-
-def sphere_distance(x: Tensor, y: Tensor | None = None) -> Tensor:
-    """2 − 2 cos(x_n, y_m) = ‖x̂ − ŷ‖², [N, D] × [M, D] → [N, M] (HIERsph, HIER.md §Combination).
-
-    ``y=None``: x to itself, with an exact zero diagonal.
-    """
-    _check_matrix(x, "x")
-    x = F.normalize(x, dim=-1)
-    if y is None:
-        y = x
-    else:
-        _check_matrix(y, "y")
-        if y.shape[1] != x.shape[1]:
-            raise ValueError(f"x and y differ in dimension: {x.shape[1]} vs {y.shape[1]}")
-        y = F.normalize(y, dim=-1)
-    dist = 2 - 2 * (x @ y.T)
-    if y is x:
-        dist = dist.masked_fill(torch.eye(len(x), dtype=torch.bool, device=x.device), 0.0)
-    return dist
+from ..geometry import (
+    CLIP_R,
+    C,
+    check_curvature,
+    check_matrix,
+    pairwise_distance,
+    sphere_distance,
+    to_ball,
+)
 
 
 def reciprocal_triplets(
     similarity: Tensor, k: int = 20, per_anchor: int = 50, generator: torch.Generator | None = None
 ) -> Tensor:
-    """Reciprocal top-k triplet mining (HIER.md §The loss), [N, N] similarity → [T, 3] (i, j, k).
+    """Reciprocal top-k triplet mining (hier.md §The loss), [N, N] similarity → [T, 3] (i, j, k).
 
     K_ij = 1 if j is among the k largest of row i (itself included), M = (K + Kᵀ)/2, diag M = −1.
     Anchors: rows with ≥ 2 entries M_ij = 1; each draws ``per_anchor`` positives from {M_ij = 1}
     and as many negatives from {M_ij < 1}, uniformly with replacement. Rows ordered by anchor.
     """
-    _check_matrix(similarity, "similarity")
+    check_matrix(similarity, "similarity")
     n = similarity.shape[0]
     if similarity.shape[1] != n:
         raise ValueError(f"similarity must be square, got shape {tuple(similarity.shape)}")
@@ -338,7 +192,7 @@ def lca_triplet_loss(
     tau: float = 0.1,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """One HIER term: mean over triplets of the LCA hinge (HIER.md §The loss, "Per triplet").
+    """One HIER term: mean over triplets of the LCA hinge (hier.md §The loss, "Per triplet").
 
     Args:
         candidates: [N, P] distances of the N nodes (samples or proxies) to the P candidate LCAs.
@@ -351,7 +205,7 @@ def lca_triplet_loss(
     all T triplets (0, still attached to the graph, when T = 0). Vectorised over chunks of
     triplets; only [chunk, P] temporaries, never [T, P, D].
     """
-    _check_matrix(candidates, "candidates")
+    check_matrix(candidates, "candidates")
     if triplets.dim() != 2 or triplets.shape[1] != 3 or triplets.dtype != torch.long:
         raise ValueError(f"triplets must be a [T, 3] long tensor, got {tuple(triplets.shape)}")
     n, p = candidates.shape
@@ -372,7 +226,7 @@ def lca_triplet_loss(
 
 
 class HIER(nn.Module):
-    """The HIER regulariser L_HIER = sample term + proxy term (HIER.md §Hierarchical proxies, §Loss).
+    """The HIER regulariser L_HIER = sample term + proxy term (hier.md §Hierarchical proxies, §Loss).
 
     Args:
         dim: embedding dimension D.
@@ -406,7 +260,7 @@ class HIER(nn.Module):
         super().__init__()
         if dim < 1 or num_proxies < 2:
             raise ValueError(f"need dim ≥ 1 and num_proxies ≥ 2, got {dim}, {num_proxies}")
-        _check_c(c)
+        check_curvature(c)
         self.c, self.clip_r, self.margin, self.tau = c, clip_r, margin, tau
         self.topk, self.per_anchor, self.lr_scale = topk, per_anchor, lr_scale
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
@@ -426,7 +280,7 @@ class HIER(nn.Module):
         return x  # pairwise_distance rejects points outside the ball
 
     def forward(self, x: Tensor, labels: Tensor, *, triplets=None, noise=None) -> Tensor:
-        _check_matrix(x, "x")
+        check_matrix(x, "x")
         if x.shape[1] != self.proxies.shape[1]:
             raise ValueError(f"x has dimension {x.shape[1]}, the proxies {self.proxies.shape[1]}")
         if labels.shape != (len(x),) or labels.dtype.is_floating_point:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from hierstudy.datasets.base import DatasetError, HierDataset
+from hierstudy.geometry import C, pairwise_distance
 from hierstudy.hierarchy import Hierarchy
 
 
@@ -93,7 +94,7 @@ def poincare_disk(
     labels: np.ndarray,
     proxies,
     *,
-    c: float = 0.1,
+    c: float = C,
     link_every: int = 3,
     seed: int = 0,
     legend: bool = True,
@@ -108,7 +109,6 @@ def poincare_disk(
     import torch
     import umap
 
-    from hierstudy.losses.hier import pairwise_distance
     from hierstudy.proxy_tree import nearest_smaller_proxy
 
     z, proxies = torch.as_tensor(z).double(), torch.as_tensor(proxies).double()

@@ -178,7 +178,7 @@ def test_notebook_06_evaluates_each_dataset_against_its_own_hierarchy(tmp_path, 
 def metrics_of(feats, labels, similarity, metric):
     """The library's retrieval metrics with the run's distance, for the whole test set."""
     from hierstudy import metrics
-    from hierstudy.losses.hier import pairwise_distance
+    from hierstudy.geometry import pairwise_distance
 
     if metric == "hyperbolic":
         metric = lambda q, g: pairwise_distance(q.double(), g.double(), c=0.1)  # noqa: E731

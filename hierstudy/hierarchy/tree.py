@@ -2,11 +2,12 @@
 
 Every distance the study uses between two classes comes from here:
 
-* the LCS height matrix and Barz & Denzler's d_G / s_G (001_078dd69429c88981.txt, eq. 1-2);
-* KFR's tree pseudo-distance d_T with edge weight k (000_352f6443065d4c19.txt, eq. 1);
-* the node height / depth helpers the other papers need (D_H of 002_..., mistake severity).
+* the LCS height matrix and Barz & Denzler's d_G / s_G (WACV 2019, eq. 1-2);
+* KFR's tree pseudo-distance d_T with edge weight k (Zhao et al. (KFR, 2024), eq. 1);
+* the node height / depth helpers the other papers need (D_H of Venkataramanan et al.
+  (ICVS 2023), mistake severity).
 
-Conventions (../shared/methods/NOTES.md):
+Conventions (docs/ambiguities.md):
 
 * height(v) is the length of the longest path from v down to a leaf; depth(v) the length of the
   shortest path from the root down to v (the two coincide with the usual ones on a tree);
@@ -37,7 +38,7 @@ class Hierarchy:
         classes: the class order used by every matrix; defaults to the sorted leaves.
         names: optional display names per node id (e.g. WordNet lemma per wnid).
         heights: optional node heights to use instead of those of this graph (the Barz authors'
-            "whole WordNet" convention, see ``hierstudy.wordnet``); must cover every node.
+            "whole WordNet" convention, see ``hierstudy.hierarchy.wordnet``); must cover every node.
         max_height: the d_G denominator that goes with ``heights`` (default: their maximum).
     """
 
@@ -227,17 +228,17 @@ class Hierarchy:
         return self.heights[self.lcs_matrix()].astype(np.float64)
 
     def dissimilarity(self) -> np.ndarray:
-        """Barz d_G (001_078dd69429c88981.txt eq. 1): height(lcs(u, v)) / max_w height(w)."""
+        """Barz d_G (Barz & Denzler (WACV 2019), eq. 1): height(lcs(u, v)) / max_w height(w)."""
         if self.max_height == 0:
             raise HierarchyError("the hierarchy has height 0: d_G is undefined")
         return self.lcs_height() / self.max_height
 
     def similarity(self) -> np.ndarray:
-        """Barz s_G (001_078dd69429c88981.txt eq. 2): 1 - d_G."""
+        """Barz s_G (Barz & Denzler (WACV 2019), eq. 2): 1 - d_G."""
         return 1.0 - self.dissimilarity()
 
     def path_distance(self, k: float = 1.0) -> np.ndarray:
-        """KFR d_T (000_352f6443065d4c19.txt eq. 1): edges between two classes times k.
+        """KFR d_T (Zhao et al. (KFR, 2024), eq. 1): edges between two classes times k.
 
         The path climbs from one class to a common ancestor and descends to the other; the fewest
         edges over all common ancestors (on a tree: through the LCA). Vectorised over pairs.
@@ -358,7 +359,7 @@ class Hierarchy:
 
 
 def toy_hierarchy() -> Hierarchy:
-    """The toy tree of the Barz paper's Fig. 2a (001_078dd69429c88981.txt): total height 3,
+    """The toy tree of Barz & Denzler (WACV 2019), Fig. 2a: total height 3,
     d_G(dog, cat) = 1/3 (LCS mammal), d_G(dog, trout) = 2/3 (LCS animal)."""
     pairs = [
         ("entity", "animal"),

@@ -1,0 +1,132 @@
+"""Comparing two hierarchies over the same classes, and Ward's tree of class means.
+
+Ward clustering of the class means is the baseline (vi) of Venkataramanan et al. (ICVS 2023,
+Sec. 4.1). The agreement measures (triplet agreement, cophenetic correlation, and the share of
+triplets a hierarchy resolves) read only the LCS heights and match classes by name.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.cluster.hierarchy import linkage
+
+from .tree import Hierarchy, HierarchyError
+
+
+def ward_hierarchy(means, classes: Sequence[str]) -> Hierarchy:
+    """Ward clustering of the class means as a binary tree (Venkataramanan et al. (ICVS 2023),
+    baseline (vi) after their ref. [10]).
+
+    scipy's ``linkage(means, "ward")``; merge m (1-based) becomes node ``W{m}``, the last one the
+    root. Node heights are those of the tree (longest path down), not linkage distances, as for
+    the other hierarchies. Args: [K, d] means, K >= 2 class names in the same order.
+    """
+    x = _means(means)
+    classes = [str(c) for c in classes]
+    if len(classes) != len(x) or len(classes) < 2:
+        raise HierarchyError(f"need >= 2 means, one per class: {len(x)}, {len(classes)}")
+    clash = [c for c in classes if re.fullmatch(r"W\d+", c)]
+    if clash:
+        raise HierarchyError(f"class names clash with Ward node names W<m>: {clash}")
+    merges = linkage(x, method="ward")
+    k = len(classes)
+    name = [*classes, *(f"W{m + 1}" for m in range(k - 1))]
+    edges = [(f"W{m + 1}", name[int(child)]) for m, row in enumerate(merges) for child in row[:2]]
+    return Hierarchy(edges, classes)
+
+
+def triplet_agreement(first: Hierarchy, second: Hierarchy, *, among: str = "both") -> float:
+    """Fraction of class triplets whose closest pair is the same in both hierarchies.
+
+    The closest pair of {a, b, c} is the pair whose LCS is strictly the lowest (least LCS
+    height). If the least height is shared (on a tree: all three pairs meet at one node, a
+    polytomy or a flat level) the triplet is unresolved. ``among`` chooses the triplets counted:
+    "both" (default) those resolved in both hierarchies, so a binary tree (Ward) is not penalised
+    for splitting what a polytomy leaves open; "either" those resolved in at least one (an answer
+    against no answer disagrees, so a flat tree scores 0); "all" every triplet, unresolved in both
+    counting as agreement. NaN when no triplet counts. Identical hierarchies give 1. Classes are
+    matched by name.
+    """
+    if among not in ("both", "either", "all"):
+        raise HierarchyError(f"among must be both, either or all, got {among!r}")
+    a, b = _aligned_heights(first, second)
+    k = len(a)
+    same = total = 0
+    for i in range(k - 2):  # O(K^3) work in K vectorised [K, K] slices
+        upper = np.triu(np.ones((k - i - 1,) * 2, dtype=bool), 1)
+        x, y = _closest_pair(a, i)[upper], _closest_pair(b, i)[upper]
+        if among == "both":
+            keep = (x != 3) & (y != 3)
+        elif among == "either":
+            keep = (x != 3) | (y != 3)
+        else:
+            keep = np.ones(x.shape, dtype=bool)
+        same += int((x == y)[keep].sum())
+        total += int(keep.sum())
+    return same / total if total else float("nan")
+
+
+def cophenetic_correlation(first: Hierarchy, second: Hierarchy) -> float:
+    """Pearson correlation of the two LCS-height matrices over class pairs i < j.
+
+    NaN when either is constant (e.g. a flat hierarchy). Classes are matched by name.
+    """
+    a, b = _aligned_heights(first, second)
+    i, j = np.triu_indices(len(a), 1)
+    x, y = a[i, j], b[i, j]
+    if x.std() == 0 or y.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def resolved_triplets(hierarchy: Hierarchy) -> float:
+    """Fraction of class triplets the hierarchy resolves (one pair's LCS strictly the lowest).
+
+    The support of ``triplet_agreement``: a tree that resolves few triplets agrees or disagrees on
+    few, so its agreement is fragile. 0 for a flat tree, 1 for a binary tree (Ward); NaN for
+    fewer than 3 classes.
+    """
+    heights = hierarchy.lcs_height()
+    k = len(heights)
+    if k < 3:
+        return float("nan")
+    resolved = 0
+    for i in range(k - 2):  # the same [K, K] slices as triplet_agreement
+        upper = np.triu(np.ones((k - i - 1,) * 2, dtype=bool), 1)
+        resolved += int((_closest_pair(heights, i)[upper] != 3).sum())
+    return resolved / (k * (k - 1) * (k - 2) // 6)
+
+
+def _closest_pair(heights: np.ndarray, i: int) -> np.ndarray:
+    """[m, m] code for triplets (i, b, c), b, c > i: 0 (i,b) closest, 1 (i,c), 2 (b,c), 3 tie."""
+    hb = heights[i, i + 1 :][:, None]
+    hc = heights[i, i + 1 :][None, :]
+    hbc = heights[i + 1 :, i + 1 :]
+    code = np.full(hbc.shape, 3, dtype=np.int8)
+    code[(hb < hc) & (hb < hbc)] = 0
+    code[(hc < hb) & (hc < hbc)] = 1
+    code[(hbc < hb) & (hbc < hc)] = 2
+    return code
+
+
+def _aligned_heights(first: Hierarchy, second: Hierarchy) -> tuple[np.ndarray, np.ndarray]:
+    if set(first.classes) != set(second.classes):
+        only = sorted(set(first.classes) ^ set(second.classes))[:10]
+        raise HierarchyError(f"the hierarchies have different classes, e.g. {only}")
+    order = second.class_indices(first.classes)
+    return first.lcs_height(), second.lcs_height()[np.ix_(order, order)]
+
+
+def _means(values) -> np.ndarray:
+    """[K, d] finite float64 class means (numpy or torch)."""
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().numpy()
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise HierarchyError(f"means must be a non-empty [N, d] array, got {x.shape}")
+    if not np.isfinite(x).all():
+        raise HierarchyError("means contain NaN or infinite values")
+    return np.ascontiguousarray(x)

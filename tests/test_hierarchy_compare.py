@@ -1,0 +1,134 @@
+"""Tests of hierstudy.hierarchy.compare: Ward's tree against scipy, the agreement measures against
+literal one-triplet-at-a-time definitions."""
+
+import itertools
+
+import numpy as np
+import pytest
+from scipy.cluster.hierarchy import linkage, to_tree
+
+from hierstudy.hierarchy import Hierarchy, HierarchyError
+from hierstudy.hierarchy.compare import (
+    cophenetic_correlation,
+    resolved_triplets,
+    triplet_agreement,
+    ward_hierarchy,
+)
+
+
+def classes_below(h: Hierarchy, node: str) -> frozenset:
+    """The classes of which ``node`` is an ancestor (or which it is)."""
+    return frozenset(c for c in h.classes if node in h.ancestors(c))
+
+
+def small_tree() -> Hierarchy:
+    return Hierarchy(
+        [("r", "m"), ("r", "e"), ("m", "a"), ("m", "b"), ("e", "f"), ("f", "c"), ("f", "d")]
+    )
+
+
+def merged_pairs_tree(pairs) -> Hierarchy:
+    """What build_visual_hierarchy makes of three overlapping pairs of which two overlap:
+    the pairs (level 1), the first two merged and the third alone (level 2), an added root."""
+    edges = [("L3:0", "L2:0"), ("L3:0", "L2:1"), ("L2:0", "L1:0"), ("L2:0", "L1:1")]
+    edges += [("L2:1", "L1:2")] + [(f"L1:{k}", c) for k, pair in enumerate(pairs) for c in pair]
+    return Hierarchy(edges)
+
+
+def test_ward_hierarchy_has_the_clusters_of_scipy():
+    rng = np.random.default_rng(15)
+    means = np.concatenate([rng.normal(size=(4, 3)), rng.normal(size=(3, 3)) + 20])
+    classes = [f"k{i}" for i in range(7)]
+    h = ward_hierarchy(means, classes)
+    assert h.is_tree and len(h.nodes) == 13 and h.root == "W6"
+    ours = {classes_below(h, n) for n in h.nodes if n.startswith("W")}
+    root = to_tree(linkage(means, "ward"))
+    stack, theirs = [root], set()
+    while stack:
+        node = stack.pop()
+        if not node.is_leaf():
+            theirs.add(frozenset(classes[i] for i in node.pre_order()))
+            stack += [node.get_left(), node.get_right()]
+    assert ours == theirs
+    assert {classes_below(h, c) for c in h.children("W6")} == {
+        frozenset(classes[:4]),
+        frozenset(classes[4:]),
+    }
+    with pytest.raises(HierarchyError, match="clash"):
+        ward_hierarchy(means[:2], ["W1", "b"])
+
+
+def literal_triplets(first: Hierarchy, second: Hierarchy, among: str) -> float:
+    def closest(h, a, b, c):
+        pairs = [(a, b), (a, c), (b, c)]
+        hs = [h.height(h.lcs(u, v)) for u, v in pairs]
+        best = min(hs)
+        return pairs[hs.index(best)] if hs.count(best) == 1 else None
+
+    same = total = 0
+    for a, b, c in itertools.combinations(first.classes, 3):
+        x, y = closest(first, a, b, c), closest(second, a, b, c)
+        if among == "both" and (x is None or y is None):
+            continue
+        if among == "either" and x is None and y is None:
+            continue
+        same += x == y
+        total += 1
+    return same / total
+
+
+def test_agreement_measures_match_literal_definitions():
+    rng = np.random.default_rng(16)
+    classes = [f"c{i}" for i in range(6)]
+    visual = merged_pairs_tree([("c0", "c3"), ("c1", "c4"), ("c2", "c5")])
+    ward = ward_hierarchy(rng.normal(size=(6, 2)), classes[::-1])  # other class order
+    for among in ("both", "either", "all"):
+        fast = triplet_agreement(visual, ward, among=among)
+        assert fast == pytest.approx(literal_triplets(visual, ward, among))
+        assert triplet_agreement(visual, visual, among=among) == 1.0
+        assert triplet_agreement(ward, ward, among=among) == 1.0
+    a = visual.lcs_height()
+    order = ward.class_indices(visual.classes)
+    b = ward.lcs_height()[np.ix_(order, order)]
+    i, j = np.triu_indices(6, 1)
+    expected = np.corrcoef(a[i, j], b[i, j])[0, 1]
+    assert cophenetic_correlation(visual, ward) == pytest.approx(expected)
+    assert cophenetic_correlation(ward, ward) == pytest.approx(1.0)
+
+
+def literal_resolved(h: Hierarchy) -> float:
+    """Share of class triplets with a unique lowest LCS, one triplet at a time."""
+    triplets = list(itertools.combinations(h.classes, 3))
+    unique = 0
+    for a, b, c in triplets:
+        heights = [h.height(h.lcs(u, v)) for u, v in ((a, b), (a, c), (b, c))]
+        unique += heights.count(min(heights)) == 1
+    return unique / len(triplets)
+
+
+def test_resolved_triplets_matches_the_literal_count():
+    rng = np.random.default_rng(17)
+    classes = [f"c{i}" for i in range(6)]
+    visual = merged_pairs_tree([("c0", "c1"), ("c2", "c4"), ("c3", "c5")])
+    ward = ward_hierarchy(rng.normal(size=(6, 2)), classes)
+    flat = Hierarchy([("r", c) for c in classes])
+    polytomy = Hierarchy([("r", "m"), ("m", "a"), ("m", "b"), ("m", "c"), ("r", "d")])
+    for h in (visual, ward, flat, polytomy, small_tree()):
+        assert resolved_triplets(h) == pytest.approx(literal_resolved(h))
+    assert resolved_triplets(ward) == 1.0 and resolved_triplets(flat) == 0.0
+    assert resolved_triplets(polytomy) == 0.75  # {a, b, c} meet at one node
+    assert np.isnan(resolved_triplets(Hierarchy([("r", "a"), ("r", "b")])))
+
+
+def test_agreement_edge_cases():
+    h = small_tree()
+    flat = Hierarchy([("r", c) for c in "abcd"])
+    assert np.isnan(cophenetic_correlation(h, flat))
+    assert triplet_agreement(flat, flat, among="all") == 1.0  # all unresolved in both
+    assert np.isnan(triplet_agreement(flat, flat))
+    assert np.isnan(triplet_agreement(flat, h))
+    assert triplet_agreement(flat, h, among="either") == 0.0  # h resolves every triplet
+    with pytest.raises(HierarchyError, match="among"):
+        triplet_agreement(h, h, among="some")
+    with pytest.raises(HierarchyError, match="different classes"):
+        triplet_agreement(h, Hierarchy([("r", c) for c in "abcz"]))
