@@ -10,7 +10,7 @@ import pytest
 import torch
 from fake_datasets import WRITERS
 
-from hierstudy import config, experiments, setups
+from hierstudy import config, runs, setups
 from hierstudy.models import build_backbone
 
 MAIN_METHOD = {"barz": "corr_cls", "kfr": "kfr", "kfr_cvt": "kfr", "hier": "hier", "vh": "ce"}
@@ -44,14 +44,12 @@ def test_paper_setup_takes_one_step(paper, dataset, method, knobs, tmp_path, mon
     monkeypatch.setenv("HIERSTUDY_WEIGHTS", str(weights))
     classes = WRITERS[dataset](tmp_path / "data")
     profile = config.load("paper_check", data_root=tmp_path / "data")
-    run = experiments.train(profile, method, 0, dataset=dataset, paper=paper, **knobs)
+    run = runs.train(profile, method, 0, dataset=dataset, paper=paper, **knobs)
     assert len(run.history) == 1 and math.isfinite(run.history["loss"].iloc[0])
-    assert run.result["setup"] == {**dataclasses.asdict(setup), "batch_size": 4, "epochs": 1}
-    assert run.result["paper"] == paper
+    assert run.record.setup == {**dataclasses.asdict(setup), "batch_size": 4, "epochs": 1}
+    assert run.record.paper == paper
     test = run.features("test")
-    assert len(test["labels"]) > 0 and np.isfinite(test[run.result["retrieval"]]).all()
+    assert len(test["labels"]) > 0 and np.isfinite(test[run.record.retrieval]).all()
     trained = np.unique(run.features("train")["labels"])
-    assert run.result["train_classes"] == (len(trained) if run.result["zero_shot"] else classes)
-    assert run.run_dir.parts[-3:-1] == (paper, run.result["name"]) and run.name.startswith(
-        paper + "/"
-    )
+    assert run.record.train_classes == (len(trained) if run.record.zero_shot else classes)
+    assert run.run_dir.parts[-3:-1] == (paper, run.record.name) and run.name.startswith(paper + "/")

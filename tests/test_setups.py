@@ -1,7 +1,7 @@
 import pytest
 
-from hierstudy import config, experiments, setups
-from hierstudy.datasets import DatasetError, catalog
+from hierstudy import config, runs, setups
+from hierstudy.datasets import DatasetError, catalog, study_splits
 
 
 def test_unknown_paper_dataset_pair_lists_the_known_ones():
@@ -42,8 +42,8 @@ def test_the_papers_values_are_the_setups_values():
 def test_a_dataset_without_the_methods_protocol_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv("HIERSTUDY_ROOT", str(tmp_path))
     profile = config.load("paper", data_root=tmp_path)
-    with pytest.raises(experiments.ExperimentError, match="'cifar100' has no zero-shot"):
-        experiments.train(profile, "hier", 0, dataset="cifar100", paper="kfr")
+    with pytest.raises(DatasetError, match="'cifar100' has no zero-shot"):
+        runs.train(profile, "hier", 0, dataset="cifar100", paper="kfr")
     with pytest.raises(DatasetError, match="unknown dataset 'svhn'"):
         catalog.open_split("svhn", "train")
     with pytest.raises(DatasetError, match="split must be one of"):
@@ -60,12 +60,26 @@ def test_paper_splits_read_each_folder_once_and_train_augments_a_copy(tmp_path, 
     write_cub(tmp_path, per_class=6)
     profile = config.load("paper_check", data_root=tmp_path)
     setup = setups.paper_setup("vh", "cub_official")
-    data = experiments.study_data(profile, "cub_official", setup, zero_shot=False)
+    data = study_splits.study_data(profile, "cub_official", setup, zero_shot=False)
     assert len(opened) == 2  # train and test; val is held out of the train object's images
     assert set(data.val.paths).isdisjoint(data.extract["train"].paths)
     assert data.train is not data.extract["train"]
     assert data.train.paths == data.extract["train"].paths
     assert data.train.transform is not data.extract["train"].transform
+
+
+def test_describe_prints_a_setup_with_the_values_the_paper_does_not_give():
+    text = setups.describe("barz", "cifar100")
+    assert text.startswith("barz on cifar100:\n  backbone: resnet110w\n  image_size: 32\n")
+    assert "  epochs: 372\n" in text and text.endswith(
+        f"not in the paper: {setups.CHOICES['barz']}"
+    )
+    assert {paper for paper, _ in setups.SETUPS} == set(setups.CHOICES)
+
+
+def test_setups_are_built_from_keywords_only():
+    with pytest.raises(TypeError):
+        setups.Setup("resnet50", 224, "hier", 180, 60)
 
 
 def _counting(init, calls):

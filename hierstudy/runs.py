@@ -1,0 +1,506 @@
+"""The run cache: train a registered method (or reload the finished run) and read what it saved.
+
+Every notebook that trains calls :func:`train` with a method name of
+:func:`hierstudy.methods.list_methods`, a seed and the method's knobs; the run lives in
+``runs/<profile>/<dataset>[/<paper>]/<run name>/seed<k>/``:
+
+* ``checkpoint.pt`` and ``metrics.csv`` — written by :func:`hierstudy.train.fit` every epoch, so an
+  interrupted run resumes where it stopped;
+* ``features_<split>.npz`` — penultimate features, embedding, logits and labels of the train and
+  test splits, extracted once after training (what notebooks 05-08 evaluate);
+* ``snapshots/epoch<e>.npz`` — a ``hier`` run's embedding and proxies after every epoch;
+* ``result.json`` — written last (atomically): the marker that the run is complete, a
+  :class:`RunRecord` of the recipe, the final accuracies and the representation retrieval uses.
+
+A complete run is reloaded instead of retrained unless ``force=True``. Same seed, same profile and
+same knobs on CPU give the same weights (the engine's guarantee) and hence the same tables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from . import methods
+from .config import Profile
+from .datasets import MPerClassBatchSampler, catalog
+from .datasets.study_splits import StudyData, study_data
+from .files import atomic_write, save_npz
+from .losses.hier import C, pairwise_distance  # C moves to hierstudy.geometry (issue 17)
+from .losses.semantic import nearest_class_prediction
+from .metrics import Distance, last_epochs_mean
+from .models import HierNet, build_model
+from .setups import METHOD_PAPER, Setup, setup_for
+from .train import TrainConfig, extract, fit, load_checkpoint, make_loader
+
+
+class RunError(ValueError):
+    """A run directory, loss term or snapshot that is not there."""
+
+
+class TermRecord(NamedTuple):
+    """One loss term of a trained recipe (a JSON list in ``result.json``)."""
+
+    name: str
+    weight: float
+    input: str
+    start_epoch: int
+
+
+@dataclass(frozen=True)
+class RecipeRecord:
+    """The network a run trained (enough to rebuild it) and its loss terms, in order."""
+
+    backbone: str
+    head: str
+    num_classes: int
+    embed_dim: int
+    terms: tuple[TermRecord, ...]
+    model: dict = field(default_factory=dict)  # build_model options (backbone_kw included)
+    # c of the Poincaré ball of a hyperbolic head; result.json stores it only when it is not C
+    curvature: float | None = None
+
+    def __post_init__(self):
+        if self.curvature is None and self.head == "hyperbolic":
+            object.__setattr__(self, "curvature", C)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RecipeRecord:
+        terms = tuple(TermRecord(*t) for t in d["terms"])
+        keys = ("backbone", "head", "num_classes", "embed_dim")
+        model, curvature = d.get("model", {}), d.get("curvature")
+        return cls(**{k: d[k] for k in keys}, terms=terms, model=model, curvature=curvature)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["terms"] = [list(t) for t in self.terms]
+        if self.curvature is None or self.curvature == C:
+            del d["curvature"]
+        return d
+
+    def build_model(self, pretrained: Path | None = None) -> HierNet:
+        """The untrained network (``pretrained``: the backbone's weights file)."""
+        ball = {"curvature": self.curvature} if self.head == "hyperbolic" else {}
+        return build_model(
+            self.backbone,
+            self.num_classes,
+            self.head,
+            embed_dim=self.embed_dim,
+            pretrained=pretrained,
+            **self.model,
+            **ball,
+        )
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What ``result.json`` records of a finished run."""
+
+    name: str  # run_name(method, knobs)
+    method: str
+    seed: int
+    dataset: str
+    paper: str | None  # the paper whose setup trained it (None: HierShapes)
+    knobs: dict  # the non-default knobs, with kfr= and corruption=
+    retrieval: str  # the ModelOutput field retrieval ranks
+    metric: str  # "cosine", "dot", "euclidean" or "hyperbolic"
+    test_acc: float | None  # None for zero-shot runs
+    val_acc_last5: float | None  # mean of the last (up to) 5 epochs' val_acc
+    zero_shot: bool
+    train_classes: int
+    setup: dict  # dataclasses.asdict of the Setup
+    recipe: RecipeRecord
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunRecord:
+        names = [f.name for f in dataclasses.fields(cls)]
+        d = {"paper": None, **d}  # older runs lack it
+        missing = [k for k in names if k not in d]
+        if missing:
+            raise RunError(f"a run record lacks {missing}")
+        return cls(**{**{k: d[k] for k in names}, "recipe": RecipeRecord.from_dict(d["recipe"])})
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "recipe": self.recipe.to_dict()}
+
+    @classmethod
+    def from_json(cls, text: str, dataset: str | None = None) -> RunRecord:
+        """The record of a ``result.json``; ``dataset`` fills the key older runs lack."""
+        d = json.loads(text)
+        return cls.from_dict({"dataset": dataset, **d} if dataset else d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+
+@dataclass
+class Run:
+    """A finished run: its directory, record and per-epoch history."""
+
+    run_dir: Path
+    record: RunRecord
+    history: pd.DataFrame
+
+    @classmethod
+    def load(cls, run_dir: Path, dataset: str | None = None) -> Run:
+        """The finished run in ``run_dir``; ``dataset`` for records that lack it."""
+        text = (run_dir / "result.json").read_text()
+        history = pd.read_csv(run_dir / "metrics.csv")
+        return cls(run_dir, RunRecord.from_json(text, dataset), history)
+
+    @property
+    def method(self) -> str:
+        return self.record.method
+
+    @property
+    def seed(self) -> int:
+        return self.record.seed
+
+    @property
+    def name(self) -> str:
+        """The run name, prefixed by its paper's setup on a paper's dataset (``barz/ce``)."""
+        paper = self.record.paper
+        return f"{paper}/{self.record.name}" if paper else self.record.name
+
+    @property
+    def result(self) -> dict:
+        """Temporary (issue 17), for the notebooks: the record as the ``result.json`` dict."""
+        return self.record.to_dict()
+
+    def features(self, split: str = "test") -> dict[str, np.ndarray]:
+        with np.load(self.run_dir / f"features_{split}.npz") as data:
+            return {k: data[k] for k in data.files}
+
+    def retrieval_features(self, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
+        """(representation the method retrieves with, labels)."""
+        feats = self.features(split)
+        return feats[self.record.retrieval], feats["labels"]
+
+    def checkpoint(self) -> dict:
+        """The final checkpoint: ``model`` and ``losses`` (state dicts, e.g. HIER's proxies)."""
+        return load_checkpoint(self.run_dir / "checkpoint.pt")
+
+    def model(self) -> HierNet:
+        """The trained network (eval mode), rebuilt from the recipe and the checkpoint."""
+        net = self.record.recipe.build_model()
+        net.load_state_dict(self.checkpoint()["model"])
+        return net.eval()
+
+    def loss(self, name: str) -> nn.Module:
+        """The trained module of loss term ``name`` (eval mode): e.g. ``"hier"`` (HIER's proxies),
+        ``"corr"`` (L_CORR's class embeddings Φ), ``"pa"`` (Proxy-Anchor's proxies)."""
+        names = [t.name for t in self.record.recipe.terms]
+        if name not in names:
+            raise RunError(f"run {self.name!r} has no loss term {name!r}; its terms: {names}")
+        state = self.checkpoint()["losses"][names.index(name)]  # one module per term, in order
+        module = methods.rebuild_loss(name, state, self.record.knobs, self.record.recipe.curvature)
+        module.load_state_dict(state)
+        return module.eval()
+
+    def distance(self) -> str | Distance:
+        """How the run's retrieval ranks, as ``metric=`` of
+        :func:`hierstudy.metrics.retrieval_metrics` takes it: the name of a built-in metric
+        (``"cosine"``, ``"dot"``, ``"euclidean"``), or for a hyperbolic run the Poincaré distance
+        with the recipe's curvature, computed in float64 (``distance(q [n, D], g [m, D]) ->
+        [n, m]``, smaller is closer)."""
+        if self.record.metric != "hyperbolic":
+            return self.record.metric
+        return functools.partial(_poincare_distance, c=self.record.recipe.curvature)
+
+
+def _poincare_distance(q: torch.Tensor, g: torch.Tensor, c: float) -> torch.Tensor:
+    return pairwise_distance(q.double(), g.double(), c=c)
+
+
+def run_name(method: str, knobs: dict) -> str:
+    """``kfr`` or ``kfr-alpha3`` — the method plus its non-default knobs, sorted."""
+    values = {k: f"{v:g}" if isinstance(v, float | int) else v for k, v in knobs.items()}
+    return "-".join([method, *(f"{k}{v}" for k, v in sorted(values.items()))])
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A run resolved from :func:`train`'s arguments, before any data is read."""
+
+    method: methods.Method
+    seed: int
+    dataset: str
+    paper: str | None
+    setup: Setup
+    knobs: dict  # the method's non-default knobs
+    extra: dict  # kfr= and corruption=, when given
+    folder: Path  # runs/<profile>/<dataset>[/<paper>]
+
+    @property
+    def name(self) -> str:
+        return run_name(self.method.name, {**self.knobs, **self.extra})
+
+    @property
+    def run_dir(self) -> Path:
+        return self.folder / self.name / f"seed{self.seed}"
+
+
+def train(
+    profile: Profile,
+    method: str,
+    seed: int = 0,
+    *,
+    force: bool = False,
+    dataset: str = "hiershapes",
+    paper: str | None = None,
+    setup: Setup | None = None,
+    kfr: float = 0.0,
+    corruption: str | None = None,
+    **knobs,
+) -> Run:
+    """Train ``method`` under ``profile`` with ``seed`` (or reload the finished run).
+
+    ``dataset``: ``"hiershapes"`` (the profile's own setup) or a name of
+    :data:`hierstudy.datasets.catalog.NAMES`, trained with ``paper``'s setup for it (default: the
+    method's paper, :data:`~hierstudy.setups.METHOD_PAPER`); ``setup`` replaces it (e.g. the
+    scaled-down one-step checks). ``kfr=α`` adds KFR's α·ℓ_qtr on the backbone features to any
+    method but ``kfr`` itself (its second phase, :func:`~hierstudy.methods.add_kfr`); the run is
+    then named e.g. ``corr-kfr30``. ``corruption="blur"`` (or ``"saturation"``, ``"occlusion"``)
+    trains and extracts on corrupted images (:func:`~hierstudy.datasets.study_splits.study_data`;
+    run ``ce-corruptionblur``). A ``hier`` run also saves :func:`snapshots` of its embedding
+    after every epoch.
+    """
+    plan = _plan(profile, method, seed, dataset, paper, setup, kfr, corruption, knobs)
+    done = plan.run_dir / "result.json"
+    if done.is_file() and not force:
+        return Run.load(plan.run_dir, dataset)
+    zero_shot = plan.method.zero_shot
+    data = study_data(profile, dataset, plan.setup, zero_shot, seed, corruption)
+    recipe = _recipe(plan, data, kfr)
+    spec = _recipe_record(plan.setup, len(data.hierarchy.classes), recipe)
+    torch.manual_seed(seed)  # the initial weights
+    model = spec.build_model(plan.setup.weights(profile.root))
+    device = profile.torch_device()
+    workers = 0 if dataset == "hiershapes" else profile.num_workers
+    history = _fit(plan, data, recipe, model, force, device, workers)
+    test_acc = _save_features(plan, data, recipe, model, device, workers)
+    record = RunRecord(
+        name=plan.name,
+        method=method,
+        seed=seed,
+        dataset=dataset,
+        paper=plan.paper,
+        knobs={**plan.knobs, **plan.extra},
+        retrieval=recipe.retrieval,
+        metric=recipe.metric,
+        test_acc=test_acc,
+        val_acc_last5=_last5(history),
+        zero_shot=zero_shot,
+        train_classes=spec.num_classes,
+        setup=dataclasses.asdict(plan.setup),
+        recipe=spec,
+    )
+    text = record.to_json()
+    atomic_write(done, text.encode())
+    return Run(plan.run_dir, RunRecord.from_json(text), history)  # as a reload will see it
+
+
+def _plan(profile, method, seed, dataset, paper, setup, kfr, corruption, knobs) -> _Plan:
+    """Resolve the method, the paper, the setup, the knobs (the setup's, then the caller's; those
+    at their default dropped) and the run's directory."""
+    entry = methods.get_method(method)
+    if kfr and method == "kfr":
+        raise methods.MethodError("method 'kfr' takes alpha=…, not kfr=…")
+    paper = None if dataset == "hiershapes" else paper or METHOD_PAPER[method]
+    setup = setup or setup_for(profile, method, dataset, paper)
+    knobs = {**setup.knobs.get(method, {}), **knobs}
+    entry.check(knobs)
+    extra = {**({"kfr": kfr} if kfr else {}), **({"corruption": corruption} if corruption else {})}
+    folder = profile.runs_dir / dataset
+    folder = folder / paper if paper else folder
+    return _Plan(entry, seed, dataset, paper, setup, entry.non_default(knobs), extra, folder)
+
+
+def _recipe(plan: _Plan, data: StudyData, kfr: float) -> methods.Recipe:
+    """The method's recipe on the training classes, plus KFR's term for ``kfr=α``."""
+    setup = plan.setup
+    lr = setup.train.get("lr", 1e-3)
+    ctx = methods.Context(
+        data.hierarchy, setup.epochs, plan.seed, setup.backbone, setup.backbone_kw, lr
+    )
+    recipe = plan.method(ctx, **plan.knobs)
+    methods.add_kfr(recipe, ctx, kfr)
+    recipe.model = {**setup.backbone_kw, **recipe.model}
+    return recipe
+
+
+def _recipe_record(setup: Setup, num_classes: int, recipe: methods.Recipe) -> RecipeRecord:
+    terms = tuple(TermRecord(t.name, t.weight, t.input, t.start_epoch) for t in recipe.terms)
+    return RecipeRecord(
+        backbone=setup.backbone,
+        head=recipe.head,
+        num_classes=num_classes,
+        embed_dim=recipe.embed_dim,
+        terms=terms,
+        model=recipe.model,
+        curvature=recipe.curvature,
+    )
+
+
+def _term(recipe: methods.Recipe, name: str) -> nn.Module:
+    return next(t.loss for t in recipe.terms if t.name == name)
+
+
+def _fit(plan, data, recipe, model, force, device, workers) -> pd.DataFrame:
+    """Train with the recipe's terms (resuming from the checkpoint unless ``force``)."""
+    setup, seed = plan.setup, plan.seed
+    if recipe.per_class:
+        batch = min(setup.batch_size, recipe.per_class * len(data.hierarchy.classes))
+        sampler = MPerClassBatchSampler(data.train_labels, recipe.per_class, batch, seed=seed)
+        loader = DataLoader(data.train, batch_sampler=sampler, num_workers=workers)
+    else:
+        drop_last = len(data.train) > setup.batch_size
+        loader = make_loader(
+            data.train,
+            setup.batch_size,
+            shuffle=True,
+            seed=seed,
+            drop_last=drop_last,
+            num_workers=workers,
+        )
+    config = {"epochs": setup.epochs, "seed": seed, "device": str(device), "resume": not force}
+    config = TrainConfig(**{**config, **setup.train, **recipe.train})
+    if force:
+        (plan.run_dir / "checkpoint.pt").unlink(missing_ok=True)
+    evaluation: dict = {}
+    if data.val is not None:
+        val_loader = make_loader(data.val, 256, shuffle=False, num_workers=workers)
+        evaluation = {"val_loader": val_loader}
+        if recipe.head == "embedding":  # L_CORR alone: classify by the nearest class embedding
+            phi = _term(recipe, "corr").class_embeddings
+            evaluation = {
+                "eval_fn": lambda net: {"val_acc": _nearest_accuracy(net, val_loader, phi, device)}
+            }
+    if plan.method.name == "hier":
+        reg, train = _term(recipe, "hier"), data.extract["train"]
+        evaluation["eval_fn"] = _snapshot_writer(plan.run_dir, model, reg, train, device, workers)
+    return fit(model, recipe.terms, loader, run_dir=plan.run_dir, config=config, **evaluation)
+
+
+def _save_features(plan, data, recipe, model, device, workers) -> float | None:
+    """Write ``features_<split>.npz`` of the extraction sets; the test accuracy of a closed-set
+    run (by the logits, or for L_CORR alone by the nearest class embedding)."""
+    test_acc = None
+    for split, part in data.extract.items():
+        feats = extract(model, make_loader(part, 256, shuffle=False, num_workers=workers), device)
+        arrays = {k: v for k, v in feats.items() if v is not None}
+        if split == "test" and not plan.method.zero_shot:
+            if feats["logits"] is not None:
+                pred = feats["logits"].argmax(1)
+            else:
+                phi = _term(recipe, "corr").class_embeddings.cpu()
+                pred = nearest_class_prediction(torch.from_numpy(feats["embedding"]), phi).numpy()
+            arrays["pred"] = pred
+            test_acc = float((pred == feats["labels"]).mean())
+        save_npz(plan.run_dir / f"features_{split}.npz", arrays)
+    return test_acc
+
+
+def _last5(history: pd.DataFrame) -> float | None:
+    """The validation accuracy as KFR reports it, over at most the last 5 epochs."""
+    if "val_acc" not in history:
+        return None
+    return last_epochs_mean(history["val_acc"], n=min(5, len(history)))
+
+
+@torch.no_grad()
+def _nearest_accuracy(model, loader, phi: torch.Tensor, device) -> float:
+    model.eval()
+    correct = total = 0
+    for images, labels in loader:
+        pred = nearest_class_prediction(model(images.to(device)).embedding, phi.to(device))
+        correct += int((pred.cpu() == labels).sum())
+        total += len(labels)
+    model.train()
+    return correct / total
+
+
+def finished_runs(profile: Profile, dataset: str = "hiershapes") -> list[Run]:
+    """Every complete run under ``runs/<profile>/<dataset>/`` (and its papers' folders), sorted by
+    name and seed."""
+    runs = [Run.load(done.parent, dataset) for done in _result_files(profile.runs_dir / dataset)]
+    return sorted(runs, key=lambda r: (r.name, r.seed))
+
+
+def datasets_with_runs(profile: Profile) -> list[str]:
+    """The datasets with at least one finished run under ``runs/<profile>/``: HierShapes first,
+    then the papers' in :data:`catalog.NAMES` order."""
+    order = ["hiershapes", *catalog.NAMES]
+    return [name for name in order if _result_files(profile.runs_dir / name)]
+
+
+def _result_files(folder: Path) -> list[Path]:
+    """The ``result.json`` of every finished run under a dataset's folder (with or without a
+    paper's subfolder), sorted."""
+    return sorted([*folder.glob("*/seed*/result.json"), *folder.glob("*/*/seed*/result.json")])
+
+
+SNAPSHOT_IMAGES = 512  # training images whose embedding a HIER run saves after every epoch
+
+
+def _snapshot_writer(
+    run_dir: Path, model: nn.Module, reg: nn.Module, train: Dataset, device, workers: int
+) -> Callable[[nn.Module], dict]:
+    """An ``eval_fn`` saving ``snapshots/epoch<e>.npz`` after every epoch: the embedding and
+    labels of a fixed, seeded subset of the training images and the proxies' points (Kim et al.
+    (HIER, CVPR 2023), Fig. 4). Epoch 0, the untrained model, is written at once; a run resumed
+    from its checkpoint continues from the checkpoint's epoch (later snapshots, e.g. of an
+    interrupted epoch or of a ``force`` rerun, are dropped). Reads no global random state: the
+    weights are unchanged."""
+    folder = run_dir / "snapshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    checkpoint = run_dir / "checkpoint.pt"
+    completed = load_checkpoint(checkpoint)["epoch"] if checkpoint.is_file() else 0
+    for path in folder.glob("epoch*.npz"):
+        if int(path.stem[5:]) > completed or not completed:
+            path.unlink()
+    keep = np.sort(np.random.default_rng(0).permutation(len(train))[:SNAPSHOT_IMAGES])
+    loader = make_loader(
+        torch.utils.data.Subset(train, keep.tolist()), 256, shuffle=False, num_workers=workers
+    )
+
+    def save(net: nn.Module, epoch: int) -> None:
+        feats = extract(net, loader, device)
+        with torch.no_grad():
+            proxies = reg.proxy_points().detach().float().cpu().numpy()
+        arrays = {"embedding": feats["embedding"], "labels": feats["labels"], "proxies": proxies}
+        save_npz(folder / f"epoch{epoch:03d}.npz", arrays)
+
+    next_epoch = [completed + 1]
+
+    def write(net: nn.Module) -> dict:
+        save(net, next_epoch[0])
+        next_epoch[0] += 1
+        return {}
+
+    if not completed:
+        save(model, 0)
+    return write
+
+
+def snapshots(run: Run) -> dict[int, dict[str, np.ndarray]]:
+    """{epoch: {"embedding", "labels", "proxies"}} saved by a ``hier`` run (epoch 0: untrained)."""
+    paths = sorted((run.run_dir / "snapshots").glob("epoch*.npz"))
+    if not paths:
+        raise RunError(f"{run.run_dir} has no snapshots: retrain it with force=True")
+    out = {}
+    for path in paths:
+        with np.load(path) as data:
+            out[int(path.stem[5:])] = {k: data[k] for k in data.files}
+    return out
