@@ -225,6 +225,6 @@ def _not_positive_definite(s: np.ndarray | None, order: int) -> str:
         f"{order}x{order} block is the first that is not): Algorithm 1 would take the square root "
         "of a negative number (eq. 6) and return NaN rows. This happens when the hierarchy is not "
         "a tree with the classes as leaves, e.g. a WordNet DAG; use the tree variant "
-        "(hierstudy.wordnet with tree=True, the YOLO9000 rule), or low_dim_embeddings() for an "
+        "(hierstudy.hierarchy.wordnet with tree=True, the YOLO9000 rule), or low_dim_embeddings() for an "
         "approximation"
     )

@@ -23,10 +23,14 @@ those of Ganea et al. (NeurIPS 2018), written out in docs/hier.md §Embedding (c
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+# a pairwise distance: (queries [Q, D], gallery [G, D]) -> [Q, G]
+Distance = Callable[[Tensor, Tensor], Tensor]
 
 C = 0.1  # the study's curvature: HIER's c, the ball has curvature −c (docs/hier.md §Embedding)
 CLIP_R = 2.3  # tangent-space clipping radius (HIER's r, docs/hier.md §Embedding)

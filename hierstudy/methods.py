@@ -27,7 +27,7 @@ from .losses.kfr import KFRLoss
 from .losses.proxy import MultiSimilarity, ProxyAnchor
 from .losses.semantic import CenterLoss, CorrelationLoss
 from .models import build_backbone
-from .train import Term
+from .objective import Term
 
 
 class MethodError(ValueError):

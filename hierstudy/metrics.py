@@ -5,7 +5,6 @@ from hierstudy.evaluation.metrics import (  # noqa: F401
     accuracy,
     balanced_accuracy,
     hierarchical_distance_at_k,
-    last_epochs_mean,
     mistake_severity,
     nearest_neighbours,
     retrieval_metrics,

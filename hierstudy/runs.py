@@ -33,16 +33,17 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from . import methods
+from .checkpoint import load_checkpoint
 from .config import Profile
 from .datasets import MPerClassBatchSampler, catalog
 from .datasets.study_splits import StudyData, study_data
+from .features import extract, make_loader
 from .files import atomic_write, save_npz
-from .losses.hier import C, pairwise_distance  # C moves to hierstudy.geometry (issue 17)
+from .geometry import C, Distance, pairwise_distance
 from .losses.semantic import nearest_class_prediction
-from .metrics import Distance, last_epochs_mean
 from .models import HierNet, build_model
 from .setups import METHOD_PAPER, Setup, setup_for
-from .train import TrainConfig, extract, fit, load_checkpoint, make_loader
+from .train import TrainConfig, fit, last_epochs_mean
 
 
 class RunError(ValueError):
@@ -210,7 +211,7 @@ class Run:
 
     def distance(self) -> str | Distance:
         """How the run's retrieval ranks, as ``metric=`` of
-        :func:`hierstudy.metrics.retrieval_metrics` takes it: the name of a built-in metric
+        :func:`hierstudy.evaluation.metrics.retrieval_metrics` takes it: the name of a built-in metric
         (``"cosine"``, ``"dot"``, ``"euclidean"``), or for a hyperbolic run the Poincaré distance
         with the recipe's curvature, computed in float64 (``distance(q [n, D], g [m, D]) ->
         [n, m]``, smaller is closer)."""

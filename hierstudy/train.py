@@ -50,6 +50,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from time import perf_counter
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
@@ -392,3 +393,19 @@ def _accuracy(session: Session, loader: DataLoader) -> float:
     if session.world > 1:
         dist.all_reduce(counts)
     return (counts[0] / counts[1]).item()
+
+
+def last_epochs_mean(values: Sequence[float], n: int = 5) -> float:
+    """KFR's accuracy, Zhao et al. (KFR, 2024), Sec. IV-A: the mean of the last n epochs.
+
+    Raises when fewer than n values are given, so a short run is never reported as if complete;
+    pass ``n=min(5, len(values))`` deliberately for smoke runs.
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if n < 1:
+        raise TrainError(f"n must be at least 1, got {n}")
+    if v.size < n:
+        raise TrainError(f"need the values of at least {n} epochs, got {v.size}")
+    if not np.isfinite(v[-n:]).all():
+        raise TrainError("the last epochs' values contain NaN or infinity")
+    return float(v[-n:].mean())

@@ -7,7 +7,7 @@ import json
 
 import pandas as pd
 
-from hierstudy import experiments
+from hierstudy import runs
 from hierstudy.datasets import catalog
 from hierstudy.evaluation.results import save_dataset_result, save_run_result
 
@@ -42,10 +42,22 @@ def fake_run(cfg, run: str, seed: int, dataset: str = "hiershapes", zero_shot: b
             "knobs": {},
             "zero_shot": zero_shot,
             "metric": "cosine",
+            "retrieval": "features",
+            "test_acc": None,
+            "val_acc_last5": None,
+            "train_classes": 2,
+            "setup": {},
+            "recipe": {
+                "backbone": "tiny_cnn",
+                "head": "linear",
+                "num_classes": 2,
+                "embed_dim": 8,
+                "terms": [["ce", 1.0, "logits", 0]],
+            },
         }
         (folder / "result.json").write_text(json.dumps(result))
         (folder / "metrics.csv").write_text("epoch\n1\n")
-    return next(r for r in experiments.finished_runs(cfg, dataset) if r.run_dir == folder)
+    return next(r for r in runs.finished_runs(cfg, dataset) if r.run_dir == folder)
 
 
 def store_retrieval(cfg, csv: str) -> None:

@@ -9,7 +9,6 @@ from hierstudy.evaluation.metrics import (
     accuracy,
     balanced_accuracy,
     hierarchical_distance_at_k,
-    last_epochs_mean,
     mistake_severity,
     nearest_neighbours,
     retrieval_metrics,
@@ -68,13 +67,6 @@ def test_balanced_accuracy_averages_per_class_recall_over_present_classes():
     assert balanced_accuracy(pred, labels, num_classes=3) == 0.5  # plain accuracy is 0.75
     scores = np.eye(3)[[0, 0, 0, 1]]
     assert balanced_accuracy(scores, labels, num_classes=3) == 1.0
-
-
-def test_last_epochs_mean():
-    assert last_epochs_mean([0.1, 0.2, 1, 2, 3, 4, 5]) == 3.0
-    assert last_epochs_mean([1, 2, 3], n=2) == 2.5
-    with pytest.raises(MetricError, match="at least 5 epochs"):
-        last_epochs_mean([1, 2, 3])
 
 
 def test_mistake_severity_and_hierarchical_distance_hand_case():

@@ -37,19 +37,19 @@ def study(tmp_path_factory):
 # both covariance conventions) recomputed as 06 did: from 05's test leaves and tree edges, the
 # leaf packed as the last feature column
 def notebook_06(cfg, run):
-    data = experiments.evaluation_set(cfg, run.result["dataset"], run.result["zero_shot"])
+    data = experiments.evaluation_set(cfg, run.record.dataset, run.record.zero_shot)
     hierarchy = data.hierarchy
     similarity, lcs_height = hierarchy.similarity(), hierarchy.lcs_height()
     test = run.features("test")
     labels = test["labels"]
     feats = run.retrieval_features("test")[0]
-    if run.method == "ce" and not run.result["knobs"]:
+    if run.method == "ce" and not run.record.knobs:
         rankings = [("CE (classification features)", "euclidean"), ("CE + L2 norm", "cosine")]
     else:
-        knobs = run.result["knobs"]
+        knobs = run.record.knobs
         name = {"corr": "L_CORR", "kfr": "KFR", "hier": "PA + HIER"}[run.method]
         label = f"{name} (α={knobs['alpha']:g})" if knobs else name
-        rankings = [(label, run.result["metric"])]
+        rankings = [(label, run.record.metric)]
     rows = {}
     for label, metric in rankings:
         dist = (
@@ -58,17 +58,17 @@ def notebook_06(cfg, run):
             else metric
         )
         row = evaluate(feats, labels, similarity, dist)
-        if not run.result["zero_shot"] and "pred" in test:
+        if not run.record.zero_shot and "pred" in test:
             row["balanced_accuracy"] = metrics.balanced_accuracy(
                 test["pred"], labels, len(hierarchy.classes)
             )
             row["mistake_severity"] = metrics.mistake_severity(test["pred"], labels, lcs_height)
-        if not run.result["zero_shot"] and "logits" in test and test["logits"].shape[1] >= 5:
+        if not run.record.zero_shot and "logits" in test and test["logits"].shape[1] >= 5:
             row["hdist@5"] = metrics.hierarchical_distance_at_k(
                 test["logits"], labels, lcs_height, 5
             )
         rows[label] = {"distance": metric, **row}
-    if run.method == "ce" and not run.result["knobs"] and run.seed == 0:
+    if run.method == "ce" and not run.record.knobs and run.seed == 0:
         train = run.features("train")
         classes = hierarchy.classes
         pca = vh.fit_pca(train["features"], 0.95)

@@ -191,7 +191,7 @@ def test_a_failure_keeps_earlier_figures_and_the_rerun_reuses_finished_runs(tmp_
         PARAMETERS
         + "# %%\nimport pandas as pd\nfrom hierstudy import config, experiments, report\n"
         "cfg = config.load(profile)\nrun = experiments.train(cfg, 'ce', 0, force=force)\n"
-        "report.save_table(pd.DataFrame({'acc': [run.result['test_acc']]}), '01_acc', cfg)\n"
+        "report.save_table(pd.DataFrame({'acc': [run.record.test_acc]}), '01_acc', cfg)\n"
     )
     (tmp_path / "notebooks" / "02_fails_once.py").write_text(
         PARAMETERS + "# %%\nfrom pathlib import Path\n\n"

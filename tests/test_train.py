@@ -23,6 +23,7 @@ from hierstudy.train import (
     TrainConfig,
     TrainError,
     fit,
+    last_epochs_mean,
     load_checkpoint,
     setup_distributed,
 )
@@ -438,3 +439,10 @@ def test_ddp_on_gloo_with_two_processes_keeps_ranks_identical(tmp_path):
     assert len(seen0) == len(seen1) == 16 and seen0 | seen1 == set(range(32))
     history = pd.read_csv(tmp_path / "run" / "metrics.csv")
     assert len(history) == 1 and history["images_per_s"].iloc[0] > 0
+
+
+def test_last_epochs_mean():
+    assert last_epochs_mean([0.1, 0.2, 1, 2, 3, 4, 5]) == 3.0
+    assert last_epochs_mean([1, 2, 3], n=2) == 2.5
+    with pytest.raises(TrainError, match="at least 5 epochs"):
+        last_epochs_mean([1, 2, 3])

@@ -24,11 +24,11 @@ from torch.utils.data import Dataset, TensorDataset
 
 from ..config import Profile
 from ..hierarchy import Hierarchy
-
-# Temporary (issue 17): the corruptions move to hierstudy/datasets/corruptions.py.
-from ..visual_hierarchy import CORRUPTIONS, corrupt
 from . import catalog
 from .base import DatasetError, HierDataset, stratified_split
+
+# Temporary (issue 17): the corruptions move to hierstudy/datasets/corruptions.py.
+from .corruptions import CORRUPTIONS, corrupt
 from .hiershapes import HierShapes
 from .transforms import paper_transforms
 

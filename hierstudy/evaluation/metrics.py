@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+from hierstudy.geometry import Distance
 
 
 class MetricError(ValueError):
@@ -72,22 +72,6 @@ def balanced_accuracy(pred, labels, num_classes: int) -> float:
     support = np.bincount(y, minlength=num_classes)
     present = support > 0
     return float(np.mean(correct[present] / support[present]))
-
-
-def last_epochs_mean(values: Sequence[float], n: int = 5) -> float:
-    """KFR's accuracy, Zhao et al. (KFR, 2024), Sec. IV-A: the mean of the last n epochs.
-
-    Raises when fewer than n values are given, so a short run is never reported as if complete;
-    pass ``n=min(5, len(values))`` deliberately for smoke runs.
-    """
-    v = np.asarray(values, dtype=np.float64).ravel()
-    if n < 1:
-        raise MetricError(f"n must be at least 1, got {n}")
-    if v.size < n:
-        raise MetricError(f"need the values of at least {n} epochs, got {v.size}")
-    if not np.isfinite(v[-n:]).all():
-        raise MetricError("the last epochs' values contain NaN or infinity")
-    return float(v[-n:].mean())
 
 
 def mistake_severity(pred, labels, lcs_height) -> float:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hierstudy import experiments
+from hierstudy import runs
 from hierstudy.config import Profile
 from hierstudy.files import atomic_write
 
@@ -27,12 +27,12 @@ class ResultError(ValueError):
     """A result name that is not a plain file name."""
 
 
-def save_run_result(run: experiments.Run, name: str, record: dict) -> Path:
+def save_run_result(run: runs.Run, name: str, record: dict) -> Path:
     """Store ``record`` as ``run``'s result ``name`` (replacing the previous one)."""
     return _write(run.run_dir / FOLDER / _file(name), record)
 
 
-def load_run_result(run: experiments.Run, name: str) -> dict | None:
+def load_run_result(run: runs.Run, name: str) -> dict | None:
     """``run``'s result ``name``, or None when nothing stored it."""
     path = run.run_dir / FOLDER / _file(name)
     return json.loads(path.read_text()) if path.is_file() else None
@@ -40,12 +40,12 @@ def load_run_result(run: experiments.Run, name: str) -> dict | None:
 
 def load_run_results(
     profile: Profile, name: str, dataset: str | None = None
-) -> list[tuple[experiments.Run, dict]]:
+) -> list[tuple[runs.Run, dict]]:
     """(run, record) of every finished run of ``dataset`` (None: every dataset with runs) that
     has a result ``name``, datasets in ``datasets_with_runs`` order, runs by name and seed."""
-    names = [dataset] if dataset else experiments.datasets_with_runs(profile)
+    names = [dataset] if dataset else runs.datasets_with_runs(profile)
     found = []
-    for run in (r for d in names for r in experiments.finished_runs(profile, d)):
+    for run in (r for d in names for r in runs.finished_runs(profile, d)):
         record = load_run_result(run, name)
         if record is not None:
             found.append((run, record))

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from hierstudy import experiments
+from hierstudy import runs
 from hierstudy.config import Profile
 from hierstudy.datasets import catalog
+from hierstudy.datasets.study_splits import evaluation_set
 from hierstudy.evaluation import metrics
 from hierstudy.evaluation.rerank import VisualReranker, paper_values
 from hierstudy.evaluation.results import load_run_results, save_run_result
@@ -88,7 +89,7 @@ class Ranking:
 
 def grading(profile: Profile, dataset: str, zero_shot: bool) -> Grading:
     """The hierarchy of ``dataset``'s test set under its protocol, with s_G and LCS heights."""
-    hierarchy = experiments.evaluation_set(profile, dataset, zero_shot).hierarchy
+    hierarchy = evaluation_set(profile, dataset, zero_shot).hierarchy
     return Grading(hierarchy, hierarchy.similarity(), hierarchy.lcs_height())
 
 
@@ -99,10 +100,10 @@ def run_distance(metric: str) -> str | metrics.Distance:
     return metric
 
 
-def variants(run: experiments.Run) -> list[tuple[str, str]]:
+def variants(run: runs.Run) -> list[tuple[str, str]]:
     """(row label, distance name) of the run's own rankings: the method with its knobs; the CE
     baseline twice, on raw features (Euclidean) and L2-normalised (cosine), as in Barz's tables."""
-    knobs = dict(run.result.get("knobs", {}))
+    knobs = dict(run.record.knobs)
     base = (
         f"CE + {knobs.pop('loss', 'triplet_l2')}"
         if run.method == "dml"
@@ -115,26 +116,26 @@ def variants(run: experiments.Run) -> list[tuple[str, str]]:
     )
     if run.method == "ce" and not extra:
         return [("CE (classification features)", "euclidean"), ("CE + L2 norm", "cosine")]
-    return [(f"{base} ({extra})" if extra else base, run.result["metric"])]
+    return [(f"{base} ({extra})" if extra else base, run.record.metric)]
 
 
-def is_rerank_baseline(run: experiments.Run, profile: Profile) -> bool:
+def is_rerank_baseline(run: runs.Run, profile: Profile) -> bool:
     """Whether ``run`` is notebook 05's CE baseline: plain CE of seed ``RERANK_SEED`` on the
     profile's dataset for that paper, trained with its setup (the profile's on HierShapes)."""
     dataset = profile.datasets["vh"]
     return (
         run.method == "ce"
-        and not run.result["knobs"]
+        and not run.record.knobs
         and run.seed == RERANK_SEED
-        and run.result["dataset"] == dataset
-        and run.result.get("paper") == (None if dataset == "hiershapes" else "vh")
+        and run.record.dataset == dataset
+        and run.record.paper == (None if dataset == "hiershapes" else "vh")
     )
 
 
-def visual_rerankings(run: experiments.Run, classes: Sequence[str]) -> list[Ranking]:
+def visual_rerankings(run: runs.Run, classes: Sequence[str]) -> list[Ranking]:
     """eq. 6 on the run's test features with the paper's t and alpha for its dataset, the visual
     hierarchy rebuilt from its training features under each covariance convention."""
-    t, alpha = paper_values(run.result["dataset"])
+    t, alpha = paper_values(run.record.dataset)
     train = run.features("train")
     test = run.features("test")["features"].astype(np.float64)
     out = []
@@ -147,7 +148,7 @@ def visual_rerankings(run: experiments.Run, classes: Sequence[str]) -> list[Rank
 
 
 def ranking_variants(
-    run: experiments.Run, profile: Profile, classes: Sequence[str] | None = None
+    run: runs.Run, profile: Profile, classes: Sequence[str] | None = None
 ) -> list[Ranking]:
     """Every ranking of ``run`` in the central table: its :func:`variants`, then, for notebook
     05's CE baseline, :func:`visual_rerankings` (``classes``: the tree's leaf names; default:
@@ -157,13 +158,13 @@ def ranking_variants(
     if not is_rerank_baseline(run, profile):
         return own
     if classes is None:
-        classes = grading(profile, run.result["dataset"], run.result["zero_shot"]).hierarchy.classes
+        classes = grading(profile, run.record.dataset, run.record.zero_shot).hierarchy.classes
     return own + visual_rerankings(run, classes)
 
 
-def recall_ks_of(run: experiments.Run, recall_ks: Sequence[int] | None = None) -> tuple[int, ...]:
+def recall_ks_of(run: runs.Run, recall_ks: Sequence[int] | None = None) -> tuple[int, ...]:
     """The K of Recall@K for the run: ``recall_ks``, else HIER's for its dataset."""
-    return tuple(recall_ks or catalog.recall_ks(run.result["dataset"]))
+    return tuple(recall_ks or catalog.recall_ks(run.record.dataset))
 
 
 def ranking_metrics(
@@ -188,10 +189,10 @@ def ranking_metrics(
     return row | {"hp": m["hp"]}
 
 
-def classification_metrics(run: experiments.Run, graded: Grading, hdist_k: int = 5) -> dict:
+def classification_metrics(run: runs.Run, graded: Grading, hdist_k: int = 5) -> dict:
     """Balanced accuracy, mistake severity and hier. dist@k of the run's classifier on its test
     set (closed set only; hier. dist@k needs logits with at least k classes)."""
-    if run.result["zero_shot"]:  # no classifier for the unseen classes
+    if run.record.zero_shot:  # no classifier for the unseen classes
         return {}
     test, row = run.features("test"), {}
     labels = test["labels"]
@@ -208,7 +209,7 @@ def classification_metrics(run: experiments.Run, graded: Grading, hdist_k: int =
 
 
 def evaluate_run(
-    run: experiments.Run,
+    run: runs.Run,
     profile: Profile,
     *,
     K: int = 250,
@@ -219,7 +220,7 @@ def evaluate_run(
     """{row label: {"distance", "K", "test classes", "mahp", "map", "recall@<k>"…, and for the
     run's own rankings its classifier's columns, "hp": [K] HP@k}} for each of the run's
     :func:`ranking_variants`. ``graded``: the dataset's :func:`grading` (built when None)."""
-    dataset, zero_shot = run.result["dataset"], run.result["zero_shot"]
+    dataset, zero_shot = run.record.dataset, run.record.zero_shot
     graded = graded or grading(profile, dataset, zero_shot)
     labels = run.features("test")["labels"]
     ks = recall_ks_of(run, recall_ks)
@@ -231,28 +232,28 @@ def evaluate_run(
     return out
 
 
-def evaluated_runs(profile: Profile, dataset: str | None = None) -> list[experiments.Run]:
+def evaluated_runs(profile: Profile, dataset: str | None = None) -> list[runs.Run]:
     """The finished runs of ``dataset`` (None: every dataset with runs) that the central table
     evaluates, in its order: datasets, closed set first, methods in ``ORDER``, knob values
     (numbers numerically), seeds."""
-    names = [dataset] if dataset else experiments.datasets_with_runs(profile)
-    runs = [
+    names = [dataset] if dataset else runs.datasets_with_runs(profile)
+    kept = [
         r
         for d in names
-        for r in experiments.finished_runs(profile, d)
-        if not set(NOT_HERE) & set(r.result["knobs"])
+        for r in runs.finished_runs(profile, d)
+        if not set(NOT_HERE) & set(r.record.knobs)
     ]
-    return sorted(runs, key=lambda r: _run_order(r, names))
+    return sorted(kept, key=lambda r: _run_order(r, names))
 
 
-def _run_order(run: experiments.Run, names: list[str]) -> tuple:
+def _run_order(run: runs.Run, names: list[str]) -> tuple:
     knobs = tuple(
         (k, isinstance(v, str), 0 if isinstance(v, str) else v, str(v))
-        for k, v in sorted(run.result.get("knobs", {}).items())
+        for k, v in sorted(run.record.knobs.items())
     )
     return (
-        names.index(run.result["dataset"]),
-        run.result["zero_shot"],
+        names.index(run.record.dataset),
+        run.record.zero_shot,
         ORDER.index(run.method) if run.method in ORDER else len(ORDER),
         run.method,
         knobs,
@@ -279,8 +280,8 @@ def per_seed_table(
     :func:`values` (a Recall@K column per K of any dataset here, empty where it does not apply)
     and ``hp``, the HP@k curve. ``save``: also store each run's rows as its result ``retrieval``
     (what :func:`load_per_seed_table` and the headline read). Raises when there is no run."""
-    runs = evaluated_runs(profile, dataset)
-    if not runs:
+    evaluated = evaluated_runs(profile, dataset)
+    if not evaluated:
         raise FileNotFoundError(
             f"no finished run of {dataset or 'any dataset'} under {profile.runs_dir}: the "
             f"retrieval evaluation needs the models of notebooks 02-05, run them first "
@@ -288,28 +289,28 @@ def per_seed_table(
         )
     graded: dict[tuple[str, bool], Grading] = {}
     records = []
-    for run in runs:
-        key = (run.result["dataset"], run.result["zero_shot"])
+    for run in evaluated:
+        key = (run.record.dataset, run.record.zero_shot)
         if key not in graded:
             graded[key] = grading(profile, *key)
-        evaluated = evaluate_run(
+        scores = evaluate_run(
             run, profile, K=K, recall_ks=recall_ks, hdist_k=hdist_k, graded=graded[key]
         )
-        rows = [_record(run, label, row) for label, row in evaluated.items()]
+        rows = [_record(run, label, row) for label, row in scores.items()]
         if save:
             parameters = {"K": K, "recall_ks": recall_ks_of(run, recall_ks), "hdist_k": hdist_k}
             save_run_result(run, RESULT, {"parameters": parameters, "rows": rows})
         records += rows
-    ks = {k for run in runs for k in recall_ks_of(run, recall_ks)}
+    ks = {k for run in evaluated for k in recall_ks_of(run, recall_ks)}
     return pd.DataFrame(records).reindex(columns=[*KEYS, "seed", *values(ks, hdist_k), "hp"])
 
 
-def _record(run: experiments.Run, label: str, row: dict) -> dict:
+def _record(run: runs.Run, label: str, row: dict) -> dict:
     return {
-        "dataset": catalog.title(run.result["dataset"]),
-        "backbone": run.result["recipe"]["backbone"],
-        "setup": run.result.get("paper") or "profile",  # a paper's setup, or the profile's own
-        "protocol": "zero-shot" if run.result["zero_shot"] else "closed set",
+        "dataset": catalog.title(run.record.dataset),
+        "backbone": run.record.recipe.backbone,
+        "setup": run.record.paper or "profile",  # a paper's setup, or the profile's own
+        "protocol": "zero-shot" if run.record.zero_shot else "closed set",
         "method": label,
         "run": run.name,
         "seed": run.seed,
@@ -358,7 +359,7 @@ def hp_curves(per_seed: pd.DataFrame) -> dict[tuple[str, str, str], np.ndarray]:
 
 
 def chance(
-    run: experiments.Run,
+    run: runs.Run,
     graded: Grading,
     *,
     K: int = 250,

@@ -93,7 +93,7 @@ def _localisation(profile: Profile) -> pd.DataFrame:
     rows = [
         {
             **record,
-            "dataset": catalog.title(run.result["dataset"]),
+            "dataset": catalog.title(run.record.dataset),
             "run": run.name,
             "seed": run.seed,
         }

@@ -142,11 +142,11 @@ def test_notebook_06_evaluates_each_dataset_against_its_own_hierarchy(tmp_path, 
     assert set(metrics["chance"]["CUB-200-2011 (zero-shot)"]) == {"zero-shot"}
     rows = {(r["dataset"], r["run"], r["distance"]): r for r in metrics["rows"]}
     for run, label in zip(runs[1:], shown[1:2] * 2 + shown[2:], strict=True):
-        test = experiments.evaluation_set(cfg, run.result["dataset"], run.result["zero_shot"])
+        test = experiments.evaluation_set(cfg, run.record.dataset, run.record.zero_shot)
         feats, labels = run.retrieval_features("test")
         assert (labels == test.labels).all()
-        expected = metrics_of(feats, labels, test.hierarchy.similarity(), run.result["metric"])
-        row = rows[label, run.name, run.result["metric"]]
+        expected = metrics_of(feats, labels, test.hierarchy.similarity(), run.record.metric)
+        row = rows[label, run.name, run.record.metric]
         assert row["K"] == len(labels) - 1 and row["test classes"] == len(set(labels.tolist()))
         assert row["mahp"] == pytest.approx(expected["mahp"], abs=1e-9)
         assert row["map"] == pytest.approx(expected["map"], abs=1e-9)
@@ -177,7 +177,7 @@ def test_notebook_06_evaluates_each_dataset_against_its_own_hierarchy(tmp_path, 
 
 def metrics_of(feats, labels, similarity, metric):
     """The library's retrieval metrics with the run's distance, for the whole test set."""
-    from hierstudy import metrics
+    from hierstudy.evaluation import metrics
     from hierstudy.geometry import pairwise_distance
 
     if metric == "hyperbolic":

@@ -45,10 +45,10 @@ def test_notebook_08_pairs_each_method_with_its_kfr_variant_seed_by_seed(smoke):
     for r in rows:
         method, alpha = methods[r["pair"]]
         run = finished[(r["run"], r["seed"])]
-        assert run.method == method and run.result["zero_shot"] == (method == "hier")
+        assert run.method == method and run.record.zero_shot == (method == "hier")
         assert all(0 <= r[k] <= 1 for k in ("R@1", "mAHP", "mAP"))
         if method == "corr":
-            assert r["test acc"] == run.result["test_acc"] and 0 <= r["test acc"] <= 1
+            assert r["test acc"] == run.record.test_acc and 0 <= r["test acc"] <= 1
         else:  # zero-shot: no classifier for the unseen classes
             assert r["test acc"] is None
     for pair, (_, alpha) in methods.items():
@@ -59,13 +59,13 @@ def test_notebook_08_pairs_each_method_with_its_kfr_variant_seed_by_seed(smoke):
                 if (r["pair"], r["seed"]) == (pair, seed)
             }
             # same knobs but KFR's, whose term (α, on the features) only the new run has
-            assert runs["+ KFR"].result["knobs"] == {
-                **runs["without"].result["knobs"],
+            assert runs["+ KFR"].record.knobs == {
+                **runs["without"].record.knobs,
                 "kfr": alpha,
             }
-            terms = {t[0]: t for t in runs["+ KFR"].result["recipe"]["terms"]}
+            terms = {t[0]: t for t in runs["+ KFR"].record.recipe.terms}
             assert terms["kfr"][1:3] == [alpha, "features"]
-            assert "kfr" not in {t[0] for t in runs["without"].result["recipe"]["terms"]}
+            assert "kfr" not in {t[0] for t in runs["without"].record.recipe.terms}
 
     assert {(s["pair"], s["metric"]) for s in m["signals"]} == {
         ("L_CORR", "test acc"),
@@ -98,7 +98,7 @@ def test_notebook_08_pairs_each_method_with_its_kfr_variant_seed_by_seed(smoke):
 @pytest.mark.notebook
 def test_notebook_08_reranks_every_closed_set_run_and_isolates_d_h(smoke):
     cfg, m = smoke
-    closed = {(r.name, r.seed) for r in experiments.finished_runs(cfg) if not r.result["zero_shot"]}
+    closed = {(r.name, r.seed) for r in experiments.finished_runs(cfg) if not r.record.zero_shot}
     rows = m["rerank_per_seed"]
     got = {(r["run"], r["seed"]) for r in rows}
     corr_kfr = f"corr-kfr{m['alphas']['corr']:g}"

@@ -28,7 +28,7 @@ def test_notebook_04_runs_hiers_paper_setup_on_cub(tmp_path, monkeypatch):
         assert 0 <= row["R@1"] <= row["R@8"] <= 1
     run = experiments.finished_runs(cfg, "cub")
     hier = next(r for r in run if r.name == "hier/hier-dim512")  # the paper's 512-d embedding
-    assert hier.result["setup"]["backbone"] == "resnet50" and hier.result["train_classes"] == 3
+    assert hier.record.setup["backbone"] == "resnet50" and hier.record.train_classes == 3
     assert sorted({row["dim"] for row in metrics["recall_vs_dim"]}) == [512]
     assert [row["epoch"] for row in metrics["over_epochs"]] == [0, 1]  # one epoch under the check
     assert (cfg.figures_dir / "04_disk_over_epochs.png").is_file()
