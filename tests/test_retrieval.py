@@ -2,12 +2,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hierstudy import config, experiments, metrics
+from hierstudy import config, runs
 from hierstudy import visual_hierarchy as vh
-from hierstudy.evaluation import retrieval
+from hierstudy.datasets import study_splits
+from hierstudy.evaluation import metrics, retrieval
 from hierstudy.evaluation.results import load_run_result
+from hierstudy.geometry import pairwise_distance
 from hierstudy.hierarchy import Hierarchy
-from hierstudy.losses.hier import pairwise_distance
 
 
 @pytest.fixture(scope="module")
@@ -20,15 +21,15 @@ def study(tmp_path_factory):
         cfg = config.load(
             "smoke", per_class={"train": 4, "val": 2, "test": 2}, epochs=2, batch_size=35
         )
-        runs = [
-            experiments.train(cfg, "ce", 0),
-            experiments.train(cfg, "ce", 1),
-            experiments.train(cfg, "corr", 0),
-            experiments.train(cfg, "kfr", 0, alpha=0.0),
-            experiments.train(cfg, "hier", 0),
-            experiments.train(cfg, "corr", 0, kfr=3.0),
+        trained = [
+            runs.train(cfg, "ce", 0),
+            runs.train(cfg, "ce", 1),
+            runs.train(cfg, "corr", 0),
+            runs.train(cfg, "kfr", 0, alpha=0.0),
+            runs.train(cfg, "hier", 0),
+            runs.train(cfg, "corr", 0, kfr=3.0),
         ]
-        yield cfg, runs
+        yield cfg, trained
         patch.undo()
 
 
@@ -37,7 +38,7 @@ def study(tmp_path_factory):
 # both covariance conventions) recomputed as 06 did: from 05's test leaves and tree edges, the
 # leaf packed as the last feature column
 def notebook_06(cfg, run):
-    data = experiments.evaluation_set(cfg, run.record.dataset, run.record.zero_shot)
+    data = study_splits.evaluation_set(cfg, run.record.dataset, run.record.zero_shot)
     hierarchy = data.hierarchy
     similarity, lcs_height = hierarchy.similarity(), hierarchy.lcs_height()
     test = run.features("test")
@@ -112,21 +113,21 @@ def evaluate(feats, labels, similarity, dist):
 
 
 def test_evaluate_run_reproduces_notebook_06_exactly(study):
-    cfg, runs = study
-    for run in runs[:5]:
+    cfg, trained = study
+    for run in trained[:5]:
         got, expected = retrieval.evaluate_run(run, cfg), notebook_06(cfg, run)
         assert list(got) == list(expected), run.name
         for label, row in expected.items():
             assert got[label].keys() == row.keys(), label
             for key, value in row.items():
                 np.testing.assert_array_equal(got[label][key], value, err_msg=f"{label} {key}")
-    labels = list(retrieval.evaluate_run(runs[0], cfg))
+    labels = list(retrieval.evaluate_run(trained[0], cfg))
     assert labels[2:] == [f"CE + visual re-rank (α=3, t=0.3, {c} Σ)" for c in ("class", "pooled")]
-    assert len(retrieval.evaluate_run(runs[1], cfg)) == 2  # seed 1: not notebook 05's baseline
+    assert len(retrieval.evaluate_run(trained[1], cfg)) == 2  # seed 1: not notebook 05's baseline
 
 
 def test_per_seed_table_orders_runs_stores_them_and_reads_them_back(study):
-    cfg, runs = study
+    cfg, trained = study
     table = retrieval.per_seed_table(cfg)
     assert list(table.columns) == [
         *retrieval.KEYS,
@@ -154,13 +155,13 @@ def test_per_seed_table_orders_runs_stores_them_and_reads_them_back(study):
     hier = table[table.run == "hier"].iloc[0]
     assert np.isnan(hier.balanced_accuracy) and hier.distance == "hyperbolic"
     assert np.isnan(table[table.run == "corr"].iloc[0]["hdist@5"])  # L_CORR has no logits
-    ce0 = retrieval.evaluate_run(runs[0], cfg)
+    ce0 = retrieval.evaluate_run(trained[0], cfg)
     assert table.iloc[1].mahp == ce0["CE + L2 norm"]["mahp"]
 
-    stored = load_run_result(runs[0], "retrieval")
+    stored = load_run_result(trained[0], "retrieval")
     assert stored["parameters"] == {"K": 250, "recall_ks": [1, 2, 4, 8], "hdist_k": 5}
     assert [r["method"] for r in stored["rows"]] == list(ce0)
-    assert load_run_result(runs[5], "retrieval") is None
+    assert load_run_result(trained[5], "retrieval") is None
     again = retrieval.load_per_seed_table(cfg)
     pd.testing.assert_frame_equal(again.drop(columns="hp"), table.drop(columns="hp"))
     for first, second in zip(again.hp, table.hp, strict=True):
@@ -190,10 +191,10 @@ def test_aggregate_gives_mean_std_and_seeds_per_ranking(study):
 
 
 def test_chance_is_a_seeded_random_ranking(study):
-    cfg, runs = study
+    cfg, trained = study
     graded = retrieval.grading(cfg, "hiershapes", False)
-    first = retrieval.chance(runs[0], graded, seed=3)
-    assert first["mahp"] == retrieval.chance(runs[0], graded, seed=3)["mahp"]
+    first = retrieval.chance(trained[0], graded, seed=3)
+    assert first["mahp"] == retrieval.chance(trained[0], graded, seed=3)["mahp"]
     assert first["others"] == 1.0 and first["K"] == 69  # 2 test images per class, 70 in all
 
 

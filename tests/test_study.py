@@ -188,9 +188,8 @@ def test_a_failure_keeps_earlier_figures_and_the_rerun_reuses_finished_runs(tmp_
     figures = _project(tmp_path, monkeypatch)
     (tmp_path / "notebooks").mkdir()
     (tmp_path / "notebooks" / "01_trains.py").write_text(
-        PARAMETERS
-        + "# %%\nimport pandas as pd\nfrom hierstudy import config, experiments, report\n"
-        "cfg = config.load(profile)\nrun = experiments.train(cfg, 'ce', 0, force=force)\n"
+        PARAMETERS + "# %%\nimport pandas as pd\nfrom hierstudy import config, report, runs\n"
+        "cfg = config.load(profile)\nrun = runs.train(cfg, 'ce', 0, force=force)\n"
         "report.save_table(pd.DataFrame({'acc': [run.record.test_acc]}), '01_acc', cfg)\n"
     )
     (tmp_path / "notebooks" / "02_fails_once.py").write_text(

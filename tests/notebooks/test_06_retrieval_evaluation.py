@@ -6,14 +6,15 @@ from pathlib import Path
 import pytest
 from fake_datasets import notebook_project, write_cifar, write_cub, write_sop
 
-from hierstudy import config, experiments, report, study
+from hierstudy import config, report, runs, setups, study
+from hierstudy.datasets import study_splits
 
 CE, CE_L2 = "CE (classification features)", "CE + L2 norm"
 
 
 @pytest.mark.notebook
 def test_notebook_06_under_smoke_evaluates_every_finished_run_with_one_protocol():
-    study.run("smoke", only=["02", "03", "05", "06"])  # 02 / 03 reuse their cached runs
+    study.run("smoke", only=["02", "03", "05", "06"])  # 02 / 03 reuse their cached trained
     cfg = config.load("smoke")
     text = (cfg.figures_dir / "06_metrics.json").read_text()
     json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in 06_metrics.json"))  # strict JSON
@@ -46,7 +47,7 @@ def test_notebook_06_under_smoke_evaluates_every_finished_run_with_one_protocol(
         elif row["protocol"] == "closed set":
             assert 0 <= row["balanced_accuracy"] <= 1
             assert 1 <= row["mistake_severity"] <= height  # distinct leaves meet at height >= 1
-        else:  # zero-shot (notebook 04's runs, when present): no classifier for unseen classes
+        else:  # zero-shot (notebook 04's trained, when present): no classifier for unseen classes
             assert row["balanced_accuracy"] is None and row["mistake_severity"] is None
         if row["hdist@5"] is not None:
             assert 0 <= row["hdist@5"] <= height
@@ -114,18 +115,18 @@ def test_notebook_06_evaluates_each_dataset_against_its_own_hierarchy(tmp_path, 
         "epochs": 1,
         "batch_size": 4,
     }
-    runs = [experiments.train(cfg, "ce", 0)]
+    trained = [runs.train(cfg, "ce", 0)]
     for method, name in (
         ("ce", "cifar100"),
         ("corr", "cifar100"),
         ("hier", "cub"),
         ("hier", "sop"),
     ):
-        setup = dataclasses.replace(experiments.setup_for(cfg, method, name), **tiny)
-        runs.append(experiments.train(cfg, method, 0, dataset=name, setup=setup))
-    barz = dataclasses.replace(experiments.setup_for(cfg, "ce", "cifar100", "barz"), **tiny)
-    barz_ce = experiments.train(cfg, "ce", 0, dataset="cifar100", paper="barz", setup=barz)
-    assert experiments.datasets_with_runs(cfg) == ["hiershapes", "cifar100", "cub", "sop"]
+        setup = dataclasses.replace(setups.setup_for(cfg, method, name), **tiny)
+        trained.append(runs.train(cfg, method, 0, dataset=name, setup=setup))
+    barz = dataclasses.replace(setups.setup_for(cfg, "ce", "cifar100", "barz"), **tiny)
+    barz_ce = runs.train(cfg, "ce", 0, dataset="cifar100", paper="barz", setup=barz)
+    assert runs.datasets_with_runs(cfg) == ["hiershapes", "cifar100", "cub", "sop"]
 
     study.run("smoke", only=["06"])
     metrics = report.load_metrics("06_metrics", cfg)
@@ -141,8 +142,8 @@ def test_notebook_06_evaluates_each_dataset_against_its_own_hierarchy(tmp_path, 
     assert set(metrics["chance"]["CIFAR-100"]) == {"closed set"}
     assert set(metrics["chance"]["CUB-200-2011 (zero-shot)"]) == {"zero-shot"}
     rows = {(r["dataset"], r["run"], r["distance"]): r for r in metrics["rows"]}
-    for run, label in zip(runs[1:], shown[1:2] * 2 + shown[2:], strict=True):
-        test = experiments.evaluation_set(cfg, run.record.dataset, run.record.zero_shot)
+    for run, label in zip(trained[1:], shown[1:2] * 2 + shown[2:], strict=True):
+        test = study_splits.evaluation_set(cfg, run.record.dataset, run.record.zero_shot)
         feats, labels = run.retrieval_features("test")
         assert (labels == test.labels).all()
         expected = metrics_of(feats, labels, test.hierarchy.similarity(), run.record.metric)
@@ -150,16 +151,16 @@ def test_notebook_06_evaluates_each_dataset_against_its_own_hierarchy(tmp_path, 
         assert row["K"] == len(labels) - 1 and row["test classes"] == len(set(labels.tolist()))
         assert row["mahp"] == pytest.approx(expected["mahp"], abs=1e-9)
         assert row["map"] == pytest.approx(expected["map"], abs=1e-9)
-    assert rows["CUB-200-2011 (zero-shot)", runs[3].name, "hyperbolic"]["test classes"] == 3
+    assert rows["CUB-200-2011 (zero-shot)", trained[3].name, "hyperbolic"]["test classes"] == 3
     # Recall@K at each dataset's K (HIER's Table 1), within the database size: SOP's 1 and 10 of
     # 4 images are R@1 only, and CUB has no R@10 column value
     assert metrics["recall_ks"] == [1, 2, 4, 8, 10, 100, 1000]
-    sop = rows["Stanford Online Products", runs[4].name, "hyperbolic"]
+    sop = rows["Stanford Online Products", trained[4].name, "hyperbolic"]
     assert sop["recall@1"] is not None and sop["recall@2"] is None and sop["recall@10"] is None
-    cub = rows["CUB-200-2011 (zero-shot)", runs[3].name, "hyperbolic"]
+    cub = rows["CUB-200-2011 (zero-shot)", trained[3].name, "hyperbolic"]
     assert cub["recall@8"] is not None and cub["recall@10"] is None
     # CE in KFR's and in Barz's setup: two rows told apart by their setup, never merged
-    assert {runs[1].name, barz_ce.name} == {"kfr/ce", "barz/ce"}
+    assert {trained[1].name, barz_ce.name} == {"kfr/ce", "barz/ce"}
     assert rows["CIFAR-100", "kfr/ce", "cosine"]["setup"] == "kfr"
     assert rows["CIFAR-100", "barz/ce", "cosine"]["setup"] == "barz"
     assert rows["HierShapes", "ce", "cosine"]["setup"] == "profile"

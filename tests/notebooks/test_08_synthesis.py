@@ -3,7 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from hierstudy import config, experiments, report, study
+from hierstudy import config, report, runs, study
+from hierstudy.datasets import study_splits
 
 VERDICTS = {
     "higher on every seed",
@@ -41,7 +42,7 @@ def test_notebook_08_pairs_each_method_with_its_kfr_variant_seed_by_seed(smoke):
     rows = m["signals_per_seed"]
     expected = {(p, v, s) for p in methods for v in ("without", "+ KFR") for s in seeds}
     assert {(r["pair"], r["variant"], r["seed"]) for r in rows} == expected
-    finished = {(r.name, r.seed): r for r in experiments.finished_runs(cfg)}
+    finished = {(r.name, r.seed): r for r in runs.finished_runs(cfg)}
     for r in rows:
         method, alpha = methods[r["pair"]]
         run = finished[(r["run"], r["seed"])]
@@ -53,19 +54,19 @@ def test_notebook_08_pairs_each_method_with_its_kfr_variant_seed_by_seed(smoke):
             assert r["test acc"] is None
     for pair, (_, alpha) in methods.items():
         for seed in seeds:
-            runs = {
+            trained = {
                 r["variant"]: finished[(r["run"], seed)]
                 for r in rows
                 if (r["pair"], r["seed"]) == (pair, seed)
             }
             # same knobs but KFR's, whose term (α, on the features) only the new run has
-            assert runs["+ KFR"].record.knobs == {
-                **runs["without"].record.knobs,
+            assert trained["+ KFR"].record.knobs == {
+                **trained["without"].record.knobs,
                 "kfr": alpha,
             }
-            terms = {t[0]: t for t in runs["+ KFR"].record.recipe.terms}
+            terms = {t[0]: t for t in trained["+ KFR"].record.recipe.terms}
             assert terms["kfr"][1:3] == [alpha, "features"]
-            assert "kfr" not in {t[0] for t in runs["without"].record.recipe.terms}
+            assert "kfr" not in {t[0] for t in trained["without"].record.recipe.terms}
 
     assert {(s["pair"], s["metric"]) for s in m["signals"]} == {
         ("L_CORR", "test acc"),
@@ -98,7 +99,7 @@ def test_notebook_08_pairs_each_method_with_its_kfr_variant_seed_by_seed(smoke):
 @pytest.mark.notebook
 def test_notebook_08_reranks_every_closed_set_run_and_isolates_d_h(smoke):
     cfg, m = smoke
-    closed = {(r.name, r.seed) for r in experiments.finished_runs(cfg) if not r.record.zero_shot}
+    closed = {(r.name, r.seed) for r in runs.finished_runs(cfg) if not r.record.zero_shot}
     rows = m["rerank_per_seed"]
     got = {(r["run"], r["seed"]) for r in rows}
     corr_kfr = f"corr-kfr{m['alphas']['corr']:g}"
@@ -129,7 +130,7 @@ def test_notebook_08_reranks_every_closed_set_run_and_isolates_d_h(smoke):
 def test_notebook_08_compares_every_pair_of_hierarchies_on_the_common_classes(smoke):
     cfg, m = smoke
     assert m["trees"] == TREES
-    classes = experiments.hiershapes_splits(cfg)["train"].hierarchy.classes
+    classes = study_splits.hiershapes_splits(cfg)["train"].hierarchy.classes
     assert m["common_classes"] == len(classes) // 2  # HIER's trees cover the seen half only
     rows = {(r["first"], r["second"]): r for r in m["agreement"]}
     assert set(rows) == {(a, b) for i, a in enumerate(TREES) for b in TREES[i:]}

@@ -4,7 +4,7 @@ the first half of the classes trains, the rest is retrieved) in the real on-disk
 import pytest
 from fake_datasets import notebook_project, write_cub
 
-from hierstudy import config, experiments, report, study
+from hierstudy import config, report, runs, study
 
 
 @pytest.mark.notebook
@@ -26,7 +26,7 @@ def test_notebook_04_runs_hiers_paper_setup_on_cub(tmp_path, monkeypatch):
     }
     for row in metrics["scores"]:
         assert 0 <= row["R@1"] <= row["R@8"] <= 1
-    run = experiments.finished_runs(cfg, "cub")
+    run = runs.finished_runs(cfg, "cub")
     hier = next(r for r in run if r.name == "hier/hier-dim512")  # the paper's 512-d embedding
     assert hier.record.setup["backbone"] == "resnet50" and hier.record.train_classes == 3
     assert sorted({row["dim"] for row in metrics["recall_vs_dim"]}) == [512]
