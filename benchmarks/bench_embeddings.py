@@ -18,7 +18,8 @@ import time
 
 import numpy as np
 from _timing import last_line, median_time  # also puts tests/ on the path
-from reference_embeddings import algorithm1_literal, random_tree_edges
+from reference_embeddings import algorithm1_literal
+from toy_hierarchies import random_tree_edges
 
 from hierstudy.embeddings import class_embeddings, pairwise_distance_error
 

@@ -2,7 +2,7 @@
 
 Fast: ``HIER`` forward + backward for B = 120 samples (60 classes × 2), D = 128, P = 512 proxies,
 distances, mining and Gumbel noise included, median after a warm-up. Reference: the literal
-per-triplet loop of tests/hier_literal.py (one triplet at a time, torch's straight-through hard
+per-triplet loop of tests/reference_hier.py (one triplet at a time, torch's straight-through hard
 Gumbel-softmax), forward + backward on the same candidate distances, triplets and noise, timed on
 a subset of the triplets and scaled per triplet to all of them (a full run takes about a minute).
 Its distance step is not counted, which favours the reference. Both agree on the subset.
@@ -19,7 +19,7 @@ import argparse
 
 import torch
 from _timing import WALL_AND_CPU, last_line, median_time, median_times  # also puts tests/ on path
-from hier_literal import literal_lca_term
+from reference_hier import literal_lca_term
 
 from hierstudy.geometry import to_ball
 from hierstudy.losses.hier import HIER, lca_triplet_loss, reciprocal_triplets
@@ -73,7 +73,7 @@ def main() -> None:
         f"{t_fast:.3f} s wall, {cpu_fast:.3f} s CPU (median of {repeats})"
     )
     print(
-        f"reference: literal per-triplet loop (tests/hier_literal.py), forward + backward on "
+        f"reference: literal per-triplet loop (tests/reference_hier.py), forward + backward on "
         f"{subset} + {subset} of those triplets, {per_triplet * 1e3:.2f} ms per triplet, scaled "
         f"to all {n_total}; its distances are given (the Möbius step is not counted)"
     )

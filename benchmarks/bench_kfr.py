@@ -4,7 +4,7 @@ Times one AdamW step (forward, backward, update) of the small profile's model an
 cross-entropy alone (reference) and with CE + α·ℓ_qtr (fast; α = 30 as for ResNet-34), the two
 interleaved, median after a warm-up. The KFR step may cost at most 1.10× the CE step, i.e. the
 printed ratio must be ≥ 0.91. The line before the last compares the vectorised loss (forward +
-backward) with the literal per-triplet loop of tests/kfr_literal.py on the same latents.
+backward) with the literal per-triplet loop of tests/reference_kfr.py on the same latents.
 
 Time is the process's CPU time on one thread by default: the 2 cores are shared with other jobs,
 and then wall time (worse with several threads waiting for a descheduled sibling) varies by a
@@ -25,7 +25,7 @@ import time
 
 import torch
 from _timing import interleaved_times, last_line, seconds  # also puts tests/ on the path
-from kfr_literal import literal_qtr
+from reference_kfr import literal_qtr
 from torch import nn
 
 from hierstudy import config

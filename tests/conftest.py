@@ -1,11 +1,7 @@
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-# tests/ holds the literal reference modules shared with benchmarks/
-sys.path.insert(0, str(Path(__file__).parent))
+from hierstudy import config
 
 
 @pytest.fixture(autouse=True)
@@ -15,3 +11,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A temporary project root (``$HIERSTUDY_ROOT``): its own figures/, runs/ and data/."""
+    monkeypatch.setenv("HIERSTUDY_ROOT", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture
+def smoke(project):
+    """The ``smoke`` profile of the temporary ``project``."""
+    return config.load("smoke")

@@ -1,8 +1,5 @@
-"""Slow literal references for ``hierstudy.embeddings`` (used by its tests and its benchmark).
-
-``algorithm1_literal`` transcribes Algorithm 1 of 001_078dd69429c88981.txt line by line;
-``random_tree_edges`` draws random trees to test it on.
-"""
+"""Slow literal reference for ``hierstudy.embeddings`` (used by its tests and its benchmark):
+``algorithm1_literal`` transcribes Algorithm 1 of Barz & Denzler (WACV 2019) line by line."""
 
 from __future__ import annotations
 
@@ -24,30 +21,3 @@ def algorithm1_literal(similarity: np.ndarray) -> np.ndarray:
             phi[i, j] = (s[j, i] - phi[j, :j] @ phi[i, :j]) / phi[j, j]
         phi[i, i] = np.sqrt(1.0 - phi[i, :i] @ phi[i, :i])  # line 4, eq. (6)
     return phi  # line 5 pads with zeros: phi is lower-triangular
-
-
-def random_tree_edges(
-    rng: np.random.Generator, n_leaves: int, max_children: int = 6, chain: float = 0.2
-) -> list[tuple[str, str]]:
-    """(parent, child) edges of a random rooted tree with ``n_leaves`` leaves ``n<k>``.
-
-    Each inner node splits its leaves into 2..max_children random parts; with probability
-    ``chain`` it gets a single child instead (WordNet-like chains), so leaves sit at uneven depths.
-    """
-    edges, stack, count = [], [("n0", n_leaves)], 1
-    while stack:
-        node, m = stack.pop()
-        if m == 1:
-            continue
-        if rng.random() < chain:
-            parts = [m]
-        else:
-            k = int(rng.integers(2, min(m, max_children) + 1))
-            cuts = np.sort(rng.choice(np.arange(1, m), k - 1, replace=False))
-            parts = np.diff(np.concatenate([[0], cuts, [m]])).tolist()
-        for part in parts:
-            child = f"n{count}"
-            count += 1
-            edges.append((node, child))
-            stack.append((child, int(part)))
-    return edges

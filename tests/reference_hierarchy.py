@@ -1,5 +1,5 @@
 """Literal per-pair transcriptions of the hierarchy distances (slow references for tests and
-benchmarks): Barz eq. 1-2 (001_078dd69429c88981.txt) and KFR eq. 1 (000_352f6443065d4c19.txt)."""
+benchmarks): Barz & Denzler (WACV 2019) eq. 1-2 and Zhao et al. (KFR, 2024) eq. 1."""
 
 from collections import deque
 
@@ -31,15 +31,3 @@ def literal_matrices(h, k=1.0):
             lcs_height[i, j] = h.height(lcs)
             d_t[i, j] = k * min(up[i][a] + up[j][a] for a in common)
     return lcs_height, lcs_height / h.max_height, d_t
-
-
-def random_hierarchy(rng, n_nodes=40, dag_edges=0):
-    """A random rooted tree (plus ``dag_edges`` extra parent links making it a DAG)."""
-    from hierstudy.hierarchy import Hierarchy
-
-    pairs = [(f"n{rng.integers(0, i)}", f"n{i}") for i in range(1, n_nodes)]
-    for _ in range(dag_edges):
-        child = int(rng.integers(2, n_nodes))
-        parent = int(rng.integers(0, child))
-        pairs.append((f"n{parent}", f"n{child}"))
-    return Hierarchy(pairs)

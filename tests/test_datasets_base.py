@@ -1,10 +1,9 @@
 import numpy as np
 import pytest
+from toy_hierarchies import LEAF_AND_PAIR
 
 from hierstudy.datasets import DatasetError, align_hierarchy, data_root, stratified_split
 from hierstudy.hierarchy import Hierarchy
-
-TREE = Hierarchy([("r", "a"), ("r", "x"), ("x", "b"), ("x", "c")], ["a", "b", "c"])
 
 
 def test_data_root_argument_then_environment_then_checkout(tmp_path, monkeypatch):
@@ -16,15 +15,19 @@ def test_data_root_argument_then_environment_then_checkout(tmp_path, monkeypatch
 
 
 def test_align_reorders_keeping_heights_restricts_or_raises():
-    deep = Hierarchy(TREE.edges(), TREE.classes, heights={"r": 9, "x": 4, "a": 0, "b": 0, "c": 0})
+    deep = Hierarchy(
+        LEAF_AND_PAIR.edges(),
+        LEAF_AND_PAIR.classes,
+        heights={"r": 9, "x": 4, "a": 0, "b": 0, "c": 0},
+    )
     same = align_hierarchy(deep, ["c", "a", "b"])
     assert same.classes == ("c", "a", "b") and same.height("r") == 9 and same.max_height == 9
     assert np.allclose(same.dissimilarity()[0], [0, 1, 4 / 9])
-    assert align_hierarchy(TREE, ["a", "b", "c"]) is TREE
-    sub = align_hierarchy(TREE, ["c", "b"])
+    assert align_hierarchy(LEAF_AND_PAIR, ["a", "b", "c"]) is LEAF_AND_PAIR
+    sub = align_hierarchy(LEAF_AND_PAIR, ["c", "b"])
     assert sub.classes == ("c", "b") and sub.lcs("b", "c") == "x"
     with pytest.raises(DatasetError, match="not nodes of the hierarchy"):
-        align_hierarchy(TREE, ["a", "z"])
+        align_hierarchy(LEAF_AND_PAIR, ["a", "z"])
 
 
 def test_stratified_split_per_class_fraction_disjoint_and_seeded():

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 import torch
+from toy_hierarchies import LEAF_AND_PAIR
 
 from hierstudy.datasets import paper_transforms
 from hierstudy.datasets.base import ArrayDataset, DatasetError
 from hierstudy.datasets.selection import balanced_subset, localisation_set
-from hierstudy.hierarchy import Hierarchy
 
 
 def literal_subset(labels, max_images, seed):
@@ -41,8 +41,9 @@ def test_balanced_subset_with_more_classes_than_images_keeps_one_of_each_of_some
 def box_dataset(boxes, **kwargs):
     """Three 20 × 24 images of classes a, b, c, the value of each pixel its column."""
     images = np.broadcast_to(np.arange(24, dtype=np.uint8)[None, :, None], (3, 20, 24, 3))
-    tree = Hierarchy([("r", "a"), ("r", "x"), ("x", "b"), ("x", "c")], ["a", "b", "c"])
-    return ArrayDataset(images, [0, 1, 2], tree.classes, tree, boxes=boxes, **kwargs)
+    return ArrayDataset(
+        images, [0, 1, 2], LEAF_AND_PAIR.classes, LEAF_AND_PAIR, boxes=boxes, **kwargs
+    )
 
 
 def test_localisation_set_moves_every_box_with_the_evaluation_transform():

@@ -11,8 +11,7 @@ from hierstudy.setups import setup_for
 
 
 @pytest.fixture
-def tiny(tmp_path, monkeypatch):
-    monkeypatch.setenv("HIERSTUDY_ROOT", str(tmp_path))
+def tiny(project):
     return config.load(
         "smoke", per_class={"train": 4, "val": 2, "test": 2}, epochs=2, batch_size=35, seeds=(0,)
     )

@@ -1,8 +1,9 @@
-"""Barz & Denzler class embeddings (001_078dd69429c88981.txt, Sec. 3.2-3.3)."""
+"""Barz & Denzler class embeddings (WACV 2019, Sec. 3.2-3.3)."""
 
 import numpy as np
 import pytest
-from reference_embeddings import algorithm1_literal, random_tree_edges
+from reference_embeddings import algorithm1_literal
+from toy_hierarchies import TOY_EDGES, random_tree_edges
 
 from hierstudy import embeddings as emb
 from hierstudy.embeddings import (
@@ -14,19 +15,6 @@ from hierstudy.embeddings import (
     reconstruction_error,
 )
 from hierstudy.hierarchy import Hierarchy
-
-# Fig. 2a-like toy tree: height 3, lcs(dog, cat) = mammal (d_G 1/3), lcs(dog, trout) = animal (2/3).
-TOY = [
-    ("root", "animal"),
-    ("root", "plant"),
-    ("animal", "mammal"),
-    ("animal", "fish"),
-    ("mammal", "dog"),
-    ("mammal", "cat"),
-    ("fish", "trout"),
-    ("plant", "flower"),
-    ("flower", "rose"),
-]
 
 # A DAG whose s_G is not positive definite: the golf cart is 0.75-similar to a car (vehicle) and to
 # a golf ball (equipment), which are 0-similar: S = [[1, .75, 0], [.75, 1, .75], [0, .75, 1]],
@@ -53,7 +41,7 @@ def random_tree_similarity(rng, n_leaves, **kwargs):
 
 
 def test_toy_tree_hand_computed():
-    s = Hierarchy(TOY, classes=["dog", "cat", "trout"]).similarity()
+    s = Hierarchy(TOY_EDGES, classes=["dog", "cat", "trout"]).similarity()
     expected = np.array(
         [
             [1.0, 0.0, 0.0],
@@ -102,7 +90,7 @@ def test_whole_wordnet_style_heights_keep_the_guarantees():
     """A tree with larger external heights (the authors' ImageNet convention) is still fine."""
     heights = {"root": 7, "animal": 5, "plant": 2, "mammal": 3, "fish": 1, "flower": 1}
     heights |= {leaf: 0 for leaf in ("dog", "cat", "trout", "rose")}
-    s = Hierarchy(TOY, heights=heights).similarity()
+    s = Hierarchy(TOY_EDGES, heights=heights).similarity()
     phi = class_embeddings(s)
     assert phi.min() >= -1e-12 and np.abs(phi @ phi.T - s).max() <= 1e-12
 
@@ -154,7 +142,7 @@ def test_bad_similarity_raises(matrix, message):
 
 
 def test_inner_class_is_rejected_by_its_diagonal():
-    s = Hierarchy(TOY, classes=["dog", "mammal", "trout"]).similarity()
+    s = Hierarchy(TOY_EDGES, classes=["dog", "mammal", "trout"]).similarity()
     with pytest.raises(EmbeddingError, match="leaf"):
         class_embeddings(s)
 

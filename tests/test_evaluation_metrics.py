@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 from reference_metrics import literal_retrieval
+from toy_hierarchies import TWO_BY_TWO, random_hierarchy
 
 from hierstudy.evaluation import metrics
 from hierstudy.evaluation.metrics import (
@@ -14,17 +15,6 @@ from hierstudy.evaluation.metrics import (
     retrieval_metrics,
 )
 from hierstudy.hierarchy import Hierarchy
-
-# root -> a -> {c0, c1}, root -> b -> {c2, c3}: LCS height 0 (same), 1 (siblings), 2 (cousins)
-SMALL = Hierarchy([("r", "a"), ("r", "b"), ("a", "c0"), ("a", "c1"), ("b", "c2"), ("b", "c3")])
-
-
-def random_hierarchy(rng, nodes=18, dag=False):
-    """A random tree (or DAG with extra parents) whose leaves are the classes."""
-    edges = [(f"n{rng.integers(i)}", f"n{i}") for i in range(1, nodes)]
-    if dag:
-        edges += [(f"n{rng.integers(i)}", f"n{i}") for i in rng.integers(2, nodes, size=4)]
-    return Hierarchy(edges)
 
 
 def random_data(rng, n, num_classes, dim=5, dtype=np.float64):
@@ -70,7 +60,7 @@ def test_balanced_accuracy_averages_per_class_recall_over_present_classes():
 
 
 def test_mistake_severity_and_hierarchical_distance_hand_case():
-    h = SMALL.lcs_height()  # classes c0..c3
+    h = TWO_BY_TWO.lcs_height()  # classes c0..c3
     pred, labels = np.array([0, 1, 2, 3]), np.array([0, 0, 0, 3])
     assert mistake_severity(pred, labels, h) == 1.5  # mistakes: c1 for c0 (1), c2 for c0 (2)
     assert np.isnan(mistake_severity(labels, labels, h))
@@ -81,7 +71,7 @@ def test_mistake_severity_and_hierarchical_distance_hand_case():
 
 
 def test_classification_bad_input():
-    h = SMALL.lcs_height()
+    h = TWO_BY_TWO.lcs_height()
     with pytest.raises(MetricError, match="outside the 4 classes"):
         mistake_severity([0, 4], [0, 1], h)
     with pytest.raises(MetricError, match="shape"):
@@ -161,7 +151,7 @@ def test_flat_hierarchy_hp_is_precision_up_to_the_number_of_relevant_items():
 @pytest.mark.parametrize("dag", [False, True])
 def test_fast_matches_literal_on_random_hierarchies(metric, dag):
     rng = np.random.default_rng([1 + dag, len(metric)])
-    hierarchy = random_hierarchy(rng, dag=dag)
+    hierarchy = random_hierarchy(rng, dag_edges=4 * dag)
     feats, labels = random_data(rng, 120, len(hierarchy.classes))
     kw = dict(
         similarity=hierarchy.similarity(),
@@ -207,7 +197,7 @@ def signed_zero(q, g):
 
 def test_float32_scores_match_literal():
     rng = np.random.default_rng(4)
-    hierarchy = random_hierarchy(rng, dag=True)
+    hierarchy = random_hierarchy(rng, dag_edges=4)
     labels = rng.integers(0, len(hierarchy.classes), 150)
     # dyadic features: every dot product is exact in float32 and float64 alike
     feats = (rng.integers(-64, 65, (150, 6)) / 16).astype(np.float32)

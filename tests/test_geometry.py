@@ -1,13 +1,13 @@
 """The Poincaré ball and the sphere (hierstudy.geometry, docs/hier.md §Embedding): the maps and
 the distance against geoopt (a dev/test-only dependency) and the literal Möbius formula
-(tests/hier_literal.py)."""
+(tests/reference_hier.py)."""
 
 import math
 import warnings
 
 import pytest
 import torch
-from hier_literal import assert_close, gen, mobius_distance
+from reference_hier import assert_close, gen, mobius_distance
 
 from hierstudy.geometry import (
     PoincareProjection,

@@ -1,11 +1,11 @@
 """HIER (docs/hier.md): the loss against its literal per-triplet transcription
-(tests/hier_literal.py); the ball and its distances are tested in tests/test_geometry.py."""
+(tests/reference_hier.py); the ball and its distances are tested in tests/test_geometry.py."""
 
 import math
 
 import pytest
 import torch
-from hier_literal import (
+from reference_hier import (
     assert_close,
     gen,
     literal_hier,

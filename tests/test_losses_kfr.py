@@ -1,9 +1,9 @@
-"""KFR's ℓ_qtr (000_352f6443065d4c19.txt eq. 6) against its literal per-triplet transcription."""
+"""KFR's ℓ_qtr (Zhao et al., KFR 2024, eq. 6) against its literal per-triplet transcription."""
 
 import numpy as np
 import pytest
 import torch
-from kfr_literal import literal_qtr, path_indicator_latents
+from reference_kfr import literal_qtr, path_indicator_latents
 
 from hierstudy.hierarchy import Hierarchy
 from hierstudy.losses.kfr import KFRLoss, pairwise_latent_distance, standardise

@@ -7,49 +7,46 @@ import pytest
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from hierstudy import config, report  # noqa: E402
+from hierstudy import report  # noqa: E402
 
 
-def test_outputs_are_stamped_deterministic_and_atomic(tmp_path, monkeypatch):
-    monkeypatch.setenv("HIERSTUDY_ROOT", str(tmp_path))
-    cfg = config.load("smoke")
+def test_outputs_are_stamped_deterministic_and_atomic(smoke):
     table = pd.DataFrame({"method": ["a", "b"], "acc": [0.5, 0.25]})
-    csv = report.save_table(table, "00_t", cfg, seed=3)
+    csv = report.save_table(table, "00_t", smoke, seed=3)
     first = (csv.read_bytes(), csv.with_suffix(".md").read_bytes())
-    report.save_table(table, "00_t", cfg, seed=3)
+    report.save_table(table, "00_t", smoke, seed=3)
     assert (csv.read_bytes(), csv.with_suffix(".md").read_bytes()) == first
     assert pd.read_csv(csv).equals(table)
     assert csv.stat().st_mode & 0o777 == 0o644
     assert "profile smoke" in first[1].decode() and "seed 3" in first[1].decode()
-    report.save_metrics({"x": 1.5}, "00_m", cfg)
-    loaded = report.load_metrics("00_m", cfg)
+    report.save_metrics({"x": 1.5}, "00_m", smoke)
+    loaded = report.load_metrics("00_m", smoke)
     assert loaded["x"] == 1.5 and loaded["_provenance"]["profile"] == "smoke"
     fig, ax = plt.subplots()
     ax.plot([0, 1])
-    png = report.save_figure(fig, "00_f", cfg)
+    png = report.save_figure(fig, "00_f", smoke)
     assert png.read_bytes()[:4] == b"\x89PNG" and png.with_suffix(".pdf").is_file()
-    assert not [p for p in cfg.figures_dir.iterdir() if p.name.startswith(".")]  # no temp left
+    assert not [p for p in smoke.figures_dir.iterdir() if p.name.startswith(".")]  # no temp left
     with pytest.raises(FileNotFoundError, match="run the notebook"):
-        report.load_metrics("missing", cfg)
+        report.load_metrics("missing", smoke)
 
 
-def test_provenance_commit_marks_a_dirty_tree(tmp_path, monkeypatch):
-    monkeypatch.setenv("HIERSTUDY_ROOT", str(tmp_path))
-    (tmp_path / "f.txt").write_text("a")
-    (tmp_path / "figures").mkdir()
-    (tmp_path / "figures" / "t.csv").write_text("1")
+def test_provenance_commit_marks_a_dirty_tree(project):
+    (project / "f.txt").write_text("a")
+    (project / "figures").mkdir()
+    (project / "figures" / "t.csv").write_text("1")
     for cmd in (
         ["init", "-q"],
         ["add", "f.txt", "figures/t.csv"],
         ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"],
     ):
-        subprocess.run(["git", *cmd], cwd=tmp_path, check=True)
+        subprocess.run(["git", *cmd], cwd=project, check=True)
     report.git_commit.cache_clear()
     clean = report.git_commit()
-    (tmp_path / "figures" / "t.csv").write_text("2")  # the study's own output: still clean
+    (project / "figures" / "t.csv").write_text("2")  # the study's own output: still clean
     report.git_commit.cache_clear()
     assert report.git_commit() == clean
-    (tmp_path / "f.txt").write_text("b")
+    (project / "f.txt").write_text("b")
     report.git_commit.cache_clear()
     assert len(clean) == 12 and report.git_commit() == clean + "+dirty"
     report.git_commit.cache_clear()

@@ -9,7 +9,7 @@ import pytest
 import torch
 from fake_results import RETRIEVAL_CSV, WSOL_ROWS, store_localisation, store_retrieval
 
-from hierstudy import config, report, study
+from hierstudy import report, study
 from hierstudy.report.headline import headline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,19 +32,17 @@ def test_every_notebook_has_a_parameters_cell_with_profile():
         assert 'profile = "small"' in cells[0].source, path.name
 
 
-def _one_notebook(root, monkeypatch, name: str, source: str) -> None:
-    """A project at ``root`` whose only notebook is ``notebooks/<name>.py``."""
-    (root / "notebooks").mkdir()
-    shutil.copy(ROOT / "pyproject.toml", root)
-    (root / "notebooks" / f"{name}.py").write_text(source)
-    monkeypatch.setenv("HIERSTUDY_ROOT", str(root))
+def _one_notebook(project, name: str, source: str) -> None:
+    """``notebooks/<name>.py``, the only notebook of the temporary ``project``."""
+    (project / "notebooks").mkdir()
+    shutil.copy(ROOT / "pyproject.toml", project)
+    (project / "notebooks" / f"{name}.py").write_text(source)
 
 
 @pytest.mark.notebook
-def test_failing_notebook_is_named_with_cell_and_error_and_copy_kept(tmp_path, monkeypatch):
+def test_failing_notebook_is_named_with_cell_and_error_and_copy_kept(project):
     _one_notebook(
-        tmp_path,
-        monkeypatch,
+        project,
         "01_fails",
         '# %% tags=["parameters"]\nprofile = "small"\nforce = False\n\n'
         "# %%\nx = 1\n\n# %%\nraise ValueError('planted failure')\n",
@@ -57,11 +55,11 @@ def test_failing_notebook_is_named_with_cell_and_error_and_copy_kept(tmp_path, m
         and "code cell 3 (`raise ValueError('planted failure')`)" in message
         and "planted failure" in message
     )
-    assert (tmp_path / "runs" / "smoke" / "notebooks" / "01_fails.ipynb").is_file()
+    assert (project / "runs" / "smoke" / "notebooks" / "01_fails.ipynb").is_file()
     assert study.main(["study", "--profile", "smoke"]) == 1
 
 
-# --- the product: README block, manifest, index (the headline: tests/test_headline.py) ------------
+# --- the product: README block, manifest, index (the headline: tests/test_report_headline.py) -----
 def test_readme_block_is_replaced_and_nothing_else(tmp_path):
     readme = tmp_path / "README.md"
     before = (
@@ -82,22 +80,18 @@ def test_readme_block_is_replaced_and_nothing_else(tmp_path):
             study.update_readme(readme, "x", "small")
 
 
-def test_publish_writes_headline_manifest_index_and_the_profiles_readme_block(
-    tmp_path, monkeypatch
-):
-    monkeypatch.setenv("HIERSTUDY_ROOT", str(tmp_path))
-    cfg = config.load("smoke")
-    store_retrieval(cfg, RETRIEVAL_CSV)
-    store_localisation(cfg, WSOL_ROWS)
-    folder = cfg.figures_dir
+def test_publish_writes_headline_manifest_index_and_the_profiles_readme_block(project, smoke):
+    store_retrieval(smoke, RETRIEVAL_CSV)
+    store_localisation(smoke, WSOL_ROWS)
+    folder = smoke.figures_dir
     folder.mkdir(parents=True)
-    (tmp_path / "notebooks").mkdir()
+    (project / "notebooks").mkdir()
     for name, title in (("01_trees", "01 · Trees"), ("06_retrieval", "06 · Retrieval")):
-        (tmp_path / "notebooks" / f"{name}.py").write_text(f"# %% [markdown]\n# # {title}\n")
+        (project / "notebooks" / f"{name}.py").write_text(f"# %% [markdown]\n# # {title}\n")
     for name in ("01_stats.csv", "01_stats.md", "01_metrics.json", "01_tree.png", "06_per_seed.md"):
         (folder / name).write_text("x")
     (folder / "06_per_seed.csv").write_text("x")
-    (tmp_path / "README.md").write_text(
+    (project / "README.md").write_text(
         "a\n<!-- headline:smoke:start -->\n<!-- headline:smoke:end -->\nb\n"
     )
 
@@ -108,7 +102,7 @@ def test_publish_writes_headline_manifest_index_and_the_profiles_readme_block(
     assert "- [sop/](sop/): [04_metrics.json](sop/04_metrics.json)" in text
     assert index == folder / "index.md"
     assert text.index("## Headline") < text.index("## 01 · Trees") < text.index("## 06 · Retrieval")
-    assert study.headline_markdown(headline(cfg)) in text
+    assert study.headline_markdown(headline(smoke)) in text
     for link in (
         "[01_stats](01_stats.md) ([csv](01_stats.csv))",
         "[01_metrics.json](01_metrics.json)",
@@ -122,7 +116,7 @@ def test_publish_writes_headline_manifest_index_and_the_profiles_readme_block(
     assert (folder / "headline.csv").is_file() and "0.600 ± 0.141" in (
         folder / "headline.md"
     ).read_text()
-    readme = (tmp_path / "README.md").read_text()
+    readme = (project / "README.md").read_text()
     assert readme.startswith("a\n<!-- headline:smoke:start -->\n| method") and readme.endswith(
         "end -->\nb\n"
     )
@@ -131,11 +125,11 @@ def test_publish_writes_headline_manifest_index_and_the_profiles_readme_block(
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["profile"] == "smoke" and manifest["commit"] == report.git_commit()
     assert manifest["notebooks"] == {"01_trees": {"seconds": 1.2, "commit": manifest["commit"]}}
-    assert not manifest["complete"] and manifest["config"]["epochs"] == config.load("smoke").epochs
+    assert not manifest["complete"] and manifest["config"]["epochs"] == smoke.epochs
     assert (
         manifest["libraries"]["numpy"] == np.__version__ and manifest["torch"] == torch.__version__
     )
-    assert manifest["device"] == str(config.load("smoke").torch_device())
+    assert manifest["device"] == str(smoke.torch_device())
     assert manifest["python"] == platform.python_version()
     study.publish("smoke", {"06_retrieval": 2.0})  # a later --only run keeps the other entries
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -143,13 +137,12 @@ def test_publish_writes_headline_manifest_index_and_the_profiles_readme_block(
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # nothing half-written
 
 
-def test_cli_prints_the_index_path(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("HIERSTUDY_ROOT", str(tmp_path))
+def test_cli_prints_the_index_path(project, monkeypatch, capsys):
     calls = []
     monkeypatch.setattr(study, "run", lambda *args: calls.append(args))
     assert study.main(["study", "--profile", "smoke", "--only", "01", "03"]) == 0
     assert calls == [("smoke", ["01", "03"], False, False, {})]
-    assert capsys.readouterr().out.strip() == str(tmp_path / "figures" / "smoke" / "index.md")
+    assert capsys.readouterr().out.strip() == str(project / "figures" / "smoke" / "index.md")
     assert (
         study.main(["study", "--profile", "smoke", "-p", "dataset=sop", "-p", "dims=(64, 512)"])
         == 0
@@ -159,40 +152,38 @@ def test_cli_prints_the_index_path(tmp_path, monkeypatch, capsys):
     assert "NAME=VALUE, got 'dataset'" in capsys.readouterr().err
 
 
-def test_parameters_reach_the_notebooks_parameters_cell(tmp_path, monkeypatch):
+def test_parameters_reach_the_notebooks_parameters_cell(project):
     _one_notebook(
-        tmp_path,
-        monkeypatch,
+        project,
         "01_echo",
         '# %% tags=["parameters"]\nprofile = "small"\nforce = False\ndataset = None\n\n'
         "# %%\nopen('echo.txt', 'w').write(f'{profile} {dataset}')\n",
     )
     study.run("smoke", parameters={"dataset": ("sop", 2)})
-    assert (tmp_path / "echo.txt").read_text() == "smoke ['sop', 2]"
+    assert (project / "echo.txt").read_text() == "smoke ['sop', 2]"
 
 
 # --- failure, resumption and determinism of real runs ----------------------------------------------
 PARAMETERS = '# %% tags=["parameters"]\nprofile = "small"\nforce = False\n\n'
 
 
-def _project(tmp_path, monkeypatch):
-    """A temporary project root (its own figures/, runs/ and data/)."""
-    shutil.copy(ROOT / "pyproject.toml", tmp_path)
-    monkeypatch.setenv("HIERSTUDY_ROOT", str(tmp_path))
-    monkeypatch.setenv("HIERSTUDY_DATA", str(tmp_path / "data"))
-    return tmp_path / "figures" / "smoke"
+@pytest.fixture
+def figures(project, monkeypatch):
+    """The smoke figures folder of the temporary ``project``, which reads its own data/."""
+    shutil.copy(ROOT / "pyproject.toml", project)
+    monkeypatch.setenv("HIERSTUDY_DATA", str(project / "data"))
+    return project / "figures" / "smoke"
 
 
 @pytest.mark.notebook
-def test_a_failure_keeps_earlier_figures_and_the_rerun_reuses_finished_runs(tmp_path, monkeypatch):
-    figures = _project(tmp_path, monkeypatch)
-    (tmp_path / "notebooks").mkdir()
-    (tmp_path / "notebooks" / "01_trains.py").write_text(
+def test_a_failure_keeps_earlier_figures_and_the_rerun_reuses_finished_runs(project, figures):
+    (project / "notebooks").mkdir()
+    (project / "notebooks" / "01_trains.py").write_text(
         PARAMETERS + "# %%\nimport pandas as pd\nfrom hierstudy import config, report, runs\n"
         "cfg = config.load(profile)\nrun = runs.train(cfg, 'ce', 0, force=force)\n"
         "report.save_table(pd.DataFrame({'acc': [run.record.test_acc]}), '01_acc', cfg)\n"
     )
-    (tmp_path / "notebooks" / "02_fails_once.py").write_text(
+    (project / "notebooks" / "02_fails_once.py").write_text(
         PARAMETERS + "# %%\nfrom pathlib import Path\n\n"
         "if not Path('fixed').exists():\n    raise ValueError('planted failure')\n"
     )
@@ -202,10 +193,10 @@ def test_a_failure_keeps_earlier_figures_and_the_rerun_reuses_finished_runs(tmp_
     assert sorted(p.name for p in figures.iterdir()) == ["01_acc.csv", "01_acc.md"]
     table = (figures / "01_acc.csv").read_bytes()
     assert 0 <= pd.read_csv(figures / "01_acc.csv").acc[0] <= 1
-    done = tmp_path / "runs" / "smoke" / "hiershapes" / "ce" / "seed0" / "result.json"
+    done = project / "runs" / "smoke" / "hiershapes" / "ce" / "seed0" / "result.json"
     trained_at = done.stat().st_mtime_ns
 
-    (tmp_path / "fixed").touch()
+    (project / "fixed").touch()
     study.run("smoke")
     assert done.stat().st_mtime_ns == trained_at  # the finished run is reloaded, not retrained
     assert (figures / "01_acc.csv").read_bytes() == table
@@ -217,19 +208,16 @@ def test_a_failure_keeps_earlier_figures_and_the_rerun_reuses_finished_runs(tmp_
     ]
     manifest = json.loads((figures / "manifest.json").read_text())
     assert set(manifest["notebooks"]) == {"01_trains", "02_fails_once"} and manifest["complete"]
-    assert not [p for p in (tmp_path / "runs").rglob(".*") if p.is_file()]
+    assert not [p for p in (project / "runs").rglob(".*") if p.is_file()]
 
 
 @pytest.mark.notebook
-def test_rerunning_a_training_notebook_with_force_writes_byte_identical_tables(
-    tmp_path, monkeypatch
-):
+def test_rerunning_a_training_notebook_with_force_writes_byte_identical_tables(project, figures):
     """Notebook 02 (the cheapest that trains: five 1-epoch smoke models) twice, retraining."""
-    figures = _project(tmp_path, monkeypatch)
     shutil.copytree(
-        ROOT / "notebooks", tmp_path / "notebooks", ignore=shutil.ignore_patterns("*.ipynb")
+        ROOT / "notebooks", project / "notebooks", ignore=shutil.ignore_patterns("*.ipynb")
     )
-    done = tmp_path / "runs" / "smoke" / "hiershapes" / "corr" / "seed0" / "result.json"
+    done = project / "runs" / "smoke" / "hiershapes" / "corr" / "seed0" / "result.json"
     outputs, trained_at = [], []
     for _ in range(2):
         study.run("smoke", only=["02"], force=True)

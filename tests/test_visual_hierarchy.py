@@ -10,6 +10,7 @@ from scipy import integrate, stats
 from scipy.spatial import distance
 from sklearn.covariance import ledoit_wolf_shrinkage
 from sklearn.decomposition import PCA
+from toy_hierarchies import UNEVEN
 
 from hierstudy import visual_hierarchy as vh
 from hierstudy.hierarchy import Hierarchy
@@ -336,15 +337,9 @@ def test_assign_leaves_uses_the_covariance_not_only_the_mean():
 
 
 # ------------------------------------------------------------------------------- ranking
-def small_tree() -> Hierarchy:
-    return Hierarchy(
-        [("r", "m"), ("r", "e"), ("m", "a"), ("m", "b"), ("e", "f"), ("f", "c"), ("f", "d")]
-    )
-
-
 def test_ranking_distance_matches_literal_equations():
     rng = np.random.default_rng(13)
-    h = small_tree()
+    h = UNEVEN
     q, g = rng.normal(size=(5, 6)), rng.normal(size=(9, 6))
     ql, gl = rng.integers(0, 4, 5), rng.integers(0, 4, 9)
     fast = vh.ranking_distance(q, g, ql, gl, h, alpha=3.0, chunk=2)
@@ -370,7 +365,7 @@ def test_ranking_without_hierarchy_is_the_cosine_distance():
 
 
 def test_ranking_rejects_bad_input():
-    h = small_tree()
+    h = UNEVEN
     q = np.ones((2, 3))
     with pytest.raises(vh.VisualHierarchyError, match="alpha"):
         vh.ranking_distance(q, q, [0, 1], [0, 1], h, alpha=-1.0)

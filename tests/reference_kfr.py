@@ -1,4 +1,4 @@
-"""Slow literal transcription of KFR's ℓ_qtr (000_352f6443065d4c19.txt, Sec. III-A and eq. 6).
+"""Slow literal transcription of KFR's ℓ_qtr (Zhao et al., KFR 2024, Sec. III-A and eq. 6).
 
 One Python loop over triplets, one term per triplet, scalar arithmetic as written in the paper.
 The reference for tests/test_losses_kfr.py and benchmarks/bench_kfr.py; not library code.

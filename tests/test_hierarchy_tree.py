@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
-from reference_hierarchy import literal_matrices, random_hierarchy
+from reference_hierarchy import literal_matrices
+from toy_hierarchies import random_hierarchy
 
 from hierstudy.hierarchy import Hierarchy, HierarchyError, toy_hierarchy
 
@@ -23,7 +24,7 @@ def test_toy_example_of_barz_fig2():
 @pytest.mark.parametrize("seed", range(6))
 def test_matrices_match_literal_pairwise_reference(seed):
     rng = np.random.default_rng(seed)
-    h = random_hierarchy(rng, n_nodes=60, dag_edges=8 if seed % 2 else 0)
+    h = random_hierarchy(rng, nodes=60, dag_edges=8 if seed % 2 else 0)
     lcs_height, d_g, d_t = literal_matrices(h, k=1.5)
     np.testing.assert_array_equal(h.lcs_height(), lcs_height)
     np.testing.assert_allclose(h.dissimilarity(), d_g, rtol=0, atol=1e-15)
@@ -32,7 +33,7 @@ def test_matrices_match_literal_pairwise_reference(seed):
 
 @pytest.mark.parametrize("seed", range(4))
 def test_tree_distances_are_symmetric_zero_diagonal_and_metric(seed):
-    h = random_hierarchy(np.random.default_rng(seed), n_nodes=50)
+    h = random_hierarchy(np.random.default_rng(seed), nodes=50)
     assert h.is_tree
     for m in (h.dissimilarity(), h.path_distance()):
         np.testing.assert_array_equal(m, m.T)

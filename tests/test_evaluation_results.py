@@ -4,14 +4,11 @@ import numpy as np
 import pytest
 from fake_results import fake_run
 
-from hierstudy import config
 from hierstudy.evaluation import results
 
 
-def test_a_run_result_is_stored_beside_the_run_as_strict_json(tmp_path, monkeypatch):
-    monkeypatch.setenv("HIERSTUDY_ROOT", str(tmp_path))
-    cfg = config.load("smoke")
-    ce, kfr = fake_run(cfg, "ce", 0), fake_run(cfg, "kfr/ce", 1, "cifar100")
+def test_a_run_result_is_stored_beside_the_run_as_strict_json(smoke):
+    ce, kfr = fake_run(smoke, "ce", 0), fake_run(smoke, "kfr/ce", 1, "cifar100")
     record = {"acc": np.float32(0.5), "none": float("nan"), "curve": np.array([1.0, 2.0])}
     path = results.save_run_result(ce, "localisation", record)
     assert path == ce.run_dir / "results" / "localisation.json"
@@ -24,12 +21,12 @@ def test_a_run_result_is_stored_beside_the_run_as_strict_json(tmp_path, monkeypa
     assert results.load_run_result(ce, "localisation")["curve"] == [1.0, 2.0]
     assert results.load_run_result(kfr, "localisation") is None
     results.save_run_result(kfr, "localisation", {"acc": 0.25})
-    found = results.load_run_results(cfg, "localisation")
+    found = results.load_run_results(smoke, "localisation")
     assert [(run.name, run.seed, r["acc"]) for run, r in found] == [
         ("ce", 0, 0.5),
         ("kfr/ce", 1, 0.25),
     ]
-    assert [run.name for run, _ in results.load_run_results(cfg, "localisation", "cifar100")] == [
+    assert [run.name for run, _ in results.load_run_results(smoke, "localisation", "cifar100")] == [
         "kfr/ce"
     ]
     results.save_run_result(ce, "localisation", {"acc": 0.75})  # replaced, nothing left behind
@@ -37,12 +34,10 @@ def test_a_run_result_is_stored_beside_the_run_as_strict_json(tmp_path, monkeypa
     assert [p.name for p in path.parent.iterdir()] == ["localisation.json"]
 
 
-def test_dataset_results_and_names(tmp_path, monkeypatch):
-    monkeypatch.setenv("HIERSTUDY_ROOT", str(tmp_path))
-    cfg = config.load("smoke")
-    fake_run(cfg, "ce", 0)
-    results.save_dataset_result(cfg, "hiershapes", "localisation", {"references": []})
-    assert results.load_dataset_results(cfg, "localisation") == {"hiershapes": {"references": []}}
-    assert results.load_run_results(cfg, "localisation") == []
+def test_dataset_results_and_names(smoke):
+    fake_run(smoke, "ce", 0)
+    results.save_dataset_result(smoke, "hiershapes", "localisation", {"references": []})
+    assert results.load_dataset_results(smoke, "localisation") == {"hiershapes": {"references": []}}
+    assert results.load_run_results(smoke, "localisation") == []
     with pytest.raises(results.ResultError, match="a result name"):
-        results.save_dataset_result(cfg, "hiershapes", "../escape", {})
+        results.save_dataset_result(smoke, "hiershapes", "../escape", {})

@@ -6,22 +6,15 @@ from fake_results import (
     store_retrieval,
 )
 
-from hierstudy import config
 from hierstudy.evaluation.results import load_run_result
 from hierstudy.report.headline import headline
 
 
-def smoke(tmp_path, monkeypatch):
-    monkeypatch.setenv("HIERSTUDY_ROOT", str(tmp_path))
-    return config.load("smoke")
-
-
-def test_headline_aggregates_seeds_joins_localisation_by_run_and_marks_gaps(tmp_path, monkeypatch):
-    cfg = smoke(tmp_path, monkeypatch)
-    store_retrieval(cfg, RETRIEVAL_CSV)
-    store_localisation(cfg, WSOL_ROWS)
-    fake_run(cfg, "center", 0)  # a run without any stored result: no row
-    table = headline(cfg).set_index("method")
+def test_headline_aggregates_seeds_joins_localisation_by_run_and_marks_gaps(smoke):
+    store_retrieval(smoke, RETRIEVAL_CSV)
+    store_localisation(smoke, WSOL_ROWS)
+    fake_run(smoke, "center", 0)  # a run without any stored result: no row
+    table = headline(smoke).set_index("method")
     assert list(table.columns) == [
         "protocol",
         "seeds",
@@ -61,32 +54,28 @@ def test_headline_aggregates_seeds_joins_localisation_by_run_and_marks_gaps(tmp_
     ) == {"—"}
 
 
-def test_headline_handles_missing_results_columns_and_mixed_k(tmp_path, monkeypatch):
-    cfg = smoke(tmp_path, monkeypatch)
+def test_headline_handles_missing_results_columns_and_mixed_k(smoke):
     retrieval = RETRIEVAL_CSV.replace("hier,zero-shot,250", "hier,zero-shot,143").replace(
         ",recall@1", ",r1"
     )
-    store_retrieval(cfg, retrieval)
-    store_localisation(cfg, [{"model": "my CE", "run": "ce", "seed": 0, "test_acc": 0.5}])
-    table = headline(cfg).set_index("method")
+    store_retrieval(smoke, retrieval)
+    store_localisation(smoke, [{"model": "my CE", "run": "ce", "seed": 0, "test_acc": 0.5}])
+    table = headline(smoke).set_index("method")
     assert "mAHP@K" in table and list(table.K) == ["250", "143"]  # no extra row: "my CE" is ce
     assert set(table["R@1"]) == {"—"} and set(table.MaxBoxAccV2) == {"—"}
     assert table.loc["CE (classification features)", "accuracy"] == "0.500"
-    for path in cfg.runs_dir.rglob("results/retrieval.json"):
+    for path in smoke.runs_dir.rglob("results/retrieval.json"):
         path.unlink()
-    only_07 = headline(cfg)
+    only_07 = headline(smoke)
     assert list(only_07.method) == ["my CE"] and only_07.accuracy[0] == "0.500"
-    for path in cfg.runs_dir.rglob("results/localisation.json"):
+    for path in smoke.runs_dir.rglob("results/localisation.json"):
         path.unlink()
-    assert headline(cfg).empty
+    assert headline(smoke).empty
 
 
-def test_headline_keeps_datasets_apart_and_joins_localisation_on_its_own_dataset(
-    tmp_path, monkeypatch
-):
-    cfg = smoke(tmp_path, monkeypatch)
+def test_headline_keeps_datasets_apart_and_joins_localisation_on_its_own_dataset(smoke):
     store_retrieval(
-        cfg,
+        smoke,
         """\
 dataset,method,run,protocol,K,seed,mahp,balanced_accuracy,map,recall@1,mistake_severity
 HierShapes,CE + L2 norm,ce,closed set,250,0,0.5,0.6,0.4,0.7,2.0
@@ -99,9 +88,9 @@ ImageNet-1k,L_CORR+CLS,barz/corr_cls,closed set,250,0,0.2,0.3,0.4,0.5,4.0
         {"model": "CE", "run": "kfr/ce", "seed": 0, "test_acc": 0.25, "maxboxacc_v2": 0.5},
         {"model": "CE", "run": "barz/ce", "seed": 0, "test_acc": 0.3, "maxboxacc_v2": 0.4},
     ]
-    store_localisation(cfg, wsol, "imagenet1k")  # 07 scored ImageNet-1k's models
-    assert load_run_result(fake_run(cfg, "ce", 0), "localisation") is None
-    table = headline(cfg)
+    store_localisation(smoke, wsol, "imagenet1k")  # 07 scored ImageNet-1k's models
+    assert load_run_result(fake_run(smoke, "ce", 0), "localisation") is None
+    table = headline(smoke)
     assert list(table.columns[:4]) == ["dataset", "method", "run", "protocol"]
     rows = table.set_index(["dataset", "run", "method"])
     assert (rows.seeds == 1).all()  # one seed of each setup's CE: not two seeds of one CE
@@ -114,13 +103,12 @@ ImageNet-1k,L_CORR+CLS,barz/corr_cls,closed set,250,0,0.2,0.3,0.4,0.5,4.0
     assert len(table) == 4
 
 
-def test_localisation_of_another_dataset_is_kept_apart(tmp_path, monkeypatch):
+def test_localisation_of_another_dataset_is_kept_apart(smoke):
     """Notebook 06 on HierShapes only, 07 on ImageNet-1k: run ``ce`` of one is not the other's."""
-    cfg = smoke(tmp_path, monkeypatch)
-    store_retrieval(cfg, RETRIEVAL_CSV)
+    store_retrieval(smoke, RETRIEVAL_CSV)
     store_localisation(
-        cfg, [{"model": "CE", "run": "ce", "seed": 0, "test_acc": 0.9}], "imagenet1k"
+        smoke, [{"model": "CE", "run": "ce", "seed": 0, "test_acc": 0.9}], "imagenet1k"
     )
-    rows = headline(cfg).set_index(["dataset", "method"])
+    rows = headline(smoke).set_index(["dataset", "method"])
     assert rows.loc[("HierShapes", "CE (classification features)"), "accuracy"] == "—"
     assert rows.loc[("ImageNet-1k", "CE"), "accuracy"] == "0.900"
