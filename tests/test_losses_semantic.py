@@ -1,4 +1,4 @@
-"""L_CORR (001_078dd69429c88981.txt eq. 8), nearest-class prediction and the center loss."""
+"""L_CORR (Barz & Denzler (WACV 2019), eq. 8), nearest-class prediction and the center loss."""
 
 import numpy as np
 import pytest

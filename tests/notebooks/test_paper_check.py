@@ -13,7 +13,7 @@ def test_notebook_03_runs_kfrs_paper_setup_on_cifar100(tmp_path, monkeypatch):
     write_cifar(tmp_path / "data")
     monkeypatch.setenv("HIERSTUDY_ROOT", str(tmp_path))
     monkeypatch.setenv("HIERSTUDY_DATA", str(tmp_path / "data"))
-    study.run("paper_check", only=["03"])  # 02: its setups are checked in test_paper_setups
+    study.run("paper_check", only=["03"])  # 02: its setups are checked in test_setups
     cfg = config.load("paper_check")
     assert cfg.datasets["kfr"] == "cifar100"
     runs = cfg.runs_dir / "cifar100" / "kfr"
