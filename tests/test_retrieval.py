@@ -203,3 +203,32 @@ def test_no_run_is_an_error_naming_the_notebooks(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="no finished run.*run them first"):
         retrieval.per_seed_table(config.load("smoke"))
     assert retrieval.load_per_seed_table(config.load("smoke")).empty
+
+
+def test_random_severity_is_the_mean_lcs_height_over_distinct_classes():
+    # root -> a -> {x, y}, root -> z: x and y meet at a (height 1), z meets both at the root (2)
+    tree = Hierarchy([("root", "a"), ("a", "x"), ("a", "y"), ("root", "z")], ["x", "y", "z"])
+    graded = retrieval.Grading(tree, tree.similarity(), tree.lcs_height())
+    assert graded.random_severity == pytest.approx((1 + 1 + 2 + 2 + 2 + 2) / 6)
+
+
+def test_panel_and_top_matches_of_a_run(study):
+    cfg, trained = study
+    assert retrieval.panel(trained[0]) == ("HierShapes", "closed set")
+    assert retrieval.panel(trained[4]) == ("HierShapes", "zero-shot")
+    queries = np.array([5, 0, 17])
+    for run in (trained[0], trained[4]):
+        label, top = retrieval.top_matches(run, queries, 6)
+        # notebook 06's grid before issue 17: the last variant's ranking, the query left out
+        feats = run.retrieval_features("test")[0]
+        metric = "cosine" if run.method == "ce" else run.record.metric
+        dist = (
+            (lambda q, g: pairwise_distance(q.double(), g.double(), c=0.1))
+            if metric == "hyperbolic"
+            else metric
+        )
+        nearest = metrics.nearest_neighbours(feats[queries], feats, k=7, metric=dist)
+        expected = np.stack([row[row != q][:6] for row, q in zip(nearest, queries, strict=True)])
+        assert label == ("CE + L2 norm" if run.method == "ce" else "PA + HIER")
+        np.testing.assert_array_equal(top, expected)
+        assert not (top == queries[:, None]).any()

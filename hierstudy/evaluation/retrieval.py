@@ -14,7 +14,8 @@ training features under both covariance conventions (:class:`~.rerank.VisualRera
 
 :func:`per_seed_table` evaluates and stores each run's rows (result ``retrieval``,
 :mod:`.results`); :func:`load_per_seed_table` reads them back, :func:`aggregate` gives the mean
-± std over seeds.
+± std over seeds, :func:`chance` a random ranking's scores and :func:`top_matches` the
+qualitative grid's (Barz's Fig. 1).
 """
 
 from __future__ import annotations
@@ -73,6 +74,13 @@ class Grading:
     similarity: np.ndarray
     lcs_height: np.ndarray
 
+    @property
+    def random_severity(self) -> float:
+        """The mistake severity of a uniformly random wrong class (Bertinetto et al., CVPR 2020),
+        its chance level: the mean LCS height over ordered pairs of distinct classes."""
+        off_diagonal = ~np.eye(len(self.lcs_height), dtype=bool)
+        return float(self.lcs_height[off_diagonal].mean())
+
 
 @dataclass(frozen=True)
 class Ranking:
@@ -117,6 +125,11 @@ def variants(run: runs.Run) -> list[tuple[str, str]]:
     if run.method == "ce" and not extra:
         return [("CE (classification features)", "euclidean"), ("CE + L2 norm", "cosine")]
     return [(f"{base} ({extra})" if extra else base, run.record.metric)]
+
+
+def panel(run: runs.Run) -> tuple[str, str]:
+    """(dataset title, protocol) of the run: its block of the central table."""
+    return catalog.title(run.record.dataset), "zero-shot" if run.record.zero_shot else "closed set"
 
 
 def is_rerank_baseline(run: runs.Run, profile: Profile) -> bool:
@@ -306,11 +319,12 @@ def per_seed_table(
 
 
 def _record(run: runs.Run, label: str, row: dict) -> dict:
+    dataset, protocol = panel(run)
     return {
-        "dataset": catalog.title(run.record.dataset),
+        "dataset": dataset,
         "backbone": run.record.recipe.backbone,
         "setup": run.record.paper or "profile",  # a paper's setup, or the profile's own
-        "protocol": "zero-shot" if run.record.zero_shot else "closed set",
+        "protocol": protocol,
         "method": label,
         "run": run.name,
         "seed": run.seed,
@@ -373,3 +387,15 @@ def chance(
     ks = recall_ks_of(run, recall_ks)
     row = ranking_metrics(noise, labels, "dot", graded, K=K, recall_ks=ks)
     return row | {"others": float(np.bincount(labels)[labels].mean() - 1)}
+
+
+def top_matches(run: runs.Run, queries, k: int) -> tuple[str, np.ndarray]:
+    """The row label of the run's own ranking (its last :func:`variants`: CE's L2-normalised
+    one) and the [len(queries), k] test indices of each query's k best matches among the run's
+    test images, best first, the query itself left out (Barz & Denzler (WACV 2019), Fig. 1)."""
+    label, metric = variants(run)[-1]
+    feats = run.retrieval_features("test")[0]
+    top = metrics.nearest_neighbours(
+        feats[queries], feats, k=min(k + 1, len(feats)), metric=run_distance(metric)
+    )
+    return label, np.stack([row[row != q][:k] for row, q in zip(top, queries, strict=True)])

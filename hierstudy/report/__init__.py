@@ -1,6 +1,7 @@
 """Everything the notebooks write and how their tables read: files with provenance
-(:mod:`.io`), the cells of tables over seeds (:mod:`.tables`) and shared plots (:mod:`.plots`,
-imported on its own: ``from hierstudy.report import plots``)."""
+(:mod:`.io`), the cells of tables over seeds (:mod:`.tables`), shared plots (:mod:`.plots`) and
+the central table in words (:mod:`.central`); the last two imported on their own
+(``from hierstudy.report import plots``)."""
 
 from hierstudy.report.io import (
     LIBRARIES,
