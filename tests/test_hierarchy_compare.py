@@ -9,7 +9,9 @@ from scipy.cluster.hierarchy import linkage, to_tree
 
 from hierstudy.hierarchy import Hierarchy, HierarchyError
 from hierstudy.hierarchy.compare import (
+    agreement,
     cophenetic_correlation,
+    families,
     resolved_triplets,
     triplet_agreement,
     ward_hierarchy,
@@ -132,3 +134,33 @@ def test_agreement_edge_cases():
         triplet_agreement(h, h, among="some")
     with pytest.raises(HierarchyError, match="different classes"):
         triplet_agreement(h, Hierarchy([("r", c) for c in "abcz"]))
+
+
+def test_agreement_gathers_the_measures_under_the_tables_column_names():
+    rng = np.random.default_rng(18)
+    visual = merged_pairs_tree([("c0", "c3"), ("c1", "c4"), ("c2", "c5")])
+    ward = ward_hierarchy(rng.normal(size=(6, 2)), [f"c{i}" for i in range(6)])
+    assert agreement(visual, ward) == {
+        "triplet agreement (resolved in both)": literal_triplets(visual, ward, "both"),
+        "triplet agreement (resolved in either)": literal_triplets(visual, ward, "either"),
+        "cophenetic correlation": cophenetic_correlation(visual, ward),
+    }
+    flat = Hierarchy([("r", c) for c in "abcd"])
+    values = agreement(flat, small_tree())
+    assert np.isnan(values["triplet agreement (resolved in both)"])
+    assert values["triplet agreement (resolved in either)"] == 0.0
+
+
+def test_families_are_the_nodes_of_the_first_depth_that_splits_the_classes():
+    assert families(small_tree()) == {"a": "m", "b": "m", "c": "e", "d": "e"}
+    # a single child under the root splits nothing: the families are one level further down
+    chain = Hierarchy([("top", "r"), *small_tree().edges()])
+    assert families(chain) == families(small_tree())
+    flat = Hierarchy([("r", c) for c in "abc"])
+    assert families(flat) == {"a": "a", "b": "b", "c": "c"}
+    # a class directly under the root is its own family beside the groups
+    assert families(Hierarchy([("r", "m"), ("m", "a"), ("m", "b"), ("r", "c")])) == {
+        "a": "m",
+        "b": "m",
+        "c": "c",
+    }

@@ -1,10 +1,20 @@
+"""Tests of hierstudy.evaluation.rerank against notebook 05's pipeline before issue 17
+(tests/rerank_literal.py)."""
+
 import numpy as np
 import pytest
 import torch
+from rerank_literal import d_h_only, eq6, evaluate, fit, merging_row, with_leaves
 
 from hierstudy import visual_hierarchy as vh
 from hierstudy.evaluation import metrics
-from hierstudy.evaluation.rerank import VisualReranker, paper_values
+from hierstudy.evaluation.rerank import (
+    RetrievalScores,
+    VisualReranker,
+    merging,
+    paper_values,
+    rankings,
+)
 from hierstudy.hierarchy import Hierarchy
 
 CLASSES = [f"c{i}" for i in range(8)]
@@ -23,38 +33,6 @@ def features(n_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x.astype(np.float32), labels
 
 
-# ----- the notebooks' re-ranking as written in notebooks 05, 06 and 08 before issue 17: the
-# leaf of each image travels as an extra last column of its feature row
-def with_leaves(x, leaf):
-    return np.hstack([x, leaf[:, None]])
-
-
-def eq6(hierarchy, a):
-    def distance(q, g):
-        ql, gl = q[:, -1].long(), g[:, -1].long()
-        return vh.ranking_distance(q[:, :-1], g[:, :-1], ql, gl, hierarchy, a)
-
-    return distance
-
-
-def d_h_only(hierarchy):
-    return lambda q, g: vh.hierarchical_distance(q[:, -1].long(), g[:, -1].long(), hierarchy)
-
-
-def notebook_05(train, y_train, test, t, covariance):
-    """Notebook 05's PCA, class Gaussians, test leaves (eq. 4) and tree at t."""
-    pca = vh.fit_pca(train, 0.95)
-    x_train = pca.transform(train)
-    gaussians = vh.fit_class_gaussians(x_train, y_train, len(CLASSES), covariance=covariance)
-    leaves = vh.assign_leaves(pca.transform(test), gaussians)
-    built = vh.build_visual_hierarchy(x_train, y_train, CLASSES, t, covariance=covariance)
-    ward = vh.ward_hierarchy(gaussians.means, CLASSES)
-    return leaves, built, ward
-
-
-# -----
-
-
 def same(first: dict, second: dict) -> None:
     assert first.keys() == second.keys()
     for key, value in first.items():
@@ -70,7 +48,7 @@ def test_the_distance_reproduces_the_notebooks_eq6_rankings_exactly(covariance):
     test, y_test = features(6, 1)
     x = test.astype(np.float64)  # the notebooks rank float64 features
     t, alpha = 0.3, 3.0
-    leaves, built, ward = notebook_05(train, y_train, test, t, covariance)
+    _, _, leaves, built, ward = fit(train, y_train, test, CLASSES, t, covariance)
     reranker = VisualReranker(t, covariance=covariance).fit(train, y_train, CLASSES)
     assert built.merged and reranker.hierarchy is not None  # the pairs merge: D_H matters
     order = metrics.nearest_neighbours(x, k=47, metric=reranker.distance(alpha))
@@ -137,3 +115,61 @@ def test_paper_values_and_bad_hierarchy():
     reranker = VisualReranker().fit(train, y_train, CLASSES)
     with pytest.raises(vh.VisualHierarchyError, match="'visual', 'ward', a Hierarchy or None"):
         reranker.distance(1.0, "semantic")
+
+
+def test_rankings_are_eq6_with_the_visual_semantic_and_ward_trees_in_that_order():
+    train, y_train = features(12, 0)
+    test, _ = features(3, 1)
+    reranker = VisualReranker(0.3).fit(train, y_train, CLASSES)
+    got = rankings(reranker, 2.0, SEMANTIC)
+    assert list(got) == [f"cosine + α·D_H ({h})" for h in ("visual", "semantic", "Ward")]
+    x = torch.from_numpy(test.astype(np.float64))
+    for (name, (tree, a, distance)), expected in zip(
+        got.items(), (reranker.hierarchy, SEMANTIC, reranker.ward()), strict=True
+    ):
+        assert name.endswith(f"({tree})") and a == 2.0
+        assert distance(x, x).equal(reranker.distance(2.0, expected)(x, x))
+
+
+def test_retrieval_scores_are_the_notebooks_map_at_k_columns():
+    train, y_train = features(12, 0)
+    test, y_test = features(6, 1)
+    x = test.astype(np.float64)
+    reranker = VisualReranker(0.3).fit(train, y_train, CLASSES)
+    scores = RetrievalScores.of(y_test, SEMANTIC, k_max=20)
+    assert (scores.K, scores.map_ks) == (47, tuple(range(1, 21)))  # K: at most 48 - 1
+    short = RetrievalScores.of(y_test[:9], SEMANTIC, k_max=20)
+    assert (short.K, short.map_ks) == (8, tuple(range(1, 9)))  # both capped at N - 1
+    grading = (SEMANTIC.similarity(), 47, tuple(range(1, 21)))
+    leaves = reranker.leaves(test)
+    cases = [
+        ("cosine", "cosine", x),
+        (reranker.distance(3.0), eq6(reranker.hierarchy, 3.0), with_leaves(x, leaves)),
+        (reranker.hierarchical_distance(), d_h_only(reranker.hierarchy), with_leaves(x, leaves)),
+    ]
+    for new, old, rows in cases:
+        assert scores(x, new) == evaluate(rows, old, y_test, *grading)
+    variants = {"cosine": ("none", 0.0, "cosine"), "D_H": ("visual", None, cases[2][0])}
+    table = scores.rows(x, variants, corruption="none")
+    assert [list(r)[:4] for r in table] == [["variant", "hierarchy", "alpha", "corruption"]] * 2
+    assert table[1] == {
+        "variant": "D_H",
+        "hierarchy": "visual",
+        "alpha": None,
+        "corruption": "none",
+        **evaluate(with_leaves(x, leaves), cases[2][1], y_test, *grading),
+    }
+
+
+@pytest.mark.parametrize("covariance", ["class", "pooled"])
+def test_merging_describes_the_tree_as_the_notebook_did(covariance):
+    train, y_train = features(12, 0)
+    for t in (0.01, 0.3, 1.0):
+        reranker = VisualReranker(t, covariance=covariance).fit(train, y_train, CLASSES)
+        built = fit(train, y_train, train, CLASSES, t, covariance)[3]
+        got, expected = merging(reranker, SEMANTIC), merging_row(built, covariance, t, SEMANTIC)
+        assert list(got) == list(expected)
+        np.testing.assert_equal(got, expected)  # NaN agreement for a flat tree
+    assert merging(VisualReranker(0.3).fit(train, y_train, CLASSES), SEMANTIC)["paper"] == (
+        "CUB-200-2011"
+    )

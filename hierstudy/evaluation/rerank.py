@@ -9,19 +9,28 @@ D is a function of two feature matrices: :meth:`VisualReranker.distance` plugs i
 ``metrics.retrieval_metrics`` and ``metrics.nearest_neighbours`` like any other distance, the
 leaves computed from the rows it is given (never from labels). The geometry is
 :mod:`hierstudy.visual_hierarchy`; this module only assembles it.
+
+:func:`merging` describes what the merging built, :func:`rankings` gives eq. 6 with each tree the
+paper compares (the visual hierarchy, the semantic taxonomy, Ward's tree) and
+:class:`RetrievalScores` the measures of its Fig. 2 (mAP@k, k = 1..20), one table row per ranking.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from hierstudy import visual_hierarchy as vh
-from hierstudy.hierarchy import Hierarchy
+from hierstudy.evaluation import metrics
+from hierstudy.geometry import Distance
+from hierstudy.hierarchy import Hierarchy, compare
 
 # (t, alpha) of Sec. 4.2: CIFAR-100's, else CUB-200-2011's (the study's default elsewhere)
 PAPER_VALUES = {"cifar100": (0.20, 5.0)}
 CUB_VALUES = (0.30, 3.0)
+PAPER_THRESHOLDS = {0.30: "CUB-200-2011", 0.20: "CIFAR-100"}  # each t of Sec. 4.2: its dataset
 
 
 def paper_values(dataset: str) -> tuple[float, float]:
@@ -115,6 +124,93 @@ class VisualReranker:
         raise vh.VisualHierarchyError(
             f"hierarchy must be 'visual', 'ward', a Hierarchy or None, got {hierarchy!r}"
         )
+
+
+def merging(reranker: VisualReranker, semantic: Hierarchy) -> dict:
+    """What the merging of a fitted re-ranker built (Sec. 3.1): its "covariance" and "t" (with the
+    "paper" dataset of that t), the "nodes per level" (the classes first), the "nodes at level 1",
+    the "merge levels", whether a root was added above several unmerged nodes, the tree's
+    "height", and its ``compare.agreement`` with the ``semantic`` taxonomy."""
+    v = reranker.visual
+    return {
+        "covariance": reranker.covariance,
+        "t": reranker.threshold,
+        "paper": PAPER_THRESHOLDS.get(reranker.threshold, ""),
+        "nodes per level": " → ".join(map(str, v.levels)),
+        "nodes at level 1": v.levels[min(1, len(v.levels) - 1)],
+        "merge levels": len(v.levels) - 1,
+        "root added": v.root_added,
+        "height": v.hierarchy.max_height,
+        **compare.agreement(v.hierarchy, semantic),
+    }
+
+
+def rankings(
+    reranker: VisualReranker, alpha: float, semantic: Hierarchy
+) -> dict[str, tuple[str, float, Distance]]:
+    """eq. 6 with each tree of Fig. 2: {"cosine + α·D_H (<tree>)": (tree, alpha, distance)} for
+    the fitted visual hierarchy (the method), the semantic taxonomy (baseline (vii)) and Ward's
+    tree of the class means (baseline (vi)), in that order."""
+    trees = {"visual": "visual", "semantic": semantic, "Ward": "ward"}
+    return {
+        f"cosine + α·D_H ({name})": (name, alpha, reranker.distance(alpha, tree))
+        for name, tree in trees.items()
+    }
+
+
+@dataclass(frozen=True)
+class RetrievalScores:
+    """The measures of Fig. 2 for rankings of one test set, every image querying all the others
+    (relevant = same class; ``metrics.retrieval_metrics``).
+
+    ``scores(features, metric)`` gives the columns "mAP", "mAP@k" (k = the last of ``map_ks``),
+    "mAP@k (÷k)", "R@1", "mAHP@K" and the curves "map_at_k" and "map_at_k_divk" over ``map_ks``.
+    The paper gives mAP@k no normalisation (Sec. 4.3): "mAP@k" is the classical
+    Σ_{i≤k} P@i·rel_i / min(k, R), "÷k" the authors' code's, the same sum over k
+    (docs/ambiguities.md). mAHP@K is Barz & Denzler (WACV 2019), eq. 11, graded by the semantic
+    taxonomy's s_G (their eq. 2).
+    """
+
+    labels: np.ndarray  # [N] class indices of the test images
+    semantic: Hierarchy  # the taxonomy the labels index (mAHP@K; baseline (vii) of eq. 6)
+    K: int  # mAHP@K
+    map_ks: tuple[int, ...]  # the k of the mAP@k curves
+
+    @classmethod
+    def of(cls, labels, semantic: Hierarchy, k_max: int = 20, K: int = 250) -> RetrievalScores:
+        """mAP@k for k = 1..k_max and mAHP@K, both capped at the database size (N - 1)."""
+        K = min(K, len(labels) - 1)
+        return cls(np.asarray(labels), semantic, K, tuple(range(1, min(k_max, K) + 1)))
+
+    def __call__(self, features, metric: str | Distance) -> dict:
+        m = metrics.retrieval_metrics(
+            features,
+            self.labels,
+            similarity=self.semantic.similarity(),
+            metric=metric,
+            K=self.K,
+            recall_ks=(1,),
+            map_ks=self.map_ks,
+        )
+        top = self.map_ks[-1]
+        return {
+            "mAP": m["map"],
+            f"mAP@{top}": m["map_at_k"][top],
+            f"mAP@{top} (÷k)": m["map_at_k_divk"][top],
+            "R@1": m["recall"][1],
+            f"mAHP@{self.K}": m["mahp"],
+            "map_at_k": [m["map_at_k"][k] for k in self.map_ks],
+            "map_at_k_divk": [m["map_at_k_divk"][k] for k in self.map_ks],
+        }
+
+    def rows(self, features, variants: dict, **columns) -> list[dict]:
+        """One row per ranking of ``features``: ``variants`` maps a name to (tree, alpha,
+        metric), as :func:`rankings` does; ``columns`` (e.g. ``corruption="none"``) follow
+        "variant", "hierarchy" and "alpha"."""
+        return [
+            {"variant": name, "hierarchy": tree, "alpha": a, **columns, **self(features, metric)}
+            for name, (tree, a, metric) in variants.items()
+        ]
 
 
 class _LastLeaves:

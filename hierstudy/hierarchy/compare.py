@@ -2,7 +2,9 @@
 
 Ward clustering of the class means is the baseline (vi) of Venkataramanan et al. (ICVS 2023,
 Sec. 4.1). The agreement measures (triplet agreement, cophenetic correlation, and the share of
-triplets a hierarchy resolves) read only the LCS heights and match classes by name.
+triplets a hierarchy resolves) read only the LCS heights and match classes by name;
+:func:`agreement` gathers them into the columns of notebook 05's tables, and :func:`families`
+groups the classes of a taxonomy at its first split (the colours of a tree drawn beside another).
 """
 
 from __future__ import annotations
@@ -98,6 +100,27 @@ def resolved_triplets(hierarchy: Hierarchy) -> float:
         upper = np.triu(np.ones((k - i - 1,) * 2, dtype=bool), 1)
         resolved += int((_closest_pair(heights, i)[upper] != 3).sum())
     return resolved / (k * (k - 1) * (k - 2) // 6)
+
+
+def agreement(first: Hierarchy, second: Hierarchy) -> dict[str, float]:
+    """The agreement of two hierarchies as notebook 05 tabulates it: :func:`triplet_agreement`
+    over the triplets resolved in both and in either, and :func:`cophenetic_correlation`."""
+    return {
+        "triplet agreement (resolved in both)": triplet_agreement(first, second),
+        "triplet agreement (resolved in either)": triplet_agreement(first, second, among="either"),
+        "cophenetic correlation": cophenetic_correlation(first, second),
+    }
+
+
+def families(hierarchy: Hierarchy) -> dict[str, str]:
+    """{class: its ancestor at the shallowest depth where the (tree) hierarchy splits the
+    classes}; every class its own family when no depth splits them."""
+    paths = {c: hierarchy.ancestors(c)[::-1] for c in hierarchy.classes}  # root first
+    for depth in range(1, hierarchy.max_height + 1):
+        group = {c: path[min(depth, len(path) - 1)] for c, path in paths.items()}
+        if len(set(group.values())) > 1:
+            return group
+    return {c: c for c in hierarchy.classes}
 
 
 def _closest_pair(heights: np.ndarray, i: int) -> np.ndarray:

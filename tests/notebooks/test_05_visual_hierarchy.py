@@ -43,7 +43,7 @@ def test_notebook_05_under_smoke_builds_visual_hierarchies_and_ranks_with_them()
         assert classical[0] == pytest.approx(row["R@1"]) == divk[0]  # mAP@1 = top-1 hit rate
         assert row[top] == classical[-1] and row[f"{top} (÷k)"] == divk[-1]
 
-    # alpha = 0 goes through eq. 6's code path (leaf column attached) yet ranks exactly as cosine
+    # alpha = 0 goes through eq. 6's code path (leaves placed by eq. 4) yet ranks exactly as cosine
     cosine = rows["cosine"]
     zero = [r for r in m["alpha_sweep"] if r["alpha"] == 0]
     assert {r["hierarchy"] for r in zero} == {"visual", "semantic", "Ward"}
