@@ -1,10 +1,10 @@
 """Tests of hierstudy.evaluation.rerank against notebook 05's pipeline before issue 17
-(tests/rerank_literal.py)."""
+(tests/reference_rerank.py)."""
 
 import numpy as np
 import pytest
 import torch
-from rerank_literal import d_h_only, eq6, evaluate, fit, merging_row, with_leaves
+from reference_rerank import d_h_only, eq6, evaluate, fit, merging_row, with_leaves
 
 from hierstudy import visual_hierarchy as vh
 from hierstudy.evaluation import metrics

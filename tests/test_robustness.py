@@ -1,11 +1,11 @@
 """Tests of hierstudy.evaluation.robustness against notebook 05's robustness cells before issue 17
-(tests/rerank_literal.py), on tiny HierShapes runs."""
+(tests/reference_rerank.py), on tiny HierShapes runs."""
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from rerank_literal import clean_network_features, fit, method_on, robustness_rows
+from reference_rerank import clean_network_features, fit, method_on, robustness_rows
 
 from hierstudy import config, runs
 from hierstudy import visual_hierarchy as vh
