@@ -5,17 +5,22 @@ ancestors, and ancestors sit nearer the origin of the Poincaré ball than their 
 paper shows this only qualitatively (UMAP with ancestor links, Fig. 3-4). The study reads a tree
 off the proxies with the rule its Fig. 3 draws: every point hangs from its nearest proxy of
 smaller norm. This is the study's own analysis, not a procedure of the paper.
+:func:`hier_proxy_tree` reads that tree off a finished ``hier`` run (notebooks 04 and 08).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .geometry import C, pairwise_distance
 from .hierarchy import Hierarchy
+
+if TYPE_CHECKING:
+    from .runs import Run
 
 
 def nearest_smaller_proxy(points: torch.Tensor, proxies: torch.Tensor, c: float = C) -> np.ndarray:
@@ -49,3 +54,22 @@ def proxy_tree(
         votes = np.bincount(sample_parent[labels == k], minlength=len(proxies))
         edges.append((f"p{int(votes.argmax())}", name))
     return Hierarchy(edges, list(classes)).restrict(list(classes))
+
+
+def hier_proxy_tree(run: Run, classes: Sequence[str]) -> Hierarchy:
+    """:func:`proxy_tree` of a finished ``hier`` run: its trained proxies (``run.loss("hier")``)
+    and the embedding of all its training images, in its ball's curvature. ``classes``: the names
+    of the run's training classes, label k being ``classes[k]`` (on HierShapes the seen first
+    half of the taxonomy, :func:`hierstudy.datasets.protocols.zero_shot_classes`)."""
+    if len(classes) != run.record.train_classes:
+        raise ValueError(
+            f"run {run.name!r} trained on {run.record.train_classes} classes, got {len(classes)}"
+        )
+    c = run.record.recipe.curvature
+    if c is None:  # HIERsph: every proxy has norm 1, there is no smaller one to hang from
+        raise ValueError(f"run {run.name!r} has no Poincaré ball: no proxy tree")
+    with torch.no_grad():
+        proxies = run.loss("hier").proxy_points().double()
+    train = run.features("train")
+    samples = torch.from_numpy(train["embedding"]).double()
+    return proxy_tree(samples, train["labels"], proxies, classes, c)

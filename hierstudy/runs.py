@@ -90,6 +90,10 @@ class RecipeRecord:
             del d["curvature"]
         return d
 
+    def weight(self, name: str) -> float:
+        """The weight of loss term ``name`` (e.g. KFR's α for ``"kfr"``); 0 when there is none."""
+        return next((t.weight for t in self.terms if t.name == name), 0.0)
+
     def build_model(self, pretrained: Path | None = None) -> HierNet:
         """The untrained network (``pretrained``: the backbone's weights file)."""
         ball = {"curvature": self.curvature} if self.head == "hyperbolic" else {}

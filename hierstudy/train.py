@@ -409,3 +409,24 @@ def last_epochs_mean(values: Sequence[float], n: int = 5) -> float:
     if not np.isfinite(v[-n:]).all():
         raise TrainError("the last epochs' values contain NaN or infinity")
     return float(v[-n:].mean())
+
+
+def term_balance(history: pd.DataFrame, name: str, weight: float) -> dict:
+    """How much term ``name``, trained with ``weight``, weighs in the objective at the first epoch
+    it is on (``loss_<name>`` logged): {"weight", "epoch", "rest": the logged total minus weight ·
+    loss_<name> (the other terms), "term": loss_<name> (unweighted), "ratio": weight · term /
+    rest}. E.g. KFR's α·ℓ_qtr against the loss it joins (Zhao et al. (KFR, 2024), eq. 7)."""
+    column = f"loss_{name}"
+    on = history.dropna(subset=[column]) if column in history else history.iloc[:0]
+    if on.empty:
+        raise TrainError(f"term {name!r} is on in no epoch of this history")
+    row = on.iloc[0]
+    term = row[column]
+    rest = row["loss"] - weight * term  # the logged loss is the weighted sum of the terms
+    return {
+        "weight": weight,
+        "epoch": int(row["epoch"]),
+        "rest": float(rest),
+        "term": float(term),
+        "ratio": float(weight * term / rest),
+    }

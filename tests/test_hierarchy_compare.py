@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.cluster.hierarchy import linkage, to_tree
 
-from hierstudy.hierarchy import Hierarchy, HierarchyError
+from hierstudy.hierarchy import Hierarchy, HierarchyError, compare
 from hierstudy.hierarchy.compare import (
     agreement,
     cophenetic_correlation,
@@ -120,6 +120,43 @@ def test_resolved_triplets_matches_the_literal_count():
     assert resolved_triplets(ward) == 1.0 and resolved_triplets(flat) == 0.0
     assert resolved_triplets(polytomy) == 0.75  # {a, b, c} meet at one node
     assert np.isnan(resolved_triplets(Hierarchy([("r", "a"), ("r", "b")])))
+
+
+def test_pairwise_agreement_compares_every_pair_on_the_common_and_on_all_classes():
+    rng = np.random.default_rng(19)
+    classes = [f"c{i}" for i in range(6)]
+    ward = ward_hierarchy(rng.normal(size=(6, 2)), classes)
+    visual = merged_pairs_tree([("c0", "c3"), ("c1", "c4"), ("c2", "c5")])
+    half = Hierarchy([("r", "m"), ("m", "c0"), ("m", "c2"), ("r", "n"), ("n", "c1"), ("n", "c3")])
+    trees, common = {"ward": ward, "visual": visual, "half": half}, ["c0", "c1", "c2", "c3"]
+    rows = compare.pairwise_agreement(trees, common, classes)
+    names = ["ward", "visual", "half"]
+    assert [(r["first"], r["second"]) for r in rows] == [
+        (a, b) for i, a in enumerate(names) for b in names[i:]
+    ]
+    measures = {
+        "triplet agreement": triplet_agreement,
+        "cophenetic correlation": literal_cophenetic,
+    }
+    for r in rows:
+        first, second = trees[r["first"]], trees[r["second"]]
+        assert list(r)[2:] == [f"{m} ({s} classes)" for m in measures for s in ("common", "all")]
+        for name, measure in measures.items():
+            on = measure(first.restrict(common), second.restrict(common))
+            assert r[f"{name} (common classes)"] == pytest.approx(on, nan_ok=True)
+            if "half" in (r["first"], r["second"]):  # not over all classes: nothing to compare
+                assert np.isnan(r[f"{name} (all classes)"])
+            else:
+                assert r[f"{name} (all classes)"] == pytest.approx(measure(first, second))
+    assert rows[0]["triplet agreement (all classes)"] == 1.0  # Ward's tree with itself
+
+
+def literal_cophenetic(first: Hierarchy, second: Hierarchy) -> float:
+    """Pearson correlation of the LCS heights of every class pair, NaN when one is constant."""
+    pairs = list(itertools.combinations(first.classes, 2))
+    x = [first.height(first.lcs(u, v)) for u, v in pairs]
+    y = [second.height(second.lcs(u, v)) for u, v in pairs]
+    return float(np.corrcoef(x, y)[0, 1]) if np.std(x) and np.std(y) else float("nan")
 
 
 def test_agreement_edge_cases():

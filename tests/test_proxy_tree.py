@@ -1,7 +1,12 @@
 import numpy as np
+import pytest
 import torch
 
-from hierstudy.proxy_tree import nearest_smaller_proxy, proxy_tree
+from hierstudy import config, runs
+from hierstudy.datasets import study_splits
+from hierstudy.datasets.protocols import zero_shot_classes
+from hierstudy.losses.hier import HIER
+from hierstudy.proxy_tree import hier_proxy_tree, nearest_smaller_proxy, proxy_tree
 
 
 def test_planted_two_level_tree_is_recovered_edge_for_edge():
@@ -46,3 +51,28 @@ def test_points_with_no_smaller_proxy_get_minus_one():
     proxies = torch.tensor([[0.5, 0.0], [1.0, 0.0]], dtype=torch.float64)
     points = torch.tensor([[0.1, 0.0], [1.5, 0.0], [0.0, 0.8]], dtype=torch.float64)
     np.testing.assert_array_equal(nearest_smaller_proxy(points, proxies), [-1, 1, 0])
+
+
+def test_hier_proxy_tree_reads_the_trained_proxies_and_training_embedding_of_a_run(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("HIERSTUDY_ROOT", str(tmp_path))
+    cfg = config.load("smoke", per_class={"train": 4, "val": 2, "test": 2}, epochs=1, seeds=(0,))
+    run = runs.train(cfg, "hier", 0)
+    classes = study_splits.hiershapes_splits(cfg)["train"].hierarchy.classes
+    seen = [classes[i] for i in zero_shot_classes(len(classes))[0]]
+    # by hand, from the checkpoint: the HIER regulariser is the second loss term (PA, HIER)
+    state = run.checkpoint()["losses"][1]
+    reg = HIER(state["proxies"].shape[1], state["proxies"].shape[0])
+    reg.load_state_dict(state)
+    with torch.no_grad():
+        proxies = reg.proxy_points().double()
+    train = run.features("train")
+    expected = proxy_tree(
+        torch.from_numpy(train["embedding"]).double(), train["labels"], proxies, seen
+    )
+    tree = hier_proxy_tree(run, seen)
+    assert list(tree.classes) == list(expected.classes) == seen
+    assert sorted(tree.edges()) == sorted(expected.edges())
+    with pytest.raises(ValueError, match=f"trained on {len(seen)} classes, got {len(classes)}"):
+        hier_proxy_tree(run, classes)

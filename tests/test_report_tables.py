@@ -126,16 +126,8 @@ def test_paired_by_seed_is_bit_identical_to_the_notebooks_helpers(seeds):
     wide = frame.assign(variant=frame.model.map({"kfr": "+ KFR", "ce": "without"})).dropna()
     w = wide.pivot(index="seed", columns="variant", values="acc")[["without", "+ KFR"]]
     q = paired_by_seed(wide, "+ KFR", "without", "acc", by="variant")
-    ours = {
-        "without (mean)": q.control.mean(),
-        "without (std)": q.control.std(),
-        "+ KFR (mean)": q.treatment.mean(),
-        "+ KFR (std)": q.treatment.std(),
-        "difference (mean)": q.mean,
-        "difference (std)": q.std,
-        "seeds higher": q.wins,
-        "seeds": q.n,
-    }
+    ours = q.summary("+ KFR", "without")
+    assert ours.pop("verdict") == q.verdict()
     expected = notebook_08_paired(w)
     assert list(ours) == list(expected)
     np.testing.assert_array_equal(list(ours.values()), list(expected.values()))  # NaN == NaN

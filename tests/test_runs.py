@@ -198,3 +198,10 @@ def test_run_distance_is_the_retrieval_metric_of_the_run(tmp_path):
         assert distances.dtype == torch.float64
         expected = torch.tensor([[d, d], [0.0, 2 * d]], dtype=torch.float64)
         assert torch.allclose(distances, expected, atol=1e-6)
+
+
+def test_recipe_weight_of_a_term_and_zero_without_it():
+    terms = (runs.TermRecord("ce", 1.0, "logits", 0), runs.TermRecord("kfr", 0.3, "features", 4))
+    recipe = runs.RecipeRecord("resnet_small", "linear", 4, 2, terms)
+    assert recipe.weight("kfr") == 0.3 and recipe.weight("ce") == 1.0
+    assert recipe.weight("hier") == 0.0

@@ -26,6 +26,7 @@ from hierstudy.train import (
     last_epochs_mean,
     load_checkpoint,
     setup_distributed,
+    term_balance,
 )
 
 TIMING = ["images_per_s", "data_share", "time_s"]
@@ -446,3 +447,19 @@ def test_last_epochs_mean():
     assert last_epochs_mean([1, 2, 3], n=2) == 2.5
     with pytest.raises(TrainError, match="at least 5 epochs"):
         last_epochs_mean([1, 2, 3])
+
+
+def test_term_balance_at_the_first_epoch_the_term_is_on():
+    # the logged loss is Σ weight · loss_<term>: at epoch 1, 0.8 + 3 · 0.5 = 2.3
+    history = pd.DataFrame(
+        {"epoch": [0, 1, 2], "loss": [1.0, 2.3, 1.6], "loss_kfr": [np.nan, 0.5, 0.3]}
+    )
+    balance = term_balance(history, "kfr", 3.0)
+    assert balance == pytest.approx(
+        {"weight": 3.0, "epoch": 1, "rest": 0.8, "term": 0.5, "ratio": 1.5 / 0.8}
+    )
+    assert list(balance) == ["weight", "epoch", "rest", "term", "ratio"]
+    with pytest.raises(TrainError, match="'kfr' is on in no epoch"):
+        term_balance(history.assign(loss_kfr=np.nan), "kfr", 3.0)
+    with pytest.raises(TrainError, match="'center' is on in no epoch"):
+        term_balance(history, "center", 1.0)

@@ -153,3 +153,31 @@ def _means(values) -> np.ndarray:
     if not np.isfinite(x).all():
         raise HierarchyError("means contain NaN or infinite values")
     return np.ascontiguousarray(x)
+
+
+# the agreement of two hierarchies over the same classes, by the name tables give it
+MEASURES = {
+    "triplet agreement": triplet_agreement,
+    "cophenetic correlation": cophenetic_correlation,
+}
+
+
+def pairwise_agreement(
+    trees: dict[str, Hierarchy], common: Sequence[str], classes: Sequence[str]
+) -> list[dict]:
+    """The agreement table of a set of hierarchies: one row per pair of ``trees`` (each with
+    itself and every later one, in order), "first", "second", then for each measure of
+    :data:`MEASURES` its value on the trees restricted to the classes ``common`` ("<measure>
+    (common classes)") and on the whole trees when both cover exactly ``classes`` ("<measure>
+    (all classes)", else NaN)."""
+    names, on = list(trees), {n: t.restrict(list(common)) for n, t in trees.items()}
+    rows = []
+    for i, a in enumerate(names):
+        for b in names[i:]:
+            full = set(trees[a].classes) == set(trees[b].classes) == set(classes)
+            row = {"first": a, "second": b}
+            for name, measure in MEASURES.items():
+                row[f"{name} (common classes)"] = measure(on[a], on[b])
+                row[f"{name} (all classes)"] = measure(trees[a], trees[b]) if full else np.nan
+            rows.append(row)
+    return rows

@@ -67,6 +67,22 @@ class PairedDifference:
             return "equal on every seed"
         return "mixed across seeds"
 
+    def summary(self, treatment: str = "treatment", control: str = "control") -> dict:
+        """The comparison as a table row: each side's mean and std over the paired seeds
+        ("<control> (mean)", "<control> (std)", then the treatment's), the difference's
+        ("difference (mean)", "difference (std)"), "seeds higher" (:attr:`wins`), "seeds"
+        (:attr:`n`) and "verdict"; a std from one seed is NaN."""
+        row = {}
+        for name, values in ((control, self.control), (treatment, self.treatment)):
+            row |= {f"{name} (mean)": float(values.mean()), f"{name} (std)": float(values.std())}
+        return row | {
+            "difference (mean)": self.mean,
+            "difference (std)": self.std,
+            "seeds higher": self.wins,
+            "seeds": self.n,
+            "verdict": self.verdict(),
+        }
+
 
 def paired_by_seed(
     frame: pd.DataFrame, treatment, control, metric: str, *, by: str = "model", seed: str = "seed"

@@ -64,9 +64,9 @@ def test_notebook_08_pairs_each_method_with_its_kfr_variant_seed_by_seed(smoke):
                 **trained["without"].record.knobs,
                 "kfr": alpha,
             }
-            terms = {t[0]: t for t in trained["+ KFR"].record.recipe.terms}
-            assert terms["kfr"][1:3] == [alpha, "features"]
-            assert "kfr" not in {t[0] for t in trained["without"].record.recipe.terms}
+            terms = {t.name: t for t in trained["+ KFR"].record.recipe.terms}
+            assert (terms["kfr"].weight, terms["kfr"].input) == (alpha, "features")
+            assert "kfr" not in {t.name for t in trained["without"].record.recipe.terms}
 
     assert {(s["pair"], s["metric"]) for s in m["signals"]} == {
         ("L_CORR", "test acc"),
