@@ -14,6 +14,7 @@ from toy_hierarchies import UNEVEN
 
 from hierstudy import visual_hierarchy as vh
 from hierstudy.hierarchy import Hierarchy
+from hierstudy.visual_hierarchy import gaussians
 
 
 def literal_bhattacharyya(mu_i, mu_j, cov_i, cov_j):
@@ -129,7 +130,7 @@ def test_full_shrinkage_gives_scaled_identities_on_both_paths():
     for c in range(3):
         scale = np.trace(np.cov(x[y == c], rowvar=False)) / 20
         assert np.allclose(g.covariances[c], g.scales[c] * np.eye(20))
-        assert g.scales[c] == pytest.approx(scale + vh.RIDGE * np.trace(np.cov(x.T)) / 20)
+        assert g.scales[c] == pytest.approx(scale + gaussians.RIDGE * np.trace(np.cov(x.T)) / 20)
     assert np.allclose(
         vh.bhattacharyya_distance(g, method="woodbury"),
         vh.bhattacharyya_distance(g, method="dense"),
@@ -142,7 +143,7 @@ def test_singular_class_covariances_are_regularised():
     x, y = samples(rng, [4, 4, 5], d=10)  # fewer samples than dimensions: S_c singular
     g = vh.fit_class_gaussians(x, y)
     total = np.cov(x, rowvar=False)
-    ridge = vh.RIDGE * np.trace(total) / 10
+    ridge = gaussians.RIDGE * np.trace(total) / 10
     for c in range(3):
         members = x[y == c]
         sample = np.cov(members, rowvar=False)
@@ -164,7 +165,9 @@ def test_pooled_covariance_reduces_to_scaled_mahalanobis_between_means():
     rng = np.random.default_rng(4)
     x, y = samples(rng, [30, 20, 25, 40], d=5, spread=2.0)
     g = vh.fit_class_gaussians(x, y, covariance="pooled")
-    shared = np.cov(x, rowvar=False) + vh.RIDGE * np.trace(np.cov(x, rowvar=False)) / 5 * np.eye(5)
+    shared = np.cov(x, rowvar=False) + gaussians.RIDGE * np.trace(
+        np.cov(x, rowvar=False)
+    ) / 5 * np.eye(5)
     assert np.allclose(g.covariances[2], shared)
     inverse = np.linalg.inv(shared)
     db = vh.bhattacharyya_distance(g)
@@ -270,7 +273,7 @@ def test_chunking_does_not_change_results(monkeypatch):
     query = rng.normal(size=(4100, 16))  # more than one chunk of 4096 samples
     whole = [vh.bhattacharyya_distance(g, method=m) for m in ("auto", "dense")]
     md = vh.mahalanobis_distances(query, g)
-    monkeypatch.setattr(vh, "CHUNK_BYTES", 1)  # one pair / class / row per chunk
+    monkeypatch.setattr(gaussians, "CHUNK_BYTES", 1)  # one pair / class / row per chunk
     for m, expected in zip(("auto", "dense"), whole, strict=True):
         assert np.allclose(vh.bhattacharyya_distance(g, method=m), expected, rtol=1e-12)
     assert np.allclose(vh.mahalanobis_distances(query, g), md, rtol=1e-12)

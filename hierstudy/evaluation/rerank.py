@@ -85,7 +85,7 @@ class VisualReranker:
 
     def ward(self) -> Hierarchy:
         """Ward clustering of the class means in the PCA space (the paper's baseline (vi))."""
-        return vh.ward_hierarchy(self.visual.gaussians.means, self.classes)
+        return compare.ward_hierarchy(self.visual.gaussians.means, self.classes)
 
     def leaves(self, features) -> np.ndarray:
         """[N] leaf (class index) of each row of [N, D] ``features``: eq. 4 in the PCA space."""

@@ -1,53 +1,30 @@
-"""Visual hierarchies from class overlap, and hierarchy-aware retrieval ranking.
-
-Venkataramanan et al. (ICVS 2023), "Integrating Visual and Semantic Similarity Using Hierarchies
-for Image Retrieval":
+"""Class Gaussians in PCA space and their overlap: Venkataramanan et al. (ICVS 2023), Sec. 3.
 
 * PCA of the training features keeping the fewest components that explain >= 95 % of the variance
   (Sec. 3, "Notations");
-* one Gaussian per class, the Bhattacharyya distance (eq. 1) and coefficient (eq. 2) of every class
-  pair, bottom-up merging of the classes whose coefficient reaches a threshold t (Sec. 3.1);
-* leaf assignment by the smallest Mahalanobis distance (eq. 4) and the ranking distance
-  D = D_C + alpha * D_H (eq. 3, 5, 6).
+* one Gaussian per class and the Bhattacharyya distance (eq. 1) and coefficient (eq. 2) of every
+  class pair;
+* leaf assignment by the smallest Mahalanobis distance (eq. 4).
 
-Ward's tree of the class means (baseline (vi)) and the agreement of two hierarchies are in
-:mod:`hierstudy.hierarchy.compare`, the image corruptions of the robustness study (Sec. 3.3, 4.2)
-in :mod:`hierstudy.datasets.corruptions`; the ``X as X`` imports of those names below are a
-temporary re-export for the notebooks and experiments.py (issue 17).
-
-Where the authors' code departs from the paper (docs/ambiguities.md) the paper is the
-default: per-class covariances, regularised by Ledoit-Wolf shrinkage. The code's convention, every
-class given the covariance of all training samples, is ``covariance="pooled"``; eq. 1 then reduces
-to 1/8 of the squared Mahalanobis distance between the class means.
+Where the authors' code departs from the paper (docs/ambiguities.md) the paper is the default:
+per-class covariances, regularised by Ledoit-Wolf shrinkage. The code's convention, every class
+given the covariance of all training samples, is ``covariance="pooled"``; eq. 1 then reduces to
+1/8 of the squared Mahalanobis distance between the class means.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import connected_components
 from sklearn.covariance import ledoit_wolf_shrinkage
 
-from hierstudy.datasets.corruptions import CORRUPTIONS as CORRUPTIONS
-from hierstudy.datasets.corruptions import corrupt as corrupt
-from hierstudy.hierarchy import Hierarchy
-from hierstudy.hierarchy.compare import cophenetic_correlation as cophenetic_correlation
-from hierstudy.hierarchy.compare import resolved_triplets as resolved_triplets
-from hierstudy.hierarchy.compare import triplet_agreement as triplet_agreement
-from hierstudy.hierarchy.compare import ward_hierarchy as ward_hierarchy
+from ._inputs import VisualHierarchyError, as_features, as_labels
 
 RIDGE = 1e-6  # diagonal floor of every covariance, relative to the mean variance of all samples
 LOW_RANK_FRACTION = 0.3  # classes with at most this fraction of d samples use the Woodbury path
 CHUNK_BYTES = 2**25  # bound on the float64 temporaries of one chunk (32 MiB; cache-friendly)
-
-
-class VisualHierarchyError(ValueError):
-    """Bad input to a visual-hierarchy function."""
 
 
 # --------------------------------------------------------------------------------------- PCA
@@ -72,7 +49,7 @@ class PCAProjection:
 
     def transform(self, features) -> np.ndarray:
         """[N, D] features -> [N, k] float64 coordinates in the principal axes."""
-        x = _features(features, "features")
+        x = as_features(features, "features")
         if x.shape[1] != self.mean.shape[0]:
             raise VisualHierarchyError(
                 f"features have {x.shape[1]} dimensions, the PCA was fitted on {self.mean.shape[0]}"
@@ -87,7 +64,7 @@ def fit_pca(features, variance: float = 0.95) -> PCAProjection:
     smallest k with cumulative ratio >= 0.95 (sklearn's ``PCA(0.95)`` asks for > 0.95; they differ
     only at exact equality). Args: [N, D] training features. Returns a ``PCAProjection``.
     """
-    x = _features(features, "features")
+    x = as_features(features, "features")
     if not 0.0 < variance <= 1.0:
         raise VisualHierarchyError(f"variance must be in (0, 1], got {variance}")
     if x.shape[0] < 2:
@@ -170,8 +147,8 @@ def fit_class_gaussians(
         features: [N, d]. labels: [N] integers in [0, n_classes); every class needs 2 samples
             ("class") or 1 ("pooled").
     """
-    x = _features(features, "features")
-    y = _labels(labels, x.shape[0], n_classes)
+    x = as_features(features, "features")
+    y = as_labels(labels, x.shape[0], n_classes)
     k = int(y.max()) + 1 if n_classes is None else n_classes
     d = x.shape[1]
     counts = np.bincount(y, minlength=k)
@@ -357,116 +334,6 @@ def _cholesky(matrices: torch.Tensor) -> torch.Tensor:
         raise VisualHierarchyError(f"covariance matrices {bad} are not positive definite") from None
 
 
-# ------------------------------------------------------------------------------- merging
-@dataclass(frozen=True)
-class VisualHierarchy:
-    """The result of ``build_visual_hierarchy``.
-
-    Attributes:
-        hierarchy: a tree over the classes; the node of level l >= 1 with index k is ``L{l}:{k}``.
-        levels: nodes per level; ``levels[0]`` is the number of classes, one entry per merge.
-        assignments: per level, [K] index of the node of that level above each class.
-        coefficients: the [n, n] BC matrix computed at each level (the last one merged nothing,
-            unless one node was left).
-        root_added: the merging stopped with several nodes and a root ``L{L+1}:0`` joins them.
-        threshold: t.
-        gaussians: the leaf (class) Gaussians, for ``assign_leaves``.
-    """
-
-    hierarchy: Hierarchy
-    levels: tuple[int, ...]
-    assignments: tuple[np.ndarray, ...]
-    coefficients: tuple[np.ndarray, ...]
-    root_added: bool
-    threshold: float
-    gaussians: ClassGaussians
-
-    @property
-    def merged(self) -> bool:
-        """Whether any two classes merged."""
-        return len(self.levels) > 1
-
-    @property
-    def ranking_hierarchy(self) -> Hierarchy | None:
-        """The hierarchy for eq. 5, or None when nothing merged (the paper's tree is then the
-        bare leaves, of height 0, and D_H = 0)."""
-        return self.hierarchy if self.merged else None
-
-
-def build_visual_hierarchy(
-    features,
-    labels,
-    classes: Sequence[str],
-    threshold: float,
-    *,
-    covariance: str = "class",
-    shrinkage: str | float = "ledoit-wolf",
-    method: str = "auto",
-) -> VisualHierarchy:
-    """Bottom-up merging of overlapping classes into a tree (Sec. 3.1).
-
-    At each level: Gaussians of the current nodes from their training samples, BC of every pair
-    (eq. 1-2), a link for each BC >= t, and each connected component (every cluster of classes
-    linked directly or through others) becomes one node of the next level; a node that overlaps
-    nothing gets a one-child parent, so a node of level l has height l and D_H counts levels, as
-    in the authors' tree. Repeat until nothing merges or one node is left. If several nodes
-    remain, a root ``L{L+1}:0`` is added above them (the authors' code does the same), so classes
-    that never merged meet at the root: D_H = 1. With no merge at all the returned tree is that
-    flat root over the classes; ``ranking_hierarchy`` is then None (see there).
-
-    Args:
-        features: [N, d] training features (PCA space). labels: [N] indices into ``classes``.
-        threshold: t in [0, 1] (paper: 0.30 CUB, 0.20 CIFAR-100).
-        covariance, shrinkage: as in ``fit_class_gaussians``. method: as in
-            ``bhattacharyya_distance``.
-    """
-    classes = [str(c) for c in classes]
-    if len(classes) < 2:
-        raise VisualHierarchyError("a hierarchy needs at least 2 classes")
-    if not 0.0 <= threshold <= 1.0:
-        raise VisualHierarchyError(f"threshold t must be in [0, 1], got {threshold}")
-    clash = [c for c in classes if re.fullmatch(r"L\d+:\d+", c)]
-    if clash:
-        raise VisualHierarchyError(f"class names clash with internal node names L<l>:<k>: {clash}")
-    x = _features(features, "features")
-    y = _labels(labels, x.shape[0], len(classes))
-    fit = {"covariance": covariance, "shrinkage": shrinkage}
-    leaf = fit_class_gaussians(x, y, len(classes), **fit)
-    node = np.arange(len(classes))
-    levels, assignments, coefficients = [len(classes)], [node], []
-    names, edges, gaussians = list(classes), [], leaf
-    while levels[-1] > 1:
-        bc = bhattacharyya_coefficient(gaussians, method=method)
-        coefficients.append(bc)
-        linked = bc >= threshold
-        np.fill_diagonal(linked, False)
-        count, parent = connected_components(csr_matrix(linked), directed=False)
-        if count == levels[-1]:
-            break
-        level = len(levels)
-        parents = [f"L{level}:{p}" for p in parent]
-        edges += list(zip(parents, names, strict=True))
-        names = [f"L{level}:{p}" for p in range(count)]
-        node = parent[node]
-        levels.append(count)
-        assignments.append(node)
-        if count > 1:
-            gaussians = fit_class_gaussians(x, node[y], count, **fit)
-    root_added = levels[-1] > 1
-    if root_added:
-        edges += [(f"L{len(levels)}:0", n) for n in names]
-    hierarchy = Hierarchy(edges, classes)
-    return VisualHierarchy(
-        hierarchy,
-        tuple(levels),
-        tuple(assignments),
-        tuple(coefficients),
-        root_added,
-        float(threshold),
-        leaf,
-    )
-
-
 # ------------------------------------------------------------------------ leaf assignment
 def mahalanobis_distances(features, gaussians: ClassGaussians) -> np.ndarray:
     """[N, K] Mahalanobis distance of each sample to each class Gaussian (eq. 4).
@@ -474,7 +341,7 @@ def mahalanobis_distances(features, gaussians: ClassGaussians) -> np.ndarray:
     MD_c(x) = sqrt((x - mu_c)^T Sigma_c^-1 (x - mu_c)) = |L_c^-1 (x - mu_c)| with Sigma_c = L_c
     L_c^T, solved for all samples of a chunk of classes at once.
     """
-    x = torch.from_numpy(_features(features, "features"))
+    x = torch.from_numpy(as_features(features, "features"))
     means = torch.from_numpy(np.ascontiguousarray(gaussians.means, dtype=np.float64))
     if x.shape[1] != means.shape[1]:
         raise VisualHierarchyError(
@@ -502,115 +369,3 @@ def mahalanobis_distances(features, gaussians: ClassGaussians) -> np.ndarray:
 def assign_leaves(features, gaussians: ClassGaussians) -> np.ndarray:
     """[N] index of the class of smallest Mahalanobis distance (eq. 4); ties: lowest."""
     return mahalanobis_distances(features, gaussians).argmin(axis=1)
-
-
-# -------------------------------------------------------------------------------- ranking
-def cosine_distance(query, gallery) -> torch.Tensor:
-    """[Q, G] D_C = 1 - cos(x_q, x_i) (eq. 3); a zero vector is at distance 1."""
-    q, g = _torch_features(query, "query"), _torch_features(gallery, "gallery")
-    if q.shape[1] != g.shape[1]:
-        raise VisualHierarchyError(f"query has {q.shape[1]} dimensions, gallery {g.shape[1]}")
-    return 1 - torch.nn.functional.normalize(q, dim=1) @ torch.nn.functional.normalize(g, dim=1).T
-
-
-def hierarchical_distance(query_leaves, gallery_leaves, hierarchy: Hierarchy | None):
-    """[Q, G] D_H = height(LCA(n_q, n_i)) / height(H) (eq. 5), float32.
-
-    Leaves are indices into ``hierarchy.classes``. When nothing merged the paper's tree is the
-    bare leaves, of height 0, and eq. 5 is 0/0: ``hierarchy=None`` (or ``max_height == 0``) gives
-    D_H = 0, so that eq. 6 falls back to the cosine distance.
-    """
-    q, g = _leaves(query_leaves, hierarchy), _leaves(gallery_leaves, hierarchy)
-    table = _height_fraction(hierarchy, torch.float32)
-    return torch.zeros(len(q), len(g)) if table is None else table[q[:, None], g[None, :]]
-
-
-def ranking_distance(
-    query_feats,
-    gallery_feats,
-    query_leaves,
-    gallery_leaves,
-    hierarchy: Hierarchy | None,
-    alpha: float,
-    *,
-    chunk: int = 4096,
-) -> torch.Tensor:
-    """[Q, G] D = D_C + alpha * D_H (eq. 6), float32 (float64 for float64 features).
-
-    D_C on the given features (eq. 3), D_H between the assigned leaves (eq. 5; see
-    ``hierarchical_distance`` for ``hierarchy=None``); computed ``chunk`` query rows at a time.
-    Sort each row ascending to rank the gallery.
-    """
-    if not (np.isfinite(alpha) and alpha >= 0):
-        raise VisualHierarchyError(f"alpha must be finite and >= 0, got {alpha}")
-    q, g = _torch_features(query_feats, "query"), _torch_features(gallery_feats, "gallery")
-    ql, gl = _leaves(query_leaves, hierarchy), _leaves(gallery_leaves, hierarchy)
-    if len(ql) != len(q) or len(gl) != len(g):
-        raise VisualHierarchyError(
-            f"{len(q)} query features but {len(ql)} leaves, {len(g)} gallery features but "
-            f"{len(gl)} leaves"
-        )
-    if q.shape[1] != g.shape[1]:
-        raise VisualHierarchyError(f"query has {q.shape[1]} dimensions, gallery {g.shape[1]}")
-    dtype = torch.promote_types(q.dtype, torch.float32)
-    qn = torch.nn.functional.normalize(q.to(dtype), dim=1)
-    gn = torch.nn.functional.normalize(g.to(dtype), dim=1)
-    table = _height_fraction(hierarchy, dtype)
-    out = torch.empty(len(q), len(g), dtype=dtype)
-    for s in range(0, len(q), chunk):
-        out[s : s + chunk] = 1 - qn[s : s + chunk] @ gn.T
-        if table is not None:
-            out[s : s + chunk] += alpha * table[ql[s : s + chunk, None], gl[None, :]]
-    return out
-
-
-def _height_fraction(hierarchy: Hierarchy | None, dtype) -> torch.Tensor | None:
-    """[K, K] height(LCS) / height(H), or None for no hierarchy or one of height 0."""
-    if hierarchy is None or hierarchy.max_height == 0:
-        return None
-    return torch.from_numpy(hierarchy.lcs_height() / hierarchy.max_height).to(dtype)
-
-
-# ------------------------------------------------------------------------------ validation
-def _features(values, what: str) -> np.ndarray:
-    if isinstance(values, torch.Tensor):
-        values = values.detach().cpu().numpy()
-    x = np.asarray(values, dtype=np.float64)
-    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise VisualHierarchyError(f"{what} must be a non-empty [N, d] array, got {x.shape}")
-    if not np.isfinite(x).all():
-        raise VisualHierarchyError(f"{what} contain NaN or infinite values")
-    return np.ascontiguousarray(x)
-
-
-def _torch_features(values, what: str) -> torch.Tensor:
-    x = values if isinstance(values, torch.Tensor) else torch.as_tensor(np.asarray(values))
-    if x.ndim != 2 or not x.is_floating_point():
-        raise VisualHierarchyError(f"{what} must be a floating [N, d] array, got {tuple(x.shape)}")
-    if not bool(torch.isfinite(x).all()):
-        raise VisualHierarchyError(f"{what} contain NaN or infinite values")
-    return x.detach().cpu()
-
-
-def _labels(values, n: int, n_classes: int | None) -> np.ndarray:
-    if isinstance(values, torch.Tensor):
-        values = values.detach().cpu().numpy()
-    y = np.asarray(values)
-    if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
-        raise VisualHierarchyError(f"labels must be {n} integers, got {y.dtype} {y.shape}")
-    limit = n_classes if n_classes is not None else y.max() + 1
-    if y.min() < 0 or y.max() >= limit:
-        raise VisualHierarchyError(f"labels must lie in [0, {limit}), got [{y.min()}, {y.max()}]")
-    return y.astype(np.int64)
-
-
-def _leaves(values, hierarchy: Hierarchy | None) -> torch.Tensor:
-    if isinstance(values, torch.Tensor):
-        values = values.detach().cpu().numpy()
-    y = np.asarray(values)
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise VisualHierarchyError(f"leaves must be a 1-D integer array, got {y.dtype} {y.shape}")
-    limit = len(hierarchy.classes) if hierarchy is not None else np.iinfo(np.int64).max
-    if len(y) and (y.min() < 0 or y.max() >= limit):
-        raise VisualHierarchyError(f"leaves must index the {limit} classes of the hierarchy")
-    return torch.from_numpy(y.astype(np.int64))
