@@ -5,6 +5,9 @@ ancestors, and ancestors sit nearer the origin of the Poincaré ball than their 
 paper shows this only qualitatively (UMAP with ancestor links, Fig. 3-4). The study reads a tree
 off the proxies with the rule its Fig. 3 draws: every point hangs from its nearest proxy of
 smaller norm. This is the study's own analysis, not a procedure of the paper.
+
+:func:`proxy_tree` reads the tree off given points; :func:`hier_proxy_tree` off a finished
+``hier`` run (its trained proxies and training features).
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ import torch
 
 from .geometry import C, pairwise_distance
 from .hierarchy import Hierarchy
+from .runs import Run, RunError
+
+TREE_SAMPLES = 4000  # training samples (a seeded draw when more) that vote for the classes' parents
 
 
 def nearest_smaller_proxy(points: torch.Tensor, proxies: torch.Tensor, c: float = C) -> np.ndarray:
@@ -49,3 +55,19 @@ def proxy_tree(
         votes = np.bincount(sample_parent[labels == k], minlength=len(proxies))
         edges.append((f"p{int(votes.argmax())}", name))
     return Hierarchy(edges, list(classes)).restrict(list(classes))
+
+
+def hier_proxy_tree(run: Run, classes: Sequence[str]) -> Hierarchy:
+    """:func:`proxy_tree` of a finished ``hier`` run: its trained proxies (``run.loss("hier")``)
+    and the embedding of its training samples, at most ``TREE_SAMPLES`` of them (the sorted first
+    ``TREE_SAMPLES`` of ``numpy.random.default_rng(0).permutation``), in the run's ball.
+    ``classes``: the names of its training classes, in label order. A HIERsph run (no ball: its
+    proxies all have norm 1, the smaller-norm rule does not apply) raises :class:`RunError`."""
+    if run.record.recipe.curvature is None:
+        raise RunError(f"run {run.name!r} has no Poincaré ball to read a proxy tree in")
+    with torch.no_grad():
+        proxies = run.loss("hier").proxy_points().double()
+    train = run.features("train")
+    keep = np.sort(np.random.default_rng(0).permutation(len(train["labels"]))[:TREE_SAMPLES])
+    samples = torch.from_numpy(train["embedding"][keep]).double()
+    return proxy_tree(samples, train["labels"][keep], proxies, classes, run.record.recipe.curvature)
