@@ -5,22 +5,23 @@ ancestors, and ancestors sit nearer the origin of the Poincaré ball than their 
 paper shows this only qualitatively (UMAP with ancestor links, Fig. 3-4). The study reads a tree
 off the proxies with the rule its Fig. 3 draws: every point hangs from its nearest proxy of
 smaller norm. This is the study's own analysis, not a procedure of the paper.
-:func:`hier_proxy_tree` reads that tree off a finished ``hier`` run (notebooks 04 and 08).
+
+:func:`proxy_tree` reads the tree off given points; :func:`hier_proxy_tree` off a finished
+``hier`` run (its trained proxies and training features).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .geometry import C, pairwise_distance
 from .hierarchy import Hierarchy
+from .runs import Run, RunError
 
-if TYPE_CHECKING:
-    from .runs import Run
+TREE_SAMPLES = 4000  # training samples (a seeded draw when more) that vote for the classes' parents
 
 
 def nearest_smaller_proxy(points: torch.Tensor, proxies: torch.Tensor, c: float = C) -> np.ndarray:
@@ -58,18 +59,19 @@ def proxy_tree(
 
 def hier_proxy_tree(run: Run, classes: Sequence[str]) -> Hierarchy:
     """:func:`proxy_tree` of a finished ``hier`` run: its trained proxies (``run.loss("hier")``)
-    and the embedding of all its training images, in its ball's curvature. ``classes``: the names
-    of the run's training classes, label k being ``classes[k]`` (on HierShapes the seen first
-    half of the taxonomy, :func:`hierstudy.datasets.protocols.zero_shot_classes`)."""
+    and the embedding of its training samples, at most ``TREE_SAMPLES`` of them (the sorted first
+    ``TREE_SAMPLES`` of ``numpy.random.default_rng(0).permutation``), in the run's ball.
+    ``classes``: the names of its training classes, in label order. A HIERsph run (no ball: its
+    proxies all have norm 1, the smaller-norm rule does not apply) raises :class:`RunError`."""
     if len(classes) != run.record.train_classes:
-        raise ValueError(
+        raise RunError(
             f"run {run.name!r} trained on {run.record.train_classes} classes, got {len(classes)}"
         )
-    c = run.record.recipe.curvature
-    if c is None:  # HIERsph: every proxy has norm 1, there is no smaller one to hang from
-        raise ValueError(f"run {run.name!r} has no Poincaré ball: no proxy tree")
+    if run.record.recipe.curvature is None:
+        raise RunError(f"run {run.name!r} has no Poincaré ball to read a proxy tree in")
     with torch.no_grad():
         proxies = run.loss("hier").proxy_points().double()
     train = run.features("train")
-    samples = torch.from_numpy(train["embedding"]).double()
-    return proxy_tree(samples, train["labels"], proxies, classes, c)
+    keep = np.sort(np.random.default_rng(0).permutation(len(train["labels"]))[:TREE_SAMPLES])
+    samples = torch.from_numpy(train["embedding"][keep]).double()
+    return proxy_tree(samples, train["labels"][keep], proxies, classes, run.record.recipe.curvature)

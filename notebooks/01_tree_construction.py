@@ -29,8 +29,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from hierstudy import config, plots, report, wordnet
-from hierstudy.hierarchy import toy_hierarchy
+from hierstudy import config, report
+from hierstudy.hierarchy import toy_hierarchy, wordnet
+from hierstudy.report import plots
 
 cfg = config.load(profile)
 report.use_style()
@@ -64,23 +65,17 @@ toy_table
 # %% [markdown]
 # ## WordNet hierarchies of the papers' datasets
 # CIFAR-10/100 classes are mapped by hand to one WordNet 3.0 noun synset each (the study's map,
-# `hierstudy/data/cifar*_wordnet.txt`; KFR did the same, "manually mapped with the closest
+# `hierstudy/resources/cifar*_wordnet.txt`; KFR did the same, "manually mapped with the closest
 # corresponding classes"). ImageNet-1k and Mini-ImageNet use the wnid lists that timm ships.
 # Each hierarchy is built twice: the **DAG** of all hypernyms (and instance hypernyms) of the
 # classes, and a **tree** by the YOLO9000 rule cited by Barz (single-path classes first, then the
-# root path that adds the fewest new nodes).
-
+# root path that adds the fewest new nodes): `wordnet.hierarchy_for(name, tree=...)`.
 
 # %%
-def build(name: str, tree: bool):
-    if name.startswith("cifar"):
-        return wordnet.cifar_hierarchy(int(name[5:]), tree=tree)
-    wnids = wordnet.timm_synsets("imagenet" if name == "imagenet1k" else name)
-    return wordnet.imagenet_hierarchy(wnids, tree=tree)
-
-
 hierarchies = {
-    (name, tree): build(name, tree) for name in cfg.wordnet_datasets for tree in (False, True)
+    (name, tree): wordnet.hierarchy_for(name, tree=tree)
+    for name in cfg.wordnet_datasets
+    for tree in (False, True)
 }
 stats = pd.DataFrame(
     [
@@ -159,12 +154,11 @@ print(f"Spearman correlation of d_G and d_T over CIFAR-100 pairs: {rank_corr:.3f
 
 # %%
 from hierstudy.datasets import HierShapes, hiershapes
-from hierstudy.datasets.plot import plot_examples
 
 shapes = HierShapes(
     cfg.data_dir, "train", seed=seed, image_size=cfg.image_size, n_per_class=cfg.per_class
 )
-fig = plot_examples(shapes, per_branch=8, depth=2, seed=seed)
+fig = plots.plot_examples(shapes, per_branch=8, depth=2, seed=seed)
 report.save_figure(fig, "01_hiershapes_examples", cfg, dataset="HierShapes", seed=seed)
 fig
 

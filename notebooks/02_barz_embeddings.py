@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 02 · Barz & Denzler: hierarchy-based class embeddings
 #
-# **What the paper claims** (Barz & Denzler, WACV 2019, seed 001): classes can be placed on a unit
+# **What the paper claims** (Barz & Denzler (WACV 2019)): classes can be placed on a unit
 # hypersphere so that the dot product of two class embeddings *equals* their semantic similarity
 # $s_G$ (eq. 3–4). Algorithm 1 computes such embeddings exactly, in $n$ dimensions for $n$
 # classes, one class at a time by forward substitution, all in the positive orthant; for many
@@ -31,16 +31,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from hierstudy import config, embeddings, experiments, plots, report, wordnet
-from hierstudy.hierarchy import toy_hierarchy
+from hierstudy import config, embeddings, report, runs, setups
+from hierstudy.hierarchy import toy_hierarchy, wordnet
+from hierstudy.report import plots
 
 cfg = config.load(profile)
 report.use_style()
 dataset = dataset or cfg.datasets["barz"]
-cfg = cfg.writing_for(
-    dataset, cfg.datasets["barz"]
-)  # another dataset: figures/<profile>/<dataset>/
-setup = experiments.setup_for(cfg, "corr", dataset, paper="barz")
+# another dataset than the profile's writes to figures/<profile>/<dataset>/
+cfg = cfg.writing_for(dataset, cfg.datasets["barz"])
+setup = setups.setup_for(cfg, "corr", dataset, paper="barz")
 print(cfg.description, "|", dataset, "|", setup.backbone, f"{setup.epochs} epochs,", setup.train)
 
 # %% [markdown]
@@ -63,17 +63,8 @@ pd.DataFrame(phi_toy @ phi_toy.T, index=toy.classes, columns=toy.classes).round(
 # $\sqrt{2 d_G}$, for Algorithm 1 and for the full eigendecomposition $Q\Lambda^{1/2}$. The paper
 # reports 1.7e-15 and 1.7e-13 on ImageNet-1k.
 
-
 # %%
-def tree_of(name):
-    if name.startswith("cifar"):
-        return wordnet.cifar_hierarchy(int(name[5:]), tree=True)
-    return wordnet.imagenet_hierarchy(
-        wordnet.timm_synsets("imagenet" if name == "imagenet1k" else name), tree=True
-    )
-
-
-trees = {name: tree_of(name) for name in cfg.wordnet_datasets}
+trees = {name: wordnet.hierarchy_for(name, tree=True) for name in cfg.wordnet_datasets}
 rows = []
 for name, h in trees.items():
     s = h.similarity()
@@ -164,10 +155,11 @@ plt.show()
 
 # %% [markdown]
 # ## Training
-# On the profile's dataset (HierShapes; CIFAR-100 under `paper`): CORR (L_CORR alone; classification by the nearest class embedding) and CORR+CLS against the
-# paper's baselines trained in the same loop: plain classification (CE; its features, raw or
-# L2-normalised, are Barz's "classification features") and CE + center loss. DeViSE and label
-# embedding networks are out of scope (they need word vectors or a separate training scheme).
+# On the profile's dataset (HierShapes; CIFAR-100 under `paper`): CORR (L_CORR alone;
+# classification by the nearest class embedding) and CORR+CLS against the paper's baselines
+# trained in the same loop: plain classification (CE; its features, raw or L2-normalised, are
+# Barz's "classification features") and CE + center loss. DeViSE and label embedding networks
+# are out of scope (they need word vectors or a separate training scheme).
 # The paper's schedule (ResNet-110w, SGDR with base lr 0.1 → 1e-6 and cycles doubling, 372
 # epochs, batch 100, gradient clip 10: `hierstudy.setups`) is what the `paper` profile trains
 # with; on HierShapes every model uses the study's common short schedule so that only the
@@ -182,9 +174,9 @@ methods = {
     "L_CORR+CLS": ("corr_cls", {}),
     RELU_BN: ("corr_cls", {"relu_bn": True}),
 }
-runs = {
+trained = {
     label: [
-        experiments.train(cfg, m, s, force=force, dataset=dataset, paper="barz", **knobs)
+        runs.train(cfg, m, s, force=force, dataset=dataset, paper="barz", **knobs)
         for s in cfg.seeds
     ]
     for label, (m, knobs) in methods.items()
@@ -194,13 +186,13 @@ accuracy = pd.DataFrame(
         {
             "method": label,
             "seeds": len(rs),
-            "test acc (mean)": np.mean([r.result["test_acc"] for r in rs]),
-            "test acc (std)": np.std([r.result["test_acc"] for r in rs], ddof=1)
+            "test acc (mean)": np.mean([r.record.test_acc for r in rs]),
+            "test acc (std)": np.std([r.record.test_acc for r in rs], ddof=1)
             if len(rs) > 1
             else np.nan,
-            "val acc last 5 (mean)": np.mean([r.result["val_acc_last5"] for r in rs]),
+            "val acc last 5 (mean)": np.mean([r.record.val_acc_last5 for r in rs]),
         }
-        for label, rs in runs.items()
+        for label, rs in trained.items()
     ]
 )
 report.save_table(accuracy, "02_accuracy", cfg)

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 03 · KFR: fusing hierarchy knowledge by quantitative relativity
 #
-# **What the paper claims** (Zhao et al., *Knowledge Fused Recognition*, seed 000): adding the
+# **What the paper claims** (Zhao et al. (KFR, 2024), *Knowledge Fused Recognition*): adding the
 # quantitative-relativity triplet term ℓ_qtr to cross-entropy,
 # $\mathcal{L} = \mathcal{L}_{CE} + \alpha\,\ell_{qtr}$ (eq. 7), with
 # $\ell_{qtr} = |d_z(a,b)\,d_T(a,c) - d_z(a,c)\,d_T(a,b)|$ (eq. 6) over triplets drawn uniformly
@@ -20,7 +20,7 @@
 profile = "small"
 force = False
 dataset = None  # None: the profile's dataset for KFR (HierShapes; CIFAR-100 under `paper`)
-alpha = None  # None: the paper's α for the backbone (30 for ResNet-34 / CvT, 1 WRN-50, 100 WRN-101)
+alpha = None  # None: the paper's α for the backbone (30 ResNet-34 / CvT, 1 WRN-50, 100 WRN-101)
 alphas = (0.0, 1.0, 3.0, 10.0, 30.0)  # Fig. 3
 dml_losses = ("contrastive_l1", "contrastive_l2", "triplet_l1", "triplet_l2", "infonce")  # Table II
 
@@ -31,16 +31,18 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
-from hierstudy import config, experiments, plots, report
+from hierstudy import config, report, runs, setups
+from hierstudy.datasets import study_splits
 from hierstudy.losses.kfr import pairwise_latent_distance
+from hierstudy.report import plots
 
 cfg = config.load(profile)
 report.use_style()
 dataset = dataset or cfg.datasets["kfr"]
 cfg = cfg.writing_for(dataset, cfg.datasets["kfr"])  # another dataset: figures/<profile>/<dataset>/
-setup = experiments.setup_for(cfg, "kfr", dataset)
+setup = setups.setup_for(cfg, "kfr", dataset)
 alpha = alpha if alpha is not None else setup.knobs.get("kfr", {}).get("alpha", 30.0)
-hierarchy = experiments.splits(cfg, dataset, setup)["train"].hierarchy
+hierarchy = study_splits.splits(cfg, dataset, setup)["train"].hierarchy
 print(
     cfg.description,
     "|",
@@ -55,11 +57,11 @@ print(
 # ## The baseline: cross-entropy
 # On HierShapes, the same backbone, data, optimiser (AdamW, learning rate 1e-3 → 1e-4 linearly,
 # KFR's recipe) and epochs as every other model of the study; under `paper`, KFR's setup for the
-# dataset (`hierstudy.setups`: ResNet-34 from scratch at 64 × 64 on CIFAR, batch 32). Accuracy is reported like the KFR paper: the mean
-# validation accuracy of the last five epochs.
+# dataset (`hierstudy.setups`: ResNet-34 from scratch at 64 × 64 on CIFAR, batch 32). Accuracy
+# is reported like the KFR paper: the mean validation accuracy of the last five epochs.
 
 # %%
-baseline = {s: experiments.train(cfg, "ce", s, force=force, dataset=dataset) for s in cfg.seeds}
+baseline = {s: runs.train(cfg, "ce", s, force=force, dataset=dataset) for s in cfg.seeds}
 history = baseline[cfg.seeds[0]].history
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
 axes[0].plot(history.epoch, history.loss_ce, marker="o", label="train CE")
@@ -76,22 +78,19 @@ plt.show()
 # KFR trains the first half of the epochs with CE alone and the second half with CE + α·ℓ_qtr.
 
 # %%
-kfr = {
-    s: experiments.train(cfg, "kfr", s, force=force, dataset=dataset, alpha=alpha)
-    for s in cfg.seeds
-}
+kfr = {s: runs.train(cfg, "kfr", s, force=force, dataset=dataset, alpha=alpha) for s in cfg.seeds}
 
 
-def summary(runs: dict, method: str) -> dict:
-    last5 = np.array([r.result["val_acc_last5"] for r in runs.values()])
-    test = np.array([r.result["test_acc"] for r in runs.values()])
+def summary(by_seed: dict, method: str) -> dict:
+    last5 = np.array([r.record.val_acc_last5 for r in by_seed.values()])
+    test = np.array([r.record.test_acc for r in by_seed.values()])
     return {
         "method": method,
-        "seeds": len(runs),
+        "seeds": len(by_seed),
         "val acc (last 5, mean)": last5.mean(),
-        "val acc (std)": last5.std(ddof=1) if len(runs) > 1 else np.nan,
+        "val acc (std)": last5.std(ddof=1) if len(by_seed) > 1 else np.nan,
         "test acc (mean)": test.mean(),
-        "test acc (std)": test.std(ddof=1) if len(runs) > 1 else np.nan,
+        "test acc (std)": test.std(ddof=1) if len(by_seed) > 1 else np.nan,
     }
 
 
@@ -108,19 +107,11 @@ table1
 
 # %%
 seed0 = cfg.seeds[0]
+swept = {a: runs.train(cfg, "kfr", seed0, force=force, dataset=dataset, alpha=a) for a in alphas}
 sweep = pd.DataFrame(
     [
-        {
-            "alpha": a,
-            **{
-                k: v
-                for k, v in experiments.train(
-                    cfg, "kfr", seed0, force=force, dataset=dataset, alpha=a
-                ).result.items()
-                if k in ("val_acc_last5", "test_acc")
-            },
-        }
-        for a in alphas
+        {"alpha": a, "test_acc": r.record.test_acc, "val_acc_last5": r.record.val_acc_last5}
+        for a, r in swept.items()
     ]
 )
 report.save_table(sweep, "03_alpha_sweep", cfg, seed=seed0)
@@ -142,30 +133,20 @@ sweep
 # of the paper is out of reach here — a difference to keep in mind.
 
 # %%
-rows = [
-    {
-        "method": "CE",
-        "val_acc_last5": baseline[seed0].result["val_acc_last5"],
-        "test_acc": baseline[seed0].result["test_acc"],
-    }
-]
-for loss in dml_losses:
-    result = experiments.train(cfg, "dml", seed0, force=force, dataset=dataset, loss=loss).result
-    rows.append(
-        {
-            "method": f"CE + {loss}",
-            "val_acc_last5": result["val_acc_last5"],
-            "test_acc": result["test_acc"],
-        }
-    )
-rows.append(
-    {
-        "method": f"CE + {alpha:g}·ℓ_qtr (KFR)",
-        "val_acc_last5": kfr[seed0].result["val_acc_last5"],
-        "test_acc": kfr[seed0].result["test_acc"],
-    }
+compared = {
+    "CE": baseline[seed0],
+    **{
+        f"CE + {loss}": runs.train(cfg, "dml", seed0, force=force, dataset=dataset, loss=loss)
+        for loss in dml_losses
+    },
+    f"CE + {alpha:g}·ℓ_qtr (KFR)": kfr[seed0],
+}
+table2 = pd.DataFrame(
+    [
+        {"method": m, "val_acc_last5": r.record.val_acc_last5, "test_acc": r.record.test_acc}
+        for m, r in compared.items()
+    ]
 )
-table2 = pd.DataFrame(rows)
 report.save_table(table2, "03_dml_comparison", cfg, seed=seed0)
 table2
 
@@ -232,9 +213,9 @@ report.save_metrics(
     cfg,
 )
 print(
-    f"What we found ({dataset}, {len(cfg.seeds)} seed(s), {setup.epochs} epochs, {setup.backbone}): KFR "
-    f"{'raised' if kfr_acc > ce_acc else 'did not raise'} the last-5-epoch accuracy "
-    f"({ce_acc:.3f} → {kfr_acc:.3f}); the best α of the sweep was {best_alpha:g}; the rank "
-    f"correlation between latent and tree distances went from {geometry['CE'][0]:.2f} (CE) to "
-    f"{geometry['KFR'][0]:.2f} (KFR)."
+    f"What we found ({dataset}, {len(cfg.seeds)} seed(s), {setup.epochs} epochs, "
+    f"{setup.backbone}): KFR {'raised' if kfr_acc > ce_acc else 'did not raise'} the "
+    f"last-5-epoch accuracy ({ce_acc:.3f} → {kfr_acc:.3f}); the best α of the sweep was "
+    f"{best_alpha:g}; the rank correlation between latent and tree distances went from "
+    f"{geometry['CE'][0]:.2f} (CE) to {geometry['KFR'][0]:.2f} (KFR)."
 )

@@ -1,5 +1,5 @@
 """Tests of hierstudy.hierarchy.compare: Ward's tree against scipy, the agreement measures against
-literal one-triplet-at-a-time definitions."""
+literal one-triplet-at-a-time definitions, class means against the per-class loop."""
 
 import itertools
 
@@ -10,6 +10,8 @@ from scipy.cluster.hierarchy import linkage, to_tree
 from hierstudy.hierarchy import Hierarchy, HierarchyError, compare
 from hierstudy.hierarchy.compare import (
     agreement,
+    chance_triplet_agreement,
+    class_means,
     cophenetic_correlation,
     families,
     resolved_triplets,
@@ -201,3 +203,38 @@ def test_families_are_the_nodes_of_the_first_depth_that_splits_the_classes():
         "b": "m",
         "c": "c",
     }
+
+
+def test_class_means_equal_the_per_class_loop_bit_for_bit():
+    rng = np.random.default_rng(18)
+    x = rng.normal(size=(50, 3)).astype(np.float32)
+    y = rng.permutation(np.arange(50) % 4)
+    means = class_means(x, y, 4)
+    np.testing.assert_array_equal(means, np.stack([x[y == k].mean(0) for k in range(4)]))
+    assert means.dtype == np.float32
+    for bad in (y % 3, y + 1):  # a class without samples; a label beyond the classes
+        with pytest.raises(HierarchyError, match="cover exactly"):
+            class_means(x, bad, 4)
+
+
+def test_chance_agreement_is_the_mean_over_trees_with_shuffled_class_names():
+    rng = np.random.default_rng(19)
+    classes = [f"c{i}" for i in range(6)]
+    visual = merged_pairs_tree([("c0", "c3"), ("c1", "c4"), ("c2", "c5")])
+    ward = ward_hierarchy(rng.normal(size=(6, 2)), classes[::-1])
+    for among in ("both", "either"):
+        expected = []
+        perms = np.random.default_rng(7)  # the draws of seed=7, one permutation each
+        for _ in range(5):
+            perm = perms.permutation(6)
+            rename = {visual.classes[p]: visual.classes[i] for i, p in enumerate(perm)}
+            shuffled = Hierarchy([(rename.get(u, u), rename.get(v, v)) for u, v in ward.edges()])
+            expected.append(literal_triplets(visual, shuffled, among))
+        chance = chance_triplet_agreement(visual, ward, among=among, draws=5, seed=7)
+        assert chance == pytest.approx(np.mean(expected))
+    # two binary trees on three classes agree on the one triplet for 2 of the 6 permutations
+    three = Hierarchy([("r", "m"), ("m", "a"), ("m", "b"), ("r", "c")])
+    assert chance_triplet_agreement(three, three, draws=3000) == pytest.approx(1 / 3, abs=0.03)
+    assert triplet_agreement(three, three) == 1.0
+    flat = Hierarchy([("r", c) for c in "abc"])
+    assert np.isnan(chance_triplet_agreement(three, flat))  # no tree of flat's shape resolves any

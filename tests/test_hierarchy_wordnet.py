@@ -93,3 +93,15 @@ def test_imagenet_lists_from_timm(wn):
         wordnet.imagenet_hierarchy(["n00000000"], wn=wn)
     with pytest.raises(wordnet.WordNetError, match="no nonexistent_synsets.txt"):
         wordnet.timm_synsets("nonexistent")
+
+
+def test_hierarchy_for_a_dataset_name_is_its_cifar_or_timm_hierarchy(wn):
+    for tree in (False, True):
+        assert wordnet.hierarchy_for("cifar10", tree=tree, wn=wn).edges() == (
+            wordnet.cifar_hierarchy(10, tree=tree, wn=wn).edges()
+        )
+    mini = wordnet.hierarchy_for("mini_imagenet", tree=True, wn=wn)
+    assert mini.classes == tuple(wordnet.timm_synsets("mini_imagenet")) and mini.is_tree
+    assert not wordnet.hierarchy_for("cifar100", wn=wn).is_tree  # the DAG by default
+    with pytest.raises(wordnet.WordNetError, match="no WordNet hierarchy for 'cub'"):
+        wordnet.hierarchy_for("cub")

@@ -1,10 +1,11 @@
 """Comparing two hierarchies over the same classes, and Ward's tree of class means.
 
 Ward clustering of the class means is the baseline (vi) of Venkataramanan et al. (ICVS 2023,
-Sec. 4.1). The agreement measures (triplet agreement, cophenetic correlation, and the share of
-triplets a hierarchy resolves) read only the LCS heights and match classes by name;
-:func:`agreement` gathers them into the columns of notebook 05's tables, and :func:`families`
-groups the classes of a taxonomy at its first split (the colours of a tree drawn beside another).
+Sec. 4.1). The agreement measures (triplet agreement and its chance level, cophenetic
+correlation, and the share of triplets a hierarchy resolves) read only the LCS heights and match
+classes by name; :func:`agreement` gathers them into the columns of notebook 05's tables, and
+:func:`families` groups the classes of a taxonomy at its first split (the colours of a tree drawn
+beside another).
 """
 
 from __future__ import annotations
@@ -16,6 +17,18 @@ import numpy as np
 from scipy.cluster.hierarchy import linkage
 
 from .tree import Hierarchy, HierarchyError
+
+
+def class_means(features, labels, num_classes: int) -> np.ndarray:
+    """[K, d] mean of the ``features`` [N, d] of each class k = 0..K-1 of ``labels`` [N], in the
+    features' dtype (the input of :func:`ward_hierarchy`). Every class needs a sample."""
+    features, labels = np.asarray(features), np.asarray(labels)
+    counts = np.bincount(labels, minlength=num_classes)
+    if len(counts) > num_classes or not counts.all():
+        raise HierarchyError(f"labels must cover exactly the classes 0..{num_classes - 1}")
+    order = np.argsort(labels, kind="stable")  # each class's rows in their original order
+    groups = np.split(features[order], np.cumsum(counts)[:-1])
+    return np.stack([group.mean(0) for group in groups])
 
 
 def ward_hierarchy(means, classes: Sequence[str]) -> Hierarchy:
@@ -52,9 +65,35 @@ def triplet_agreement(first: Hierarchy, second: Hierarchy, *, among: str = "both
     counting as agreement. NaN when no triplet counts. Identical hierarchies give 1. Classes are
     matched by name.
     """
+    _check_among(among)
+    return _agreement(*_aligned_heights(first, second), among)
+
+
+def chance_triplet_agreement(
+    first: Hierarchy, second: Hierarchy, *, among: str = "both", draws: int = 100, seed: int = 0
+) -> float:
+    """The chance level of ``triplet_agreement(first, second)``: its mean over ``draws`` random
+    trees of ``second``'s shape on the same classes — ``second`` with its class names shuffled, a
+    uniformly random permutation per draw from ``numpy.random.default_rng(seed)``. The mean is
+    over the draws that count a triplet; NaN when none does (``second`` resolves no triplet)."""
+    _check_among(among)
+    a, b = _aligned_heights(first, second)
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(draws):
+        perm = rng.permutation(len(b))
+        values.append(_agreement(a, b[np.ix_(perm, perm)], among))
+    counted = [v for v in values if not np.isnan(v)]
+    return float(np.mean(counted)) if counted else float("nan")
+
+
+def _check_among(among: str) -> None:
     if among not in ("both", "either", "all"):
         raise HierarchyError(f"among must be both, either or all, got {among!r}")
-    a, b = _aligned_heights(first, second)
+
+
+def _agreement(a: np.ndarray, b: np.ndarray, among: str) -> float:
+    """:func:`triplet_agreement` of two aligned [K, K] LCS-height matrices."""
     k = len(a)
     same = total = 0
     for i in range(k - 2):  # O(K^3) work in K vectorised [K, K] slices

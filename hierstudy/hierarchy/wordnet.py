@@ -356,3 +356,18 @@ def timm_synsets(name: str = "imagenet") -> list[str]:
 def imagenet_hierarchy(wnids: Sequence[str] | None = None, **kwargs) -> Hierarchy:
     """The WordNet hierarchy of ImageNet-1k (or of the given wnids, e.g. Mini-ImageNet's)."""
     return synset_hierarchy(list(wnids) if wnids is not None else timm_synsets(), **kwargs)
+
+
+WORDNET_DATASETS = ("cifar10", "cifar100", "mini_imagenet", "imagenet1k")
+
+
+def hierarchy_for(name: str, *, tree: bool = False, **kwargs) -> Hierarchy:
+    """The WordNet hierarchy of a dataset of ``WORDNET_DATASETS``: CIFAR-10/100 through the
+    study's class → synset maps, Mini-ImageNet and ImageNet-1k through timm's wnid lists; the
+    hypernym DAG, or with ``tree`` the YOLO9000 tree (``kwargs``: :func:`synset_hierarchy`'s)."""
+    if name in ("cifar10", "cifar100"):
+        return cifar_hierarchy(int(name[5:]), tree=tree, **kwargs)
+    if name in ("mini_imagenet", "imagenet1k"):
+        wnids = timm_synsets("imagenet" if name == "imagenet1k" else name)
+        return imagenet_hierarchy(wnids, tree=tree, **kwargs)
+    raise WordNetError(f"no WordNet hierarchy for {name!r}; choose one of {WORDNET_DATASETS}")
