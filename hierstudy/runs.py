@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -30,9 +29,9 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from . import methods
+from . import methods, snapshots
 from .checkpoint import load_checkpoint
 from .config import Profile
 from .datasets import MPerClassBatchSampler, catalog
@@ -196,6 +195,11 @@ class Run:
         """The final checkpoint: ``model`` and ``losses`` (state dicts, e.g. HIER's proxies)."""
         return load_checkpoint(self.run_dir / "checkpoint.pt")
 
+    def snapshots(self) -> dict[int, dict[str, np.ndarray]]:
+        """{epoch: {"embedding", "labels", "proxies"}} a ``hier`` run saved after every epoch
+        (epoch 0: untrained; :mod:`hierstudy.snapshots`)."""
+        return snapshots.load(self.run_dir)
+
     def model(self) -> HierNet:
         """The trained network (eval mode), rebuilt from the recipe and the checkpoint."""
         net = self.record.recipe.build_model()
@@ -278,7 +282,7 @@ def train(
     method but ``kfr`` itself (its second phase, :func:`~hierstudy.methods.add_kfr`); the run is
     then named e.g. ``corr-kfr30``. ``corruption="blur"`` (or ``"saturation"``, ``"occlusion"``)
     trains and extracts on corrupted images (:func:`~hierstudy.datasets.study_splits.study_data`;
-    run ``ce-corruptionblur``). A ``hier`` run also saves :func:`snapshots` of its embedding
+    run ``ce-corruptionblur``). A ``hier`` run also saves :meth:`Run.snapshots` of its embedding
     after every epoch.
     """
     plan = _plan(profile, method, seed, dataset, paper, setup, kfr, corruption, knobs)
@@ -394,7 +398,7 @@ def _fit(plan, data, recipe, model, force, device, workers) -> pd.DataFrame:
             }
     if plan.method.name == "hier":
         reg, train = _term(recipe, "hier"), data.extract["train"]
-        evaluation["eval_fn"] = _snapshot_writer(plan.run_dir, model, reg, train, device, workers)
+        evaluation["eval_fn"] = snapshots.writer(plan.run_dir, model, reg, train, device, workers)
     return fit(model, recipe.terms, loader, run_dir=plan.run_dir, config=config, **evaluation)
 
 
@@ -454,58 +458,3 @@ def _result_files(folder: Path) -> list[Path]:
     """The ``result.json`` of every finished run under a dataset's folder (with or without a
     paper's subfolder), sorted."""
     return sorted([*folder.glob("*/seed*/result.json"), *folder.glob("*/*/seed*/result.json")])
-
-
-SNAPSHOT_IMAGES = 512  # training images whose embedding a HIER run saves after every epoch
-
-
-def _snapshot_writer(
-    run_dir: Path, model: nn.Module, reg: nn.Module, train: Dataset, device, workers: int
-) -> Callable[[nn.Module], dict]:
-    """An ``eval_fn`` saving ``snapshots/epoch<e>.npz`` after every epoch: the embedding and
-    labels of a fixed, seeded subset of the training images and the proxies' points (Kim et al.
-    (HIER, CVPR 2023), Fig. 4). Epoch 0, the untrained model, is written at once; a run resumed
-    from its checkpoint continues from the checkpoint's epoch (later snapshots, e.g. of an
-    interrupted epoch or of a ``force`` rerun, are dropped). Reads no global random state: the
-    weights are unchanged."""
-    folder = run_dir / "snapshots"
-    folder.mkdir(parents=True, exist_ok=True)
-    checkpoint = run_dir / "checkpoint.pt"
-    completed = load_checkpoint(checkpoint)["epoch"] if checkpoint.is_file() else 0
-    for path in folder.glob("epoch*.npz"):
-        if int(path.stem[5:]) > completed or not completed:
-            path.unlink()
-    keep = np.sort(np.random.default_rng(0).permutation(len(train))[:SNAPSHOT_IMAGES])
-    loader = make_loader(
-        torch.utils.data.Subset(train, keep.tolist()), 256, shuffle=False, num_workers=workers
-    )
-
-    def save(net: nn.Module, epoch: int) -> None:
-        feats = extract(net, loader, device)
-        with torch.no_grad():
-            proxies = reg.proxy_points().detach().float().cpu().numpy()
-        arrays = {"embedding": feats["embedding"], "labels": feats["labels"], "proxies": proxies}
-        save_npz(folder / f"epoch{epoch:03d}.npz", arrays)
-
-    next_epoch = [completed + 1]
-
-    def write(net: nn.Module) -> dict:
-        save(net, next_epoch[0])
-        next_epoch[0] += 1
-        return {}
-
-    if not completed:
-        save(model, 0)
-    return write
-
-
-def snapshots(run: Run) -> dict[int, dict[str, np.ndarray]]:
-    """{epoch: {"embedding", "labels", "proxies"}} saved by a ``hier`` run (epoch 0: untrained)."""
-    paths = sorted((run.run_dir / "snapshots").glob("epoch*.npz"))
-    if not paths:
-        raise RunError(f"{run.run_dir} has no snapshots: retrain it with force=True")
-    out = {}
-    for path in paths:
-        with np.load(path) as data:
-            out[int(path.stem[5:])] = {k: data[k] for k in data.files}
-    return out

@@ -142,13 +142,13 @@ plt.show()
 # ## Over training (Fig. 4)
 # The same view after selected epochs, from the untrained network (epoch 0) to the last: a HIER
 # run saves, after every epoch, the embedding of a fixed draw of 512 training images and its
-# proxies (`runs.snapshots`). Each panel is its own UMAP, so only the arrangement within
+# proxies (`Run.snapshots`). Each panel is its own UMAP, so only the arrangement within
 # a panel is comparable: how the classes separate and where the ancestor proxies settle. The
 # table counts the ancestor proxies, their mean norm, and the leave-one-out 1-NN accuracy of the
 # drawn images under the Poincaré distance (how well the classes separate, epoch by epoch).
 
 # %%
-shots = runs.snapshots(hier_run)
+shots = hier_run.snapshots()
 epochs = sorted(shots)
 shown = sorted(
     {

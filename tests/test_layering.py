@@ -29,6 +29,7 @@ LAYERS = {
     "hierstudy.train": 3,
     "hierstudy.methods": 3,
     "hierstudy.setups": 3,
+    "hierstudy.snapshots": 3,
     "hierstudy.runs": 4,
     "hierstudy.visual_hierarchy": 5,
     "hierstudy.gradcam": 5,

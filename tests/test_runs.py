@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from hierstudy import config, runs
+from hierstudy import config, runs, snapshots
 from hierstudy.datasets import DatasetError, study_splits
 from hierstudy.losses.hier import HIER
 from hierstudy.losses.proxy import ProxyAnchor
@@ -77,10 +77,10 @@ def test_kfr_knob_adds_the_term_to_another_method_in_its_second_phase(tiny):
 
 def test_hier_runs_save_a_snapshot_per_epoch_without_changing_the_weights(tiny):
     run = runs.train(tiny, "hier", 0)
-    shots = runs.snapshots(run)
+    shots = run.snapshots()
     assert sorted(shots) == [0, 1, 2]  # the untrained model, then every epoch
     n = len(run.features("train")["labels"])
-    keep = np.sort(np.random.default_rng(0).permutation(n)[: runs.SNAPSHOT_IMAGES])
+    keep = np.sort(np.random.default_rng(0).permutation(n)[: snapshots.SNAPSHOT_IMAGES])
     # the last snapshot is the final model on the same images as features_train
     assert np.allclose(shots[2]["embedding"], run.features("train")["embedding"][keep], atol=1e-5)
     assert not np.allclose(shots[0]["embedding"], shots[2]["embedding"])
@@ -96,10 +96,10 @@ def test_hier_runs_save_a_snapshot_per_epoch_without_changing_the_weights(tiny):
     # a forced rerun drops stale snapshots and numbers its own from 0 again
     np.savez(run.run_dir / "snapshots" / "epoch007.npz", stale=np.zeros(1))
     runs.train(tiny, "hier", 0, force=True)
-    assert sorted(runs.snapshots(run)) == [0, 1, 2]
+    assert sorted(run.snapshots()) == [0, 1, 2]
     ce = runs.train(tiny, "ce", 0)
-    with pytest.raises(runs.RunError, match="no snapshots"):
-        runs.snapshots(ce)
+    with pytest.raises(FileNotFoundError, match="no snapshots"):
+        ce.snapshots()
 
 
 def test_corruption_knob_trains_and_extracts_on_corrupted_images(tiny):
