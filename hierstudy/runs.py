@@ -177,11 +177,6 @@ class Run:
         paper = self.record.paper
         return f"{paper}/{self.record.name}" if paper else self.record.name
 
-    @property
-    def result(self) -> dict:
-        """Temporary (issue 17), for the notebooks: the record as the ``result.json`` dict."""
-        return self.record.to_dict()
-
     def features(self, split: str = "test") -> dict[str, np.ndarray]:
         with np.load(self.run_dir / f"features_{split}.npz") as data:
             return {k: data[k] for k in data.files}

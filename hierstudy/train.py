@@ -59,10 +59,6 @@ from torch.utils.data import DataLoader
 
 from .checkpoint import CHECKPOINT, load_checkpoint, restore, rng_generators, save, seed_rngs
 from .checkpoint import CheckpointError as CheckpointError  # re-exported: fit raises it
-
-# temporary re-export for the notebooks (issue 17)
-from .features import extract as extract
-from .features import make_loader as make_loader
 from .objective import NonFiniteLossError as NonFiniteLossError  # re-exported: fit raises it
 from .objective import Objective, Term, TrainError, check_finite, check_terms
 from .optim import OPTIMIZERS, SAM, SCHEDULES, clip_and_step, lr_at, make_optimizer

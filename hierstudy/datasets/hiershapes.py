@@ -21,7 +21,7 @@ random stream, which numpy may change between major versions); ``checksum`` prov
 
 Cache: ``<root>/hiershapes/seed<seed>_<size>px_<train>-<val>-<test>/`` holds
 ``{train,val,test}.npz`` and ``manifest.json`` (generator version, seed, size, counts, sha256 of
-each split's arrays), all written atomically (temporary file + ``os.replace``). One folder per
+each split's arrays), all written atomically (:mod:`hierstudy.files`). One folder per
 request, so profiles do not evict each other. A missing or mismatching manifest, or a split file
 that is unreadable or fails its checksum, makes the three splits be regenerated (with a warning
 when a cache was present but wrong): the data are derived, so regeneration beats an error.
@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable, Mapping
@@ -41,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from hierstudy.datasets.base import ArrayDataset, DatasetError, data_root
+from hierstudy.files import atomic_write, save_npz
 from hierstudy.hierarchy import Hierarchy
 
 VERSION = 1
@@ -307,17 +306,6 @@ def _check_request(split, seed, image_size, counts) -> None:
 
 
 # ---------------------------------------------------------------------------------- cache
-def _write_atomic(path: Path, write: Callable) -> None:
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as handle:
-        try:
-            write(handle)
-        except BaseException:
-            os.unlink(handle.name)
-            raise
-    os.chmod(handle.name, 0o644)  # temporary files are created private
-    os.replace(handle.name, path)
-
-
 def _manifest(seed, image_size, counts) -> dict:
     return {
         "generator": "hiershapes",
@@ -371,10 +359,10 @@ def load_or_generate(
         arrays = generate(name, seed, image_size, counts[name])
         sums[name] = checksum(arrays)
         packed = dict(arrays, masks=np.packbits(arrays["masks"], axis=-1))
-        _write_atomic(folder / f"{name}.npz", lambda handle, p=packed: np.savez(handle, **p))
+        save_npz(folder / f"{name}.npz", packed)
         out = arrays if name == split else out
     text = json.dumps(dict(expected, sha256=sums), indent=2) + "\n"
-    _write_atomic(manifest_path, lambda handle: handle.write(text.encode()))
+    atomic_write(manifest_path, text.encode())
     return out, sums[split]
 
 

@@ -26,8 +26,6 @@ from ..config import Profile
 from ..hierarchy import Hierarchy
 from . import catalog
 from .base import DatasetError, HierDataset, stratified_split
-
-# Temporary (issue 17): the corruptions move to hierstudy/datasets/corruptions.py.
 from .corruptions import CORRUPTIONS, corrupt
 from .hiershapes import HierShapes
 from .transforms import paper_transforms

@@ -1,3 +1,0 @@
-"""Temporary re-export for the notebooks (issue 17)."""
-
-from hierstudy.report.plots import plot_examples  # noqa: F401
