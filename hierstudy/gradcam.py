@@ -1,20 +1,30 @@
-"""Grad-CAM maps of the ground-truth class, and the layer they are taken at.
+"""Grad-CAM maps of the ground-truth class, the class scores they explain and the layer they are
+taken at.
 
 Grad-CAM (Selvaraju et al. (ICCV 2017), ref. [51] of Zhao et al. (KFR, 2024)) comes from
 pytorch-grad-cam, for the ground-truth class ("GT-known"), with hooks released and the model's
 train/eval modes, ``requires_grad`` flags and ``.grad`` tensors put back afterwards. The maps are
-scored by :mod:`hierstudy.evaluation.localisation`.
+scored by :mod:`hierstudy.evaluation.localisation`; :func:`localise` does both for one run at one
+layer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
+
+from hierstudy.evaluation import localisation
+
+if TYPE_CHECKING:
+    from hierstudy.datasets.selection import ScoredImages
+    from hierstudy.runs import Run
 
 
 class CamError(ValueError):
@@ -170,6 +180,79 @@ def coarse_grid_fallback(
     up_to_last = order[: order.index(last_block) + 1]
     fine = [n for n in up_to_last if min(grids[n]) >= min_grid]
     return fine[-1] if fine else last_block
+
+
+def class_scores(run: Run) -> Callable | None:
+    """The class scores Grad-CAM explains for a trained run, as ``scores=`` of
+    :func:`gradcam_maps` takes them: None (the model's logits) for a classifier; for L_CORR alone,
+    which has no logits and classifies by the nearest class embedding φ(c) (Barz & Denzler
+    (WACV 2019), Algorithm 1), the dot products ψ(x)ᵀφ(c) of the unit-norm embedding ψ(x) with
+    the class embeddings Φ [C, D] of its ``corr`` term: they rank the classes as its
+    nearest-embedding prediction does."""
+    if run.record.recipe.head != "embedding":
+        return None
+    phi = run.loss("corr").class_embeddings.float()
+    return lambda out: out.embedding @ phi.T
+
+
+@dataclass(frozen=True)
+class CamLayers:
+    """The layer Grad-CAM reads and the model's last block (KFR's layer), with their map grids
+    (h, w)."""
+
+    layer: str
+    grid: tuple[int, int]
+    last_block: str
+    last_grid: tuple[int, int]
+
+    def scored(self, last_block: bool = True) -> list[str]:
+        """``layer``, then the last block when it is another layer and ``last_block``."""
+        return [
+            self.layer,
+            *([self.last_block] if last_block and self.last_block != self.layer else []),
+        ]
+
+
+def cam_layers(
+    model: nn.Module, images: torch.Tensor, min_grid: int = 7, layer: str | None = None
+) -> CamLayers:
+    """The study's Grad-CAM layer for ``model`` (a :class:`~hierstudy.models.HierNet`, whose
+    ``target_layer_name`` is its last block): ``layer`` if given, else
+    :func:`coarse_grid_fallback` of the last block at ``min_grid``; the grids from one image of
+    ``images`` (the models of a setup share a backbone: one probe serves them all)."""
+    last = model.target_layer_name
+    layer = layer or coarse_grid_fallback(model, images[:1], last, min_grid)
+    grids = layer_grids(model, images[:1], [layer, last])
+    return CamLayers(layer, grids[layer], last, grids[last])
+
+
+def localise(
+    run: Run,
+    scored: ScoredImages,
+    layer: str,
+    *,
+    model: nn.Module | None = None,
+    batch_size: int = 128,
+) -> localisation.Localisation:
+    """``run``'s GT-known Grad-CAM maps of the images ``scored`` at ``layer`` (:func:`gradcam_maps`
+    of its :func:`class_scores`), scored by :func:`~hierstudy.evaluation.localisation.score_maps`
+    with the run's predicted classes of those images (from its saved test features).
+
+    ``model``: the run's network when already built (default: :meth:`~hierstudy.runs.Run.model`).
+    """
+    model = run.model() if model is None else model
+    maps = gradcam_maps(
+        model,
+        scored.images,
+        scored.labels,
+        _submodule(model, layer),
+        batch_size=batch_size,
+        scores=class_scores(run),
+    )
+    feats = run.features("test")
+    if not np.array_equal(feats["labels"][scored.indices], scored.labels):
+        raise CamError(f"run {run.name!r}'s test features are not the scored split's")
+    return localisation.score_maps(maps, scored, feats["pred"][scored.indices])
 
 
 def _submodule(model: nn.Module, name: str) -> nn.Module:

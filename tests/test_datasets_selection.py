@@ -1,11 +1,14 @@
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
+from torchvision import tv_tensors
 from toy_hierarchies import LEAF_AND_PAIR
 
-from hierstudy.datasets import paper_transforms
+from hierstudy.datasets import HierShapes, paper_transforms
 from hierstudy.datasets.base import ArrayDataset, DatasetError
-from hierstudy.datasets.selection import balanced_subset, localisation_set
+from hierstudy.datasets.selection import balanced_subset, localisation_set, scored_images
 
 
 def literal_subset(labels, max_images, seed):
@@ -84,3 +87,35 @@ def test_localisation_set_bad_inputs():
             [0, 1],
             lambda image, boxes: (image[..., : next(widths)], boxes),
         )
+
+
+def test_scored_images_read_hiershapes_as_stored_and_a_papers_dataset_through_its_setup():
+    shapes = HierShapes(None, "test", image_size=32, n_per_class=2, cache=False)
+    subset = np.array([3, 10, 41])
+    scored = scored_images(shapes, subset)
+    assert scored.images.dtype == torch.uint8 and not scored.normalised  # the model scales it
+    np.testing.assert_array_equal(
+        scored.images.numpy(), shapes.images[subset].transpose(0, 3, 1, 2)
+    )
+    np.testing.assert_array_equal(scored.labels, shapes.labels[subset])
+    for boxes, tight in zip(scored.boxes, shapes.boxes[subset], strict=True):
+        assert boxes.dtype == np.float64 and np.array_equal(boxes, tight[None])
+    assert scored.n_boxes == 3 and scored.boxless == 0
+    np.testing.assert_array_equal(scored.display(1), shapes.images[10])
+
+    boxes = [np.array([[2, 4, 14, 12]]), np.array([[22, 2, 24, 8]]), np.array([[0, 0, 6, 10]])]
+    hier = SimpleNamespace(transform="hier", image_size=20)  # resize 23, centre crop 20
+    cropped = scored_images(box_dataset(boxes), [1, 0, 2], hier)
+    images, labels, moved = localisation_set(
+        box_dataset(boxes), [1, 0, 2], paper_transforms("hier", size=20)
+    )
+    assert torch.equal(cropped.images, images) and np.array_equal(cropped.labels, labels)
+    assert all(np.array_equal(a, b) for a, b in zip(cropped.boxes, moved, strict=True))
+    assert cropped.normalised and cropped.n_boxes == 3
+    assert cropped.boxless == 1  # image 1's only box lies in the columns the crop cut away
+    plain = paper_transforms("hier", size=20, normalize=False)(
+        tv_tensors.Image(torch.from_numpy(np.array(box_dataset(boxes).image(0))).permute(2, 0, 1))
+    )
+    np.testing.assert_allclose(cropped.display(1), plain.permute(1, 2, 0).numpy(), atol=1e-6)
+    with pytest.raises(DatasetError, match="pass one"):
+        scored_images(box_dataset(boxes), [0])

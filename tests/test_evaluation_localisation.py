@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 from reference_localisation import (
     literal_best_iou,
     literal_boxes,
@@ -8,6 +9,7 @@ from reference_localisation import (
 )
 from scipy import ndimage
 
+from hierstudy.datasets.selection import ScoredImages
 from hierstudy.evaluation import localisation
 from hierstudy.evaluation.localisation import (
     LocalisationError,
@@ -237,6 +239,40 @@ def test_energy_in_box():
     assert np.isnan(energy_in_box(np.zeros((1, 5, 5)), [[0, 0, 5, 5]])[0])
     with pytest.raises(LocalisationError, match="non-negative"):
         energy_in_box(-cam[None], [[0, 0, 5, 5]])
+
+
+def test_box_share_is_the_union_of_the_boxes_over_the_image():
+    # 10 × 10: a half (columns 0-4), and the union of two boxes of 20 and 30 pixels overlapping
+    # on 10 (pixel centres inside (1, 2, 6, 6.4): columns 1-5, rows 2-5 and 6 (6.5 > 6.4: no))
+    boxes = [[[0, 0, 5, 10]], [[0, 0, 2, 10], [1, 0, 4, 10]], [[1, 2, 6, 6.4]]]
+    assert localisation.box_share(boxes, (10, 10)) == pytest.approx((0.5 + 0.4 + 0.2) / 3)
+
+
+def test_centre_gaussian_is_one_map_centred_with_sigma_a_quarter_of_the_shorter_side():
+    maps = localisation.centre_gaussian(3, (8, 12))
+    assert maps.shape == (3, 8, 12) and (maps == maps[0]).all()
+    sigma, (cy, cx) = 8 / 4, (4, 6)  # pixel (y, x) has its centre at (y + 0.5, x + 0.5)
+    for y, x in [(0, 0), (3, 5), (7, 11), (4, 9)]:
+        dy, dx = y + 0.5 - cy, x + 0.5 - cx
+        assert maps[0, y, x] == pytest.approx(np.exp(-(dx**2 + dy**2) / (2 * sigma**2)))
+    assert maps[0].argmax() in {3 * 12 + 5, 3 * 12 + 6, 4 * 12 + 5, 4 * 12 + 6}  # the centre
+
+
+def test_score_maps_is_one_sweep_of_wsol_scores_plus_top1_loc_and_empty_maps():
+    cams, gt = hand_case()  # A, B, C (constant: no box) and D
+    labels = np.array([0, 1, 2, 3])
+    scored = ScoredImages(np.arange(4), torch.zeros(4, 3, 20, 20), labels, gt)
+    cams[2] = 0  # C: an all-zero (empty) map
+    found = localisation.score_maps(cams, scored, predicted=[0, 1, 2, 0])
+    wsol = wsol_scores(cams, gt)
+    assert list(found.scores) == [*wsol, "top1loc_tau0.15_iou30", "empty_cams"]
+    assert {k: found.scores[k] for k in wsol} == wsol
+    # localised at KFR's point: A, B, D; classified correctly: A, B, C -> A and B
+    assert found.scores["top1loc_tau0.15_iou30"] == pytest.approx(2 / 4)
+    assert found.scores["empty_cams"] == pytest.approx(1 / 4)
+    np.testing.assert_array_equal(found.best, best_iou(cams, gt))
+    assert found.maps is cams
+    assert "top1loc_tau0.15_iou30" not in localisation.score_maps(cams, scored).scores
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,11 @@ import timm
 import torch
 from torch import nn
 
-from hierstudy import gradcam
+from hierstudy import config, gradcam, runs
+from hierstudy.datasets import selection, study_splits
+from hierstudy.evaluation import localisation
 from hierstudy.gradcam import CamError, gradcam_maps, vit_reshape_transform
-from hierstudy.models import build_model
+from hierstudy.models import ModelOutput, build_model
 
 
 class TinyCNN(nn.Module):
@@ -273,3 +275,69 @@ def test_coarse_grid_fallback_on_the_study_backbones():
         gradcam.coarse_grid_fallback(resnet, small, "backbone.layer4", 0)
     with pytest.raises(CamError, match="no submodule"):
         gradcam.coarse_grid_fallback(resnet, small, "backbone.layer9")
+
+
+def test_cam_layers_apply_the_rule_once_and_list_the_scored_layers():
+    torch.manual_seed(0)
+    tiny = build_model("tiny_cnn", 5)  # blocks: 16, 8, 4, 4 cells at 32 px
+    images = torch.zeros(3, 3, 32, 32, dtype=torch.uint8)
+    layers = gradcam.cam_layers(tiny, images)
+    assert layers == gradcam.CamLayers("backbone.blocks.1", (8, 8), "backbone.blocks.3", (4, 4))
+    assert layers.scored() == ["backbone.blocks.1", "backbone.blocks.3"]
+    assert layers.scored(last_block=False) == ["backbone.blocks.1"]
+    given = gradcam.cam_layers(tiny, images, layer="backbone.blocks.0")
+    assert (given.layer, given.grid, given.last_grid) == ("backbone.blocks.0", (16, 16), (4, 4))
+    kept = gradcam.cam_layers(tiny, images, min_grid=4)  # the last block is fine enough
+    assert kept.layer == kept.last_block and kept.scored() == ["backbone.blocks.3"]
+
+
+# ----------------------------------------------------------------------------- trained runs
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("root")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HIERSTUDY_ROOT", str(root))
+        yield config.load(
+            "smoke",
+            per_class={"train": 4, "val": 2, "test": 2},
+            epochs=1,
+            batch_size=35,
+            seeds=(0,),
+        )
+
+
+def test_class_scores_are_the_logits_or_l_corrs_dot_products_with_its_class_embeddings(tiny):
+    assert gradcam.class_scores(runs.train(tiny, "ce", 0)) is None  # a classifier: its logits
+    corr = runs.train(tiny, "corr", 0)
+    scores = gradcam.class_scores(corr)
+    phi = corr.checkpoint()["losses"][0]["class_embeddings"]
+    feats = corr.features("test")
+    out = corr.model()(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
+    torch.testing.assert_close(scores(out), out.embedding @ phi.T, rtol=0, atol=0)
+    # ψᵀφ ranks the classes as L_CORR's nearest-embedding prediction does (unit φ)
+    test_out = ModelOutput(None, torch.from_numpy(feats["embedding"]), None)
+    np.testing.assert_array_equal(scores(test_out).argmax(1).numpy(), feats["pred"])
+
+
+def test_localise_is_grad_cam_at_the_layer_scored_with_the_runs_predictions(tiny):
+    run = runs.train(tiny, "ce", 0)
+    test = study_splits.hiershapes_splits(tiny)["test"]
+    subset = selection.balanced_subset(test.labels, 20, seed=1)
+    scored = selection.scored_images(test, subset)
+    found = gradcam.localise(run, scored, "backbone.blocks.1", batch_size=7)
+    model = run.model()
+    maps = gradcam.gradcam_maps(model, scored.images, scored.labels, model.backbone.blocks[1])
+    np.testing.assert_array_equal(found.maps, maps)
+    predicted = run.features("test")["pred"][subset]
+    expected = localisation.score_maps(maps, scored, predicted)
+    assert found.scores == expected.scores and "top1loc_tau0.15_iou30" in found.scores
+    np.testing.assert_array_equal(found.best, expected.best)
+    again = gradcam.localise(run, scored, "backbone.blocks.1", model=model)
+    np.testing.assert_array_equal(again.maps, maps)
+    with pytest.raises(gradcam.CamError, match="no submodule"):
+        gradcam.localise(run, scored, "backbone.blocks.9", model=model)
+    shifted = np.roll(subset, 1)  # 20 images of 20 classes: every label moves
+    assert (test.labels[shifted] != scored.labels).all()
+    elsewhere = selection.ScoredImages(shifted, scored.images, scored.labels, scored.boxes)
+    with pytest.raises(gradcam.CamError, match="not the scored split's"):
+        gradcam.localise(run, elsewhere, "backbone.blocks.1", model=model)

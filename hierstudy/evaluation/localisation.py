@@ -30,8 +30,9 @@ ground-truth boxes (ImageNet's validation images often do): step 4's "some groun
 A box that an evaluation crop cut away is empty (x0 = x1 or y0 = y1): it overlaps nothing.
 
 The scored images: :func:`~hierstudy.datasets.selection.balanced_subset` picks them
-(class-balanced, seeded) and :func:`~hierstudy.datasets.selection.localisation_set` reads them
-with their boxes through a paper's evaluation transform; :mod:`hierstudy.gradcam` makes the maps.
+(class-balanced, seeded) and :func:`~hierstudy.datasets.selection.scored_images` reads them
+with their boxes as a run sees them; :mod:`hierstudy.gradcam` makes the maps (and
+:func:`~hierstudy.gradcam.localise` scores one run's at one layer with :func:`score_maps`).
 
 The fast path traces contours once per distinct 8-bit level instead of once per τ (255 calls,
 not 1,000), each call covering a stack of maps, with OpenCV's faster link-runs tracer (its hole
@@ -46,10 +47,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from hierstudy.datasets.selection import ScoredImages
 
 IOU_THRESHOLDS = (0.3, 0.5, 0.7)  # δ of MaxBoxAccV2, Choe et al. (CVPR 2020)
 KFR_POINT = (0.15, 0.3)  # (τ, δ) fixed by KFR, Zhao et al. (KFR, 2024), Sec. IV-D
@@ -144,12 +150,8 @@ def wsol_scores(cams, gt_boxes, step: float = 0.001) -> dict:
     """Every localisation score of the study from one sweep: :func:`maxboxacc_v2`'s keys, the KFR
     point ``"boxacc_tau0.15_iou30"`` (:func:`boxacc_at`) and the mean ``"energy_in_box"``."""
     taus = cam_thresholds(step)
-    kfr_tau, kfr_delta = KFR_POINT
-    best = best_iou(cams, gt_boxes, np.append(taus, kfr_tau))
-    out = _maxboxacc(best[:, :-1], taus, IOU_THRESHOLDS)
-    out["boxacc_tau0.15_iou30"] = float((best[:, -1] >= kfr_delta).mean())
-    out["energy_in_box"] = float(np.nanmean(energy_in_box(cams, gt_boxes)))
-    return out
+    best = best_iou(cams, gt_boxes, np.append(taus, KFR_POINT[0]))
+    return _wsol_scores(best, taus, cams, gt_boxes)
 
 
 def energy_in_box(cams, gt_boxes) -> np.ndarray:
@@ -178,7 +180,61 @@ def energy_in_box(cams, gt_boxes) -> np.ndarray:
     return np.divide(mass, total, out=np.full(n, np.nan), where=total > 0)
 
 
+def box_share(gt_boxes, shape: tuple[int, int]) -> float:
+    """The mean share of an image [H, W] = ``shape`` inside its ground-truth boxes (their union;
+    a pixel is inside when its centre is): :func:`energy_in_box` of a uniform map."""
+    return float(np.mean(energy_in_box(np.broadcast_to(1.0, (len(gt_boxes), *shape)), gt_boxes)))
+
+
+def centre_gaussian(n: int, shape: tuple[int, int]) -> np.ndarray:
+    """The no-learning reference map of Choe et al. (CVPR 2020): one isotropic Gaussian at the
+    image centre, the same for all ``n`` images, σ a quarter of the shorter side (this study's
+    choice); float64 [n, H, W] (a read-only broadcast)."""
+    h, w = shape
+    yy, xx = np.mgrid[:h, :w] + 0.5 - np.array([h, w])[:, None, None] / 2
+    gauss = np.exp(-(xx**2 + yy**2) / (2 * (min(h, w) / 4) ** 2))
+    return np.broadcast_to(gauss, (n, h, w))
+
+
+# ------------------------------------------------------------------- every score of a set of maps
+@dataclass(frozen=True, eq=False)
+class Localisation:
+    """Maps of the scored images and what they score.
+
+    ``best`` float64 [N, T]: :func:`best_iou` on :func:`cam_thresholds`, whose column means at
+    IoU ≥ δ are the curve BoxAcc(τ, δ). ``scores``: :func:`wsol_scores`' keys, then, given the
+    predicted classes, ``"top1loc_tau0.15_iou30"`` (Zhao et al. (KFR, 2024)'s "Top-1
+    localisation", Table I: localised at KFR's point *and* classified correctly) and
+    ``"empty_cams"`` (the share of all-zero maps, which have no box and are wrong at every δ).
+    """
+
+    maps: np.ndarray  # [N, H, W]
+    best: np.ndarray
+    scores: dict
+
+
+def score_maps(maps, scored: ScoredImages, predicted=None) -> Localisation:
+    """:class:`Localisation` of ``maps`` [N, H, W] of the images ``scored`` (their boxes and, with
+    ``predicted`` [N] classes, their labels), from one sweep over the τ grid and KFR's τ."""
+    taus = cam_thresholds()
+    best = best_iou(maps, scored.boxes, np.append(taus, KFR_POINT[0]))
+    scores = _wsol_scores(best, taus, maps, scored.boxes)
+    if predicted is not None:
+        correct = np.asarray(predicted) == scored.labels
+        scores["top1loc_tau0.15_iou30"] = float(((best[:, -1] >= KFR_POINT[1]) & correct).mean())
+    scores["empty_cams"] = float((np.asarray(maps).max(axis=(1, 2)) == 0).mean())
+    return Localisation(maps, best[:, :-1], scores)
+
+
 # ---------------------------------------------------------------------------------- internals
+def _wsol_scores(best: np.ndarray, taus: np.ndarray, cams, gt_boxes) -> dict:
+    """:func:`wsol_scores` from ``best`` [N, T + 1]: the τ grid ``taus``, then KFR's τ."""
+    out = _maxboxacc(best[:, :-1], taus, IOU_THRESHOLDS)
+    out["boxacc_tau0.15_iou30"] = float((best[:, -1] >= KFR_POINT[1]).mean())
+    out["energy_in_box"] = float(np.nanmean(energy_in_box(cams, gt_boxes)))
+    return out
+
+
 def _maxboxacc(best: np.ndarray, taus: np.ndarray, deltas) -> dict:
     out, means = {}, []
     for delta in deltas:

@@ -1,11 +1,19 @@
 """Plots shared by several notebooks: hierarchy drawings, class-by-class heatmaps, the Poincaré
-disk of HIER's proxies and a grid of example images per branch of a dataset's hierarchy."""
+disk of HIER's proxies, a grid of example images per branch of a dataset's hierarchy, and class
+activation maps over their images with the boxes and BoxAcc against the CAM threshold."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from hierstudy.datasets.base import DatasetError, HierDataset
+from hierstudy.evaluation.localisation import (
+    IOU_THRESHOLDS,
+    KFR_POINT,
+    box_iou,
+    cam_boxes,
+    cam_thresholds,
+)
 from hierstudy.geometry import C, pairwise_distance
 from hierstudy.hierarchy import Hierarchy
 
@@ -196,4 +204,84 @@ def plot_examples(
                     )
                 )
             ax.set_title(dataset.classes[label].split("/")[-1], fontsize=6)
+    return fig
+
+
+def draw_box(ax, box, **style) -> None:
+    """An unfilled box ``(x0, y0, x1, y1)`` (continuous pixel edges, exclusive ends) over an image
+    drawn by ``imshow``, which puts pixel centres on integers; ``style``: matplotlib's."""
+    from matplotlib.patches import Rectangle
+
+    x0, y0, x1, y1 = box
+    ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, lw=1.2, **style))
+
+
+def cam_panel(ax, image, boxes, cam=None, *, point: tuple[float, float] = KFR_POINT) -> None:
+    """A panel of Zhao et al. (KFR, 2024), Fig. 4: ``image`` [H, W, 3] with its ground-truth
+    ``boxes`` [k, 4] (green) and, given a map ``cam`` [H, W] in [0, 1], the map over it (jet, red
+    = high) and, dashed white, its contour box at τ that overlaps a ground-truth box most
+    (:func:`~hierstudy.evaluation.localisation.cam_boxes`), titled with that IoU (✓ when ≥ δ:
+    localised) or "empty" (no box at τ); ``point`` = (τ, δ), KFR's by default."""
+    tau, delta = point
+    ax.imshow(image)
+    if cam is not None:
+        ax.imshow(cam, cmap="jet", alpha=0.5, vmin=0, vmax=1)
+    for box in boxes:
+        draw_box(ax, box, color="lime")
+    ax.set(xticks=[], yticks=[])
+    ax.grid(False)
+    if cam is None:
+        return
+    found = cam_boxes(cam, tau)
+    if not cam.any() or not len(found):
+        ax.set_title("empty", fontsize=6)
+        return
+    iou = box_iou(found, boxes).max(axis=1)
+    draw_box(ax, found[iou.argmax()], color="white", ls="--")
+    ax.set_title(f"IoU {iou.max():.2f}{' ✓' if iou.max() >= delta else ''}", fontsize=6)
+
+
+def cam_grid(rows, shown, titles, *, point: tuple[float, float] = KFR_POINT):
+    """Zhao et al. (KFR, 2024), Fig. 4: one row of :func:`cam_panel` per ``(name, images, maps)``
+    of ``rows`` on the images ``shown`` (indices), ``images`` a
+    :class:`~hierstudy.datasets.selection.ScoredImages` and ``maps`` [N, H, W] their CAMs (None:
+    the images with their boxes only, titled with ``titles``, one per column). Returns a new
+    constrained-layout Figure (not registered with pyplot)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(1.2 * len(shown) + 0.6, 1.3 * len(rows)), layout="constrained")
+    axes = fig.subplots(len(rows), len(shown), squeeze=False)
+    for row, (name, images, maps) in zip(axes, rows, strict=True):
+        row[0].set_ylabel(name, fontsize=6)
+        for ax, i, title in zip(row, shown, titles, strict=True):
+            cam = None if maps is None else maps[i]
+            cam_panel(ax, images.display(i), images.boxes[i], cam, point=point)
+            if maps is None:
+                ax.set_title(title, fontsize=6)
+    return fig
+
+
+def boxacc_curves(best: dict, *, dotted=(), tau: float = KFR_POINT[0]):
+    """BoxAcc(τ, δ) against the CAM threshold τ, one panel per δ of MaxBoxAccV2 (Choe et al.
+    (CVPR 2020)): one curve per ``label: iou`` of ``best``, ``iou`` [N, T] the largest IoU per
+    image at each τ of :func:`~hierstudy.evaluation.localisation.cam_thresholds`
+    (:func:`~hierstudy.evaluation.localisation.best_iou`), whose share ≥ δ is BoxAcc; the labels
+    in ``dotted`` (references) dotted grey; a dotted line at ``tau`` (KFR's). Returns a new Figure
+    (not registered with pyplot) with the legend below the panels."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 3.4))
+    axes = fig.subplots(1, len(IOU_THRESHOLDS), sharey=True)
+    taus = cam_thresholds()
+    for ax, delta in zip(axes, IOU_THRESHOLDS, strict=True):
+        for label, iou in best.items():
+            style = {"ls": ":", "color": "0.3"} if label in dotted else {}
+            ax.plot(taus, (iou >= delta).mean(axis=0), lw=1.1, label=label, **style)
+        ax.axvline(tau, color="0.5", ls=":", lw=0.8)
+        ax.set(xlabel="CAM threshold τ", title=f"δ = {round(100 * delta)} %", ylim=(0, 1))
+    axes[0].set_ylabel("BoxAcc(τ, δ)")
+    handles = axes[0].get_legend_handles_labels()
+    ncol = min(len(best), 6)
+    fig.legend(*handles, loc="lower center", ncol=ncol, fontsize=7, bbox_to_anchor=(0.5, -0.02))
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig

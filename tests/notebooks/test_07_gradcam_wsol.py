@@ -3,6 +3,7 @@ import math
 import pytest
 
 from hierstudy import config, report, study
+from hierstudy.evaluation.results import load_dataset_results, load_run_results
 
 MODELS = {"CE (baseline)", "KFR (α=30)", "L_CORR+CLS", "CE + center loss", "L_CORR (score ψᵀφ)"}
 VERDICTS = {
@@ -61,6 +62,16 @@ def test_notebook_07_under_smoke_scores_every_model_with_both_wsol_metrics():
     assert metrics["kfr_claim_kfr_point"] in VERDICTS
     if len(cfg.seeds) == 1:
         assert metrics["kfr_claim_maxboxacc_v2"] == "cannot be judged (one seed)"
+    # the chosen layer's scores are stored beside each run and the centre Gaussian beside the
+    # dataset's runs, for the headline
+    stored = {(run.name, run.seed): r for run, r in load_run_results(cfg, "localisation")}
+    assert len(stored) == len(MODELS) * len(cfg.seeds)
+    for r in rows:
+        if r["model"] in MODELS:
+            assert stored[r["run"], r["seed"]] == {k: r[k] for k in r if k not in ("run", "seed")}
+    (reference,) = load_dataset_results(cfg, "localisation")["hiershapes"]["references"]
+    centre = next(r for r in rows if r["model"] == "centre Gaussian (no model)")
+    assert reference == {k: centre[k] for k in reference} and "maxboxacc_v2" in reference
     table = (cfg.figures_dir / "07_wsol.md").read_text()
     assert "MaxBoxAccV2 (mean of δ)" in table and "BoxAcc(τ=0.15, δ=30) (KFR's point)" in table
     for name in (
