@@ -1,6 +1,6 @@
 """Notebook 05's re-ranking and robustness pipeline as written before issue 17, not library code.
 
-The reference for tests/test_rerank.py and tests/test_robustness.py: the leaf of each image
+The reference for tests/test_evaluation_rerank.py and tests/test_evaluation_robustness.py: the leaf of each image
 travels as an extra last column of its feature row, the hierarchies come straight from
 ``visual_hierarchy``, the mAP@k columns from one ``retrieval_metrics`` call per ranking, and the
 robustness rows from the notebook's ``corrupted_test`` / ``test_features`` / ``method_on``.
