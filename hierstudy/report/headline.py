@@ -14,7 +14,7 @@ import pandas as pd
 from hierstudy.config import Profile
 from hierstudy.datasets import catalog
 from hierstudy.evaluation.results import load_dataset_results, load_run_results
-from hierstudy.evaluation.retrieval import load_per_seed_table
+from hierstudy.evaluation.retrieval import aggregate, load_per_seed_table
 from hierstudy.report.tables import MISSING, mean_std
 
 LOCALISATION = "localisation"  # notebook 07's result name
@@ -53,10 +53,11 @@ def headline(profile: Profile) -> pd.DataFrame:
     wsol = _localisation(profile)
     by = ["dataset"] if len({*retrieval["dataset"], *wsol["dataset"]}) > 1 else []
     rows = pd.DataFrame(columns=[*by, "method", "protocol", "run", "K", "seeds"])
-    if len(retrieval):
-        key = [*by, "method", "run"]  # two setups: two CEs
-        first = retrieval.groupby(key, sort=False)[["protocol", "K"]].first()
-        rows = first.join(_over_seeds(retrieval, key, RETRIEVAL)).reset_index()
+    if len(retrieval):  # the central table's rows (the same aggregation), as mean ± std
+        central = aggregate(retrieval)
+        rows = central[[*by, "method", "run", "protocol", "K", "seeds"]].copy()
+        for name, column in RETRIEVAL.items():
+            rows[name] = _mean_std(central, column)
         most = rows.groupby([*by, "protocol"])["seeds"].transform("max")
         rows = rows[rows["seeds"] == most]  # sweep variants (fewer seeds) stay in the table
     if len(wsol):
@@ -105,6 +106,13 @@ def _localisation(profile: Profile) -> pd.DataFrame:
             for ref in record["references"]
         ]
     return pd.DataFrame(rows, columns=None if rows else ["dataset", "run", "seed", "model"])
+
+
+def _mean_std(table: pd.DataFrame, column: str) -> list[str]:
+    """``column`` ± ``column_std`` of an aggregated table, "—" for a column it lacks."""
+    if column not in table:
+        return [MISSING] * len(table)
+    return [mean_std(m, s) for m, s in zip(table[column], table[f"{column}_std"], strict=True)]
 
 
 def _over_seeds(table: pd.DataFrame, key: list[str], columns: dict[str, str]) -> pd.DataFrame:
