@@ -4,23 +4,41 @@ Every notebook that trains calls :func:`train` with a method name of
 :func:`hierstudy.methods.list_methods`, a seed and the method's knobs; the run lives in
 ``runs/<profile>/<dataset>[/<paper>]/<run name>/seed<k>/``:
 
-* ``checkpoint.pt`` and ``metrics.csv`` — written by :func:`hierstudy.train.fit` every epoch, so an
-  interrupted run resumes where it stopped;
+* ``checkpoint.pt`` and ``metrics.csv`` — written by :func:`hierstudy.train.fit` every epoch;
 * ``features_<split>.npz`` — penultimate features, embedding, logits and labels of the train and
   test splits, extracted once after training (what notebooks 05-08 evaluate);
 * ``snapshots/epoch<e>.npz`` — a ``hier`` run's embedding and proxies after every epoch;
-* ``result.json`` — written last (atomically): the marker that the run is complete, a
-  :class:`RunRecord` of the recipe, the final accuracies and the representation retrieval uses.
+* ``result.json`` — a :class:`RunRecord` of the recipe, the final accuracies, the representation
+  retrieval uses, and what made the run: the ``commit``, whether the training source was ``dirty``
+  and the ``source_hash`` of :data:`SOURCE` and the recipe (:func:`source_hash`).
 
-A complete run is reloaded instead of retrained unless ``force=True``. Same seed, same profile and
-same knobs on CPU give the same weights (the engine's guarantee) and hence the same tables.
+A run is a transaction: it trains in ``seed<k>.partial/`` beside its folder, which is renamed to
+``seed<k>/`` only once ``result.json`` is written, so ``seed<k>/`` is always one whole finished run
+(a forced retrain replaces it only when it has finished). The partial folder has a fixed name so
+that an interrupted run, forced or not, resumes from its checkpoint on the next call, provided its
+``source_hash`` file matches (else it starts over). ``seed<k>.lock`` (``fcntl.flock``) serialises
+the processes asking for one run: the second waits, then reuses the first's run.
+
+A finished run is reloaded instead of retrained unless ``force=True`` or its ``source_hash``
+differs from the current one (then it is retrained, with a note saying why); ``reuse_stale=True``
+or ``HIERSTUDY_REUSE_STALE=1`` reuses such a run with a :class:`StaleRunWarning` and marks it
+:attr:`Run.stale`. Same seed, same profile and same knobs on CPU give the same weights (the
+engine's guarantee) and hence the same tables.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import functools
+import hashlib
 import json
+import os
+import shutil
+import subprocess
+import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -44,9 +62,22 @@ from .models import HierNet, build_model
 from .setups import METHOD_PAPER, Setup, setup_for
 from .train import TrainConfig, fit, last_epochs_mean
 
+# the package's files that determine a run: the modules its training imports, and the WordNet
+# lists that label CIFAR (folders: every file in them)
+SOURCE = (
+    "checkpoint.py config.py embeddings.py features.py geometry.py methods.py models.py "
+    "objective.py optim.py runs.py setups.py snapshots.py train.py datasets hierarchy losses "
+    "resources"
+).split()
+PACKAGE = Path(__file__).parent
+
 
 class RunError(ValueError):
     """A run directory, loss term or snapshot that is not there."""
+
+
+class StaleRunWarning(UserWarning):
+    """A finished run trained by other code (or an older recipe) is reused: ``reuse_stale``."""
 
 
 class TermRecord(NamedTuple):
@@ -125,18 +156,23 @@ class RunRecord:
     train_classes: int
     setup: dict  # dataclasses.asdict of the Setup
     recipe: RecipeRecord
+    # what made it (None in runs written before they were recorded: such runs are stale)
+    commit: str | None = None  # git commit of the package, 12 digits
+    dirty: bool | None = None  # whether the files of SOURCE differed from the commit
+    source_hash: str | None = None  # source_hash(): SOURCE and the recipe
 
     @classmethod
     def from_dict(cls, d: dict) -> RunRecord:
         names = [f.name for f in dataclasses.fields(cls)]
-        d = {"paper": None, **d}  # older runs lack it
+        d = {"paper": None, **dict.fromkeys(_PROVENANCE), **d}  # older runs lack them
         missing = [k for k in names if k not in d]
         if missing:
             raise RunError(f"a run record lacks {missing}")
         return cls(**{**{k: d[k] for k in names}, "recipe": RecipeRecord.from_dict(d["recipe"])})
 
     def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "recipe": self.recipe.to_dict()}
+        d = {**dataclasses.asdict(self), "recipe": self.recipe.to_dict()}
+        return {k: v for k, v in d.items() if k not in _PROVENANCE or v is not None}
 
     @classmethod
     def from_json(cls, text: str, dataset: str | None = None) -> RunRecord:
@@ -148,13 +184,18 @@ class RunRecord:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
 
+_PROVENANCE = ("commit", "dirty", "source_hash")
+
+
 @dataclass
 class Run:
-    """A finished run: its directory, record and per-epoch history."""
+    """A finished run: its directory, record and per-epoch history; ``stale``: reused although
+    other code or another recipe made it (``reuse_stale``)."""
 
     run_dir: Path
     record: RunRecord
     history: pd.DataFrame
+    stale: bool = False
 
     @classmethod
     def load(cls, run_dir: Path, dataset: str | None = None) -> Run:
@@ -245,6 +286,7 @@ class _Plan:
     knobs: dict  # the method's non-default knobs
     extra: dict  # kfr= and corruption=, when given
     folder: Path  # runs/<profile>/<dataset>[/<paper>]
+    recipe: dict  # what source_hash() hashes besides the code
 
     @property
     def name(self) -> str:
@@ -254,6 +296,11 @@ class _Plan:
     def run_dir(self) -> Path:
         return self.folder / self.name / f"seed{self.seed}"
 
+    @property
+    def partial(self) -> Path:
+        """Where the run trains until it has finished."""
+        return self.run_dir.with_name(f"seed{self.seed}.partial")
+
 
 def train(
     profile: Profile,
@@ -261,6 +308,7 @@ def train(
     seed: int = 0,
     *,
     force: bool = False,
+    reuse_stale: bool | None = None,
     dataset: str = "hiershapes",
     paper: str | None = None,
     setup: Setup | None = None,
@@ -279,26 +327,46 @@ def train(
     trains and extracts on corrupted images (:func:`~hierstudy.datasets.study_splits.study_data`;
     run ``ce-corruptionblur``). A ``hier`` run also saves :meth:`Run.snapshots` of its embedding
     after every epoch.
+
+    ``force``: retrain even a finished run (which stays until the new one has finished).
+    ``reuse_stale`` (default: ``$HIERSTUDY_REUSE_STALE == "1"``): reuse a finished run whose
+    ``source_hash`` differs, with a :class:`StaleRunWarning`, instead of retraining it.
     """
     plan = _plan(profile, method, seed, dataset, paper, setup, kfr, corruption, knobs)
-    done = plan.run_dir / "result.json"
-    if done.is_file() and not force:
-        return Run.load(plan.run_dir, dataset)
-    zero_shot = plan.method.zero_shot
-    data = study_data(profile, dataset, plan.setup, zero_shot, seed, corruption)
+    digest = source_hash(plan.recipe)
+    if reuse_stale is None:
+        reuse_stale = os.environ.get("HIERSTUDY_REUSE_STALE") == "1"
+    run = None if force else _reusable(plan, digest, reuse_stale)
+    if run:
+        return run
+    with _lock(plan.run_dir):  # another process may have finished or started it meanwhile
+        run = None if force else _reusable(plan, digest, reuse_stale, say=True)
+        if run:
+            return run
+        _start(plan, digest, fresh=force)
+        record, history = _train(profile, plan, digest, kfr, corruption, force)
+        _publish(plan.partial, plan.run_dir)
+    return Run(plan.run_dir, record, history)
+
+
+def _train(profile, plan, digest, kfr, corruption, force) -> tuple[RunRecord, pd.DataFrame]:
+    """Train in ``plan.partial`` and write its features and ``result.json``."""
+    zero_shot, seed, work = plan.method.zero_shot, plan.seed, plan.partial
+    data = study_data(profile, plan.dataset, plan.setup, zero_shot, seed, corruption)
     recipe = _recipe(plan, data, kfr)
     spec = _recipe_record(plan.setup, len(data.hierarchy.classes), recipe)
     torch.manual_seed(seed)  # the initial weights
     model = spec.build_model(plan.setup.weights(profile.root))
     device = profile.torch_device()
-    workers = 0 if dataset == "hiershapes" else profile.num_workers
-    history = _fit(plan, data, recipe, model, force, device, workers)
-    test_acc = _save_features(plan, data, recipe, model, device, workers)
+    workers = 0 if plan.dataset == "hiershapes" else profile.num_workers
+    history = _fit(plan, work, data, recipe, model, force, device, workers)
+    test_acc = _save_features(plan, work, data, recipe, model, device, workers)
+    commit, dirty = _git_state()
     record = RunRecord(
         name=plan.name,
-        method=method,
+        method=plan.method.name,
         seed=seed,
-        dataset=dataset,
+        dataset=plan.dataset,
         paper=plan.paper,
         knobs={**plan.knobs, **plan.extra},
         retrieval=recipe.retrieval,
@@ -309,10 +377,120 @@ def train(
         train_classes=spec.num_classes,
         setup=dataclasses.asdict(plan.setup),
         recipe=spec,
+        commit=commit,
+        dirty=dirty,
+        source_hash=digest,
     )
     text = record.to_json()
-    atomic_write(done, text.encode())
-    return Run(plan.run_dir, RunRecord.from_json(text), history)  # as a reload will see it
+    atomic_write(work / "result.json", text.encode())
+    return RunRecord.from_json(text), history  # as a reload will see it
+
+
+def source_hash(recipe: dict) -> str:
+    """What made a run, as 16 hex digits: SHA-256 of the files of :data:`SOURCE` and ``recipe``
+    (the method, seed, dataset, paper, knobs, setup and HierShapes' size)."""
+    text = json.dumps(recipe, sort_keys=True, default=str)
+    return hashlib.sha256(f"{_code_digest(tuple(SOURCE))}\n{text}".encode()).hexdigest()[:16]
+
+
+@functools.lru_cache
+def _code_digest(source: tuple[str, ...]) -> str:
+    """SHA-256 of the files of ``source`` (as the process first read them), path by path."""
+    digest = hashlib.sha256()
+    for name in source:
+        top = PACKAGE / name
+        files = [top] if top.is_file() else sorted(top.rglob("*"))
+        for path in files:
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(f"{path.relative_to(PACKAGE).as_posix()}\n".encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _git_state() -> tuple[str | None, bool | None]:
+    """(commit, whether a file of :data:`SOURCE` differs from it or is untracked); (None, None)
+    outside git."""
+
+    def git(*args):
+        out = subprocess.run(
+            ["git", *args], cwd=PACKAGE, capture_output=True, text=True, timeout=10
+        )
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    try:
+        head = git("rev-parse", "--short=12", "HEAD")
+        status = head and git("status", "--porcelain", "--", *SOURCE)
+    except (OSError, subprocess.TimeoutExpired):
+        return None, None
+    return (head, bool(status)) if head and status is not None else (None, None)
+
+
+def _pending(plan: _Plan, digest: str) -> bool:
+    """Whether an interrupted run of this code waits in ``plan.partial`` (it is resumed)."""
+    marker = plan.partial / "source_hash"
+    return marker.is_file() and marker.read_text() == digest
+
+
+def _reusable(plan: _Plan, digest: str, reuse_stale: bool, say: bool = False) -> Run | None:
+    """The finished run in ``plan.run_dir`` if it is to be reused: not while an interrupted run of
+    this code waits to resume, nor when other code made it, unless ``reuse_stale`` (then with a
+    warning). ``say``: print why a finished run is retrained."""
+    if _pending(plan, digest) or not (plan.run_dir / "result.json").is_file():
+        return None
+    run = Run.load(plan.run_dir, plan.dataset)
+    made = run.record.source_hash
+    if made is None:
+        why = "its result.json records no source_hash (written before runs recorded one)"
+    elif made != digest:
+        commit = run.record.commit or "an unknown commit"
+        why = f"other code or another recipe made it (source_hash {made} at {commit}, now {digest})"
+    else:
+        return run
+    if reuse_stale:
+        warnings.warn(f"reusing the stale run {run.run_dir}: {why}", StaleRunWarning, stacklevel=3)
+        return dataclasses.replace(run, stale=True)
+    if say:
+        print(f"hierstudy: retraining {run.run_dir}: {why}", flush=True)
+    return None
+
+
+@contextlib.contextmanager
+def _lock(run_dir: Path):
+    """Hold ``seed<k>.lock`` beside ``run_dir`` (waiting, with a note, while another holds it)."""
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(run_dir.with_name(f"{run_dir.name}.lock"), "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"hierstudy: waiting for another process training {run_dir}", flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _start(plan: _Plan, digest: str, fresh: bool) -> None:
+    """Make ``plan.partial`` ready: kept to resume (same code, not ``fresh``), else emptied."""
+    if plan.partial.exists() and (fresh or not _pending(plan, digest)):
+        if not fresh:
+            print(f"hierstudy: starting {plan.partial} over: other code began it", flush=True)
+        shutil.rmtree(plan.partial)
+    plan.partial.mkdir(parents=True, exist_ok=True)
+    atomic_write(plan.partial / "source_hash", digest.encode())
+
+
+def _publish(partial: Path, run_dir: Path) -> None:
+    """Rename the finished ``partial`` to ``run_dir``, replacing (then deleting) the old run."""
+    for leftover in run_dir.parent.glob(f".{run_dir.name}.old-*"):  # of a crash in between
+        shutil.rmtree(leftover)
+    old = None
+    if run_dir.exists():
+        old = tempfile.mkdtemp(dir=run_dir.parent, prefix=f".{run_dir.name}.old-")
+        os.replace(run_dir, old)  # onto the empty folder mkdtemp made
+    os.replace(partial, run_dir)
+    if old:
+        shutil.rmtree(old)
 
 
 def _plan(profile, method, seed, dataset, paper, setup, kfr, corruption, knobs) -> _Plan:
@@ -328,7 +506,18 @@ def _plan(profile, method, seed, dataset, paper, setup, kfr, corruption, knobs) 
     extra = {**({"kfr": kfr} if kfr else {}), **({"corruption": corruption} if corruption else {})}
     folder = profile.runs_dir / dataset
     folder = folder / paper if paper else folder
-    return _Plan(entry, seed, dataset, paper, setup, entry.non_default(knobs), extra, folder)
+    knobs = entry.non_default(knobs)
+    recipe = {
+        "method": method,
+        "seed": seed,
+        "dataset": dataset,
+        "paper": paper,
+        "knobs": {**knobs, **extra},
+        "setup": dataclasses.asdict(setup),
+        # HierShapes' size comes from the profile (the paper's datasets are what they are)
+        "per_class": profile.per_class if dataset == "hiershapes" else None,
+    }
+    return _Plan(entry, seed, dataset, paper, setup, knobs, extra, folder, recipe)
 
 
 def _recipe(plan: _Plan, data: StudyData, kfr: float) -> methods.Recipe:
@@ -361,8 +550,8 @@ def _term(recipe: methods.Recipe, name: str) -> nn.Module:
     return next(t.loss for t in recipe.terms if t.name == name)
 
 
-def _fit(plan, data, recipe, model, force, device, workers) -> pd.DataFrame:
-    """Train with the recipe's terms (resuming from the checkpoint unless ``force``)."""
+def _fit(plan, work, data, recipe, model, force, device, workers) -> pd.DataFrame:
+    """Train in ``work`` with the recipe's terms (resuming from its checkpoint, if any)."""
     setup, seed = plan.setup, plan.seed
     if recipe.per_class:
         batch = min(setup.batch_size, recipe.per_class * len(data.hierarchy.classes))
@@ -380,8 +569,6 @@ def _fit(plan, data, recipe, model, force, device, workers) -> pd.DataFrame:
         )
     config = {"epochs": setup.epochs, "seed": seed, "device": str(device), "resume": not force}
     config = TrainConfig(**{**config, **setup.train, **recipe.train})
-    if force:
-        (plan.run_dir / "checkpoint.pt").unlink(missing_ok=True)
     evaluation: dict = {}
     if data.val is not None:
         val_loader = make_loader(data.val, 256, shuffle=False, num_workers=workers)
@@ -393,11 +580,11 @@ def _fit(plan, data, recipe, model, force, device, workers) -> pd.DataFrame:
             }
     if plan.method.name == "hier":
         reg, train = _term(recipe, "hier"), data.extract["train"]
-        evaluation["eval_fn"] = snapshots.writer(plan.run_dir, model, reg, train, device, workers)
-    return fit(model, recipe.terms, loader, run_dir=plan.run_dir, config=config, **evaluation)
+        evaluation["eval_fn"] = snapshots.writer(work, model, reg, train, device, workers)
+    return fit(model, recipe.terms, loader, run_dir=work, config=config, **evaluation)
 
 
-def _save_features(plan, data, recipe, model, device, workers) -> float | None:
+def _save_features(plan, work, data, recipe, model, device, workers) -> float | None:
     """Write ``features_<split>.npz`` of the extraction sets; the test accuracy of a closed-set
     run (by the logits, or for L_CORR alone by the nearest class embedding)."""
     test_acc = None
@@ -412,7 +599,7 @@ def _save_features(plan, data, recipe, model, device, workers) -> float | None:
                 pred = nearest_class_prediction(torch.from_numpy(feats["embedding"]), phi).numpy()
             arrays["pred"] = pred
             test_acc = float((pred == feats["labels"]).mean())
-        save_npz(plan.run_dir / f"features_{split}.npz", arrays)
+        save_npz(work / f"features_{split}.npz", arrays)
     return test_acc
 
 
@@ -452,4 +639,5 @@ def datasets_with_runs(profile: Profile) -> list[str]:
 def _result_files(folder: Path) -> list[Path]:
     """The ``result.json`` of every finished run under a dataset's folder (with or without a
     paper's subfolder), sorted."""
-    return sorted([*folder.glob("*/seed*/result.json"), *folder.glob("*/*/seed*/result.json")])
+    found = [*folder.glob("*/seed*/result.json"), *folder.glob("*/*/seed*/result.json")]
+    return sorted(p for p in found if p.parent.name[4:].isdigit())  # not seed<k>.partial

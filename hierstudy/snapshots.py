@@ -1,6 +1,7 @@
 """HIER's embedding over the epochs (Kim et al. (HIER, CVPR 2023), Fig. 4): a ``hier`` run saves
 the embedding of a fixed draw of training images and its proxies after every epoch, in
-``<run dir>/snapshots/epoch<e>.npz``."""
+``<run dir>/snapshots/epoch<e>.npz`` (written in the folder the run trains in, they move with it
+when :func:`hierstudy.runs.train` renames it into place)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def writer(
     labels of a fixed, seeded subset of the training images and the proxies' points (Kim et al.
     (HIER, CVPR 2023), Fig. 4). Epoch 0, the untrained model, is written at once; a run resumed
     from its checkpoint continues from the checkpoint's epoch (later snapshots, e.g. of an
-    interrupted epoch or of a ``force`` rerun, are dropped). Reads no global random state: the
+    interrupted epoch, are dropped; without a checkpoint all are). Reads no global random state: the
     weights are unchanged."""
     folder = run_dir / "snapshots"
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
 import subprocess
+from types import SimpleNamespace
 
 import matplotlib
 import pandas as pd
@@ -50,3 +51,21 @@ def test_provenance_commit_marks_a_dirty_tree(project):
     report.git_commit.cache_clear()
     assert len(clean) == 12 and report.git_commit() == clean + "+dirty"
     report.git_commit.cache_clear()
+
+
+def test_outputs_made_from_runs_stamp_the_commit_their_weights_were_trained_at(smoke):
+    def run(commit, dirty, stale=False):
+        record = SimpleNamespace(commit=commit, dirty=dirty)
+        return SimpleNamespace(record=record, stale=stale)
+
+    assert "weights" not in report.provenance(smoke)
+    assert report.provenance(smoke, weights="abc")["weights"] == "abc"
+    runs = [run("b" * 12, False), run("a" * 12, True), run("b" * 12, False)]
+    assert report.provenance(smoke, weights=runs)["weights"] == f"{'a' * 12}+dirty {'b' * 12}"
+    aged = [run(None, None), run("a" * 12, False, stale=True)]
+    assert report.provenance(smoke, weights=aged)["weights"] == f"{'a' * 12} unknown (stale)"
+    table = pd.DataFrame({"acc": [0.5]})
+    md = report.save_table(table, "00_w", smoke, weights="abc").with_suffix(".md").read_text()
+    assert md.rstrip().endswith("weights abc</sub>")
+    metrics = report.load_metrics(report.save_metrics({}, "00_w", smoke, weights=aged).stem, smoke)
+    assert metrics["_provenance"]["weights"].endswith("(stale)")

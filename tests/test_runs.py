@@ -1,6 +1,10 @@
 import json
 import math
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -8,6 +12,7 @@ import pytest
 import torch
 
 from hierstudy import config, runs, snapshots
+from hierstudy import train as engine
 from hierstudy.datasets import DatasetError, study_splits
 from hierstudy.losses.hier import HIER
 from hierstudy.losses.proxy import ProxyAnchor
@@ -24,6 +29,18 @@ def tiny(tmp_path, monkeypatch):
 
 def weights(run):
     return torch.load(run.run_dir / "checkpoint.pt", weights_only=True)["model"]
+
+
+def count_fits(monkeypatch) -> list:
+    """The run folders runs.train trains in from now on (one entry per call of fit)."""
+    calls, real = [], runs.fit
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs["run_dir"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runs, "fit", counting)
+    return calls
 
 
 def test_kfr_with_alpha_zero_is_exactly_the_baseline_and_phases_switch(tiny):
@@ -204,3 +221,102 @@ def test_recipe_weight_of_a_term_and_zero_without_it():
     recipe = runs.RecipeRecord("resnet_small", "linear", 4, 2, terms)
     assert recipe.weight("kfr") == 0.3 and recipe.weight("ce") == 1.0
     assert recipe.weight("hier") == 0.0
+
+
+def test_an_interrupted_forced_retrain_keeps_the_old_run_whole_and_is_resumed(tiny, monkeypatch):
+    first = runs.train(tiny, "ce", 0)
+    before, result = weights(first), (first.run_dir / "result.json").read_text()
+    save = engine.save
+
+    def save_then_stop(*args):  # interrupted after the first epoch's checkpoint
+        save(*args)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(engine, "save", save_then_stop)
+        with pytest.raises(KeyboardInterrupt):
+            runs.train(tiny, "ce", 0, force=True)
+    # the finished run is still the old one, whole: its history, result and weights
+    old = runs.Run.load(first.run_dir)
+    assert len(old.history) == 2 and (first.run_dir / "result.json").read_text() == result
+    for key, value in weights(old).items():
+        assert torch.equal(value, before[key]), key
+    fits = count_fits(monkeypatch)
+    again = runs.train(tiny, "ce", 0)  # continues the forced retrain: neither reloaded nor half
+    assert len(fits) == 1 and len(again.history) == 2 and again.run_dir == first.run_dir
+    for key, value in weights(again).items():  # the resume is exact
+        assert torch.equal(value, before[key]), key
+    assert sorted(p.name for p in first.run_dir.parent.iterdir()) == ["seed0", "seed0.lock"]
+
+
+def test_a_run_of_other_code_is_retrained_unless_stale_runs_are_reused(tiny, monkeypatch, capsys):
+    first = runs.train(tiny, "ce", 0)
+    made = json.loads((first.run_dir / "result.json").read_text())
+    assert len(made["source_hash"]) == 16 and made["source_hash"] == first.record.source_hash
+    assert first.record.commit == made["commit"] and not first.stale
+    monkeypatch.setattr(runs, "SOURCE", [*runs.SOURCE, "study.py"])  # as if the code changed
+    fits = count_fits(monkeypatch)
+    with pytest.warns(runs.StaleRunWarning, match="other code or another recipe made it"):
+        stale = runs.train(tiny, "ce", 0, reuse_stale=True)
+    assert stale.stale and stale.record == first.record and not fits
+    monkeypatch.setenv("HIERSTUDY_REUSE_STALE", "1")
+    with pytest.warns(runs.StaleRunWarning):
+        assert runs.train(tiny, "ce", 0).stale and not fits
+    monkeypatch.delenv("HIERSTUDY_REUSE_STALE")
+    again = runs.train(tiny, "ce", 0)
+    assert len(fits) == 1 and f"retraining {first.run_dir}" in capsys.readouterr().out
+    assert again.record.source_hash != first.record.source_hash and not again.stale
+    assert runs.train(tiny, "ce", 0).record == again.record and len(fits) == 1  # now it is reused
+    # another recipe of the same name is another source hash: a smaller HierShapes
+    smaller = {"train": 3, "val": 2, "test": 2}
+    runs.train(config.load("smoke", per_class=smaller, epochs=2, batch_size=35), "ce", 0)
+    assert len(fits) == 2
+
+
+def test_a_result_json_that_records_no_source_hash_is_stale(tiny, monkeypatch, capsys):
+    first = runs.train(tiny, "ce", 0)
+    done = first.run_dir / "result.json"
+    old = json.loads(done.read_text())
+    del old["commit"], old["dirty"], old["source_hash"]
+    done.write_text(json.dumps(old))
+    aged = runs.Run.load(first.run_dir)
+    assert (aged.record.commit, aged.record.dirty, aged.record.source_hash) == (None, None, None)
+    assert json.loads(aged.record.to_json()) == old  # the old record reads and writes unchanged
+    fits = count_fits(monkeypatch)
+    again = runs.train(tiny, "ce", 0)
+    assert len(fits) == 1 and "records no source_hash" in capsys.readouterr().out
+    assert again.record.source_hash == first.record.source_hash
+
+
+CHILD = """
+from hierstudy import config, runs
+fits, real = [], runs.fit
+runs.fit = lambda *args, **kwargs: fits.append(1) or real(*args, **kwargs)
+profile = config.load(
+    "smoke", per_class={"train": 4, "val": 2, "test": 2}, epochs=2, batch_size=35, seeds=(0,)
+)
+run = runs.train(profile, "hier", 0)
+print("trained", len(fits), len(run.history), run.record.source_hash, len(run.snapshots()))
+"""
+
+
+def test_two_processes_asking_for_one_run_share_it(tiny):
+    run_dir = tiny.runs_dir / "hiershapes" / "hier" / "seed0"
+    env = {**os.environ, "PYTHONPATH": str(Path(runs.__file__).parents[1])}
+    command = [sys.executable, "-c", CHILD]
+    with runs._lock(run_dir):  # both start while the run is taken
+        children = [
+            subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) for _ in "ab"
+        ]
+        try:
+            for child in children:
+                assert child.stdout.readline().startswith("hierstudy: waiting for another")
+        except BaseException:
+            for child in children:
+                child.kill()
+            raise
+    outputs = [child.communicate(timeout=600)[0].split() for child in children]
+    assert [child.returncode for child in children] == [0, 0]
+    assert sorted(out[1] for out in outputs) == ["0", "1"]  # one trained, the other reused it
+    assert outputs[0][2:] == outputs[1][2:] == ["2", runs.Run.load(run_dir).record.source_hash, "3"]
+    assert sorted(p.name for p in run_dir.parent.iterdir()) == ["seed0", "seed0.lock"]

@@ -2,7 +2,8 @@
 
 Every file lands in ``figures/<profile>/`` under the notebook's prefix (``01_stats.csv``), is
 written atomically (temporary file + ``os.replace``: an interrupted run never leaves half a file)
-and carries provenance (profile, dataset, seed, git commit, package version). Nothing in it
+and carries provenance (profile, dataset, seed, git commit, package version, and for outputs made
+from runs the commit their weights were trained at, if given). Nothing in it
 depends on the clock, so rerunning a notebook gives byte-identical tables.
 """
 
@@ -14,7 +15,7 @@ import os
 import platform
 import re
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import matplotlib
@@ -73,15 +74,33 @@ def git_commit() -> str:
     return head.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
 
 
-def provenance(profile: Profile, dataset: str | None = None, seed: int | str | None = None):
-    """The stamp every output carries."""
-    return {
+def provenance(
+    profile: Profile,
+    dataset: str | None = None,
+    seed: int | str | None = None,
+    weights: str | Iterable | None = None,
+):
+    """The stamp every output carries. ``weights``: the runs (:class:`hierstudy.runs.Run`) the
+    output is made from, or the commit their weights were trained at, stamped as ``weights``
+    besides the ``commit`` the output is drawn at."""
+    stamp = {
         "profile": profile.name,
         "dataset": dataset or profile.dataset,
         "seed": "-" if seed is None else seed,
         "commit": git_commit(),
         "hierstudy": __version__,
     }
+    if weights is not None:
+        stamp["weights"] = weights if isinstance(weights, str) else trained_at(weights)
+    return stamp
+
+
+def trained_at(runs: Iterable) -> str:
+    """The commits the runs' weights were trained at (``+dirty``: their training source differed;
+    ``unknown``: not recorded), `` (stale)`` if a run was reused although other code made it."""
+    runs = list(runs)
+    made = {(r.record.commit or "unknown") + ("+dirty" if r.record.dirty else "") for r in runs}
+    return " ".join(sorted(made)) + (" (stale)" if any(r.stale for r in runs) else "")
 
 
 # always looked up, besides the dependencies hierstudy's installed metadata names (which may be
@@ -158,11 +177,12 @@ def stamp_text(stamp: Mapping[str, object]) -> str:
     return ", ".join(f"{k} {v}" for k, v in stamp.items())
 
 
-def save_figure(fig, name: str, profile: Profile, *, dataset=None, seed=None) -> Path:
-    """Save ``fig`` as ``figures/<profile>/<name>.png`` and ``.pdf`` with a provenance footer."""
+def save_figure(fig, name: str, profile: Profile, *, dataset=None, seed=None, weights=None) -> Path:
+    """Save ``fig`` as ``figures/<profile>/<name>.png`` and ``.pdf`` with a provenance footer
+    (``weights``: see :func:`provenance`)."""
     import io
 
-    stamp = provenance(profile, dataset, seed)
+    stamp = provenance(profile, dataset, seed, weights)
     fig.text(0.995, -0.01, stamp_text(stamp), ha="right", va="top", fontsize=6, alpha=0.6)  # below
     target = profile.figures_dir / f"{name}.png"
     for fmt, metadata in (
@@ -178,9 +198,11 @@ def save_figure(fig, name: str, profile: Profile, *, dataset=None, seed=None) ->
     return target
 
 
-def save_table(table, name: str, profile: Profile, *, dataset=None, seed=None, floatfmt=".4f"):
+def save_table(
+    table, name: str, profile: Profile, *, dataset=None, seed=None, floatfmt=".4f", weights=None
+):
     """Save a DataFrame as ``<name>.csv`` and ``<name>.md`` (markdown with a provenance line)."""
-    stamp = provenance(profile, dataset, seed)
+    stamp = provenance(profile, dataset, seed, weights)
     target = profile.figures_dir / f"{name}.csv"
     csv = table.to_csv(index=False, float_format="%.6g")
     markdown = (
@@ -192,10 +214,16 @@ def save_table(table, name: str, profile: Profile, *, dataset=None, seed=None, f
 
 
 def save_metrics(
-    metrics: Mapping[str, object], name: str, profile: Profile, *, dataset=None, seed=None
+    metrics: Mapping[str, object],
+    name: str,
+    profile: Profile,
+    *,
+    dataset=None,
+    seed=None,
+    weights=None,
 ):
     """Save headline numbers as ``<name>.json`` (sorted keys, provenance under ``_provenance``)."""
-    payload = {"_provenance": provenance(profile, dataset, seed), **metrics}
+    payload = {"_provenance": provenance(profile, dataset, seed, weights), **metrics}
     target = profile.figures_dir / f"{name}.json"
     atomic_write(
         target, (json.dumps(payload, indent=2, sort_keys=True, default=float) + "\n").encode()
