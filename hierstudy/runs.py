@@ -10,7 +10,8 @@ Every notebook that trains calls :func:`train` with a method name of
 * ``snapshots/epoch<e>.npz`` — a ``hier`` run's embedding and proxies after every epoch;
 * ``result.json`` — a :class:`RunRecord` of the recipe, the final accuracies, the representation
   retrieval uses, and what made the run: the ``commit``, whether the training source was ``dirty``
-  and the ``source_hash`` of :data:`SOURCE` and the recipe (:func:`source_hash`).
+  and the ``source_hash`` of the training source and the recipe
+  (:func:`hierstudy.run_files.source_hash`).
 
 A run is a transaction: it trains in ``seed<k>.partial/`` beside its folder, which is renamed to
 ``seed<k>/`` only once ``result.json`` is written, so ``seed<k>/`` is always one whole finished run
@@ -28,20 +29,13 @@ engine's guarantee) and hence the same tables.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import functools
-import hashlib
-import json
 import os
 import shutil
-import subprocess
-import tempfile
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -49,142 +43,23 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from . import methods, snapshots
+from . import methods, run_files, snapshots
 from .checkpoint import load_checkpoint
 from .config import Profile
 from .datasets import MPerClassBatchSampler, catalog
 from .datasets.study_splits import StudyData, study_data
 from .features import extract, make_loader
 from .files import atomic_write, save_npz
-from .geometry import C, Distance, pairwise_distance
+from .geometry import Distance, pairwise_distance
 from .losses.semantic import nearest_class_prediction
-from .models import HierNet, build_model
+from .models import HierNet
+from .records import RecipeRecord, RunError, RunRecord, TermRecord
 from .setups import METHOD_PAPER, Setup, setup_for
 from .train import TrainConfig, fit, last_epochs_mean
-
-# the package's files that determine a run: the modules its training imports, and the WordNet
-# lists that label CIFAR (folders: every file in them)
-SOURCE = (
-    "checkpoint.py config.py embeddings.py features.py geometry.py methods.py models.py "
-    "objective.py optim.py runs.py setups.py snapshots.py train.py datasets hierarchy losses "
-    "resources"
-).split()
-PACKAGE = Path(__file__).parent
-
-
-class RunError(ValueError):
-    """A run directory, loss term or snapshot that is not there."""
 
 
 class StaleRunWarning(UserWarning):
     """A finished run trained by other code (or an older recipe) is reused: ``reuse_stale``."""
-
-
-class TermRecord(NamedTuple):
-    """One loss term of a trained recipe (a JSON list in ``result.json``)."""
-
-    name: str
-    weight: float
-    input: str
-    start_epoch: int
-
-
-@dataclass(frozen=True)
-class RecipeRecord:
-    """The network a run trained (enough to rebuild it) and its loss terms, in order."""
-
-    backbone: str
-    head: str
-    num_classes: int
-    embed_dim: int
-    terms: tuple[TermRecord, ...]
-    model: dict = field(default_factory=dict)  # build_model options (backbone_kw included)
-    # c of the Poincaré ball of a hyperbolic head; result.json stores it only when it is not C
-    curvature: float | None = None
-
-    def __post_init__(self):
-        if self.curvature is None and self.head == "hyperbolic":
-            object.__setattr__(self, "curvature", C)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> RecipeRecord:
-        terms = tuple(TermRecord(*t) for t in d["terms"])
-        keys = ("backbone", "head", "num_classes", "embed_dim")
-        model, curvature = d.get("model", {}), d.get("curvature")
-        return cls(**{k: d[k] for k in keys}, terms=terms, model=model, curvature=curvature)
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["terms"] = [list(t) for t in self.terms]
-        if self.curvature is None or self.curvature == C:
-            del d["curvature"]
-        return d
-
-    def weight(self, name: str) -> float:
-        """The weight of loss term ``name`` (e.g. KFR's α for ``"kfr"``); 0 when there is none."""
-        return next((t.weight for t in self.terms if t.name == name), 0.0)
-
-    def build_model(self, pretrained: Path | None = None) -> HierNet:
-        """The untrained network (``pretrained``: the backbone's weights file)."""
-        ball = {"curvature": self.curvature} if self.head == "hyperbolic" else {}
-        return build_model(
-            self.backbone,
-            self.num_classes,
-            self.head,
-            embed_dim=self.embed_dim,
-            pretrained=pretrained,
-            **self.model,
-            **ball,
-        )
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """What ``result.json`` records of a finished run."""
-
-    name: str  # run_name(method, knobs)
-    method: str
-    seed: int
-    dataset: str
-    paper: str | None  # the paper whose setup trained it (None: HierShapes)
-    knobs: dict  # the non-default knobs, with kfr= and corruption=
-    retrieval: str  # the ModelOutput field retrieval ranks
-    metric: str  # "cosine", "dot", "euclidean" or "hyperbolic"
-    test_acc: float | None  # None for zero-shot runs
-    val_acc_last5: float | None  # mean of the last (up to) 5 epochs' val_acc
-    zero_shot: bool
-    train_classes: int
-    setup: dict  # dataclasses.asdict of the Setup
-    recipe: RecipeRecord
-    # what made it (None in runs written before they were recorded: such runs are stale)
-    commit: str | None = None  # git commit of the package, 12 digits
-    dirty: bool | None = None  # whether the files of SOURCE differed from the commit
-    source_hash: str | None = None  # source_hash(): SOURCE and the recipe
-
-    @classmethod
-    def from_dict(cls, d: dict) -> RunRecord:
-        names = [f.name for f in dataclasses.fields(cls)]
-        d = {"paper": None, **dict.fromkeys(_PROVENANCE), **d}  # older runs lack them
-        missing = [k for k in names if k not in d]
-        if missing:
-            raise RunError(f"a run record lacks {missing}")
-        return cls(**{**{k: d[k] for k in names}, "recipe": RecipeRecord.from_dict(d["recipe"])})
-
-    def to_dict(self) -> dict:
-        d = {**dataclasses.asdict(self), "recipe": self.recipe.to_dict()}
-        return {k: v for k, v in d.items() if k not in _PROVENANCE or v is not None}
-
-    @classmethod
-    def from_json(cls, text: str, dataset: str | None = None) -> RunRecord:
-        """The record of a ``result.json``; ``dataset`` fills the key older runs lack."""
-        d = json.loads(text)
-        return cls.from_dict({"dataset": dataset, **d} if dataset else d)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
-
-
-_PROVENANCE = ("commit", "dirty", "source_hash")
 
 
 @dataclass
@@ -286,7 +161,7 @@ class _Plan:
     knobs: dict  # the method's non-default knobs
     extra: dict  # kfr= and corruption=, when given
     folder: Path  # runs/<profile>/<dataset>[/<paper>]
-    recipe: dict  # what source_hash() hashes besides the code
+    recipe: dict  # what run_files.source_hash() hashes besides the code
 
     @property
     def name(self) -> str:
@@ -333,19 +208,19 @@ def train(
     ``source_hash`` differs, with a :class:`StaleRunWarning`, instead of retraining it.
     """
     plan = _plan(profile, method, seed, dataset, paper, setup, kfr, corruption, knobs)
-    digest = source_hash(plan.recipe)
+    digest = run_files.source_hash(plan.recipe)
     if reuse_stale is None:
         reuse_stale = os.environ.get("HIERSTUDY_REUSE_STALE") == "1"
     run = None if force else _reusable(plan, digest, reuse_stale)
     if run:
         return run
-    with _lock(plan.run_dir):  # another process may have finished or started it meanwhile
+    with run_files.lock(plan.run_dir):  # another process may have finished or started it meanwhile
         run = None if force else _reusable(plan, digest, reuse_stale, say=True)
         if run:
             return run
         _start(plan, digest, fresh=force)
         record, history = _train(profile, plan, digest, kfr, corruption, force)
-        _publish(plan.partial, plan.run_dir)
+        run_files.publish(plan.partial, plan.run_dir)
     return Run(plan.run_dir, record, history)
 
 
@@ -361,7 +236,7 @@ def _train(profile, plan, digest, kfr, corruption, force) -> tuple[RunRecord, pd
     workers = 0 if plan.dataset == "hiershapes" else profile.num_workers
     history = _fit(plan, work, data, recipe, model, force, device, workers)
     test_acc = _save_features(plan, work, data, recipe, model, device, workers)
-    commit, dirty = _git_state()
+    commit, dirty = run_files.git_state()
     record = RunRecord(
         name=plan.name,
         method=plan.method.name,
@@ -384,45 +259,6 @@ def _train(profile, plan, digest, kfr, corruption, force) -> tuple[RunRecord, pd
     text = record.to_json()
     atomic_write(work / "result.json", text.encode())
     return RunRecord.from_json(text), history  # as a reload will see it
-
-
-def source_hash(recipe: dict) -> str:
-    """What made a run, as 16 hex digits: SHA-256 of the files of :data:`SOURCE` and ``recipe``
-    (the method, seed, dataset, paper, knobs, setup and HierShapes' size)."""
-    text = json.dumps(recipe, sort_keys=True, default=str)
-    return hashlib.sha256(f"{_code_digest(tuple(SOURCE))}\n{text}".encode()).hexdigest()[:16]
-
-
-@functools.lru_cache
-def _code_digest(source: tuple[str, ...]) -> str:
-    """SHA-256 of the files of ``source`` (as the process first read them), path by path."""
-    digest = hashlib.sha256()
-    for name in source:
-        top = PACKAGE / name
-        files = [top] if top.is_file() else sorted(top.rglob("*"))
-        for path in files:
-            if path.is_file() and "__pycache__" not in path.parts:
-                digest.update(f"{path.relative_to(PACKAGE).as_posix()}\n".encode())
-                digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-def _git_state() -> tuple[str | None, bool | None]:
-    """(commit, whether a file of :data:`SOURCE` differs from it or is untracked); (None, None)
-    outside git."""
-
-    def git(*args):
-        out = subprocess.run(
-            ["git", *args], cwd=PACKAGE, capture_output=True, text=True, timeout=10
-        )
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    try:
-        head = git("rev-parse", "--short=12", "HEAD")
-        status = head and git("status", "--porcelain", "--", *SOURCE)
-    except (OSError, subprocess.TimeoutExpired):
-        return None, None
-    return (head, bool(status)) if head and status is not None else (None, None)
 
 
 def _pending(plan: _Plan, digest: str) -> bool:
@@ -454,22 +290,6 @@ def _reusable(plan: _Plan, digest: str, reuse_stale: bool, say: bool = False) ->
     return None
 
 
-@contextlib.contextmanager
-def _lock(run_dir: Path):
-    """Hold ``seed<k>.lock`` beside ``run_dir`` (waiting, with a note, while another holds it)."""
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    with open(run_dir.with_name(f"{run_dir.name}.lock"), "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"hierstudy: waiting for another process training {run_dir}", flush=True)
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _start(plan: _Plan, digest: str, fresh: bool) -> None:
     """Make ``plan.partial`` ready: kept to resume (same code, not ``fresh``), else emptied."""
     if plan.partial.exists() and (fresh or not _pending(plan, digest)):
@@ -478,19 +298,6 @@ def _start(plan: _Plan, digest: str, fresh: bool) -> None:
         shutil.rmtree(plan.partial)
     plan.partial.mkdir(parents=True, exist_ok=True)
     atomic_write(plan.partial / "source_hash", digest.encode())
-
-
-def _publish(partial: Path, run_dir: Path) -> None:
-    """Rename the finished ``partial`` to ``run_dir``, replacing (then deleting) the old run."""
-    for leftover in run_dir.parent.glob(f".{run_dir.name}.old-*"):  # of a crash in between
-        shutil.rmtree(leftover)
-    old = None
-    if run_dir.exists():
-        old = tempfile.mkdtemp(dir=run_dir.parent, prefix=f".{run_dir.name}.old-")
-        os.replace(run_dir, old)  # onto the empty folder mkdtemp made
-    os.replace(partial, run_dir)
-    if old:
-        shutil.rmtree(old)
 
 
 def _plan(profile, method, seed, dataset, paper, setup, kfr, corruption, knobs) -> _Plan:

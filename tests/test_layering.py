@@ -30,6 +30,8 @@ LAYERS = {
     "hierstudy.methods": 3,
     "hierstudy.setups": 3,
     "hierstudy.snapshots": 3,
+    "hierstudy.records": 3,
+    "hierstudy.run_files": 3,
     "hierstudy.runs": 4,
     "hierstudy.visual_hierarchy": 5,
     "hierstudy.gradcam": 5,

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from hierstudy import config, runs, snapshots
+from hierstudy import config, run_files, runs, snapshots
 from hierstudy import train as engine
 from hierstudy.datasets import DatasetError, study_splits
 from hierstudy.losses.hier import HIER
@@ -254,7 +254,9 @@ def test_a_run_of_other_code_is_retrained_unless_stale_runs_are_reused(tiny, mon
     made = json.loads((first.run_dir / "result.json").read_text())
     assert len(made["source_hash"]) == 16 and made["source_hash"] == first.record.source_hash
     assert first.record.commit == made["commit"] and not first.stale
-    monkeypatch.setattr(runs, "SOURCE", [*runs.SOURCE, "study.py"])  # as if the code changed
+    monkeypatch.setattr(
+        run_files, "SOURCE", [*run_files.SOURCE, "study.py"]
+    )  # as if the code changed
     fits = count_fits(monkeypatch)
     with pytest.warns(runs.StaleRunWarning, match="other code or another recipe made it"):
         stale = runs.train(tiny, "ce", 0, reuse_stale=True)
@@ -304,7 +306,7 @@ def test_two_processes_asking_for_one_run_share_it(tiny):
     run_dir = tiny.runs_dir / "hiershapes" / "hier" / "seed0"
     env = {**os.environ, "PYTHONPATH": str(Path(runs.__file__).parents[1])}
     command = [sys.executable, "-c", CHILD]
-    with runs._lock(run_dir):  # both start while the run is taken
+    with run_files.lock(run_dir):  # both start while the run is taken
         children = [
             subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) for _ in "ab"
         ]
