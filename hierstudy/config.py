@@ -26,6 +26,10 @@ def project_root() -> Path:
     return here
 
 
+class ProfileError(ValueError):
+    """An unknown profile, or an unknown field to override; the message lists the known ones."""
+
+
 @dataclass(frozen=True)
 class Profile:
     """Everything a notebook needs to know about the scale it runs at."""
@@ -138,8 +142,9 @@ def load(profile: str | None = None, **overrides) -> Profile:
     """The profile named by the argument, ``$HIERSTUDY_PROFILE`` or ``"small"``, with overrides."""
     name = profile or os.environ.get("HIERSTUDY_PROFILE") or "small"
     if name not in PROFILES:
-        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
-    unknown = set(overrides) - {f.name for f in dataclasses.fields(Profile)}
+        raise ProfileError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
+    known = [f.name for f in dataclasses.fields(Profile)]
+    unknown = set(overrides) - set(known)
     if unknown:
-        raise ValueError(f"unknown profile fields {sorted(unknown)}")
+        raise ProfileError(f"unknown profile fields {sorted(unknown)}; the fields are {known}")
     return dataclasses.replace(PROFILES[name], **overrides)

@@ -44,8 +44,8 @@ class Term:
 class Objective(nn.Module):
     """Model and loss modules in one module, so that DDP averages the gradients of both.
 
-    ``forward`` returns only the total (plus detached logs): DDP then sees exactly which
-    parameters the active terms use.
+    ``forward`` returns the total plus detached logs (each active term's value, unweighted and
+    weighted, and the logits): DDP then sees exactly which parameters the active terms use.
     """
 
     def __init__(self, model: nn.Module, terms: Sequence[Term]) -> None:
@@ -58,7 +58,7 @@ class Objective(nn.Module):
     def forward(self, x: Tensor, y: Tensor, epoch: int):
         with self.autocast():
             out = self.model(x)
-        total, values = 0.0, []
+        total, values, weighted = 0.0, [], []
         for term in self.terms:
             if epoch < term.start_epoch:
                 continue
@@ -70,10 +70,12 @@ class Objective(nn.Module):
             value = term.loss(inp.float(), y)
             if not isinstance(value, Tensor) or value.ndim != 0:
                 raise TrainError(f"term {term.name!r} must return a scalar tensor")
-            total = total + term.weight * value
+            part = term.weight * value
+            total = total + part
             values.append(value.detach())
+            weighted.append(part.detach())
         logits = out.logits.detach() if out.logits is not None else None
-        return total, torch.stack(values), logits
+        return total, torch.stack(values), torch.stack(weighted), logits
 
 
 def check_terms(terms: Sequence[Term]) -> None:
@@ -103,14 +105,56 @@ def unique_losses(terms: Sequence[Term]) -> list[nn.Module]:
     return unique
 
 
-def check_finite(values: Tensor, active: Sequence[Term], epoch: int, step: int, world: int):
-    bad = (~torch.isfinite(values)).float()
+def check_finite(
+    total: Tensor,
+    values: Tensor,
+    weighted: Tensor,
+    active: Sequence[Term],
+    epoch: int,
+    step: int,
+    world: int,
+) -> None:
+    """Raise :class:`NonFiniteLossError` unless every active term's value, its weighted value and
+    their sum, the total that is back-propagated, are finite (a finite weight can still overflow
+    float32: 1e39 · ℓ = inf). Call it before the backward pass."""
+    bad = torch.cat(
+        [~torch.isfinite(values), ~torch.isfinite(weighted), ~torch.isfinite(total)[None]]
+    )
+    bad = bad.float()
     if world > 1:
         dist.all_reduce(bad)  # every rank must stop, or the others would wait forever
-    if bad.any():
-        names = [t.name for t, b in zip(active, bad.tolist(), strict=True) if b]
+    if not bad.any():
+        return
+    n = len(active)
+    where = f"at epoch {epoch}, step {step}"
+    if bad[:n].any():
+        names = [t.name for t, b in zip(active, bad[:n].tolist(), strict=True) if b]
         shown = ", ".join(f"{t.name}={v:g}" for t, v in zip(active, values.tolist(), strict=True))
-        raise NonFiniteLossError(
-            f"loss term(s) {names} not finite at epoch {epoch}, step {step} "
-            f"(this rank: {shown}); the weights were not updated"
+        problem = f"loss term(s) {names} not finite {where} (this rank: {shown})"
+    else:
+        shown = ", ".join(
+            f"{t.name}: weight {t.weight:g} · {v:g} = {w:g}"
+            for t, v, w in zip(active, values.tolist(), weighted.tolist(), strict=True)
         )
+        if bad[n : 2 * n].any():
+            names = [t.name for t, b in zip(active, bad[n : 2 * n].tolist(), strict=True) if b]
+            problem = f"weighted loss term(s) {names} not finite in float32 {where}"
+        else:
+            problem = f"the weighted total of the loss terms is not finite in float32 {where}"
+        problem += f" (this rank: {shown}; total = {total.item():g})"
+    raise NonFiniteLossError(f"{problem}; the weights were not updated")
+
+
+def check_gradients(net: nn.Module, epoch: int, step: int) -> None:
+    """Raise :class:`NonFiniteLossError` when a gradient about to be applied holds NaN or inf
+    (finite losses can still give one, e.g. √x at 0). Under DDP the gradients were averaged, so
+    every rank decides alike."""
+    named = [(name, p.grad) for name, p in net.named_parameters() if p.grad is not None]
+    if not named or torch.stack([torch.isfinite(g).all() for _, g in named]).all():
+        return
+    names = [name for name, g in named if not torch.isfinite(g).all()]
+    shown = names[:5] + (["..."] if len(names) > 5 else [])
+    raise NonFiniteLossError(
+        f"the gradients of {len(names)} parameter(s) {shown} are not finite at epoch {epoch}, "
+        f"step {step}, although the loss is; the weights were not updated"
+    )

@@ -1,9 +1,13 @@
 """Run the notebook series with papermill, and the ``hierstudy`` command line.
 
 ``hierstudy study --profile smoke --only 01`` executes ``notebooks/01_*.py`` (jupytext percent
-files, converted in memory) with ``profile`` injected into the cell tagged ``parameters``. The
-executed copy goes to ``runs/<profile>/notebooks/`` (kept when a notebook fails, for inspection);
-figures and tables go to ``figures/<profile>/`` through :mod:`hierstudy.report`.
+files, converted in memory) with ``profile`` injected into the cell tagged ``parameters``;
+``--only`` takes notebook numbers (``01``) or full names (``01_tree_construction``), ``-p NAME=VALUE``
+only names of the parameters cell of every selected notebook. Everything is checked before the
+first notebook runs. The executed copy ``runs/<profile>/notebooks/<name>.ipynb`` is replaced only
+when the notebook succeeds; the copy of a failed or interrupted run is kept beside it as
+``<name>.failed.ipynb``, for inspection. Figures and tables go to ``figures/<profile>/`` through
+:mod:`hierstudy.report`.
 
 After the notebooks succeed, :func:`publish` turns ``figures/<profile>/`` into one product: the
 headline table (``headline.csv``/``.md``, also between the README's
@@ -14,11 +18,13 @@ environment and each notebook's wall time) and ``index.md`` (everything, grouped
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import json
 import os
 import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,18 +39,59 @@ class StudyError(RuntimeError):
 
 
 def notebooks(root: Path | None = None, only: list[str] | None = None) -> list[Path]:
-    """The numbered notebooks in order, or those whose number or name is in ``only``."""
+    """The numbered notebooks in order (all when ``only`` is None), or those named in ``only`` by
+    their two-digit number ("02") or their full name ("02_barz_embeddings"), nothing else."""
     folder = (root or config.project_root()) / "notebooks"
     found = sorted(folder.glob("[0-9][0-9]_*.py"))
     if not found:
         raise StudyError(f"no notebooks found in {folder}")
-    if only:
-        wanted = [p for p in found if any(p.stem.startswith(o) or p.stem == o for o in only)]
-        missing = [o for o in only if not any(p.stem.startswith(o) for p in found)]
-        if missing:
-            raise StudyError(f"no notebook matches {missing}; have {[p.stem for p in found]}")
-        found = wanted
-    return found
+    if only is None:
+        return found
+
+    def named(o: str) -> list[Path]:
+        return [p for p in found if o == p.stem or (re.fullmatch(r"\d\d", o) and o == p.stem[:2])]
+
+    missing = [o for o in only if not named(o)]
+    if missing or not only:
+        raise StudyError(
+            f"no notebook matches {missing}: give two-digit numbers (02) or full names "
+            f"(02_barz_embeddings); have {[p.stem for p in found]}"
+        )
+    wanted = {p for o in only for p in named(o)}
+    return [p for p in found if p in wanted]
+
+
+INJECTED = ("profile", "force")  # set by run_notebook from --profile and --force
+
+
+def notebook_parameters(path: Path) -> list[str]:
+    """The names the cell tagged ``parameters`` of the notebook at ``path`` assigns."""
+    import jupytext
+
+    names: list[str] = []
+    for cell in jupytext.read(path).cells:
+        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
+            for node in ast.walk(ast.parse(cell.source)):
+                if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                    names.append(node.id)
+    return names
+
+
+def check_parameters(paths: list[Path], parameters: dict) -> None:
+    """Refuse a parameter that is not in the parameters cell of every notebook of ``paths`` (or that
+    the command line sets itself), before anything runs; papermill would inject it silently."""
+    problems = [f"{n!r} is set by --{n}" for n in parameters if n in INJECTED]
+    declared = {p.stem: notebook_parameters(p) for p in paths}
+    for name in (n for n in parameters if n not in INJECTED):
+        lacking = [stem for stem, names in declared.items() if name not in names]
+        if lacking:
+            problems.append(f"{name!r} is not a parameter of {', '.join(lacking)}")
+    if problems:
+        takes = "; ".join(
+            f"{stem} takes {', '.join(n for n in names if n not in INJECTED) or 'none'}"
+            for stem, names in declared.items()
+        )
+        raise StudyError(f"-p: {'; '.join(problems)} ({takes})")
 
 
 def run_notebook(
@@ -62,8 +109,12 @@ def run_notebook(
     from papermill.exceptions import PapermillExecutionError
 
     prof = config.load(profile)
-    out = prof.runs_dir / "notebooks" / f"{path.stem}.ipynb"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    folder = prof.runs_dir / "notebooks"
+    out, failed = folder / f"{path.stem}.ipynb", folder / f"{path.stem}.failed.ipynb"
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=folder, prefix=f".{path.stem}.", suffix=".ipynb")
+    os.close(fd)
+    running = Path(name)  # papermill saves after every cell: never over the last good copy
     notebook = jupytext.read(path)
     env = {"HIERSTUDY_ROOT": str(prof.root), "HIERSTUDY_PROFILE": profile, "MPLBACKEND": "Agg"}
     saved = {k: os.environ.get(k) for k in env}
@@ -71,7 +122,7 @@ def run_notebook(
     try:
         papermill.execute_notebook(
             notebook,
-            str(out),
+            str(running),
             parameters={**_injectable(parameters or {}), "profile": profile, "force": force},
             kernel_name="python3",
             language="python",
@@ -79,17 +130,28 @@ def run_notebook(
             progress_bar=False,
             log_output=log_output,
         )
-    except PapermillExecutionError as error:
-        raise StudyError(
-            f"notebook {path.name} failed in {_describe_cell(out)} "
-            f"({error.ename}: {error.evalue}); executed copy kept at {out}"
-        ) from None
+    except BaseException as error:  # failed, interrupted or out of disk space
+        os.replace(running, failed)
+        if isinstance(error, PapermillExecutionError):
+            raise StudyError(
+                f"notebook {path.name} failed in {_describe_cell(failed)} "
+                f"({error.ename}: {error.evalue}); executed copy kept at {failed}"
+            ) from None
+        if isinstance(error, OSError):  # e.g. no space left while papermill saves
+            raise StudyError(
+                f"notebook {path.name} could not be executed ({type(error).__name__}: {error}); "
+                f"what was executed is at {failed}"
+            ) from error
+        raise
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+    os.chmod(running, 0o644)  # mkstemp makes files private; the executed copy is an ordinary file
+    os.replace(running, out)
+    failed.unlink(missing_ok=True)  # an older failure's copy: this run replaced it
     return out
 
 
@@ -98,7 +160,11 @@ def _describe_cell(executed: Path) -> str:
     import nbformat
 
     number = 0
-    for cell in nbformat.read(str(executed), as_version=4).cells:
+    try:
+        cells = nbformat.read(str(executed), as_version=4).cells
+    except (OSError, ValueError):  # a copy cut short, e.g. by a full disk
+        return "an unknown cell"
+    for cell in cells:
         if cell.cell_type != "code" or "injected-parameters" in cell.metadata.get("tags", []):
             continue
         number += 1
@@ -121,10 +187,13 @@ def run(
     parameters: dict | None = None,
 ) -> list[Path]:
     """Execute the series in order, stopping at the first failing notebook (then nothing is
-    published); after success, :func:`publish` the profile's figures folder."""
+    published); after success, :func:`publish` the profile's figures folder. The profile, the
+    selection and the parameters are checked before the first notebook runs."""
     from tqdm.auto import tqdm
 
+    config.load(profile)
     paths = notebooks(only=only)
+    check_parameters(paths, parameters or {})
     done, seconds = [], {}
     bar = tqdm(paths, desc=f"study [{profile}]", unit="notebook")
     for path in bar:
@@ -279,10 +348,13 @@ def publish(profile: str | config.Profile, seconds: dict[str, float]) -> Path:
     return write_index(cfg, table)
 
 
-def parse_parameters(items: list[str]) -> dict:
-    """``["dataset=sop", "dims=(64, 512)"]`` → ``{"dataset": "sop", "dims": (64, 512)}``."""
-    import ast
+BARE_STRING = re.compile(r"[\w.+\-/:]+")  # -p dataset=sop: a string without quotes
 
+
+def parse_parameters(items: list[str]) -> dict:
+    """``["dataset=sop", "dims=(64, 512)"]`` → ``{"dataset": "sop", "dims": (64, 512)}``: a
+    Python literal, else a bare word (letters, digits, ``_.+-/:``) as a string; anything else,
+    e.g. ``seeds=(0,``, is refused."""
     out = {}
     for item in items:
         name, sep, value = item.partition("=")
@@ -290,7 +362,12 @@ def parse_parameters(items: list[str]) -> dict:
             raise StudyError(f"a parameter is NAME=VALUE, got {item!r}")
         try:
             out[name] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            if not BARE_STRING.fullmatch(value):
+                raise StudyError(
+                    f"-p {item}: {value!r} is neither a Python literal nor a bare word; "
+                    f"quote a string: {name}='...'"
+                ) from None
             out[name] = value
     return out
 
@@ -302,10 +379,13 @@ def main(argv: list[str] | None = None) -> int:
     study.add_argument(
         "--profile",
         default=None,
-        choices=sorted(config.PROFILES),
-        help="smoke | small | paper (default: $HIERSTUDY_PROFILE or small)",
+        help=f"{' | '.join(sorted(config.PROFILES))} (default: $HIERSTUDY_PROFILE or small)",
     )
-    study.add_argument("--only", nargs="+", help="notebook numbers or names, e.g. 01 03")
+    study.add_argument(
+        "--only",
+        nargs="+",
+        help="two-digit notebook numbers or full names, e.g. 01 03_kfr_training",
+    )
     study.add_argument("--force", action="store_true", help="retrain instead of reusing runs/")
     study.add_argument("--log-output", action="store_true", help="stream cell output")
     study.add_argument(
@@ -314,8 +394,9 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="set a notebook parameter, e.g. -p dataset=sop (a Python literal, "
-        "else a string); outputs keep their names, so they replace the last run's",
+        help="set a parameter of the selected notebooks' parameters cell, e.g. -p dataset=sop "
+        "(a Python literal, else a bare word as a string); outputs keep their names, so they "
+        "replace the last run's",
     )
     wordnet = commands.add_parser("wordnet", help="make WordNet 3.0 available offline")
     wordnet.add_argument(
@@ -337,10 +418,10 @@ def main(argv: list[str] | None = None) -> int:
         reader = wn.load_wordnet()
         print(f"WordNet {reader.get_version()} ready at {reader.root}")
         return 0
-    profile = args.profile or config.load().name
     try:
+        profile = config.load(args.profile).name
         run(profile, args.only, args.force, args.log_output, parse_parameters(args.param))
-    except StudyError as error:
+    except (StudyError, config.ProfileError) as error:
         print(f"hierstudy: {error}", file=sys.stderr)
         return 1
     print(config.load(profile).figures_dir / "index.md")

@@ -24,8 +24,10 @@ What the loop does, and why:
   ``train_acc`` when the model has logits, ``val_acc`` with a ``val_loader``, what ``eval_fn``
   returns, ``images_per_s``, ``data_share`` (the fraction of the epoch spent waiting for data),
   ``time_s``. Every value is a sample-weighted mean over the epoch (over all ranks under DDP).
-* A NaN or inf in any term stops the run before the weights are touched, with
-  :class:`NonFiniteLossError` naming the term, epoch and step.
+* A NaN or inf in any term, weighted term (a finite weight can overflow float32) or their total,
+  or in a gradient about to be applied, stops the run before the weights are touched, with
+  :class:`NonFiniteLossError` naming the term (and its weight), epoch and step. (Under float16
+  AMP the gradient scaler skips the steps whose gradients overflow, as it must.)
 * CUDA: autocast (bfloat16 where supported, else float16 with a gradient scaler) and
   channels-last; the same code runs on CPU in float32.
 * DDP: under ``torchrun`` call :func:`setup_distributed`, build loaders with
@@ -60,7 +62,7 @@ from torch.utils.data import DataLoader
 from .checkpoint import CHECKPOINT, load_checkpoint, restore, rng_generators, save, seed_rngs
 from .checkpoint import CheckpointError as CheckpointError  # re-exported: fit raises it
 from .objective import NonFiniteLossError as NonFiniteLossError  # re-exported: fit raises it
-from .objective import Objective, Term, TrainError, check_finite, check_terms
+from .objective import Objective, Term, TrainError, check_finite, check_gradients, check_terms
 from .optim import OPTIMIZERS, SAM, SCHEDULES, clip_and_step, lr_at, make_optimizer
 
 
@@ -275,13 +277,15 @@ def _train_step(session: Session, batch, epoch: int, step: int, active: list[Ter
     session.optimizer.zero_grad(set_to_none=True)
     # SAM's first pass stays local to the rank (no gradient all-reduce)
     with session.wrapped.no_sync() if session.sam and session.world > 1 else nullcontext():
-        total, values, logits = session.wrapped(x, y, epoch)
-        check_finite(values, active, epoch, step, session.world)
+        total, values, weighted, logits = session.wrapped(x, y, epoch)
+        check_finite(total, values, weighted, active, epoch, step, session.world)
         session.scaler.scale(total).backward()
-    if session.sam:
+    if session.sam:  # it moves the weights back by copy, whatever the gradients were
         with session.sam.perturbed():
             session.optimizer.zero_grad(set_to_none=True)
             session.scaler.scale(session.wrapped(x, y, epoch)[0]).backward()
+    if not session.scaler.is_enabled():  # float16 AMP: the scaler skips overflowing steps
+        check_gradients(session.net, epoch, step)
     clip_and_step(session.optimizer, session.scaler, session.params, session.config)
     return y, total, values, logits
 

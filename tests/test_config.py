@@ -10,8 +10,9 @@ def test_profile_resolution_order(monkeypatch):
     assert config.load().name == "smoke"
     assert config.load("paper").name == "paper"
     assert config.load("smoke", epochs=3).epochs == 3
-    with pytest.raises(ValueError, match="unknown profile 'huge'"):
+    with pytest.raises(config.ProfileError, match="unknown profile 'huge'; choose one of \\['pap"):
         config.load("huge")
+    assert issubclass(config.ProfileError, ValueError)
     with pytest.raises(ValueError, match="unknown profile fields \\['epoch'\\]"):
         config.load("smoke", epoch=3)
 

@@ -19,8 +19,15 @@ def test_notebooks_are_found_in_order_and_selected():
     found = study.notebooks(ROOT)
     assert found == sorted(found) and found[0].name == "01_tree_construction.py"
     assert study.notebooks(ROOT, ["01"]) == [found[0]]
+    assert study.notebooks(ROOT, ["03", "02_barz_embeddings", "02"]) == found[1:3]
     with pytest.raises(study.StudyError, match="no notebook matches \\['99'\\]"):
         study.notebooks(ROOT, ["99"])
+    # a prefix is no selection: '' and '0' used to select all eight notebooks
+    for wrong in ("", "0", "2", "01_tree", "01_tree_construction.py"):
+        with pytest.raises(study.StudyError, match=f"no notebook matches \\[{wrong!r}\\]"):
+            study.notebooks(ROOT, [wrong])
+    with pytest.raises(study.StudyError, match="no notebook matches"):
+        study.notebooks(ROOT, [])
 
 
 def test_every_notebook_has_a_parameters_cell_with_profile():
@@ -39,24 +46,133 @@ def _one_notebook(project, name: str, source: str) -> None:
     (project / "notebooks" / f"{name}.py").write_text(source)
 
 
+def _outputs(executed: Path) -> list[str]:
+    """The text outputs of an executed notebook (which must be whole, valid JSON)."""
+    import nbformat
+
+    cells = nbformat.read(str(executed), as_version=4).cells
+    return [o.get("text", o.get("ename", "")) for c in cells for o in c.get("outputs", [])]
+
+
 @pytest.mark.notebook
-def test_failing_notebook_is_named_with_cell_and_error_and_copy_kept(project):
+def test_failing_notebook_is_named_with_cell_and_error_and_the_good_copy_kept(project):
     _one_notebook(
         project,
         "01_fails",
-        '# %% tags=["parameters"]\nprofile = "small"\nforce = False\n\n'
-        "# %%\nx = 1\n\n# %%\nraise ValueError('planted failure')\n",
+        '# %% tags=["parameters"]\nprofile = "small"\nforce = False\nfail = False\n\n'
+        "# %%\nprint('ran')\n\n# %%\nif fail:\n    raise ValueError('planted failure')\n",
     )
+    folder = project / "runs" / "smoke" / "notebooks"
+    study.run("smoke")
+    good = (folder / "01_fails.ipynb").read_bytes()
+    assert _outputs(folder / "01_fails.ipynb") == ["ran\n"]
     with pytest.raises(study.StudyError) as error:
-        study.run("smoke")
+        study.run("smoke", parameters={"fail": True})
     message = str(error.value)
     assert (
         "01_fails.py" in message
-        and "code cell 3 (`raise ValueError('planted failure')`)" in message
+        and "code cell 3 (`if fail:`)" in message
         and "planted failure" in message
+        and f"executed copy kept at {folder / '01_fails.failed.ipynb'}" in message
     )
-    assert (project / "runs" / "smoke" / "notebooks" / "01_fails.ipynb").is_file()
-    assert study.main(["study", "--profile", "smoke"]) == 1
+    assert (folder / "01_fails.ipynb").read_bytes() == good  # the last good copy stays
+    assert _outputs(folder / "01_fails.failed.ipynb")[-1] == "ValueError"
+    assert study.main(["study", "--profile", "smoke", "-p", "fail=True"]) == 1
+    study.run("smoke")  # a success replaces the copy and clears the failed one
+    assert sorted(p.name for p in folder.iterdir()) == ["01_fails.ipynb"]
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt(), OSError(28, "No space left on device")])
+def test_an_interrupted_run_or_a_full_disk_keeps_the_last_good_executed_copy(
+    project, monkeypatch, error
+):
+    """papermill saves the executed copy after each cell: cut short, it is not valid JSON."""
+    import papermill
+
+    _one_notebook(project, "01_cut", PARAMETERS + "# %%\nx = 1\n")
+    folder = project / "runs" / "smoke" / "notebooks"
+    folder.mkdir(parents=True)
+    (folder / "01_cut.ipynb").write_text("the last good copy")
+
+    def cut_short(notebook, output, **kw):
+        Path(output).write_text('{"cells": [')
+        raise error
+
+    monkeypatch.setattr(papermill, "execute_notebook", cut_short)
+    with pytest.raises(type(error) if isinstance(error, KeyboardInterrupt) else study.StudyError):
+        study.run("smoke")
+    assert (folder / "01_cut.ipynb").read_text() == "the last good copy"
+    assert (folder / "01_cut.failed.ipynb").read_text() == '{"cells": ['
+    assert sorted(p.name for p in folder.iterdir()) == ["01_cut.failed.ipynb", "01_cut.ipynb"]
+    if isinstance(error, OSError):  # one line from the CLI, not papermill's traceback
+        assert study.main(["study", "--profile", "smoke"]) == 1
+
+
+def _series(project) -> list[Path]:
+    """The real notebooks (sources only) in the temporary ``project``."""
+    (project / "notebooks").mkdir()
+    shutil.copy(ROOT / "pyproject.toml", project)
+    for path in study.notebooks(ROOT):
+        shutil.copy(path, project / "notebooks")
+    return study.notebooks(project)
+
+
+@pytest.mark.parametrize(
+    "argv, error",
+    [
+        (["--only", ""], "no notebook matches ['']: give two-digit numbers (02) or full names"),
+        (["--only", "0"], "no notebook matches ['0']"),
+        (["--only", "01", "-p", "sed=3"], "'sed' is not a parameter of 01_tree_construction"),
+        (  # a parameter of 03 only: not silently added to 02 and 04
+            ["--only", "02", "03", "04", "-p", "alpha=1e39"],
+            "'alpha' is not a parameter of 02_barz_embeddings, 04_hier_proxies",
+        ),
+        (["--only", "01", "-p", "force=True"], "'force' is set by --force"),
+        (["--only", "02", "-p", "dims=(1,"], "-p dims=(1,: '(1,' is neither a Python literal"),
+        (["--only", "02", "-p", "seeds=(0,"], "-p seeds=(0,: '(0,' is neither a Python literal"),
+        (["--profile", "garbage"], "unknown profile 'garbage'; choose one of ['paper', 'paper_"),
+    ],
+)
+def test_the_cli_refuses_what_it_would_not_run_as_said_before_anything_runs(
+    project, monkeypatch, capsys, argv, error
+):
+    _series(project)
+    ran = []
+    monkeypatch.setattr(study, "run_notebook", lambda path, *a, **kw: ran.append(path))
+    argv = ["study", *(["--profile", "smoke"] if "--profile" not in argv else []), *argv]
+    assert study.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"hierstudy: {error}") or f"hierstudy: -p: {error}" in err, err
+    assert err.count("\n") == 1 and not ran
+
+
+def test_a_bad_profile_in_the_environment_is_a_one_line_error(project, monkeypatch, capsys):
+    _series(project)
+    monkeypatch.setenv("HIERSTUDY_PROFILE", "garbage")
+    assert study.main(["study", "--only", "01"]) == 1
+    assert capsys.readouterr().err == (
+        "hierstudy: unknown profile 'garbage'; "
+        "choose one of ['paper', 'paper_check', 'small', 'smoke']\n"
+    )
+
+
+def test_parameters_are_literals_or_bare_words_and_name_the_parameters_cell(project):
+    assert study.parse_parameters(
+        ["dataset=cub_official", "layer=backbone.layer3", "alpha=1e39", "dims=(64, 512)", "d=None"]
+    ) == {
+        "dataset": "cub_official",
+        "layer": "backbone.layer3",
+        "alpha": 1e39,
+        "dims": (64, 512),
+        "d": None,
+    }
+    for malformed in ("seeds=(0,", "dims=[1, 2", "name='open", "x={1:", "x=a b", "x="):
+        with pytest.raises(study.StudyError, match="neither a Python literal nor a bare word"):
+            study.parse_parameters([malformed])
+    paths = _series(project)
+    assert study.notebook_parameters(paths[5])[:3] == ["profile", "force", "dataset"]
+    assert {"grid_queries", "grid_top", "grid_seed"} <= set(study.notebook_parameters(paths[5]))
+    study.check_parameters(paths[1:3], {"dataset": "cifar100"})  # in both: accepted
 
 
 # --- the product: README block, manifest, index (the headline: tests/test_report_headline.py) -----

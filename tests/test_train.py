@@ -208,6 +208,61 @@ def test_nan_in_a_term_stops_the_run_naming_term_epoch_and_step(tmp_path):
     assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 1
 
 
+class FiniteValueNaNGradient(nn.Module):
+    """√0 = 0, whose gradient 1/(2√0) · 0 is NaN."""
+
+    def forward(self, x, labels):
+        return (x * 0).sum().sqrt()
+
+
+def _refused_before_any_update(tmp_path, terms, match):
+    """fit on ``terms`` raises ``match`` at the first step; the weights stay the initial ones."""
+    torch.manual_seed(0)
+    model = Linear()
+    initial = copy.deepcopy(model.state_dict())
+    ds = TensorDataset(torch.randn(12, 12), torch.arange(12) % 3)
+    with pytest.raises(NonFiniteLossError, match=match) as error:
+        fit(model, terms, make_loader(ds, 4), run_dir=tmp_path, epochs=2)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    for key, value in initial.items():
+        assert torch.equal(model.state_dict()[key], value), key
+    assert not (tmp_path / "checkpoint.pt").exists()
+    return str(error.value)
+
+
+def test_a_weight_overflowing_float32_stops_the_run_before_the_weights_are_touched(tmp_path):
+    """1e39 is finite in float64, inf in float32: the weighted total is inf at step 0."""
+    terms = [Term("ce", nn.CrossEntropyLoss(), weight=1e39)]
+    message = _refused_before_any_update(
+        tmp_path,
+        terms,
+        r"weighted loss term\(s\) \['ce'\] not finite in float32 at epoch 0, step 0",
+    )
+    assert "ce: weight 1e+39 · " in message and "= inf" in message
+    assert message.endswith("the weights were not updated")
+
+
+def test_a_total_overflowing_float32_stops_the_run_before_the_weights_are_touched(tmp_path):
+    terms = [  # each weighted term ≈ 2e38 · 1.1 fits in float32, their sum does not
+        Term("a", nn.CrossEntropyLoss(), weight=2e38),
+        Term("b", nn.CrossEntropyLoss(), weight=2e38),
+    ]
+    message = _refused_before_any_update(
+        tmp_path, terms, "the weighted total of the loss terms is not finite in float32 at epoch 0"
+    )
+    assert "a: weight 2e+38 · " in message and "total = inf" in message
+
+
+def test_a_non_finite_gradient_stops_the_run_before_the_weights_are_touched(tmp_path):
+    terms = [Term("ce", nn.CrossEntropyLoss()), Term("sqrt", FiniteValueNaNGradient())]
+    message = _refused_before_any_update(
+        tmp_path,
+        terms,
+        r"gradients of 2 parameter\(s\) \['model.fc.weight', 'model.fc.bias'\] are not finite",
+    )
+    assert "at epoch 0, step 0, although the loss is" in message
+
+
 # --- checkpoints and resume ------------------------------------------------------------------------
 
 

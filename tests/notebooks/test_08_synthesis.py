@@ -1,6 +1,8 @@
 import json
+import re
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from hierstudy import config, report, runs, study
@@ -93,7 +95,23 @@ def test_notebook_08_pairs_each_method_with_its_kfr_variant_seed_by_seed(smoke):
     for b in m["kfr_balance"]:
         assert b["α"] > 0 and b["ℓ_qtr"] > 0 and b["main loss"] > 0
         assert b["α·ℓ_qtr / main loss"] == pytest.approx(b["α"] * b["ℓ_qtr"] / b["main loss"])
-    assert set(m["new_run_seconds"]) == {f"{n}/seed{s}" for n in new for s in seeds}
+
+
+def _keys(value) -> set[str]:
+    """Every key of a JSON value, however deep."""
+    if isinstance(value, dict):
+        return set(value) | {k for v in value.values() for k in _keys(v)}
+    return {k for v in value for k in _keys(v)} if isinstance(value, list) else set()
+
+
+@pytest.mark.notebook
+def test_notebook_08_stores_no_wall_clock_time(smoke):
+    """A rerun rewrites 08's files byte for byte: wall-clock times live only in manifest.json."""
+    cfg, m = smoke
+    clock = re.compile("seconds|time", re.IGNORECASE)  # not "second", a column of 08_agreement
+    assert not [k for k in _keys(m) if clock.search(k)]
+    for table in cfg.figures_dir.glob("08_*.csv"):
+        assert not [c for c in pd.read_csv(table).columns if clock.search(c)], table
 
 
 @pytest.mark.notebook
