@@ -180,16 +180,21 @@ def bad_annotations(records):
     text[0, 0]["bbox_y1"] = np.array(["top"])
     flipped = struct_array([{**records[0], "bbox_x2": 0}, *records[1:]])
     unknown = struct_array([{**records[0], "class": 5}, *records[1:]])
+    zero_based = struct_array([{**records[0], "bbox_x1": 0}, *records[1:]])
     return [
         ({"annos": good}, "has no variable 'annotations'"),
         ({"annotations": no_class}, r"lack the fields \['class'\]"),
         ({"annotations": text}, "non-number"),
-        ({"annotations": flipped}, "max < min"),
+        ({"annotations": flipped}, r"box bbox_x1.* = \[1.0, 2.0, 0.0, .*1 ≤ x1 ≤ x2"),
         ({"annotations": unknown}, r"unknown class \(not 1..4\)"),
+        (
+            {"annotations": zero_based},
+            r"cars_train/00000.jpg has the box .* = \[0.0, 2.0, 3.0, 5.0\]",
+        ),
     ]
 
 
-@pytest.mark.parametrize("case", range(5))
+@pytest.mark.parametrize("case", range(6))
 def test_corrupt_annotations_are_named(cars, case):
     variables, match = bad_annotations([record(i) for i in range(0, 8, 2)])[case]
     scipy.io.savemat(cars / "devkit" / "cars_train_annos.mat", variables)

@@ -1,4 +1,7 @@
+import io
+import os
 import pickle
+import struct
 import sys
 import types
 
@@ -163,3 +166,74 @@ def test_download_only_when_asked(cifar100, monkeypatch):
     assert calls == []
     CIFAR(root, 100, "test", hierarchy=names_hierarchy(NAMES), download=True)
     assert calls == [(str(root), False, True)]
+
+
+class Payload:
+    """A pickled object whose unpickling calls ``call(*args)``, as a crafted dataset file would."""
+
+    def __init__(self, call, *args):
+        self.call, self.args = call, args
+
+    def __reduce__(self):
+        return self.call, self.args
+
+
+@pytest.mark.parametrize("how", ["shell", "open"])
+def test_crafted_pickle_is_refused_before_it_runs(cifar100, tmp_path, how):
+    root, _ = cifar100
+    marker = tmp_path / "PWNED"
+    payload = (
+        Payload(os.system, f"touch {marker}") if how == "shell" else Payload(open, marker, "w")
+    )
+    write_pickle(root / "cifar-100-python" / "test", {"data": payload, "fine_labels": [0]})
+    with pytest.raises(DatasetCorruptError, match=r"cifar-100-python/test is damaged.*asks for"):
+        CIFAR(root, 100, "test", hierarchy=names_hierarchy(NAMES))
+    assert not marker.exists()
+
+
+class Python2Pickler(pickle._Pickler):
+    """Writes strings and bytes as Python 2's cPickle did (BINSTRING), as in the CIFAR release."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def save_bytes(self, obj):
+        self.write(b"T" + struct.pack("<i", len(obj)) + obj)
+        self.memoize(obj)
+
+    def save_str(self, obj):
+        self.save_bytes(obj.encode("latin1"))
+
+    dispatch[bytes], dispatch[str] = save_bytes, save_str
+
+
+def test_python2_and_protocol5_pickles_of_numpy_arrays_still_read(cifar100):
+    root, data = cifar100
+    images, labels = data["test"]
+    entry = {
+        "batch_label": "testing batch 1 of 1",
+        "data": cifar_rows(images),
+        "fine_labels": labels,
+    }
+    buffer = io.BytesIO()
+    Python2Pickler(buffer, protocol=2).dump(entry)
+    numpy1 = buffer.getvalue().replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    for content in (numpy1, pickle.dumps(entry, protocol=5)):
+        (root / "cifar-100-python" / "test").write_bytes(content)
+        ds = CIFAR(root, 100, "test", hierarchy=names_hierarchy(NAMES))
+        assert np.array_equal(ds.images, images) and ds.labels.tolist() == labels
+
+
+@pytest.mark.parametrize(
+    "entry, match",
+    [
+        ({"data": np.full((1, 3072), 300), "fine_labels": [0]}, "the pixel 300, outside 0..255"),
+        ({"data": np.full((1, 3072), -1.5), "fine_labels": [0]}, r"float64 pixels \(e.g. -1.5\)"),
+        ({"data": np.zeros((2, 3072), np.uint8), "fine_labels": [0.7, 1.2]}, "float64 labels"),
+        ({"data": np.zeros((1, 3072), np.uint8), "fine_labels": [-1]}, "the label -1, outside"),
+    ],
+)
+def test_out_of_range_pixels_and_non_integer_labels_name_the_file(cifar100, entry, match):
+    root, _ = cifar100
+    write_pickle(root / "cifar-100-python" / "test", entry)
+    with pytest.raises(DatasetCorruptError, match=f"cifar-100-python/test holds {match}"):
+        CIFAR(root, 100, "test", hierarchy=names_hierarchy(NAMES))

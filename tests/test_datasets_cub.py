@@ -1,3 +1,5 @@
+import codecs
+
 import numpy as np
 import pytest
 import torchvision  # noqa: F401  (imported here so its import time is not charged to a test)
@@ -5,7 +7,7 @@ from PIL import Image
 
 from hierstudy.datasets import CUB, DatasetCorruptError, DatasetError, DatasetNotFoundError
 from hierstudy.datasets.cub import BARZ_TAXONOMY, name_hierarchy
-from hierstudy.hierarchy import Hierarchy
+from hierstudy.hierarchy import Hierarchy, HierarchyError
 
 CLASSES = [
     "001.Black_footed_Albatross",
@@ -129,3 +131,58 @@ def test_bad_arguments(cub):
         CUB(cub, "val")
     with pytest.raises(DatasetError, match="protocol"):
         CUB(cub, protocol="few-shot")
+
+
+def replace_row(cub, name, image_id, row):
+    """``name`` with image ``image_id``'s row replaced by ``row``."""
+    lines = (cub / name).read_text().splitlines()
+    (cub / name).write_text("\n".join(row if r.split()[0] == image_id else r for r in lines))
+
+
+@pytest.mark.parametrize(
+    "name, row, match",
+    [
+        ("train_test_split.txt", "3 2", "image id 3 has is_training_image 2, not 0 or 1"),
+        ("bounding_boxes.txt", "2 1.0 1.0 -2.0 4.5", r"image id 2 has the box .* = 1.0 1.0 -2.0"),
+        ("bounding_boxes.txt", "2 1.0 1.0 3.0 0", r"image id 2 has the box .* = 1.0 1.0 3.0 0"),
+        ("bounding_boxes.txt", "2 nan 1.0 2.0 4.5", r"image id 2 has the box .* = nan 1.0"),
+        ("bounding_boxes.txt", "2 -30 1.0 2.0 4.5", r"image id 2 has the box .* = -30 1.0"),
+        (
+            "image_class_labels.txt",
+            "1 2",
+            rf"image id 1 \({CLASSES[0]}/.*\) is labelled 2 \({CLASSES[1]}\), not its folder's",
+        ),
+    ],
+)
+def test_wrong_value_is_named_with_its_file_and_image(cub, name, row, match):
+    replace_row(cub, name, row.split()[0], row)
+    with pytest.raises(DatasetCorruptError, match=match) as error:
+        CUB(cub)
+    assert str(error.value).startswith(f"CUB file {cub / name}: ")
+
+
+def test_box_outside_its_image_is_named_when_the_image_is_read(cub):
+    replace_row(cub, "bounding_boxes.txt", "1", "1 10.0 1.0 8.0 4.5")  # x1 = 18 > width 16
+    train = CUB(cub, "train", return_boxes=True)
+    train[1]
+    with pytest.raises(
+        DatasetCorruptError, match=r"the box \[10.0, 1.0, 18.0, 5.5\] .* 16×12"
+    ) as e:
+        train[0]
+    assert str(e.value).startswith(f"image file {train.paths[0]}: ")
+
+
+def test_utf8_with_bom_is_read_and_other_encodings_are_named(cub):
+    for name in ("images.txt", "classes.txt"):
+        (cub / name).write_bytes(codecs.BOM_UTF8 + (cub / name).read_bytes())
+    assert CUB(cub, "all").classes == tuple(CLASSES)
+    text = "\n".join(f"{k + 1} {c}" for k, c in enumerate(CLASSES)) + " café"
+    (cub / "classes.txt").write_bytes(text.encode("latin-1"))
+    with pytest.raises(DatasetCorruptError, match=r"classes.txt is not UTF-8 text \(byte 0xe9 on"):
+        CUB(cub)
+
+
+def test_barz_taxonomy_error_names_its_file(cub):
+    (cub / BARZ_TAXONOMY).write_text("7 5\n5 1\n5 3\n8 2\n8 4\n")  # two roots, 7 and 8
+    with pytest.raises(HierarchyError, match=rf"{BARZ_TAXONOMY}: a hierarchy needs exactly one"):
+        CUB(cub, "all")

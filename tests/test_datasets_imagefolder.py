@@ -13,7 +13,7 @@ from hierstudy.datasets import (
     ImageNet,
     MiniImageNet,
 )
-from hierstudy.hierarchy import Hierarchy
+from hierstudy.hierarchy import Hierarchy, wordnet
 
 WNIDS = ["n01440764", "n01443537", "n02084071"]  # tench, goldfish, dog
 HIERARCHY = Hierarchy(
@@ -35,14 +35,18 @@ def write_image(path, seed, size=(6, 5)):
     return pixels
 
 
-def write_xml(path, objects):
-    path.parent.mkdir(parents=True, exist_ok=True)
+def xml_of(objects, stem="image"):
     body = "".join(
         f"<object><name>{name}</name><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin>"
         f"<xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>"
         for name, (x0, y0, x1, y1) in objects
     )
-    path.write_text(f"<annotation><filename>{path.stem}</filename>{body}</annotation>")
+    return f"<annotation><filename>{stem}</filename>{body}</annotation>"
+
+
+def write_xml(path, objects):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(xml_of(objects, path.stem))
 
 
 @pytest.fixture
@@ -113,6 +117,7 @@ def test_default_hierarchy_comes_from_wordnet_module(imagenet, monkeypatch):
     calls = []
     fake = types.ModuleType("hierstudy.hierarchy.wordnet")
     fake.imagenet_hierarchy = lambda wnids, tree: calls.append(list(wnids)) or HIERARCHY
+    fake.is_wnid = wordnet.is_wnid
     monkeypatch.setitem(sys.modules, "hierstudy.hierarchy.wordnet", fake)
     ds = ImageNet(imagenet[0], "train")
     assert calls == [WNIDS] and ds.hierarchy.classes == tuple(WNIDS)
@@ -144,12 +149,15 @@ def test_missing_folder_class_or_xml_is_named(imagenet):
             "</annotation>",
             "cannot be read",
         ),
+        (xml_of([(WNIDS[0], (3, 1, 2, 2))]), r"the box .* = \[3.0, 1.0, 2.0, 2.0\] is not"),
+        (xml_of([(WNIDS[0], (1, 1, 2, "nan"))]), r"the box .* = \[1.0, 1.0, 2.0, nan\] is not"),
+        (xml_of([(WNIDS[0], (-9, 1, -2, 2))]), r"the box .* = \[-9.0, 1.0, -2.0, 2.0\]"),
     ],
 )
 def test_corrupt_xml_is_named(imagenet, text, match):
     root, _, _ = imagenet
     (root / "annotations" / "val" / "ILSVRC2012_val_00000003.xml").write_text(text)
-    with pytest.raises(DatasetCorruptError, match=f"ILSVRC2012_val_00000003.xml {match}"):
+    with pytest.raises(DatasetCorruptError, match=f"ILSVRC2012_val_00000003.xml:? {match}"):
         ImageNet(root, "val", annotations=root / "annotations" / "val", hierarchy=HIERARCHY)
 
 
@@ -200,3 +208,26 @@ def test_mini_imagenet_errors(tmp_path):
         MiniImageNet(tmp_path, hierarchy=HIERARCHY)
     with pytest.raises(DatasetError, match="'train' or 'val'"):
         MiniImageNet(tmp_path, "test", hierarchy=HIERARCHY)
+
+
+def test_box_outside_its_image_is_named_when_the_image_is_read(imagenet):
+    root, _, _ = imagenet
+    write_xml(
+        root / "annotations" / "val" / "ILSVRC2012_val_00000003.xml", [(WNIDS[0], (1, 1, 2, 7))]
+    )
+    ds = ImageNet(root, "val", annotations=root / "annotations" / "val", hierarchy=HIERARCHY)
+    ds.return_boxes = True
+    ds[1]
+    with pytest.raises(
+        DatasetCorruptError, match=r"val_00000003.png: the box \[1.0, 1.0, 2.0, 7.0\]"
+    ):
+        ds[2]
+
+
+def test_class_folder_not_named_by_a_wnid_is_named(imagenet):
+    root, _, _ = imagenet
+    (root / "train" / WNIDS[1]).rename(root / "train" / "cats")
+    with pytest.raises(
+        DatasetError, match=r"class 'cats' \(.*train/cats\) is not a WordNet noun id"
+    ):
+        ImageNet(root, "train")

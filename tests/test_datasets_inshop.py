@@ -1,3 +1,5 @@
+import codecs
+
 import numpy as np
 import pytest
 import torchvision  # noqa: F401  (imported here so its import time is not charged to a test)
@@ -104,6 +106,11 @@ def test_missing_folder_list_or_image_is_named_with_the_download_address(inshop,
             ["8", HEADER, *ROWS[:7], MOVED],
             "item id_00000033 has images in both WOMEN/Denim and MEN",
         ),
+        (
+            ["8", HEADER, *ROWS[:7], ROWS[7].replace("40", "80")],
+            "item id_00000080 is train on image line 4 and gallery on image line 10; the train "
+            "items and the query/gallery items must be disjoint",
+        ),
     ],
 )
 def test_corrupt_partition_list_is_named(inshop, lines, match):
@@ -117,3 +124,12 @@ def test_bad_split(inshop):
         DatasetError, match=r"split must be 'train', 'query', 'gallery' or 'query\+gallery'"
     ):
         InShop(inshop, "test")
+
+
+def test_utf8_with_bom_is_read_and_other_encodings_are_named(inshop):
+    listing = inshop / "Eval" / "list_eval_partition.txt"
+    listing.write_bytes(codecs.BOM_UTF8 + listing.read_bytes())
+    assert len(InShop(inshop, "train")) == 3
+    listing.write_bytes(listing.read_bytes()[3:].replace(b"WOMEN/Dresses", b"WOMEN/Dr\xe8sses"))
+    with pytest.raises(DatasetCorruptError, match=r"list_eval_partition.txt is not UTF-8 text"):
+        InShop(inshop, "train")

@@ -1,3 +1,5 @@
+import codecs
+
 import numpy as np
 import pytest
 import torchvision  # noqa: F401  (imported here so its import time is not charged to a test)
@@ -106,3 +108,12 @@ def test_corrupt_list_is_named(sop, text, match):
 def test_bad_split(sop):
     with pytest.raises(DatasetError, match="'train' or 'test'"):
         StanfordOnlineProducts(sop, "val")
+
+
+def test_utf8_with_bom_is_read_and_other_encodings_are_named(sop):
+    listing = sop / "Ebay_train.txt"
+    listing.write_bytes(codecs.BOM_UTF8 + listing.read_bytes())
+    assert StanfordOnlineProducts(sop, "train").classes == ("1", "2", "3")
+    listing.write_bytes(listing.read_bytes() + b"5 4 2 chair_final/\xff.JPG\n")
+    with pytest.raises(DatasetCorruptError, match=r"Ebay_train.txt is not UTF-8 text .* line 6"):
+        StanfordOnlineProducts(sop, "train")

@@ -1,3 +1,5 @@
+import codecs
+
 import numpy as np
 import pytest
 from reference_hierarchy import literal_matrices
@@ -119,6 +121,23 @@ def test_malformed_file_line_is_named(tmp_path):
         Hierarchy.from_file(f)
     with pytest.raises(HierarchyError, match="does not exist"):
         Hierarchy.from_file(tmp_path / "missing.txt")
+
+
+def test_file_in_utf8_with_bom_has_one_root_and_other_encodings_are_named(tmp_path):
+    f = tmp_path / "h.txt"
+    f.write_bytes(codecs.BOM_UTF8 + "r a\nr b\nb café\n".encode())
+    h = Hierarchy.from_file(f)
+    assert h.root == "r" and h.classes == ("a", "café")
+    f.write_bytes("r a\nr b\nb café\n".encode("latin-1"))
+    with pytest.raises(HierarchyError, match=r"h.txt:3: not UTF-8 text \(byte 0xe9\)"):
+        Hierarchy.from_file(f)
+
+
+def test_structural_error_of_a_file_names_the_file(tmp_path):
+    f = tmp_path / "two_roots.txt"
+    f.write_text("r a\nq b\n")
+    with pytest.raises(HierarchyError, match=r"two_roots.txt: a hierarchy needs exactly one root"):
+        Hierarchy.from_file(f)
 
 
 def test_unknown_and_non_leaf_classes():

@@ -34,6 +34,25 @@ def test_missing_wordnet_says_exactly_what_to_install(monkeypatch):
         wordnet.load_wordnet.__wrapped__(allow_download=False)
     assert "apt-get install wordnet-base wordnet-sense-index" in str(error.value)
     assert "nltk.download('wordnet')" in str(error.value)
+    assert "`hierstudy wordnet --install`" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_unreadable_wordnet_folder_is_one_line_with_the_install_hint(monkeypatch, tmp_path):
+    import nltk
+
+    monkeypatch.setattr(nltk.data, "find", lambda *a, **k: tmp_path)  # found, but empty
+    with pytest.raises(wordnet.WordNetError) as error:
+        wordnet.load_wordnet.__wrapped__(allow_download=False)
+    message = str(error.value)
+    assert message.startswith(f"WordNet in {tmp_path} cannot be read") and "\n" not in message
+    assert "`hierstudy wordnet --install`" in message
+
+
+@pytest.mark.parametrize("bad", ["n0244", "dog", "n0208407x", "v01166351", "cats", "n020840711"])
+def test_malformed_wnid_is_named_without_loading_wordnet(monkeypatch, bad):
+    monkeypatch.setattr(wordnet, "load_wordnet", lambda: pytest.fail("WordNet was loaded"))
+    with pytest.raises(wordnet.WordNetError, match=rf"^'{bad}' is neither a WordNet noun id"):
+        wordnet.synset_of(bad)
 
 
 def test_wnid_round_trip_and_unknown_ids(wn):

@@ -6,7 +6,9 @@ A dataset exposes ``labels`` (int64 [N]), ``classes`` (readable class names in l
 
 Boxes are float32 ``[x0, y0, x1, y1]`` in continuous pixel coordinates with exclusive ends: the
 object covers pixel columns ``x0 .. x1 - 1``, so width = ``x1 - x0`` (torchvision's XYXY, which the
-v2 transforms move correctly under flips and crops).
+v2 transforms move correctly under flips and crops). Loaders check them when reading their files
+(:func:`bad_boxes`: finite, 0 ≤ x0 < x1, 0 ≤ y0 < y1) and :meth:`HierDataset.__getitem__` checks
+that they lie inside the image it reads (x1 ≤ width, y1 ≤ height).
 """
 
 from __future__ import annotations
@@ -47,6 +49,28 @@ def data_root(root: str | Path | None = None) -> Path:
         return Path(os.environ["HIERSTUDY_DATA"])
     checkout = Path(__file__).resolve().parents[2]
     return checkout / "data" if (checkout / "pyproject.toml").is_file() else Path("data")
+
+
+def read_text(path: Path, what: str) -> str:
+    """The text of a dataset's text file: UTF-8, a leading byte-order mark dropped; other encodings
+    raise :class:`DatasetCorruptError` naming the file (``what`` names the dataset)."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise DatasetCorruptError(
+            f"{what} file {path} is not UTF-8 text (byte {data[error.start]:#04x} on line {line}); "
+            "save it as UTF-8"
+        ) from None
+
+
+def bad_boxes(boxes: np.ndarray) -> np.ndarray:
+    """Indices of the ``[x0, y0, x1, y1]`` rows that are not finite with 0 ≤ x0 < x1, 0 ≤ y0 < y1."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    good = np.isfinite(b).all(axis=1) & (b[:, 0] >= 0) & (b[:, 1] >= 0)
+    good &= (b[:, 0] < b[:, 2]) & (b[:, 1] < b[:, 3])
+    return np.flatnonzero(~good)
 
 
 def align_hierarchy(hierarchy: Hierarchy, class_ids: Sequence[str]) -> Hierarchy:
@@ -150,6 +174,10 @@ class HierDataset(Dataset):
         """uint8 [H, W, 3] image ``i``."""
         raise NotImplementedError
 
+    def source(self, i: int) -> str:
+        """Where image ``i`` comes from, for error messages."""
+        return f"image {i} of {type(self).__name__}"
+
     def subset(self, indices: Sequence[int]) -> HierDataset:
         """These images only, in this order: the same classes, hierarchy and transform."""
         indices = np.asarray(indices, dtype=np.int64)
@@ -181,8 +209,16 @@ class HierDataset(Dataset):
         if not self.return_boxes:
             image = self.transform(image) if self.transform else to_float(image)
             return image.as_subclass(torch.Tensor), label
+        boxes = self.image_boxes(i)
+        height, width = array.shape[:2]
+        outside = (boxes[:, 2] > width) | (boxes[:, 3] > height)
+        if outside.any():
+            raise DatasetCorruptError(
+                f"{self.source(i)}: the box {boxes[outside][0].tolist()} (x0, y0, x1, y1) does not "
+                f"lie inside the {width}×{height} image"
+            )
         boxes = tv_tensors.BoundingBoxes(
-            torch.from_numpy(self.image_boxes(i)), format="XYXY", canvas_size=array.shape[:2]
+            torch.from_numpy(boxes), format="XYXY", canvas_size=array.shape[:2]
         )
         if self.transform:
             image, boxes = self.transform(image, boxes)
@@ -217,6 +253,9 @@ class FileDataset(HierDataset):
 
     def _take(self, indices: np.ndarray) -> None:
         self.paths = [self.paths[i] for i in indices]
+
+    def source(self, i: int) -> str:
+        return f"image file {self.paths[i]}"
 
     def image(self, i: int) -> np.ndarray:
         from PIL import Image, UnidentifiedImageError

@@ -37,6 +37,7 @@ from hierstudy.datasets.base import (
     DatasetNotFoundError,
     FileDataset,
     align_hierarchy,
+    bad_boxes,
     data_root,
 )
 from hierstudy.datasets.protocols import PROTOCOLS, SPLITS, check_choice, select_split
@@ -166,16 +167,21 @@ class Cars196(FileDataset):
             raise DatasetCorruptError(
                 f"Cars annotations of {root} name an unknown class (not 1..{len(class_names)})"
             )
-        x1y1, x2y2 = numbers[:, :2], numbers[:, 2:4]
-        if np.any(x2y2 < x1y1):
-            raise DatasetCorruptError(f"Cars annotations of {root} hold a box with max < min")
+        boxes = np.concatenate([numbers[:, :2] - 1, numbers[:, 2:4]], axis=1).astype(np.float32)
+        wrong = bad_boxes(boxes)
+        if wrong.size:
+            k = wrong[0]
+            raise DatasetCorruptError(
+                f"Cars annotations of {root}: image {paths[k]} has the box bbox_x1, bbox_y1, "
+                f"bbox_x2, bbox_y2 = {numbers[k, :4].tolist()}; a box needs finite "
+                "1 ≤ x1 ≤ x2, 1 ≤ y1 ≤ y2 (1-based, inclusive)"
+            )
         missing = [p for p in paths if not p.is_file()]
         if missing:
             raise DatasetNotFoundError(
                 f"{len(missing)} Cars images are missing, e.g. {missing[0]}; {_HOW}"
             )
         labels = classes_1.astype(np.int64) - 1
-        boxes = np.concatenate([x1y1 - 1, x2y2], axis=1).astype(np.float32)
 
         keep, kept_classes, kept_labels = select_split(
             labels, len(class_names), ~is_test, split, protocol

@@ -6,6 +6,10 @@ Reads torchvision's on-disk layout (``<root>/cifar-10-batches-py/`` or
 directly, so a missing or damaged file is named in the error; torchvision is used only to
 download, and only when ``download=True``. Labels are the fine labels; the class hierarchy comes
 from :func:`hierstudy.hierarchy.wordnet.cifar_hierarchy` unless one is passed.
+
+The pickles are read by :class:`CifarUnpickler`, which builds dicts, lists, strings, numbers and
+numpy arrays only: a file asking for any other object (a crafted pickle's ``os.system``) is refused
+before anything runs. Pixels must be integers in 0..255 and labels integers.
 """
 
 from __future__ import annotations
@@ -36,6 +40,27 @@ def _tv_class(num_classes: int):
     return datasets.CIFAR10 if num_classes == 10 else datasets.CIFAR100
 
 
+class CifarUnpickler(pickle.Unpickler):
+    """An unpickler that builds only what the CIFAR python files hold: the builtin containers,
+    strings and numbers (pickle opcodes, no lookup) and numpy arrays and dtypes (rebuilt by
+    ``numpy.core.multiarray._reconstruct`` as numpy 1.x writes it, ``numpy._core...`` as numpy 2
+    does, or ``_frombuffer`` under pickle protocol 5)."""
+
+    ALLOWED = {
+        (f"numpy.{core}.{module}", name)
+        for core in ("core", "_core")
+        for module, name in (("multiarray", "_reconstruct"), ("numeric", "_frombuffer"))
+    } | {("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(
+                f"it asks for {module}.{name}, which a CIFAR file never holds (only dicts, lists, "
+                "strings, numbers and numpy arrays are read), so it was not unpickled"
+            )
+        return super().find_class(module, name)
+
+
 def _unpickle(path: Path, num_classes: int) -> dict:
     if not path.is_file():
         raise DatasetNotFoundError(
@@ -45,12 +70,34 @@ def _unpickle(path: Path, num_classes: int) -> dict:
         )
     try:
         with path.open("rb") as handle:
-            return pickle.load(handle, encoding="latin1")
+            return CifarUnpickler(handle, encoding="latin1").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as error:
         raise DatasetCorruptError(
             f"CIFAR-{num_classes} file {path} is damaged ({type(error).__name__}: {error}); "
             "delete it and download again"
         ) from error
+
+
+def _integers(values, file: str, what: str, top: int, dtype) -> np.ndarray:
+    """``values`` as a flat ``dtype`` array, after checking that they are integers in 0..``top``
+    (``file`` names the file in the error)."""
+    try:
+        array = np.asarray(values).reshape(-1)
+    except ValueError as error:  # ragged lists
+        raise DatasetCorruptError(f"{file} holds malformed {what}s ({error})") from error
+    if not array.size:
+        return array.astype(dtype)
+    if array.dtype.kind not in "iu":
+        raise DatasetCorruptError(
+            f"{file} holds {array.dtype} {what}s (e.g. {array[:1].tolist()[0]!r}), "
+            f"not integers in 0..{top}"
+        )
+    low, high = array.min(), array.max()
+    if low < 0 or high > top:
+        raise DatasetCorruptError(
+            f"{file} holds the {what} {low if low < 0 else high}, outside 0..{top}"
+        )
+    return array.astype(dtype, copy=False)
 
 
 class CIFAR(ArrayDataset):
@@ -90,14 +137,16 @@ class CIFAR(ArrayDataset):
         for name, _ in files:
             path = folder / name
             entry = _unpickle(path, num_classes)
+            file = f"CIFAR-{num_classes} file {path}"
+            if not isinstance(entry, dict) or "data" not in entry or key not in entry:
+                keys = list(entry) if isinstance(entry, dict) else type(entry).__name__
+                raise DatasetCorruptError(f"{file} lacks valid 'data' / {key!r} (it holds {keys})")
+            data = _integers(entry["data"], file, "pixel", 255, np.uint8)
+            labels.append(_integers(entry[key], file, "label", num_classes - 1, np.int64))
             try:
-                data = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-                images.append(data.transpose(0, 2, 3, 1))
-                labels.append(np.asarray(entry[key], dtype=np.int64))
-            except (KeyError, ValueError, TypeError) as error:
-                raise DatasetCorruptError(
-                    f"CIFAR-{num_classes} file {path} lacks valid 'data' / {key!r} ({error})"
-                ) from error
+                images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+            except ValueError as error:
+                raise DatasetCorruptError(f"{file} lacks valid 'data' ({error})") from error
             if len(labels[-1]) != len(images[-1]):
                 raise DatasetCorruptError(
                     f"CIFAR-{num_classes} file {path}: {len(images[-1])} images, "
@@ -111,8 +160,6 @@ class CIFAR(ArrayDataset):
         if len(names) != num_classes:
             raise DatasetCorruptError(f"{meta_path} names {len(names)} classes, not {num_classes}")
         labels = np.concatenate(labels)
-        if labels.size and (labels.min() < 0 or labels.max() >= len(names)):
-            raise DatasetCorruptError(f"labels in {folder} outside 0..{len(names) - 1}")
         if hierarchy is None:
             from hierstudy.hierarchy.wordnet import cifar_hierarchy
 

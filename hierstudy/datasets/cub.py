@@ -31,7 +31,9 @@ from hierstudy.datasets.base import (
     DatasetNotFoundError,
     FileDataset,
     align_hierarchy,
+    bad_boxes,
     data_root,
+    read_text,
 )
 from hierstudy.datasets.protocols import PROTOCOLS, SPLITS, check_choice, select_split
 from hierstudy.hierarchy import Hierarchy
@@ -54,7 +56,7 @@ def _read_table(path: Path, columns: int) -> list[list[str]]:
     """Rows of a whitespace-separated release file with ``columns`` fields per line."""
     if not path.is_file():
         raise DatasetNotFoundError(f"CUB file {path} is missing; {_HOW}")
-    rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
+    rows = [line.split() for line in read_text(path, "CUB").splitlines() if line.strip()]
     bad = [i + 1 for i, row in enumerate(rows) if len(row) != columns]
     if bad:
         raise DatasetCorruptError(f"CUB file {path}: line {bad[0]} has not {columns} fields")
@@ -144,7 +146,14 @@ class CUB(FileDataset):
             tables[name] = _by_id(root / name, _read_table(root / name, columns), ids)
         class_rows = _read_table(root / "classes.txt", 2)
         labels = _numbers(root / "image_class_labels.txt", tables["image_class_labels.txt"]) - 1
-        is_train = _numbers(root / "train_test_split.txt", tables["train_test_split.txt"]) == 1
+        is_train = _numbers(root / "train_test_split.txt", tables["train_test_split.txt"])
+        wrong = np.flatnonzero((is_train != 0) & (is_train != 1))
+        if wrong.size:
+            raise DatasetCorruptError(
+                f"CUB file {root / 'train_test_split.txt'}: image id {ids[wrong[0]]} has "
+                f"is_training_image {is_train[wrong[0]]}, not 0 or 1"
+            )
+        is_train = is_train == 1
         xywh = _numbers(root / "bounding_boxes.txt", tables["bounding_boxes.txt"], np.float32)
         class_numbers = _numbers(root / "classes.txt", [r[:1] for r in class_rows]).tolist()
         if class_numbers != list(range(1, len(class_rows) + 1)):
@@ -152,6 +161,14 @@ class CUB(FileDataset):
         if labels.min() < 0 or labels.max() >= len(class_rows):
             raise DatasetCorruptError(f"{root / 'image_class_labels.txt'}: unknown class number")
         class_ids = [r[1] for r in class_rows]
+        folders = [row[1].split("/", 1)[0] for row in images]
+        wrong = [k for k, f in enumerate(folders) if f != class_ids[labels[k]]]
+        if wrong:
+            k = wrong[0]
+            raise DatasetCorruptError(
+                f"CUB file {root / 'image_class_labels.txt'}: image id {ids[k]} ({images[k][1]}) "
+                f"is labelled {labels[k] + 1} ({class_ids[labels[k]]}), not its folder's class"
+            )
         paths = [root / "images" / row[1] for row in images]
         missing = [p for p in paths if not p.is_file()]
         if missing:
@@ -159,6 +176,14 @@ class CUB(FileDataset):
                 f"{len(missing)} CUB images are missing, e.g. {missing[0]}; {_HOW}"
             )
         boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+        wrong = bad_boxes(boxes)
+        if wrong.size:
+            k = wrong[0]
+            raise DatasetCorruptError(
+                f"CUB file {root / 'bounding_boxes.txt'}: image id {ids[k]} has the box "
+                f"x, y, width, height = {' '.join(tables['bounding_boxes.txt'][k])}; a box needs "
+                "finite x, y ≥ 0 and width, height > 0"
+            )
 
         keep, kept_classes, kept_labels = select_split(
             labels, len(class_ids), is_train, split, protocol

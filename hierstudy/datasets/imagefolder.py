@@ -27,6 +27,7 @@ from hierstudy.datasets.base import (
     DatasetNotFoundError,
     FileDataset,
     align_hierarchy,
+    bad_boxes,
     data_root,
     stratified_split,
 )
@@ -58,7 +59,14 @@ def read_voc_xml(path: Path) -> tuple[list[str], np.ndarray]:
         raise DatasetCorruptError(f"annotation file {path} cannot be read: {error}") from error
     if not objects:
         raise DatasetCorruptError(f"annotation file {path} has no <object>")
-    return names, np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    wrong = bad_boxes(boxes)
+    if wrong.size:
+        raise DatasetCorruptError(
+            f"annotation file {path}: the box xmin, ymin, xmax, ymax = {boxes[wrong[0]].tolist()} "
+            "is not finite with 0 ≤ xmin < xmax, 0 ≤ ymin < ymax"
+        )
+    return names, boxes
 
 
 def _xml_for(annotations: Path, image: Path, wnid: str | None) -> Path:
@@ -88,8 +96,17 @@ class WnidFolder(FileDataset):
     def __init__(self, paths, wnids, *, classes=None, hierarchy=None, boxes=None, **kwargs) -> None:
         classes = sorted(set(wnids)) if classes is None else list(classes)
         if hierarchy is None:
-            from hierstudy.hierarchy.wordnet import imagenet_hierarchy
+            from hierstudy.hierarchy.wordnet import imagenet_hierarchy, is_wnid
 
+            bad = next((c for c in classes if not is_wnid(c)), None)
+            if bad is not None:
+                where = next(
+                    (Path(p).parent for p, w in zip(paths, wnids, strict=True) if w == bad), ""
+                )
+                raise DatasetError(
+                    f"class {bad!r} ({where}) is not a WordNet noun id ('n' and 8 digits, e.g. "
+                    "n02084071): name the class folders by wnid, or pass hierarchy="
+                )
             hierarchy = imagenet_hierarchy(classes, tree=True)
         hierarchy = align_hierarchy(hierarchy, classes)
         index = {c: i for i, c in enumerate(classes)}

@@ -7,7 +7,7 @@ zero-shot).
 header ``image_name item_id evaluation_status``, then one image per line
 (``img/WOMEN/Dresses/id_00000002/02_1_front.jpg id_00000002 train``); the status is ``train``,
 ``query`` or ``gallery`` (25 882 / 14 218 / 12 612 images; the train items and the query/gallery
-items are disjoint).
+items are disjoint, which the loader checks).
 
 Labels are the item ids renumbered 0.. in sorted order: over the train items for ``"train"``, and
 over the union of the query and gallery items for both ``"query"`` and ``"gallery"``, so that a
@@ -30,6 +30,7 @@ from hierstudy.datasets.base import (
     FileDataset,
     align_hierarchy,
     data_root,
+    read_text,
 )
 from hierstudy.datasets.protocols import check_choice
 from hierstudy.hierarchy import Hierarchy
@@ -46,7 +47,7 @@ _HOW = (
 
 def _read_partition(path: Path) -> list[list[str]]:
     """The rows ``image_name item_id evaluation_status`` of ``list_eval_partition.txt``."""
-    lines = [line.split() for line in path.read_text().splitlines()]
+    lines = [line.split() for line in read_text(path, "In-shop").splitlines()]
     lines = [row for row in lines if row]
     if len(lines) < 2 or lines[1] != HEADER or len(lines[0]) != 1 or not lines[0][0].isdigit():
         raise DatasetCorruptError(
@@ -62,6 +63,16 @@ def _read_partition(path: Path) -> list[list[str]]:
             raise DatasetCorruptError(
                 f"In-shop file {path}: image line {number} is not "
                 f"'img/<gender>/<category>/<item>/<file> item_id train|query|gallery'"
+            )
+    status_of = {}
+    for number, (_, item, status) in enumerate(rows, 3):
+        pool = "train" if status == "train" else "query/gallery"
+        if status_of.setdefault(item, (pool, status, number))[0] != pool:
+            first = status_of[item]
+            raise DatasetCorruptError(
+                f"In-shop file {path}: item {item} is {first[1]} on image line {first[2]} and "
+                f"{status} on image line {number}; the train items and the query/gallery items "
+                "must be disjoint"
             )
     return rows
 

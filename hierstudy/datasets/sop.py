@@ -25,6 +25,7 @@ from hierstudy.datasets.base import (
     FileDataset,
     align_hierarchy,
     data_root,
+    read_text,
 )
 from hierstudy.datasets.protocols import check_choice
 from hierstudy.hierarchy import Hierarchy
@@ -41,7 +42,7 @@ def _read_list(path: Path) -> list[list[str]]:
     """The rows ``image_id class_id super_class_id path`` of an ``Ebay_*.txt`` list."""
     if not path.is_file():
         raise DatasetNotFoundError(f"SOP file {path} is missing; {_HOW}")
-    lines = [(i + 1, line.split()) for i, line in enumerate(path.read_text().splitlines())]
+    lines = [(i + 1, line.split()) for i, line in enumerate(read_text(path, "SOP").splitlines())]
     lines = [(number, row) for number, row in lines if row]
     if not lines or lines[0][1] != HEADER:
         raise DatasetCorruptError(f"SOP file {path} does not start with the header {HEADER}")

@@ -107,12 +107,22 @@ class Hierarchy:
 
     @classmethod
     def from_file(cls, path: str | Path, classes=None, **kwargs) -> Hierarchy:
-        """Build from a text file of ``parent child`` lines (``#`` comments and blanks skipped)."""
+        """Build from a UTF-8 text file of ``parent child`` lines (``#`` comments and blanks
+        skipped; a leading byte-order mark is dropped). Errors name the file."""
         path = Path(path)
         if not path.is_file():
             raise HierarchyError(f"hierarchy file {path} does not exist")
+        data = path.read_bytes()
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            line = data[: error.start].count(b"\n") + 1
+            raise HierarchyError(
+                f"{path}:{line}: not UTF-8 text (byte {data[error.start]:#04x}); save the "
+                "hierarchy file as UTF-8"
+            ) from None
         pairs = []
-        for number, line in enumerate(path.read_text().splitlines(), 1):
+        for number, line in enumerate(text.splitlines(), 1):
             fields = line.split("#", 1)[0].split()
             if not fields:
                 continue
@@ -121,7 +131,10 @@ class Hierarchy:
                     f"{path}:{number}: expected 'parent child', got {line.strip()!r}"
                 )
             pairs.append((fields[0], fields[1]))
-        return cls(pairs, classes, **kwargs)
+        try:
+            return cls(pairs, classes, **kwargs)
+        except HierarchyError as error:
+            raise type(error)(f"hierarchy file {path}: {error}") from None
 
     def restrict(self, classes: Sequence[str]) -> Hierarchy:
         """The sub-hierarchy spanned by ``classes`` and their ancestors (own heights)."""

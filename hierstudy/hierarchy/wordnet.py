@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import subprocess
 import warnings
@@ -95,9 +96,9 @@ _DATABASE_FILES = (
     "adv.exc",
 )
 INSTALL_HINT = (
-    "WordNet 3.0 was not found. Install it offline with "
-    "`apt-get install wordnet-base wordnet-sense-index` (Debian/Ubuntu), or online with "
-    "`python -c \"import nltk; nltk.download('wordnet')\"`."
+    "WordNet 3.0 was not found. Install it with `hierstudy wordnet --install` (as root), or "
+    "offline with `apt-get install wordnet-base wordnet-sense-index` (Debian/Ubuntu), or online "
+    "with `python -c \"import nltk; nltk.download('wordnet')\"`."
 )
 
 
@@ -159,8 +160,11 @@ def load_wordnet(allow_download: bool = True):
     Order: nltk data already present; a folder built from Debian's files; ``nltk.download``
     (if ``allow_download``); otherwise :class:`WordNetError` saying exactly what to install.
     """
-    import nltk
-    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+    try:
+        import nltk
+        from nltk.corpus.reader.wordnet import WordNetCorpusReader
+    except ImportError:
+        raise WordNetError(f"nltk is not installed (`pip install nltk`). {INSTALL_HINT}") from None
 
     class Reader(WordNetCorpusReader):
         def map_wn(self, version="wordnet"):
@@ -169,9 +173,15 @@ def load_wordnet(allow_download: bool = True):
             return None
 
     def reader(folder):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "multilingual functions are not available"
-            return Reader(str(folder), None)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "multilingual functions are not available"
+                return Reader(str(folder), None)
+        except (OSError, LookupError, ValueError) as error:  # a damaged or partial folder
+            cause = next(iter(str(error).strip().splitlines()), type(error).__name__)
+            raise WordNetError(
+                f"WordNet in {folder} cannot be read ({cause}). {INSTALL_HINT}"
+            ) from None
 
     target = cache_dir() / "nltk_data"
     if str(target) not in nltk.data.path:
@@ -198,18 +208,32 @@ def wnid(synset) -> str:
     return f"{synset.pos()}{synset.offset():08d}"
 
 
+def is_wnid(text: str) -> bool:
+    """True for an ImageNet-style noun id: ``n`` and 8 digits (``n02084071``)."""
+    return re.fullmatch(r"n\d{8}", text) is not None
+
+
 def synset_of(name_or_wnid: str, wn=None):
-    """The synset for a wnid (``n02084071``) or an nltk name (``dog.n.01``)."""
+    """The synset for a wnid (``n02084071``) or an nltk name (``dog.n.01``); anything else, or an
+    id WordNet lacks, raises :class:`WordNetError` naming it."""
+    text = str(name_or_wnid)
+    if not is_wnid(text) and re.fullmatch(r".+\.[nvasr]\.\d+", text) is None:
+        raise WordNetError(
+            f"{text!r} is neither a WordNet noun id ('n' and 8 digits, e.g. n02084071) nor a "
+            "synset name ('lemma.pos.nn', e.g. dog.n.01)"
+        )
     wn = wn or load_wordnet()
     try:
-        if name_or_wnid[:1] == "n" and name_or_wnid[1:].isdigit():
-            found = wn.synset_from_pos_and_offset("n", int(name_or_wnid[1:]))
-        else:
-            found = wn.synset(name_or_wnid)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # nltk warns before returning None for a bad offset
+            if is_wnid(text):
+                found = wn.synset_from_pos_and_offset("n", int(text[1:]))
+            else:
+                found = wn.synset(text)
     except Exception as error:  # nltk raises WordNetError / ValueError / LookupError
-        raise WordNetError(f"unknown synset or wnid {name_or_wnid!r}: {error}") from None
+        raise WordNetError(f"unknown synset or wnid {text!r}: {error}") from None
     if found is None:
-        raise WordNetError(f"unknown synset or wnid {name_or_wnid!r}: no such offset in WordNet")
+        raise WordNetError(f"unknown synset or wnid {text!r}: no such offset in WordNet")
     return found
 
 
