@@ -409,13 +409,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "wordnet":
         from .hierarchy import wordnet as wn
 
-        if args.install and wn.debian_wordnet_dir() is None:
-            try:
-                wn.load_wordnet(allow_download=False)
-            except wn.WordNetError:
-                print("installing Debian's wordnet-base and wordnet-sense-index ...")
-                wn.install_debian_wordnet()
-        reader = wn.load_wordnet()
+        try:
+            if args.install and wn.debian_wordnet_dir() is None:
+                try:
+                    wn.load_wordnet(allow_download=False)
+                except wn.WordNetError:
+                    print("installing Debian's wordnet-base and wordnet-sense-index ...")
+                    wn.install_debian_wordnet()
+            reader = wn.load_wordnet()
+        except wn.WordNetError as error:
+            print(f"hierstudy: {error}", file=sys.stderr)
+            return 1
         print(f"WordNet {reader.get_version()} ready at {reader.root}")
         return 0
     try:

@@ -124,3 +124,15 @@ def test_hierarchy_for_a_dataset_name_is_its_cifar_or_timm_hierarchy(wn):
     assert not wordnet.hierarchy_for("cifar100", wn=wn).is_tree  # the DAG by default
     with pytest.raises(wordnet.WordNetError, match="no WordNet hierarchy for 'cub'"):
         wordnet.hierarchy_for("cub")
+
+
+def test_the_wordnet_command_without_wordnet_prints_one_line(monkeypatch, capsys):
+    from hierstudy import study
+
+    def missing(allow_download=True):
+        raise wordnet.WordNetError(f"WordNet 3.0 is not available. {wordnet.INSTALL_HINT}")
+
+    monkeypatch.setattr(wordnet, "load_wordnet", missing)
+    assert study.main(["wordnet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("hierstudy: WordNet 3.0 is not available") and err.count("\n") == 1
