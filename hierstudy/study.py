@@ -387,6 +387,11 @@ def main(argv: list[str] | None = None) -> int:
         help="two-digit notebook numbers or full names, e.g. 01 03_kfr_training",
     )
     study.add_argument("--force", action="store_true", help="retrain instead of reusing runs/")
+    study.add_argument(
+        "--reuse-stale",
+        action="store_true",
+        help="reuse finished runs that other code made (HIERSTUDY_REUSE_STALE=1), with a warning",
+    )
     study.add_argument("--log-output", action="store_true", help="stream cell output")
     study.add_argument(
         "-p",
@@ -422,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"WordNet {reader.get_version()} ready at {reader.root}")
         return 0
+    if args.reuse_stale:  # read by runs.train in the notebooks' kernels
+        os.environ["HIERSTUDY_REUSE_STALE"] = "1"
     try:
         profile = config.load(args.profile).name
         run(profile, args.only, args.force, args.log_output, parse_parameters(args.param))

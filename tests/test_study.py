@@ -1,4 +1,5 @@
 import json
+import os
 import platform
 import shutil
 from pathlib import Path
@@ -356,3 +357,12 @@ def test_rerunning_a_training_notebook_with_force_writes_byte_identical_tables(p
     assert outputs[0].keys() == outputs[1].keys()
     for name, first in outputs[0].items():
         assert outputs[1][name] == first, f"{name} differs between two forced runs"
+
+
+def test_reuse_stale_reaches_the_notebooks_kernels(monkeypatch):
+    seen = {}
+    monkeypatch.setenv("HIERSTUDY_REUSE_STALE", "0")  # restored after the test
+    monkeypatch.setattr(study, "run", lambda *a, **k: seen.setdefault("env", dict(os.environ)))
+    monkeypatch.setattr(study.config, "load", lambda name=None: study.config.PROFILES["smoke"])
+    assert study.main(["study", "--profile", "smoke", "--reuse-stale"]) == 0
+    assert seen["env"]["HIERSTUDY_REUSE_STALE"] == "1"
