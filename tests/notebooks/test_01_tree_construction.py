@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from hierstudy import config, report, study
@@ -26,3 +28,12 @@ def test_notebook_01_under_smoke_reproduces_barz_toy_and_stats():
         "01_hierarchy_stats.md",
     ):
         assert (cfg.figures_dir / name).is_file()
+
+
+@pytest.mark.notebook
+def test_the_notebook_tests_run_in_a_temporary_root_not_in_the_checkout(notebook_root):
+    checkout, root = Path(__file__).resolve().parents[2], notebook_root.resolve()
+    cfg = config.load("smoke")
+    assert cfg.root == root != checkout
+    for folder in (cfg.runs_dir, cfg.figures_dir, cfg.data_dir):
+        assert folder.is_relative_to(root) and not folder.is_relative_to(checkout)
