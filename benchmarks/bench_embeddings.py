@@ -97,7 +97,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--large", type=int, default=None, help="classes of the large run")
-    parser.add_argument("--threads", type=int, default=1, help="BLAS threads (0: library default)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="BLAS threads of the reference (0: default); the library pins its own calls to one",
+    )
     args = parser.parse_args()
     repeats = args.repeats or (3 if args.quick else 5)
     rng = np.random.default_rng(0)
