@@ -101,7 +101,7 @@ def test_notebook_05_can_evaluate_the_clean_cub_network_on_corrupted_test_images
     paper_check, project, monkeypatch
 ):
     """``retrain_corrupted=False`` on a file dataset: the clean network meets corrupted test images
-    (each corrupted as ``experiments.study_data`` does); the rebuilt network must reproduce the
+    (each corrupted as ``study_splits.study_data`` does); the rebuilt network must reproduce the
     stored clean features."""
     monkeypatch.setenv("MPLBACKEND", "Agg")
     parameters = {"profile": "paper_check", "retrain_corrupted": False, "corruptions": ["blur"]}
