@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader sees the old file or the new one, never a partial one."""
+"""Atomic file writes (a reader sees the old file or the new one, never a partial one), and
+reading a UTF-8 text file with an error that names the file, line and byte."""
 
 from __future__ import annotations
 
@@ -34,3 +35,20 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     return atomic_write(path, buffer.getvalue())
+
+
+class NotUTF8Error(ValueError):
+    """A text file in another encoding than UTF-8; the message names the file, byte and line."""
+
+
+def read_utf8(path: Path) -> str:
+    """The text of ``path`` as UTF-8, a leading byte-order mark dropped."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise NotUTF8Error(
+            f"{path} is not UTF-8 text (byte {data[error.start]:#04x} on line {line}); "
+            "save it as UTF-8"
+        ) from None

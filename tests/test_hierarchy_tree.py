@@ -129,7 +129,7 @@ def test_file_in_utf8_with_bom_has_one_root_and_other_encodings_are_named(tmp_pa
     h = Hierarchy.from_file(f)
     assert h.root == "r" and h.classes == ("a", "café")
     f.write_bytes("r a\nr b\nb café\n".encode("latin-1"))
-    with pytest.raises(HierarchyError, match=r"h.txt:3: not UTF-8 text \(byte 0xe9\)"):
+    with pytest.raises(HierarchyError, match=r"h.txt is not UTF-8 text \(byte 0xe9 on line 3\)"):
         Hierarchy.from_file(f)
 
 

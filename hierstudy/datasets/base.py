@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from hierstudy.files import NotUTF8Error, read_utf8
 from hierstudy.hierarchy import Hierarchy
 
 
@@ -52,17 +53,12 @@ def data_root(root: str | Path | None = None) -> Path:
 
 
 def read_text(path: Path, what: str) -> str:
-    """The text of a dataset's text file: UTF-8, a leading byte-order mark dropped; other encodings
-    raise :class:`DatasetCorruptError` naming the file (``what`` names the dataset)."""
-    data = path.read_bytes()
+    """The text of a dataset's text file (:func:`hierstudy.files.read_utf8`); another encoding
+    raises :class:`DatasetCorruptError` naming the file (``what`` names the dataset)."""
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise DatasetCorruptError(
-            f"{what} file {path} is not UTF-8 text (byte {data[error.start]:#04x} on line {line}); "
-            "save it as UTF-8"
-        ) from None
+        return read_utf8(path)
+    except NotUTF8Error as error:
+        raise DatasetCorruptError(f"{what} file {error}") from None
 
 
 def bad_boxes(boxes: np.ndarray) -> np.ndarray:

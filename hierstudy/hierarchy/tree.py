@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hierstudy.files import NotUTF8Error, read_utf8
+
 
 class HierarchyError(ValueError):
     """A hierarchy is malformed, or a class asked of it is not in it."""
@@ -112,15 +114,10 @@ class Hierarchy:
         path = Path(path)
         if not path.is_file():
             raise HierarchyError(f"hierarchy file {path} does not exist")
-        data = path.read_bytes()
         try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as error:
-            line = data[: error.start].count(b"\n") + 1
-            raise HierarchyError(
-                f"{path}:{line}: not UTF-8 text (byte {data[error.start]:#04x}); save the "
-                "hierarchy file as UTF-8"
-            ) from None
+            text = read_utf8(path)
+        except NotUTF8Error as error:
+            raise HierarchyError(f"hierarchy file {error}") from None
         pairs = []
         for number, line in enumerate(text.splitlines(), 1):
             fields = line.split("#", 1)[0].split()
