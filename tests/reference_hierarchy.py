@@ -31,3 +31,21 @@ def literal_matrices(h, k=1.0):
             lcs_height[i, j] = h.height(lcs)
             d_t[i, j] = k * min(up[i][a] + up[j][a] for a in common)
     return lcs_height, lcs_height / h.max_height, d_t
+
+
+def literal_longest_depth(h, node):
+    """Longest path from the root down to ``node``, by recursion over its parents."""
+    return max((1 + literal_longest_depth(h, p) for p in h.parents(node)), default=0)
+
+
+def literal_lcs_deepest(h):
+    """[n, n] LCS node ids by the Barz authors' rule (the common hypernym of greatest longest-path
+    depth), ties to the smallest id, by looping over every class pair."""
+    up = [ancestors_with_distance(h, c) for c in h.classes]
+    n = len(h.classes)
+    out = np.empty((n, n), dtype=object)
+    for i in range(n):
+        for j in range(n):
+            common = set(up[i]) & set(up[j])
+            out[i, j] = min(common, key=lambda a: (-literal_longest_depth(h, a), a))
+    return out

@@ -2,7 +2,7 @@ import codecs
 
 import numpy as np
 import pytest
-from reference_hierarchy import literal_matrices
+from reference_hierarchy import literal_lcs_deepest, literal_matrices
 from toy_hierarchies import random_hierarchy
 
 from hierstudy.hierarchy import Hierarchy, HierarchyError, toy_hierarchy
@@ -70,6 +70,63 @@ def test_lcs_tie_is_broken_by_least_height_then_smallest_id():
         [("p2", "b"), ("p1", "b"), ("p2", "a"), ("p1", "a"), ("r", "p1"), ("r", "p2")],
     ):
         assert Hierarchy(pairs).lcs("a", "b") == "p1"
+
+
+# A DAG where the two LCS rules part: u and v share D (depth 1, height 1) and C (depth 3 by the
+# longest path r-A-B-C, height 2 through C-E-z); r has height 5 (r-A-B-C-E-z).
+DEEP_DAG = [
+    ("r", "D"),
+    ("D", "u"),
+    ("D", "v"),
+    ("r", "A"),
+    ("A", "B"),
+    ("B", "C"),
+    ("r", "C"),  # a short second path: C's shortest depth is 1, its longest 3
+    ("C", "u"),
+    ("C", "v"),
+    ("C", "E"),
+    ("E", "z"),
+]
+
+
+def test_deepest_lcs_rule_of_the_barz_authors_differs_from_least_height():
+    least = Hierarchy(DEEP_DAG, ["u", "v", "z"])
+    deepest = Hierarchy(DEEP_DAG, ["u", "v", "z"], lcs_rule="deepest")
+    assert least.max_height == deepest.max_height == 5
+    assert least.lcs("u", "v") == "D" and deepest.lcs("u", "v") == "C"
+    assert least.dissimilarity()[0, 1] == pytest.approx(1 / 5)
+    assert deepest.dissimilarity()[0, 1] == pytest.approx(2 / 5)
+    assert deepest.similarity()[0, 1] == pytest.approx(3 / 5)
+    assert least.lcs("u", "z") == deepest.lcs("u", "z") == "C"  # the only common one below r
+    assert deepest.depth("C") == 1 and deepest.longest_depths[deepest.index["C"]] == 3
+    assert least.lcs_ties() == deepest.lcs_ties() == []
+    assert deepest.restrict(["u", "v"]).lcs_rule == "deepest"
+    with pytest.raises(HierarchyError, match="lcs_rule"):
+        Hierarchy(DEEP_DAG, lcs_rule="shallowest")
+
+
+def test_tied_lcs_pairs_are_listed_and_broken_by_smallest_id():
+    # p1 and p2 tie under both rules; q (depth 2, height 2) is deeper than both and higher.
+    pairs = [("r", "p2"), ("r", "p1"), ("p1", "a"), ("p2", "a"), ("p1", "b"), ("p2", "b")]
+    for rule in ("least_height", "deepest"):
+        h = Hierarchy(pairs, ["a", "b"], lcs_rule=rule)
+        assert h.lcs("a", "b") == "p1"
+        assert h.lcs_ties() == [("a", "b", ("p1", "p2"))]
+    deep = Hierarchy(
+        pairs + [("r", "s"), ("s", "q"), ("q", "a"), ("q", "b"), ("q", "x"), ("x", "y")]
+    )
+    assert deep.lcs_ties() == [("a", "b", ("p1", "p2"))]
+    deep = Hierarchy(deep.edges(), lcs_rule="deepest")
+    assert deep.lcs("a", "b") == "q" and deep.lcs_ties() == []
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_deepest_rule_matches_literal_pairwise_reference(seed):
+    h = random_hierarchy(np.random.default_rng(seed), nodes=50, dag_edges=10)
+    h = Hierarchy(h.edges(), lcs_rule="deepest")
+    expected = literal_lcs_deepest(h)
+    got = np.array(h.nodes, dtype=object)[h.lcs_matrix()]
+    assert (got == expected).all()
 
 
 def test_heights_depths_and_leaf_order():

@@ -101,6 +101,20 @@ def test_wordnet_height_convention_counts_non_class_descendants(wn):
         wordnet.synset_hierarchy(["dog.n.01"], heights="bogus", wn=wn)
 
 
+def test_barz_authors_lcs_of_a_dog_breed_and_a_cat_is_carnivore_not_domestic_animal(wn):
+    # Chihuahua and tabby share domestic_animal (depth 7, WordNet height 6) and carnivore (depth
+    # 11, height 7): the authors' deepest rule takes carnivore, s_G 12/19 instead of 13/19.
+    classes = ["n02085620", "n02123045"]
+    kwargs = {"instance_hypernyms": False, "heights": "wordnet", "wn": wn}
+    least = wordnet.synset_hierarchy(classes, **kwargs)
+    deepest = wordnet.synset_hierarchy(classes, lcs_rule="deepest", **kwargs)
+    assert least.label(least.lcs(*classes)) == "domestic_animal.n.01"
+    assert deepest.label(deepest.lcs(*classes)) == "carnivore.n.01"
+    assert deepest.max_height == least.max_height == 19  # entity, WordNet heights
+    assert deepest.similarity()[0, 1] == pytest.approx(12 / 19)
+    assert least.similarity()[0, 1] == pytest.approx(13 / 19)
+
+
 def test_imagenet_lists_from_timm(wn):
     mini = wordnet.timm_synsets("mini_imagenet")
     assert len(mini) == 100 and len(wordnet.timm_synsets("imagenet")) == 1000

@@ -93,6 +93,7 @@ def align_hierarchy(hierarchy: Hierarchy, class_ids: Sequence[str]) -> Hierarchy
         names=hierarchy.names,
         heights=heights,
         max_height=hierarchy.max_height,
+        lcs_rule=hierarchy.lcs_rule,
     )
 
 

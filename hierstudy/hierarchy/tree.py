@@ -11,8 +11,12 @@ Conventions (docs/ambiguities.md):
 
 * height(v) is the length of the longest path from v down to a leaf; depth(v) the length of the
   shortest path from the root down to v (the two coincide with the usual ones on a tree);
-* the lowest common subsumer (LCS) of two classes is their common ancestor of least height; ties
-  (possible only in a DAG) go to the smallest node id, never to set iteration order;
+* the lowest common subsumer (LCS) of two classes is, by ``lcs_rule``, their common ancestor of
+  least height (``"least_height"``, the default) or of greatest depth, the longest path from the
+  root (``"deepest"``: the Barz authors' code, cvjena/semantic-embeddings, ``class_hierarchy.py``,
+  ``ClassHierarchy.lcs`` with ``use_min_depth=False``); the two agree on a tree. Ties (possible
+  only in a DAG) go to the smallest node id, never to set iteration order (the authors' ``max``
+  over a ``set`` of string ids follows Python's hash seed); :meth:`Hierarchy.lcs_ties` lists them;
 * the path distance of two classes is the fewest edges of a path that climbs from one class to a
   common ancestor and descends to the other (in a tree: through their LCA), times k.
 """
@@ -26,6 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from hierstudy.files import NotUTF8Error, read_utf8
+
+LCS_RULES = ("least_height", "deepest")  # Hierarchy(lcs_rule=...): module doc
 
 
 class HierarchyError(ValueError):
@@ -42,6 +48,7 @@ class Hierarchy:
         heights: optional node heights to use instead of those of this graph (the Barz authors'
             "whole WordNet" convention, see ``hierstudy.hierarchy.wordnet``); must cover every node.
         max_height: the d_G denominator that goes with ``heights`` (default: their maximum).
+        lcs_rule: ``"least_height"`` or ``"deepest"`` (module doc, ``LCS_RULES``).
     """
 
     def __init__(
@@ -52,7 +59,11 @@ class Hierarchy:
         names: Mapping[str, str] | None = None,
         heights: Mapping[str, int] | None = None,
         max_height: int | None = None,
+        lcs_rule: str = "least_height",
     ) -> None:
+        if lcs_rule not in LCS_RULES:
+            raise HierarchyError(f"lcs_rule must be one of {LCS_RULES}, not {lcs_rule!r}")
+        self.lcs_rule = lcs_rule
         parents: dict[str, set[str]] = {}
         children: dict[str, set[str]] = {}
         for parent, child in edges:
@@ -99,6 +110,7 @@ class Hierarchy:
             self.heights = np.array([heights[n] for n in self.nodes], dtype=np.int64)
         self.max_height = int(self.heights.max() if max_height is None else max_height)
         self.depths = self._depths()
+        self.longest_depths = self._depths(longest=True)
         self._up = self._upward_distances()
 
     # ----------------------------------------------------------------------------- builders
@@ -139,7 +151,7 @@ class Hierarchy:
         for c in classes:
             keep.update(self.ancestors(c))
         edges = [(p, n) for n in keep for p in self._parents[n] if p in keep]
-        return Hierarchy(sorted(edges), classes, names=self.names)
+        return Hierarchy(sorted(edges), classes, names=self.names, lcs_rule=self.lcs_rule)
 
     # ---------------------------------------------------------------------------- structure
     def parents(self, node: str) -> tuple[str, ...]:
@@ -214,23 +226,42 @@ class Hierarchy:
 
     # ----------------------------------------------------------------------------- matrices
     def lcs(self, u: str, v: str) -> str:
-        """Lowest common subsumer of two classes (least height, then smallest id)."""
+        """Lowest common subsumer of two classes by ``lcs_rule``, then smallest id."""
         i, j = self.class_indices([u, v])
         return self.nodes[self.lcs_matrix()[i, j]]
 
     def lcs_matrix(self) -> np.ndarray:
         """[n, n] node index of the LCS of every class pair.
 
-        Vectorised over pairs: nodes are visited from the highest (height, id) key to the lowest
-        and each writes itself into the block of classes below it, so the lowest one wins.
+        Vectorised over pairs: nodes are visited from the least preferred to the most preferred
+        (``_lcs_rank``) and each writes itself into the block of classes below it, so the most
+        preferred common subsumer wins.
         """
-        key = np.lexsort((np.arange(len(self.nodes)), self.heights))  # ascending (height, id)
         below = self._up >= 0  # [classes, nodes]
         out = np.full((len(self.classes),) * 2, -1, dtype=np.int64)
-        for node in key[::-1]:
+        for node in np.argsort(self._lcs_rank())[::-1]:
             members = np.flatnonzero(below[:, node])
             if members.size:
                 out[np.ix_(members, members)] = node
+        return out
+
+    def lcs_ties(self) -> list[tuple[str, str, tuple[str, ...]]]:
+        """The class pairs ``(u, v, candidates)``, u before v in the class order, whose LCS is
+        tied under ``lcs_rule``: two or more common subsumers share the least height
+        (``"least_height"``) or the greatest depth (``"deepest"``); the first candidate (smallest
+        id) is the one :meth:`lcs` returns. Empty on a tree."""
+        rank = self._lcs_rank()
+        key = self.heights if self.lcs_rule == "least_height" else -self.longest_depths
+        below = self._up >= 0
+        out = []
+        for i in range(len(self.classes)):  # one vectorised [n, nodes] slice per class
+            common = below[i] & below[i + 1 :]
+            best = np.where(common, key, np.iinfo(np.int64).max).min(axis=1)
+            tied = common & (key == best[:, None])
+            for j in np.flatnonzero(tied.sum(axis=1) > 1):
+                nodes = np.flatnonzero(tied[j])
+                names = tuple(self.nodes[n] for n in nodes[np.argsort(rank[nodes])])
+                out.append((self.classes[i], self.classes[i + 1 + j], names))
         return out
 
     def lcs_height(self) -> np.ndarray:
@@ -336,15 +367,28 @@ class Hierarchy:
                 heights[self.index[n]] = 1 + max(heights[self.index[c]] for c in kids)
         return heights
 
-    def _depths(self) -> np.ndarray:
+    def _depths(self, longest: bool = False) -> np.ndarray:
+        """Shortest (or ``longest``) path length from the root to each node (root 0)."""
         depths = np.full(len(self.nodes), -1, dtype=np.int64)
         depths[self.index[self.root]] = 0
+        better = np.greater if longest else np.less
         for n in self._topo:
             for c in self._children[n]:
                 d = depths[self.index[n]] + 1
-                if depths[self.index[c]] < 0 or d < depths[self.index[c]]:
+                if depths[self.index[c]] < 0 or better(d, depths[self.index[c]]):
                     depths[self.index[c]] = d
         return depths
+
+    def _lcs_rank(self) -> np.ndarray:
+        """[nodes] rank of each node as an LCS under ``lcs_rule``: 0 is the most preferred."""
+        ids = np.arange(len(self.nodes))
+        if self.lcs_rule == "least_height":
+            order = np.lexsort((ids, self.heights))  # ascending (height, id)
+        else:
+            order = np.lexsort((ids, -self.longest_depths))  # descending depth, then id
+        rank = np.empty_like(order)
+        rank[order] = ids
+        return rank
 
     def _upward_distances(self) -> np.ndarray:
         """[classes, nodes] fewest edges from each class up to each node; -1 if not above it."""
@@ -364,7 +408,9 @@ class Hierarchy:
         kind = "tree" if self.is_tree else "DAG"
         return (
             f"Hierarchy({kind}, {len(self.classes)} classes, {len(self.nodes)} nodes, "
-            f"height {self.max_height}, root {self.label(self.root)!r})"
+            f"height {self.max_height}, root {self.label(self.root)!r}"
+            + ("" if self.lcs_rule == "least_height" else f", LCS {self.lcs_rule}")
+            + ")"
         )
 
 

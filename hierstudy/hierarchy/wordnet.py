@@ -17,6 +17,9 @@ Hierarchies from synsets (:func:`synset_hierarchy`):
   ``heights="wordnet"``: heights within the whole WordNet noun hypernym graph (no instance
   hypernyms) with the subtrees below the classes removed — the Barz authors' ImageNet evaluation
   convention (docs/ambiguities.md); the d_G denominator is then the height of ``entity``.
+
+:func:`barz_evaluation_hierarchy` puts together what the Barz authors evaluate ImageNet with
+(docs/conventions.md): the noun hypernym DAG, WordNet heights, the deepest common subsumer.
 """
 
 from __future__ import annotations
@@ -243,9 +246,11 @@ def synset_hierarchy(
     tree: bool = False,
     instance_hypernyms: bool = True,
     heights: str = "classes",
+    lcs_rule: str = "least_height",
     wn=None,
 ) -> Hierarchy:
-    """A hierarchy over WordNet synsets (given as wnids or nltk names); node ids are wnids."""
+    """A hierarchy over WordNet synsets (given as wnids or nltk names); node ids are wnids;
+    ``lcs_rule``: :class:`~hierstudy.hierarchy.tree.Hierarchy`'s."""
     wn = wn or load_wordnet()
     classes = [synset_of(s, wn) for s in synsets]
     if tree:
@@ -267,7 +272,8 @@ def synset_hierarchy(
         kwargs = {"heights": {n: table[n] for n in nodes}, "max_height": max(table.values())}
     elif heights != "classes":
         raise ValueError(f"heights must be 'classes' or 'wordnet', not {heights!r}")
-    return Hierarchy(sorted(edges), [wnid(s) for s in classes], names=names, **kwargs)
+    classes = [wnid(s) for s in classes]
+    return Hierarchy(sorted(edges), classes, names=names, lcs_rule=lcs_rule, **kwargs)
 
 
 def _hypernyms(synset, instance_hypernyms: bool):
@@ -380,6 +386,16 @@ def timm_synsets(name: str = "imagenet") -> list[str]:
 def imagenet_hierarchy(wnids: Sequence[str] | None = None, **kwargs) -> Hierarchy:
     """The WordNet hierarchy of ImageNet-1k (or of the given wnids, e.g. Mini-ImageNet's)."""
     return synset_hierarchy(list(wnids) if wnids is not None else timm_synsets(), **kwargs)
+
+
+def barz_evaluation_hierarchy(name: str = "imagenet1k") -> Hierarchy:
+    """The hierarchy Barz & Denzler's code scores ImageNet's retrieval with: the WordNet noun
+    hypernym DAG without instance hypernyms (their ``ILSVRC/wordnet.parent-child.pruned.txt``,
+    "all children of ILSVRC classes removed", cvjena/semantic-embeddings), heights in it
+    (``heights="wordnet"``) and the LCS of greatest depth (``lcs_rule="deepest"``:
+    ``class_hierarchy.py``, ``ClassHierarchy.lcs`` / ``lcs_height``). Training uses the tree
+    (``hierarchy_for(name, tree=True)``, their ``wordnet.parent-child.mintree.txt``)."""
+    return hierarchy_for(name, instance_hypernyms=False, heights="wordnet", lcs_rule="deepest")
 
 
 WORDNET_DATASETS = ("cifar10", "cifar100", "mini_imagenet", "imagenet1k")
