@@ -7,13 +7,14 @@ the literal reference (tests/reference_localisation.py: for each map and τ, ``c
 ``cv2.findContours``, ``boundingRect``, IoU) runs on the first R maps, its time scaled per map (it
 is a loop over maps, linear in their number); both must agree exactly on those R maps. The two
 are interleaved, order alternating, median after a warm-up. Times are per map. Without --quick,
-N = 1,000 and R = 100; with --quick, N = 50 and R = 10.
+N = 1,000 and R = 100; with --quick, N = 50 and R = 10. ``--convention`` picks the box
+convention of both (default ``wsolevaluation``, the library's).
 
 Time is the process's CPU time on one thread by default, as in bench_kfr.py: the 2 cores are
 shared with other jobs, which makes wall time vary by a factor of several. ``--threads`` (the
 fast path splits the maps over ``torch.get_num_threads()`` threads) and ``--wall`` change that.
 
-    python benchmarks/bench_cam.py [--quick] [--threads 1] [--wall]
+    python benchmarks/bench_cam.py [--quick] [--threads 1] [--wall] [--convention continuous]
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import torch
 from _timing import interleaved_times, last_line  # also puts tests/ on the path
 from reference_localisation import literal_maxboxacc_v2
 
-from hierstudy.evaluation.localisation import best_iou, cam_thresholds, maxboxacc_v2
+from hierstudy.evaluation.localisation import CONVENTIONS, best_iou, cam_thresholds, maxboxacc_v2
 
 
 def gradcam_like(n: int, size: int = 224, grid: int = 7, seed: int = 0):
@@ -54,7 +55,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="N = 50 maps, R = 10")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--wall", action="store_true", help="wall-clock instead of CPU time")
+    parser.add_argument("--convention", choices=CONVENTIONS, default=CONVENTIONS[0])
     args = parser.parse_args()
+    convention = args.convention
     torch.set_num_threads(args.threads)
     clock = time.perf_counter if args.wall else time.process_time
     n, r, repeats = (50, 10, 3) if args.quick else (1000, 100, 3)
@@ -62,15 +65,18 @@ def main() -> None:
     taus = cam_thresholds()
 
     def fast():
-        return best_iou(cams, boxes, taus)
+        return best_iou(cams, boxes, taus, convention)
 
     def reference():
-        return literal_maxboxacc_v2(cams[:r], boxes[:r], taus)
+        return literal_maxboxacc_v2(cams[:r], boxes[:r], taus, convention=convention)
 
     best, ref = fast(), reference()  # warm-up
     if not np.array_equal(best[:r], ref["best_iou"]):
         raise SystemExit("fast path and literal reference disagree")
-    if maxboxacc_v2(cams[:r], boxes[:r])["maxboxacc_v2"] != ref["maxboxacc_v2"]:
+    if (
+        maxboxacc_v2(cams[:r], boxes[:r], convention=convention)["maxboxacc_v2"]
+        != ref["maxboxacc_v2"]
+    ):
         raise SystemExit("MaxBoxAccV2 differs from the literal reference")
     fast_times, reference_times = interleaved_times(fast, reference, repeats, clock)
     per_fast = statistics.median(fast_times) / n
@@ -78,7 +84,8 @@ def main() -> None:
 
     print(
         f"{n} maps 224×224, {len(taus)} thresholds, MaxBoxAccV2 "
-        f"{maxboxacc_v2(cams, boxes)['maxboxacc_v2']:.4f}; threads {args.threads}, "
+        f"{maxboxacc_v2(cams, boxes, convention=convention)['maxboxacc_v2']:.4f} "
+        f"({convention}); threads {args.threads}, "
         f"{'wall' if args.wall else 'CPU'} time, median of {repeats}"
     )
     print(

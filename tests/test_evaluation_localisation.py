@@ -67,7 +67,40 @@ def test_empty_and_constant_maps_have_no_box():
     for flat in (np.zeros((8, 8)), np.full((8, 8), 3.0)):
         for tau in (0.0, 0.15, 0.999):
             assert cam_boxes(flat, tau).shape == (0, 4)
-    assert (best_iou(np.full((2, 8, 8), 2.0), [[0, 0, 8, 8]] * 2) == 0).all()
+    assert (
+        best_iou(np.full((2, 8, 8), 2.0), [[0, 0, 8, 8]] * 2, convention="continuous") == 0
+    ).all()
+
+
+def test_wsolevaluation_clips_a_box_touching_the_border_and_widens_the_others():
+    # Blob on columns 7..11 (the right border, W = 12) and rows 0..9 (H = 10): rectangle
+    # (7, 0, 5, 10) -> x1 = min(12, 11) = 11, y1 = min(10, 9) = 9: inclusive 5 × 10, exact.
+    cam = blob_map((10, 12), (7, 0, 12, 10))
+    assert sorted_boxes(cam_boxes(cam, 0.5, "wsolevaluation")) == [(7, 0, 11, 9)]
+    # the GT box as the same corners: IoU 1; as exclusive ends (7, 0, 12, 10) read inclusively:
+    # 6 × 11 = 66 pixels holding the 50 predicted ones, IoU 50 / 66
+    assert best_iou(cam[None], [[7, 0, 11, 9]], [0.5])[0, 0] == 1
+    assert best_iou(cam[None], [[7, 0, 12, 10]], [0.5])[0, 0] == pytest.approx(50 / 66)
+    assert best_iou(cam[None], [[7, 0, 12, 10]], [0.5], "continuous")[0, 0] == 1
+    # An inner blob, columns 2..4 and rows 3..5: (2, 3, 5, 6) read inclusively is 4 × 4 = 16
+    # pixels; against the GT (2, 3, 5, 6) it is IoU 1, against the exact (2, 3, 4, 5) 9 / 16.
+    inner = blob_map((10, 12), (2, 3, 5, 6))
+    assert sorted_boxes(cam_boxes(inner, 0.5, "wsolevaluation")) == [(2, 3, 5, 6)]
+    assert best_iou(inner[None], [[2, 3, 5, 6]], [0.5])[0, 0] == 1
+    assert best_iou(inner[None], [[2, 3, 4, 5]], [0.5])[0, 0] == pytest.approx(9 / 16)
+
+
+def test_wsolevaluation_scores_a_map_without_contour_with_the_box_at_the_origin():
+    flat = np.full((1, 8, 8), 2.0)  # normalised to zeros: no pixel above any level
+    assert sorted_boxes(cam_boxes(flat[0], 0.3, "wsolevaluation")) == [(0, 0, 0, 0)]
+    # [0, 0, 0, 0] is pixel (0, 0): with GT (0, 0, 3, 3) (16 pixels inclusive) IoU 1 / 16,
+    # with a GT away from the origin 0, with (0, 0, 1, 1) (4 pixels) 1 / 4
+    for gt, expected in (([0, 0, 3, 3], 1 / 16), ([2, 2, 5, 5], 0.0), ([0, 0, 1, 1], 1 / 4)):
+        assert best_iou(flat, [gt], [0.0, 0.5])[0].tolist() == pytest.approx([expected] * 2)
+    # τ = 1 keeps no pixel of any map (level 255): the box at the origin again
+    blob = blob_map((8, 8), (4, 4, 8, 8))[None]
+    assert best_iou(blob, [[0, 0, 1, 1]], [1.0])[0, 0] == pytest.approx(1 / 4)
+    assert best_iou(blob, [[0, 0, 1, 1]], [1.0], "continuous")[0, 0] == 0
 
 
 def test_threshold_is_strict_on_the_8_bit_level():
@@ -169,14 +202,15 @@ def random_gt(rng, n, h, w):
     return out
 
 
+@pytest.mark.parametrize("convention", localisation.CONVENTIONS)
 @pytest.mark.parametrize("seed", [0, 1])
-def test_fast_path_matches_the_literal_opencv_reference_at_every_threshold(seed):
+def test_fast_path_matches_the_literal_opencv_reference_at_every_threshold(seed, convention):
     rng = np.random.default_rng(seed)
     h, w = rng.integers(10, 24, 2)
     cams, gt = random_cams(rng, 6, h, w), random_gt(rng, 6, h, w)
-    ref = literal_maxboxacc_v2(cams, gt, cam_thresholds())
-    np.testing.assert_array_equal(best_iou(cams, gt), ref["best_iou"])
-    out = maxboxacc_v2(cams, gt)
+    ref = literal_maxboxacc_v2(cams, gt, cam_thresholds(), convention=convention)
+    np.testing.assert_array_equal(best_iou(cams, gt, convention=convention), ref["best_iou"])
+    out = maxboxacc_v2(cams, gt, convention=convention)
     assert out["maxboxacc_v2"] == ref["maxboxacc_v2"]
     assert out["maxboxacc_v2_iou50"] == ref["per_delta"][0.5]
 
@@ -189,9 +223,13 @@ def test_boxes_are_opencvs_findcontours_boxes_on_random_maps():
             u8 = (literal_normalize(m) * 255).astype(np.uint8)
             for tau in rng.random(4):
                 assert sorted_boxes(cam_boxes(m, tau)) == sorted(literal_boxes(u8, tau))
+                assert sorted_boxes(cam_boxes(m, tau, "wsolevaluation")) == sorted(
+                    literal_boxes(u8, tau, "wsolevaluation")
+                )
 
 
-def test_fast_path_matches_the_literal_reference_on_several_fractional_and_empty_boxes():
+@pytest.mark.parametrize("convention", localisation.CONVENTIONS)
+def test_fast_path_matches_the_literal_reference_on_several_fractional_and_empty_boxes(convention):
     """Boxes as a paper's evaluation transform leaves them: several per image (ImageNet's),
     fractional after a resize, empty where a crop cut one away; an image is right at (τ, δ) when
     a box found has IoU ≥ δ with ANY of its boxes."""
@@ -208,25 +246,27 @@ def test_fast_path_matches_the_literal_reference_on_several_fractional_and_empty
     gt[0][0, 2] = gt[0][0, 0]  # one box cut away by a crop: empty
     gt[1] = np.array([[0.0, 0.0, 0.0, h]])  # every box of the image cut away
     taus = cam_thresholds()
-    best = best_iou(cams, gt, taus)
-    np.testing.assert_array_equal(best, literal_best_iou(cams, gt, taus))
+    best = best_iou(cams, gt, taus, convention)
+    np.testing.assert_array_equal(best, literal_best_iou(cams, gt, taus, convention))
     assert (best[1] == 0).all() and (best[2:] > 0).any()
     one_box_each = [  # each box as if it were the image's only one, then the best of them
-        best_iou(np.repeat(cams[i : i + 1], len(b), axis=0), b[:, None], taus).max(axis=0)
+        best_iou(np.repeat(cams[i : i + 1], len(b), axis=0), b[:, None], taus, convention).max(0)
         for i, b in enumerate(gt)
     ]
     np.testing.assert_array_equal(best, np.stack(one_box_each))
 
 
-def test_best_iou_is_the_same_in_any_chunking_and_order():
+@pytest.mark.parametrize("convention", localisation.CONVENTIONS)
+def test_best_iou_is_the_same_in_any_chunking_and_order(convention):
     rng = np.random.default_rng(3)
     cams, gt = random_cams(rng, 20, 16, 18), random_gt(rng, 20, 16, 18)
-    full = best_iou(cams, gt, [0.1, 0.5, 0.9])
+    taus = [0.1, 0.5, 0.9, 1.0]
+    full = best_iou(cams, gt, taus, convention)
     order = rng.permutation(20)
     np.testing.assert_array_equal(
-        best_iou(cams[order], [gt[i] for i in order], [0.1, 0.5, 0.9]), full[order]
+        best_iou(cams[order], [gt[i] for i in order], taus, convention), full[order]
     )
-    np.testing.assert_array_equal(best_iou(cams[:1], gt[:1], [0.1, 0.5, 0.9]), full[:1])
+    np.testing.assert_array_equal(best_iou(cams[:1], gt[:1], taus, convention), full[:1])
 
 
 def test_energy_in_box():

@@ -19,15 +19,25 @@ KFR fixes τ = 0.15 and δ = 0.3 although it names MaxBoxAccV2: that single poin
 :func:`boxacc_at` ``(tau=0.15, delta=0.3)``, reported beside :func:`maxboxacc_v2` under its own name
 (docs/ambiguities.md).
 
-Box convention (ground truth and predictions alike): float ``(x0, y0, x1, y1)`` in continuous
-pixel coordinates with exclusive ends (pixel columns x0 … x1 − 1, width x1 − x0), as the datasets
-of the study give them; a contour's rectangle ``(x, y, w, h)`` is the box ``(x, y, x + w, y + h)``.
-Choe et al.'s code instead reads both as inclusive corners (``+ 1`` in widths) after clipping the
-predicted ``x + w`` to ``W − 1``, which makes predicted boxes one pixel wider and taller than the
-region they bound; here both sides share one convention. A map with no contour has no box and is
-wrong at every δ (their code scores it with the box ``[0, 0, 0, 0]``). An image may have several
-ground-truth boxes (ImageNet's validation images often do): step 4's "some ground-truth box".
-A box that an evaluation crop cut away is empty (x0 = x1 or y0 = y1): it overlaps nothing.
+Box conventions (``convention=``), both on the same contours:
+
+* ``"wsolevaluation"`` (the default of every score): Choe et al.'s code bit for bit
+  (clovaai/wsolevaluation, ``evaluation.py``: ``compute_bboxes_from_scoremaps`` with
+  ``multi_contour_eval=True``, the MaxBoxAccV2 default of ``config.py``, and
+  ``calculate_multiple_iou``, ``BoxEvaluator.accumulate`` / ``compute``): a contour's rectangle
+  ``(x, y, w, h)`` is the box ``(x, y, min(x + w, W − 1), min(y + h, H − 1))``, every box (the
+  ground truth's as given) is read as inclusive corners (``+ 1`` in widths and heights), and a
+  map with no contour at τ is scored with the box ``[0, 0, 0, 0]`` (one pixel at the origin:
+  IoU 1 / area with a ground-truth box holding pixel (0, 0), else 0). So a predicted box that
+  does not touch the right or bottom border is one pixel wider or taller than the region it
+  bounds, one that does is not. A ground-truth box without area (x0 = x1 or y0 = y1, cut away by
+  the study's crop; their evaluation does not crop) overlaps nothing.
+* ``"continuous"``: the study's own: float ``(x0, y0, x1, y1)`` with exclusive ends (pixel
+  columns x0 … x1 − 1, width x1 − x0), as the datasets give them; a rectangle is
+  ``(x, y, x + w, y + h)``; a map with no contour has no box and is wrong at every δ.
+
+An image may have several ground-truth boxes (ImageNet's validation images often do): step 4's
+"some ground-truth box". docs/conventions.md lists both conventions and their effect.
 
 The scored images: :func:`~hierstudy.datasets.selection.balanced_subset` picks them
 (class-balanced, seeded) and :func:`~hierstudy.datasets.selection.scored_images` reads them
@@ -40,7 +50,7 @@ rectangles corrected to ``findContours``'s, see ``_chunk_boxes``), and gets boxe
 array operations; chunks of maps run on ``torch.get_num_threads()`` threads. A union-find sweep
 over the levels (a max-tree) gives the same boxes but measured slower in numpy than OpenCV's
 tracing. tests/reference_localisation.py holds the literal per-map, per-τ ``findContours``
-transcription that the fast path is tested and benchmarked against.
+transcriptions (both conventions) that the fast path is tested and benchmarked against.
 """
 
 from __future__ import annotations
@@ -61,6 +71,7 @@ IOU_THRESHOLDS = (0.3, 0.5, 0.7)  # δ of MaxBoxAccV2, Choe et al. (CVPR 2020)
 KFR_POINT = (0.15, 0.3)  # (τ, δ) fixed by KFR, Zhao et al. (KFR, 2024), Sec. IV-D
 _LEVELS = 256  # 8-bit maps
 _CHUNK = 8  # images stacked per findContours call (and per thread)
+CONVENTIONS = ("wsolevaluation", "continuous")  # box conventions (module doc)
 
 
 class LocalisationError(ValueError):
@@ -75,82 +86,110 @@ def cam_thresholds(step: float = 0.001) -> np.ndarray:
     return np.arange(0, 1, step)
 
 
-def box_iou(a, b) -> np.ndarray:
-    """IoU [n, m] of boxes a [n, 4] and b [m, 4], continuous ``(x0, y0, x1, y1)`` (module doc).
+def box_iou(a, b, convention: str = "continuous") -> np.ndarray:
+    """IoU [n, m] of boxes a [n, 4] and b [m, 4] ``(x0, y0, x1, y1)`` in ``convention``
+    (module doc: ``"continuous"`` exclusive ends, ``"wsolevaluation"`` inclusive corners).
 
     A pair whose union has no area has IoU 0.
     """
     a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
-    return _iou(a[:, None], b[None])
+    return _iou(a[:, None], b[None], _check_convention(convention))
 
 
-def cam_boxes(cam, tau: float) -> np.ndarray:
-    """Boxes float64 [k, 4] of all contours of one CAM [H, W] thresholded at τ (module doc)."""
+def cam_boxes(cam, tau: float, convention: str = "continuous") -> np.ndarray:
+    """Boxes float64 [k, 4] of all contours of one CAM [H, W] thresholded at τ, in ``convention``
+    (module doc; ``"wsolevaluation"``: clipped, and ``[[0, 0, 0, 0]]`` when there is none)."""
     u8 = _uint8_cams(np.asarray(cam)[None] if np.ndim(cam) == 2 else cam)
     if len(u8) != 1:
         raise LocalisationError(f"cam must be one map [H, W], got shape {np.shape(cam)}")
     if not 0 <= tau <= 1:
         raise LocalisationError(f"τ must be in [0, 1], got {tau}")
     boxes = _chunk_boxes(u8, _levels(np.array([tau], np.float64)))[0]
+    boxes = _convention_boxes(boxes, u8.shape[1:], _check_convention(convention))
+    if convention == "wsolevaluation" and len(boxes) == 0:
+        boxes = np.zeros((1, 4), np.int64)
     return boxes.astype(np.float64)
 
 
 # ------------------------------------------------------------------------------ WSOL scores
-def best_iou(cams, gt_boxes, thresholds=None) -> np.ndarray:
+def best_iou(cams, gt_boxes, thresholds=None, convention: str = "wsolevaluation") -> np.ndarray:
     """float64 [N, T]: for each CAM and τ, the largest IoU of any contour box with any GT box.
 
     Args:
         cams: [N, H, W] maps (any real values; each is min-max normalised, module doc).
         gt_boxes: per image the ground-truth boxes in CAM pixel coordinates: [N, 4], [N, k, 4] or
-            a list of N arrays [k_i, 4] (k_i ≥ 1), continuous ``(x0, y0, x1, y1)``.
+            a list of N arrays [k_i, 4] (k_i ≥ 1), ``(x0, y0, x1, y1)``.
         thresholds: τ values in [0, 1], default :func:`cam_thresholds`.
+        convention: ``"wsolevaluation"`` (Choe et al.'s code) or ``"continuous"`` (module doc).
     """
     cams = _cam_array(cams)
     gt = _gt_boxes(gt_boxes, len(cams))
+    if _check_convention(convention) == "wsolevaluation":  # a box without area overlaps nothing
+        gt[(gt[..., 2] == gt[..., 0]) | (gt[..., 3] == gt[..., 1])] = np.nan
     taus = cam_thresholds() if thresholds is None else np.asarray(thresholds, np.float64)
     if taus.ndim != 1 or len(taus) == 0 or not ((taus >= 0) & (taus <= 1)).all():
         raise LocalisationError(
             f"thresholds must be a non-empty list of τ in [0, 1], got {taus!r:.80}"
         )
     levels = _levels(taus)
-    needed = np.unique(levels[levels < _LEVELS - 1])  # level 255 keeps no pixel: IoU 0
+    needed = np.unique(levels[levels < _LEVELS - 1])  # level 255 keeps no pixel
     best = np.zeros((len(cams), _LEVELS))
+    found = np.zeros((len(cams), _LEVELS), bool)  # some contour at (map, level)
 
-    def chunk(start: int) -> None:  # chunks write disjoint rows of best
+    def chunk(start: int) -> None:  # chunks write disjoint rows of best and found
         rows = slice(start, start + _CHUNK)
         boxes, image, level = _chunk_boxes(_uint8_cams(cams[rows]), needed)
-        iou = _iou(boxes[:, None].astype(np.float64), gt[rows][image]).max(axis=1, initial=0.0)
+        boxes = _convention_boxes(boxes, cams.shape[1:], convention).astype(np.float64)
+        iou = _iou(boxes[:, None], gt[rows][image], convention).max(axis=1, initial=0.0)
         np.maximum.at(best[rows], (image, level), iou)
+        found[rows][image, level] = True
 
     starts = range(0, len(cams) if len(needed) else 0, _CHUNK)
     with ThreadPoolExecutor(max(1, min(torch.get_num_threads(), len(starts)))) as pool:
         list(pool.map(chunk, starts))  # OpenCV and numpy release the GIL
+    if convention == "wsolevaluation":  # no contour: the box [0, 0, 0, 0]
+        empty = _iou(np.zeros((1, 1, 4)), gt, convention).max(axis=1, initial=0.0)
+        best = np.where(found, best, empty[:, None])
     return best[:, levels]
 
 
-def maxboxacc_v2(cams, gt_boxes, deltas: Sequence[float] = IOU_THRESHOLDS, step=0.001) -> dict:
-    """MaxBoxAccV2 of Choe et al. (CVPR 2020) and its parts, on the τ grid ``arange(0, 1, step)``.
+def maxboxacc_v2(
+    cams,
+    gt_boxes,
+    deltas: Sequence[float] = IOU_THRESHOLDS,
+    step=0.001,
+    convention: str = "wsolevaluation",
+) -> dict:
+    """MaxBoxAccV2 of Choe et al. (CVPR 2020) and its parts, on the τ grid ``arange(0, 1, step)``
+    with boxes in ``convention`` (module doc).
 
     Returns ``{"maxboxacc_v2": mean over δ, "maxboxacc_v2_iou30": max_τ BoxAcc(τ, 0.3),
     "best_tau_iou30": the smallest maximising τ, ...}`` (fractions in [0, 1]).
     """
-    return _maxboxacc(best_iou(cams, gt_boxes, cam_thresholds(step)), cam_thresholds(step), deltas)
+    taus = cam_thresholds(step)
+    return _maxboxacc(best_iou(cams, gt_boxes, taus, convention), taus, deltas)
 
 
-def boxacc_at(cams, gt_boxes, tau: float = KFR_POINT[0], delta: float = KFR_POINT[1]) -> float:
+def boxacc_at(
+    cams,
+    gt_boxes,
+    tau: float = KFR_POINT[0],
+    delta: float = KFR_POINT[1],
+    convention: str = "wsolevaluation",
+) -> float:
     """BoxAcc(τ, δ): the fraction of images with a contour box at τ of IoU ≥ δ with a GT box.
 
     The defaults are the single point KFR reports (Zhao et al. (KFR, 2024), Sec. IV-D, eq. 8).
     """
     _check_delta(delta)
-    return float((best_iou(cams, gt_boxes, [tau])[:, 0] >= delta).mean())
+    return float((best_iou(cams, gt_boxes, [tau], convention)[:, 0] >= delta).mean())
 
 
-def wsol_scores(cams, gt_boxes, step: float = 0.001) -> dict:
+def wsol_scores(cams, gt_boxes, step: float = 0.001, convention: str = "wsolevaluation") -> dict:
     """Every localisation score of the study from one sweep: :func:`maxboxacc_v2`'s keys, the KFR
     point ``"boxacc_tau0.15_iou30"`` (:func:`boxacc_at`) and the mean ``"energy_in_box"``."""
     taus = cam_thresholds(step)
-    best = best_iou(cams, gt_boxes, np.append(taus, KFR_POINT[0]))
+    best = best_iou(cams, gt_boxes, np.append(taus, KFR_POINT[0]), convention)
     return _wsol_scores(best, taus, cams, gt_boxes)
 
 
@@ -205,25 +244,30 @@ class Localisation:
     IoU ≥ δ are the curve BoxAcc(τ, δ). ``scores``: :func:`wsol_scores`' keys, then, given the
     predicted classes, ``"top1loc_tau0.15_iou30"`` (Zhao et al. (KFR, 2024)'s "Top-1
     localisation", Table I: localised at KFR's point *and* classified correctly) and
-    ``"empty_cams"`` (the share of all-zero maps, which have no box and are wrong at every δ).
+    ``"empty_cams"`` (the share of all-zero maps, which have no contour at any τ).
+    ``convention``: the box convention of ``best`` and ``scores`` (module doc).
     """
 
     maps: np.ndarray  # [N, H, W]
     best: np.ndarray
     scores: dict
+    convention: str = "wsolevaluation"
 
 
-def score_maps(maps, scored: ScoredImages, predicted=None) -> Localisation:
+def score_maps(
+    maps, scored: ScoredImages, predicted=None, convention: str = "wsolevaluation"
+) -> Localisation:
     """:class:`Localisation` of ``maps`` [N, H, W] of the images ``scored`` (their boxes and, with
-    ``predicted`` [N] classes, their labels), from one sweep over the τ grid and KFR's τ."""
+    ``predicted`` [N] classes, their labels), from one sweep over the τ grid and KFR's τ, with
+    boxes in ``convention`` (module doc)."""
     taus = cam_thresholds()
-    best = best_iou(maps, scored.boxes, np.append(taus, KFR_POINT[0]))
+    best = best_iou(maps, scored.boxes, np.append(taus, KFR_POINT[0]), convention)
     scores = _wsol_scores(best, taus, maps, scored.boxes)
     if predicted is not None:
         correct = np.asarray(predicted) == scored.labels
         scores["top1loc_tau0.15_iou30"] = float(((best[:, -1] >= KFR_POINT[1]) & correct).mean())
     scores["empty_cams"] = float((np.asarray(maps).max(axis=(1, 2)) == 0).mean())
-    return Localisation(maps, best[:, :-1], scores)
+    return Localisation(maps, best[:, :-1], scores, convention)
 
 
 # ---------------------------------------------------------------------------------- internals
@@ -245,6 +289,20 @@ def _maxboxacc(best: np.ndarray, taus: np.ndarray, deltas) -> dict:
         out[f"best_tau_{name}"] = float(taus[acc.argmax()])
         means.append(acc.max())
     return {"maxboxacc_v2": float(np.mean(means)), **out}
+
+
+def _check_convention(convention: str) -> str:
+    if convention not in CONVENTIONS:
+        raise LocalisationError(f"convention must be one of {CONVENTIONS}, not {convention!r}")
+    return convention
+
+
+def _convention_boxes(boxes: np.ndarray, shape, convention: str) -> np.ndarray:
+    """Contour boxes (continuous, exclusive ends) in ``convention``: for ``"wsolevaluation"``
+    x1 and y1 clipped to W − 1 and H − 1 (``compute_bboxes_from_scoremaps``)."""
+    if convention == "continuous":
+        return boxes
+    return np.minimum(boxes, [np.inf, np.inf, shape[1] - 1, shape[0] - 1]).astype(boxes.dtype)
 
 
 def _check_delta(delta: float) -> None:
@@ -300,13 +358,16 @@ def _gt_boxes(gt_boxes, n: int) -> np.ndarray:
     return out
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Elementwise IoU of broadcast box arrays [..., 4]; 0 where the union is empty or NaN."""
-    w = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-    h = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+def _iou(a: np.ndarray, b: np.ndarray, convention: str = "continuous") -> np.ndarray:
+    """Elementwise IoU of broadcast box arrays [..., 4]; 0 where the union is empty or NaN.
+    ``"wsolevaluation"``: inclusive corners, ``+ 1`` in every width and height
+    (``calculate_multiple_iou``)."""
+    one = 1.0 if convention == "wsolevaluation" else 0.0
+    w = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + one, 0, None)
+    h = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + one, 0, None)
     inter = w * h
-    union = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
-    union = union + (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1]) - inter
+    union = (a[..., 2] - a[..., 0] + one) * (a[..., 3] - a[..., 1] + one)
+    union = union + (b[..., 2] - b[..., 0] + one) * (b[..., 3] - b[..., 1] + one) - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
