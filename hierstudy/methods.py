@@ -210,9 +210,11 @@ def corr_cls(ctx: Context, lam: float = 0.1, relu_bn: bool = False) -> Recipe:
 
 
 @register_method("center")
-def center(ctx: Context, lam: float = 0.01) -> Recipe:
+def center(ctx: Context, lam: float = 0.1) -> Recipe:
     """CE + λ·center loss (Wen et al. (ECCV 2016), eq. 2, as a batch mean) on the features: a
-    baseline of Barz & Denzler (WACV 2019), Tables 1-3."""
+    baseline of Barz & Denzler (WACV 2019), Tables 1-3. λ = 0.1: the authors' code
+    (cvjena/semantic-embeddings, ``learn_center_loss.py``, ``--center_loss_weight`` default,
+    the weight of ``center_loss_model``'s loss against the softmax's 1.0); the paper gives none."""
     centers = CenterLoss(ctx.num_classes, ctx.feature_dim)
     return Recipe(
         "linear",

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torchvision.datasets
 
-from hierstudy.datasets import CIFAR, DatasetCorruptError, DatasetError, DatasetNotFoundError
+from hierstudy.datasets import CIFAR, DatasetCorruptError, DatasetError, DatasetNotFoundError, cifar
 from hierstudy.hierarchy import Hierarchy
 
 NAMES = [f"thing{i:02d}" for i in range(100)]
@@ -89,6 +89,43 @@ def test_default_hierarchy_comes_from_wordnet_module(cifar100, monkeypatch):
     monkeypatch.setitem(sys.modules, "hierstudy.hierarchy.wordnet", fake)
     ds = CIFAR(cifar100[0], 100, "test")
     assert calls == [(100, NAMES, {"tree": True})] and ds.hierarchy.classes == tuple(NAMES)
+
+
+def barz_file(path, classes=range(100)):
+    """Barz & Denzler's ``cifar.parent-child.txt`` format: ``parent child`` numbers, 0..99 the
+    fine labels, inner nodes from 100 up (here 102 → 100, 101; 100 → evens; 101 → 103 → odds)."""
+    lines = ["102 100", "102 101", "101 103"]
+    lines += [f"{100 if k % 2 == 0 else 103} {k}" for k in classes]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_default_cifar100_hierarchy_is_barz_file_when_the_folder_holds_it(cifar100, capsys):
+    root, _ = cifar100
+    barz_file(root / "cifar.parent-child.txt")
+    ds = CIFAR(root, 100, "test")
+    h = ds.hierarchy
+    assert h.classes == tuple(NAMES) and h.is_tree and h.max_height == 3
+    assert h.lcs(NAMES[0], NAMES[2]) == "taxon:100" and h.lcs(NAMES[1], NAMES[3]) == "taxon:103"
+    assert h.lcs(NAMES[0], NAMES[1]) == "taxon:102"
+    assert h.dissimilarity()[0, 1] == 1 and h.dissimilarity()[1, 3] == pytest.approx(1 / 3)
+    assert "Barz & Denzler" in cifar.taxonomy(root) and capsys.readouterr().out == ""
+    assert "WordNet" in cifar.taxonomy(root, num_classes=10)
+    barz_file(root / "cifar.parent-child.txt", classes=range(99))
+    with pytest.raises(DatasetCorruptError, match=r"lacks 1 of the 100 CIFAR classes.*\['99'\]"):
+        CIFAR(root, 100, "test")
+
+
+def test_cifar100_without_barz_file_falls_back_to_wordnet_with_a_note(
+    cifar100, monkeypatch, capsys
+):
+    fake = types.ModuleType("hierstudy.hierarchy.wordnet")
+    fake.cifar_hierarchy = lambda num_classes, class_names, **kwargs: names_hierarchy(class_names)
+    monkeypatch.setitem(sys.modules, "hierstudy.hierarchy.wordnet", fake)
+    CIFAR(cifar100[0], 100, "test")
+    CIFAR(cifar100[0], 100, "train")
+    out = capsys.readouterr().out
+    assert out.count("no cifar.parent-child.txt") == 1 and "WordNet tree" in out
+    assert "WordNet" in cifar.taxonomy(cifar100[0])
 
 
 def test_cifar10_batches_read_back(tmp_path):

@@ -91,3 +91,11 @@ def test_kfr_is_ce_with_the_quantitative_relativity_term_in_its_second_phase():
     assert isinstance(ce.loss, nn.CrossEntropyLoss) and ce.start_epoch == 0
     assert (kfr.name, kfr.weight, kfr.input, kfr.start_epoch) == ("kfr", 3.0, "features", 2)
     assert len(methods.get_method("kfr")(context(), alpha=0.0).terms) == 1
+
+
+def test_center_is_ce_plus_the_center_loss_at_the_authors_weight():
+    # Barz & Denzler's code: learn_center_loss.py, --center_loss_weight 0.1 (softmax at 1.0)
+    ce, center = methods.get_method("center")(context()).terms
+    assert (ce.name, ce.weight) == ("ce", 1.0)
+    assert (center.name, center.weight, center.input) == ("center", 0.1, "features")
+    assert methods.get_method("center")(context(), lam=0.01).terms[1].weight == 0.01

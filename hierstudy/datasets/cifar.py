@@ -4,8 +4,14 @@ Venkataramanan et al. (ICVS 2023)).
 Reads torchvision's on-disk layout (``<root>/cifar-10-batches-py/`` or
 ``<root>/cifar-100-python/``, the python pickles of https://www.cs.toronto.edu/~kriz/cifar.html)
 directly, so a missing or damaged file is named in the error; torchvision is used only to
-download, and only when ``download=True``. Labels are the fine labels; the class hierarchy comes
-from :func:`hierstudy.hierarchy.wordnet.cifar_hierarchy` unless one is passed.
+download, and only when ``download=True``. Labels are the fine labels.
+
+The class hierarchy, unless one is passed (:func:`taxonomy`): for CIFAR-100, Barz & Denzler's
+hand-made tree when the folder holds their file (:data:`BARZ_TAXONOMY`, from
+github.com/cvjena/semantic-embeddings, ``Cifar-Hierarchy/``: "derived from WordNet, but [we]
+took care that our taxonomy is a tree", README Sec. 2.1); otherwise, and for CIFAR-10, the
+WordNet tree of :func:`hierstudy.hierarchy.wordnet.cifar_hierarchy` (the fallback for CIFAR-100
+prints a note once per folder).
 
 The pickles are read by :class:`CifarUnpickler`, which builds dicts, lists, strings, numbers and
 numpy arrays only: a file asking for any other object (a crafted pickle's ``os.system``) is refused
@@ -14,6 +20,7 @@ before anything runs. Pixels must be integers in 0..255 and labels integers.
 
 from __future__ import annotations
 
+import functools
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +37,41 @@ from hierstudy.datasets.base import (
 )
 from hierstudy.datasets.protocols import check_choice
 from hierstudy.hierarchy import Hierarchy
+
+BARZ_TAXONOMY = "cifar.parent-child.txt"
+
+
+def barz_hierarchy(path: Path, names) -> Hierarchy:
+    """Barz & Denzler's CIFAR-100 tree from its ``parent child`` file of numbers, in which
+    0..99 are the fine labels (renamed to the ``names`` in label order) and larger numbers the
+    inner nodes (named ``taxon:<number>``)."""
+    raw = Hierarchy.from_file(path)
+    number = {str(k): name for k, name in enumerate(names)}
+    missing = [k for k in number if k not in raw.index]
+    if missing:
+        raise DatasetCorruptError(
+            f"{path} lacks {len(missing)} of the {len(names)} CIFAR classes "
+            f"(label numbers {missing[:5]})"
+        )
+    name = lambda node: number.get(node, f"taxon:{node}")  # noqa: E731
+    return Hierarchy([(name(p), name(c)) for p, c in raw.edges()], list(names))
+
+
+def taxonomy(root: str | Path | None = None, num_classes: int = 100) -> str:
+    """Which hierarchy :class:`CIFAR` opens with by default at ``root``, in words."""
+    root = data_root(root) / "cifar" if root is None else Path(root)
+    if num_classes == 100 and (root / BARZ_TAXONOMY).is_file():
+        return f"Barz & Denzler's hand-made tree ({root / BARZ_TAXONOMY})"
+    return "the WordNet tree (YOLO9000 rule, hierstudy.hierarchy.wordnet.cifar_hierarchy)"
+
+
+@functools.cache
+def _fallback_note(root: Path) -> None:
+    print(
+        f"CIFAR-100 in {root}: no {BARZ_TAXONOMY} (Barz & Denzler's taxonomy, "
+        "github.com/cvjena/semantic-embeddings, Cifar-Hierarchy/) in the folder; using the "
+        "WordNet tree instead"
+    )
 
 
 def _tv_class(num_classes: int):
@@ -109,8 +151,9 @@ class CIFAR(ArrayDataset):
         num_classes: 10 or 100.
         split: ``"train"`` (50 000 images) or ``"test"`` (10 000).
         hierarchy: the class hierarchy; its ``classes`` are either the class names or, in label
-            order, their WordNet ids. Default: the WordNet tree of
-            :func:`hierstudy.hierarchy.wordnet.cifar_hierarchy`.
+            order, their WordNet ids. Default: :func:`barz_hierarchy` of the folder's
+            :data:`BARZ_TAXONOMY` for CIFAR-100 when present, else the WordNet tree of
+            :func:`hierstudy.hierarchy.wordnet.cifar_hierarchy` (module doc).
         transform: applied to the uint8 ``tv_tensors.Image``; default: float in [0, 1].
         download: fetch the dataset with torchvision if missing (never by default).
     """
@@ -160,9 +203,13 @@ class CIFAR(ArrayDataset):
         if len(names) != num_classes:
             raise DatasetCorruptError(f"{meta_path} names {len(names)} classes, not {num_classes}")
         labels = np.concatenate(labels)
-        if hierarchy is None:
+        if hierarchy is None and num_classes == 100 and (root / BARZ_TAXONOMY).is_file():
+            hierarchy = barz_hierarchy(root / BARZ_TAXONOMY, names)
+        elif hierarchy is None:
             from hierstudy.hierarchy.wordnet import cifar_hierarchy
 
+            if num_classes == 100:
+                _fallback_note(root)
             hierarchy = cifar_hierarchy(num_classes, list(names), tree=True)
         elif set(hierarchy.classes) >= set(names):
             hierarchy = align_hierarchy(hierarchy, names)

@@ -9,7 +9,9 @@ objectives are composed by the training engine, not here:
   engine uses the usual −mean log ρ_y.
 * The paper's baselines (Sec. 5.3) "classification-based" features (with or without L2
   normalisation) are plain cross-entropy training; the center loss baseline is
-  CE + λ·``CenterLoss`` (λ = 0.1 in the authors' code).
+  CE + λ·``CenterLoss`` with λ = 0.1, the authors' code (cvjena/semantic-embeddings,
+  ``learn_center_loss.py``: ``--center_loss_weight`` default 0.1; the ``center`` recipe of
+  ``hierstudy.methods`` uses it).
 
 Loss modules follow the engine contract ``forward(x [B, D], labels [B] long) -> scalar`` with an
 optional ``lr_scale`` attribute (learning-rate multiplier for the module's own parameters).
@@ -86,7 +88,8 @@ class CenterLoss(nn.Module):
     ``lr_scale`` plays the part of Wen's center learning rate α relative to the network's.
     Choice: the mean over the batch (the authors' code) instead of Wen's sum (eq. 2), so that the
     weight λ does not depend on the batch size. Centers start as N(0, 0.01²).
-    Used as CE + λ·L_C, λ = 0.1 in Barz & Denzler's baselines (composed by the engine).
+    Used as CE + λ·L_C, λ = 0.1 in Barz & Denzler's baselines (their ``learn_center_loss.py``,
+    ``--center_loss_weight``; composed by the engine: ``hierstudy.methods.center``).
 
     ``forward(x [B, D], labels [B] long) -> scalar``.
     """
