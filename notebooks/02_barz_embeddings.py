@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from hierstudy import config, embeddings, report, runs, setups
+from hierstudy.datasets import cifar as cifar_data
 from hierstudy.hierarchy import toy_hierarchy, wordnet
 from hierstudy.report import plots
 
@@ -68,6 +69,10 @@ pd.DataFrame(phi_toy @ phi_toy.T, index=toy.classes, columns=toy.classes).round(
 # The saved table therefore gives each as the power of ten above it ("< 1e-14", never below
 # 1e-14; `embeddings.rounding_bound`), in which the paper's comparison reads "< 1e-14" against
 # "< 1e-12"; the exact values of this machine are printed above the table.
+#
+# Convention (docs/conventions.md): these are the YOLO9000 WordNet trees with their own heights;
+# on a tree the LCS of least height and the Barz authors' deepest LCS coincide, so the table is
+# the same under both rules.
 
 # %%
 trees = {name: wordnet.hierarchy_for(name, tree=True) for name in cfg.wordnet_datasets}
@@ -175,8 +180,12 @@ plt.show()
 # On the profile's dataset (HierShapes; CIFAR-100 under `paper`): CORR (L_CORR alone;
 # classification by the nearest class embedding) and CORR+CLS against the paper's baselines
 # trained in the same loop: plain classification (CE; its features, raw or L2-normalised, are
-# Barz's "classification features") and CE + center loss. DeViSE and label embedding networks
+# Barz's "classification features") and CE + center loss (λ = 0.1, the authors'
+# `learn_center_loss.py` default: docs/conventions.md). DeViSE and label embedding networks
 # are out of scope (they need word vectors or a separate training scheme).
+# On CIFAR-100 the class tree is the authors' hand-made `cifar.parent-child.txt` when it lies in
+# the CIFAR folder, else the WordNet tree: the line printed below the table says which one
+# these runs (and their embeddings) used.
 # The paper's schedule (ResNet-110w, SGDR with base lr 0.1 → 1e-6 and cycles doubling, 372
 # epochs, batch 100, gradient clip 10: `hierstudy.setups`) is what the `paper` profile trains
 # with; on HierShapes every model uses the study's common short schedule so that only the
@@ -213,6 +222,8 @@ accuracy = pd.DataFrame(
     ]
 )
 report.save_table(accuracy, "02_accuracy", cfg)
+if dataset == "cifar100":
+    print("CIFAR-100 class tree:", cifar_data.taxonomy(cfg.data_dir / "cifar"))
 accuracy
 
 # %% [markdown]

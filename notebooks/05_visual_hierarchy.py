@@ -33,8 +33,9 @@
 # that the paper used (Wikispecies orders, families, genera) when its file
 # `cub_wikispecies.parent-child.txt` lies in the CUB folder, else the study's grouping of the
 # species by the last word of their English name under one root (`hierstudy.datasets.cub`; the
-# tree printed below says which); on CIFAR-100 the WordNet tree of notebook 01 (the paper's [1]
-# is also WordNet-derived).
+# tree printed below says which); on CIFAR-100 Barz & Denzler's hand-made tree (their
+# `cifar.parent-child.txt`, the paper's [1]) when it lies in the CIFAR folder, else the WordNet
+# tree of notebook 01 (the line printed below the setup says which; docs/conventions.md).
 #
 # **Conventions** (docs/ambiguities.md; the library's docstrings cite the equations):
 # * per-class covariances are Ledoit-Wolf shrunk (a class has fewer samples than PCA dimensions
@@ -77,7 +78,7 @@ from IPython.display import display
 from matplotlib.lines import Line2D
 
 from hierstudy import config, report, runs, setups
-from hierstudy.datasets import catalog, study_splits
+from hierstudy.datasets import catalog, cifar, study_splits
 from hierstudy.evaluation import rerank, robustness
 from hierstudy.hierarchy import Hierarchy, compare
 from hierstudy.report import plots
@@ -90,6 +91,8 @@ retrain_corrupted = cfg.retrain_corrupted if retrain_corrupted is None else retr
 paper = None if dataset == "hiershapes" else "vh"  # a paper dataset: this paper's setup for it
 setup = setups.setup_for(cfg, "ce", dataset, paper)
 semantic = study_splits.splits(cfg, dataset, setup, seed=seed)["train"].hierarchy
+if dataset == "cifar100":
+    print("CIFAR-100 semantic taxonomy:", cifar.taxonomy(cfg.data_dir / "cifar"))
 label_of = {c: re.sub(r"^\d+\.", "", semantic.label(c)) for c in semantic.classes}  # "001.X" → "X"
 classes, names = semantic.classes, [label_of[c] for c in semantic.classes]
 t_paper, alpha_paper = rerank.paper_values(dataset)  # Sec. 4.2
