@@ -93,3 +93,17 @@ def test_vh_setup_holds_out_a_fifth_of_the_training_images_to_validate_on(tmp_pa
     write_cub(tmp_path, classes=3, per_class=4)  # 2 training images per class: none to hold out
     with pytest.raises(DatasetError, match="leaves no validation image"):
         ss.study_data(cfg, "cub_official", setup, False)
+
+
+def test_imagenet_is_evaluated_against_barz_and_denzlers_evaluation_hierarchy(tmp_path):
+    from fake_datasets import write_imagenet
+
+    write_imagenet(tmp_path, classes=3)
+    cfg = config.load("paper_check", data_root=tmp_path)
+    test = ss.evaluation_set(cfg, "imagenet1k")
+    h = test.hierarchy
+    assert h.classes == test.classes and h.lcs_rule == "deepest"
+    assert h.max_height == 19  # entity's height in all of WordNet's nouns
+    assert ss.splits(cfg, "imagenet1k", setup_for(cfg, "ce", "imagenet1k", "kfr"))[
+        "test"
+    ].hierarchy.is_tree  # training keeps the tree

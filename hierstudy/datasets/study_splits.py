@@ -79,13 +79,20 @@ def evaluation_set(profile: Profile, dataset: str, zero_shot: bool = False) -> H
 
     HierShapes: the test split (full taxonomy, labels kept), for ``zero_shot`` runs only its
     unseen second half of the classes. A paper's dataset: its test split (``zero_shot`` is the
-    dataset's own protocol and must agree).
+    dataset's own protocol and must agree). ImageNet-1k is evaluated against Barz & Denzler's
+    evaluation hierarchy (:func:`~hierstudy.hierarchy.wordnet.barz_evaluation_hierarchy`: the
+    WordNet DAG, WordNet heights, the deepest LCS; docs/conventions.md), not its training tree.
     """
     if dataset != "hiershapes":
         if zero_shot != (dataset in catalog.ZERO_SHOT):
             asked, kind = ("zero-shot", "closed-set") if zero_shot else ("closed-set", "zero-shot")
             raise DatasetError(f"{dataset!r} has no {asked} test set: its runs are {kind}")
-        return catalog.open_split(dataset, "test", root=profile.data_dir)
+        test = catalog.open_split(dataset, "test", root=profile.data_dir)
+        if dataset == "imagenet1k":
+            from hierstudy.hierarchy.wordnet import barz_evaluation_hierarchy
+
+            test.hierarchy = barz_evaluation_hierarchy(test.classes)
+        return test
     test = hiershapes_splits(profile)["test"]
     return test.subset(np.flatnonzero(test.labels >= len(test.classes) // 2)) if zero_shot else test
 

@@ -388,14 +388,18 @@ def imagenet_hierarchy(wnids: Sequence[str] | None = None, **kwargs) -> Hierarch
     return synset_hierarchy(list(wnids) if wnids is not None else timm_synsets(), **kwargs)
 
 
-def barz_evaluation_hierarchy(name: str = "imagenet1k") -> Hierarchy:
-    """The hierarchy Barz & Denzler's code scores ImageNet's retrieval with: the WordNet noun
-    hypernym DAG without instance hypernyms (their ``ILSVRC/wordnet.parent-child.pruned.txt``,
-    "all children of ILSVRC classes removed", cvjena/semantic-embeddings), heights in it
-    (``heights="wordnet"``) and the LCS of greatest depth (``lcs_rule="deepest"``:
-    ``class_hierarchy.py``, ``ClassHierarchy.lcs`` / ``lcs_height``). Training uses the tree
+def barz_evaluation_hierarchy(wnids: Sequence[str] | None = None, wn=None) -> Hierarchy:
+    """The hierarchy Barz & Denzler's code scores ImageNet's retrieval with, over ``wnids``
+    (default ImageNet-1k's, timm's order): the WordNet noun hypernym DAG without instance
+    hypernyms (their ``ILSVRC/wordnet.parent-child.pruned.txt``, "all children of ILSVRC classes
+    removed", cvjena/semantic-embeddings), heights in all of WordNet (``heights="wordnet"``) and
+    the LCS of greatest depth (``lcs_rule="deepest"``: ``class_hierarchy.py``,
+    ``ClassHierarchy.lcs`` / ``lcs_height``). Training uses the tree
     (``hierarchy_for(name, tree=True)``, their ``wordnet.parent-child.mintree.txt``)."""
-    return hierarchy_for(name, instance_hypernyms=False, heights="wordnet", lcs_rule="deepest")
+    wnids = list(wnids) if wnids is not None else timm_synsets()
+    return synset_hierarchy(
+        wnids, instance_hypernyms=False, heights="wordnet", lcs_rule="deepest", wn=wn
+    )
 
 
 WORDNET_DATASETS = ("cifar10", "cifar100", "mini_imagenet", "imagenet1k")
