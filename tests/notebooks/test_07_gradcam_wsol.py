@@ -79,5 +79,6 @@ def test_notebook_07_under_smoke_scores_every_model_with_both_wsol_metrics():
         "07_boxacc_vs_tau.png",
         "07_kfr_claim.csv",
         "07_layer_comparison.md",
+        "07_box_conventions.md",  # Choe et al.'s box convention against the continuous one
     ):
         assert (cfg.figures_dir / name).is_file()
