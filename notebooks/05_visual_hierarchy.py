@@ -181,7 +181,9 @@ structure
 # right: Ward clustering of the class means (the paper's baseline (vi), after Park et al.), a
 # binary tree. Colours are the semantic families (the taxonomy's nodes at the shallowest depth
 # that splits the classes; colours repeat beyond 20 families): a visual group of one colour is a
-# group the taxonomy also makes.
+# group the taxonomy also makes. The taxonomy is the one printed under the setup (on CIFAR-100
+# Barz & Denzler's tree or the WordNet tree, docs/conventions.md); every hierarchy here is a
+# tree, so the LCS (least height, the study's default) is the one the Barz authors' rule gives.
 
 # %%
 visual, visual_other, ward = chosen.visual, beside.visual, chosen.ward()
@@ -234,7 +236,8 @@ agreements
 # The rankings compared, all on the test split: Euclidean and cosine distance of the features
 # (baselines (i) and (ii)); D_H of the visual hierarchy alone (iii); D_C + α·D_H with the visual
 # hierarchy (the method; also under the other covariance convention), with Ward's tree (vi) and
-# with the semantic taxonomy (vii). Barz's semantic embeddings (iv–v) are models of their own:
+# with the semantic taxonomy (vii; the tree named above). Barz's semantic embeddings (iv–v) are
+# models of their own:
 # notebook 06 compares them. Each ranking is a distance of two feature matrices
 # (`rerank.VisualReranker.distance`: both sides placed at their leaves by eq. 4, from their own
 # features), scored by `rerank.RetrievalScores` (`evaluation.metrics.retrieval_metrics`).
