@@ -14,7 +14,10 @@
 # with IoU ≥ δ. **MaxBoxAccV2** takes, for each δ ∈ {30, 50, 70} %, the best τ on a 0.001 grid,
 # and averages the three. KFR names MaxBoxAccV2 but fixes τ = 0.15 and δ = 0.3 (eq. 8): that
 # single point is **BoxAcc(τ = 0.15, δ = 30)**, a different number — both are reported here under
-# their own names. The maps are *GT-known*: Grad-CAM of the true class.
+# their own names. The maps are *GT-known*: Grad-CAM of the true class. Boxes and IoUs follow
+# Choe et al.'s released code exactly (`convention="wsolevaluation"`: inclusive corners, boxes
+# clipped to the image, a map without contour scored with the box [0, 0, 0, 0];
+# docs/conventions.md); a table below compares it with the study's continuous convention.
 # KFR calls its number "Top-1 localisation" (the image must also be classified correctly): that
 # is given at KFR's point too.
 #
