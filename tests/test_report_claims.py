@@ -132,6 +132,11 @@ def test_run_records_and_dataset_results_are_read_too(smoke):
     expected = [math.log10(2e-15 / 3e-13), math.log10(claims.ROUNDOFF / 1e-13), -1.39794]
     assert precision["Δ"] == pytest.approx(sum(expected) / 3, abs=1e-5)
     assert precision["verdict"] == "reproduced" and precision["n"] == 3
+    fake_run(smoke, "kfr-alpha1", 0)  # finished, but its accuracy is null
+    trend = claims.ledger(smoke).set_index("claim").loc["kfr_alpha_trend"].iloc[0]
+    assert trend["verdict"] == (
+        "not tested here: KFR (α = 1): val_acc_last5 is undefined on every seed (stored as null)"
+    )
 
 
 def test_two_values_for_one_seed_are_not_tested(smoke):

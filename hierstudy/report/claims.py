@@ -88,7 +88,7 @@ def category(text: str) -> str:
 def side_values(profile: Profile, claim: Claim, side: Side) -> pd.Series:
     """``side``'s values stored under ``runs/<profile>/``, indexed by the claim's unit (seed or
     tree), on the dataset the profile gives the claim's paper and from runs of its setup (or of
-    none: HierShapes); empty when nothing is stored, missing values left out."""
+    none: HierShapes); empty when nothing is stored, NaN where a stored value is missing."""
     dataset = profile.datasets[claim.dataset]
     if side.run is None:  # a result of the dataset: its rows carry the unit
         record = load_dataset_results(profile, side.result).get(dataset, {"rows": []})
@@ -111,14 +111,13 @@ def side_values(profile: Profile, claim: Claim, side: Side) -> pd.Series:
         if key in values:
             raise LedgerError(f"{side.label}: several {side.result} rows for {claim.unit} {key}")
         values[key] = row.get(side.metric)
-    series = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").dropna()
-    return series.sort_index()
+    return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").sort_index()
 
 
 def compare(profile: Profile, claim: Claim, comparison: Comparison) -> PairedDifference:
     """Treatment and control of ``comparison`` at the seeds (trees) where both have a value."""
     sides = (comparison.treatment, comparison.control)
-    treatment, control = (side_values(profile, claim, s) for s in sides)
+    treatment, control = (side_values(profile, claim, s).dropna() for s in sides)
     common = treatment.index.intersection(control.index)
     if comparison.log10:  # an error below the unit roundoff (2⁻⁵³, e.g. exactly 0) counts as it
         treatment, control = (np.log10(np.maximum(v, ROUNDOFF)) for v in (treatment, control))
@@ -166,7 +165,12 @@ def missing(profile: Profile, claim: Claim, comparison: Comparison) -> str:
     """Why a comparison has no pair: the side without values, and the notebook that stores it."""
     dataset = profile.datasets[claim.dataset]
     for side in (comparison.treatment, comparison.control):
-        if side_values(profile, claim, side).empty:
+        values = side_values(profile, claim, side)
+        if len(values) and values.isna().all():
+            return (
+                f"{side.label}: {side.metric} is undefined on every {claim.unit} (stored as null)"
+            )
+        if values.empty:
             if side.result == RECORD:
                 what = f"no finished run {side.run!r}"
             else:
