@@ -78,7 +78,7 @@ display(
 # Recall@1, localisation, triplet agreement, mAP@k) share the left axis, Δ in score points; the
 # precision claim, in decades of rounding error, has its own axis on the right. Each bar is the
 # 95 % interval (none from one seed), the dot Δ, its colour the verdict; a hollow dot marks a
-# non-inferiority bound (drawn as a dotted line at −0.02). Rows that could not be tested are
+# non-inferiority claim, its bound the dotted line at −0.02. Rows that could not be tested are
 # left out.
 
 # %%
@@ -87,6 +87,7 @@ COLOURS = {
     claims.OPPOSITE: "tab:red",
     claims.INCONCLUSIVE: "0.45",
 }
+MARGINS = sorted({c.margin for claim in CLAIMS for c in claim.comparisons if c.margin})
 tested = ledger[ledger["n"] > 0].reset_index(drop=True)
 score = ~tested["metric"].str.startswith("log10")
 kept = {u: t for u, t in (("score points", tested[score]), ("decades", tested[~score])) if len(t)}
@@ -108,8 +109,8 @@ if kept:
             face = "white" if r["claimed"].startswith("not") else colour
             ax.plot(r["Δ"], yi, "o", color=colour, markerfacecolor=face, ms=5)
         ax.axvline(0, color="0.3", lw=0.8)
-        if rows["claimed"].str.startswith("not").any():
-            ax.axvline(-0.02, color="0.3", lw=0.8, ls=":")
+        for margin in MARGINS if rows["claimed"].str.startswith("not").any() else ():
+            ax.axvline(-margin, color="0.3", lw=0.8, ls=":")
         labels = [
             f"{r.claim}: {r.treatment} − {r.control} ({r.metric[:28]}) n={r.n}"
             for r in rows.itertuples()
@@ -117,6 +118,9 @@ if kept:
         ax.set_yticks(y, labels, fontsize=6.5)
         ax.set(xlabel=f"Δ = treatment − control ({unit})")
     handles = [plt.Line2D([], [], color=c, marker="o", label=w) for w, c in COLOURS.items()]
+    handles.append(
+        plt.Line2D([], [], color="0.3", marker="o", mfc="white", ls=":", label="non-inferiority")
+    )
     axes[0, 0].legend(handles=handles, fontsize=7, loc="best")
     fig.suptitle(f"Claims ledger ({cfg.name}): Δ and 95 % t-interval, paired by seed")
     report.save_figure(fig, "09_claims", cfg)
