@@ -11,7 +11,8 @@ when the notebook succeeds; the copy of a failed or interrupted run is kept besi
 
 After the notebooks succeed, :func:`publish` turns ``figures/<profile>/`` into one product: the
 headline table (``headline.csv``/``.md``, also between the README's
-``<!-- headline:<profile>:start/end -->`` markers when it has them), ``manifest.json`` (the
+``<!-- headline:<profile>:start/end -->`` markers when it has them), the claims ledger's findings
+(between ``<!-- findings:<profile>:start/end -->``), ``manifest.json`` (the
 environment and each notebook's wall time) and ``index.md`` (everything, grouped by notebook).
 """
 
@@ -228,10 +229,10 @@ def headline_markdown(table: pd.DataFrame) -> str:
     return table.to_markdown(index=False, disable_numparse=True)
 
 
-def update_readme(readme: Path, block: str, profile: str) -> bool:
-    """Replace the text between ``<!-- headline:<profile>:start -->`` and ``…:end -->`` in
+def update_readme(readme: Path, block: str, profile: str, marker: str = "headline") -> bool:
+    """Replace the text between ``<!-- <marker>:<profile>:start -->`` and ``…:end -->`` in
     ``readme`` by ``block`` (atomically); everything else stays. True when the file changed."""
-    start, end = f"<!-- headline:{profile}:start -->", f"<!-- headline:{profile}:end -->"
+    start, end = f"<!-- {marker}:{profile}:start -->", f"<!-- {marker}:{profile}:end -->"
     text = readme.read_text()
     if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
         raise ValueError(f"{readme} needs exactly one {start} followed by one {end}")
@@ -332,8 +333,9 @@ def write_index(profile: str | config.Profile, table: pd.DataFrame | None = None
 
 
 def publish(profile: str | config.Profile, seconds: dict[str, float]) -> Path:
-    """After a run: the headline (table, README block), the manifest and the index; returns the
-    index's path. The README block is rewritten only where the README has this profile's markers."""
+    """After a run: the headline (table, README block), the claims ledger's findings (README
+    block), the manifest and the index; returns the index's path. A README block is rewritten
+    only where the README has this profile's markers."""
     from .report.headline import headline  # torch: only when the headline is built
 
     cfg = _profile(profile)
@@ -345,6 +347,10 @@ def publish(profile: str | config.Profile, seconds: dict[str, float]) -> Path:
     marked = readme.is_file() and f"<!-- headline:{cfg.name}:start -->" in readme.read_text()
     if len(table) and marked:
         update_readme(readme, headline_markdown(table), cfg.name)
+    if readme.is_file() and f"<!-- findings:{cfg.name}:start -->" in readme.read_text():
+        from .report.claims import findings_markdown, ledger
+
+        update_readme(readme, findings_markdown(ledger(cfg), cfg.name), cfg.name, "findings")
     return write_index(cfg, table)
 
 

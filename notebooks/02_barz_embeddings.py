@@ -33,6 +33,7 @@ import pandas as pd
 
 from hierstudy import config, embeddings, report, runs, setups
 from hierstudy.datasets import cifar as cifar_data
+from hierstudy.evaluation import results
 from hierstudy.hierarchy import toy_hierarchy, wordnet
 from hierstudy.report import plots
 
@@ -92,6 +93,9 @@ for name, h in trees.items():
         }
     )
 exact = pd.DataFrame(rows)
+errors = exact[["dataset", *exact.columns[-2:]]]  # the two distance errors, per tree
+errors = errors.set_axis(["tree", "algorithm1", "eigendecomposition"], axis=1)
+results.save_dataset_result(cfg, dataset, "exactness", {"rows": errors.to_dict("records")})  # 09
 print(exact.to_string(index=False, float_format="{:.2e}".format))
 exactness = exact.assign(**{c: exact[c].map(embeddings.rounding_bound) for c in exact.columns[2:]})
 report.save_table(exactness, "02_exactness", cfg, dataset="WordNet trees")

@@ -79,7 +79,7 @@ from matplotlib.lines import Line2D
 
 from hierstudy import config, report, runs, setups
 from hierstudy.datasets import catalog, cifar, study_splits
-from hierstudy.evaluation import rerank, robustness
+from hierstudy.evaluation import rerank, results, robustness
 from hierstudy.hierarchy import Hierarchy, compare
 from hierstudy.report import plots
 
@@ -420,6 +420,10 @@ saved = {"visual": edges, "ward": ward.edges(), "classes": list(classes)}
 saved |= {"threshold": threshold, "alpha": alpha, "covariance": covariance}
 saved["test_leaves"] = {c: leaves[c].tolist() for c in COVARIANCES}
 report.save_metrics(saved, "05_hierarchies", cfg, **where)
+for name, table in (("visual_retrieval", retrieval), ("visual_robustness", robust.table)):  # 09
+    table = table.drop(columns=curves).assign(**{"mAP@k": table[top]})
+    results.save_run_result(run, name, {"k": k_top, "rows": table.to_dict("records")})
+results.save_run_result(run, "visual_agreement", {"rows": agreements.to_dict("records")})
 
 # %% [markdown]
 # ## Where this study departs from the paper

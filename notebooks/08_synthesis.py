@@ -47,7 +47,7 @@ import pandas as pd
 
 from hierstudy import config, report, runs, train
 from hierstudy.datasets import protocols, study_splits
-from hierstudy.evaluation import rerank, retrieval
+from hierstudy.evaluation import rerank, results, retrieval
 from hierstudy.hierarchy import compare
 from hierstudy.proxy_tree import hier_proxy_tree
 
@@ -244,6 +244,12 @@ for b, h, hk in zip(baselines, *trained["PA + HIER"].values(), strict=True):
         "HIER proxies": hier_proxy_tree(h, seen),
         "HIER + KFR proxies": hier_proxy_tree(hk, seen),
     }
+for h in trained["PA + HIER"]["without"]:  # HIER's proxy tree against chance, for notebook 09
+    tree = hierarchies[h.seed]["HIER proxies"]
+    truth = semantic.restrict(tree.classes)
+    found = {"agreement": compare.triplet_agreement(truth, tree)}
+    found |= {"chance": compare.chance_triplet_agreement(truth, tree)}
+    results.save_run_result(h, "proxy_tree", found | {"support": compare.resolved_triplets(tree)})
 TREES = list(hierarchies[cfg.seeds[0]])
 classes = [set(h.classes) for trees in hierarchies.values() for h in trees.values()]
 common = [c for c in semantic.classes if all(c in cs for cs in classes)]

@@ -1,6 +1,7 @@
 """Everything the notebooks write and how their tables read: files with provenance
-(:mod:`.io`), the cells of tables over seeds (:mod:`.tables`), shared plots (:mod:`.plots`) and
-the central table in words (:mod:`.central`); the last two imported on their own
+(:mod:`.io`), the cells of tables over seeds (:mod:`.tables`), shared plots (:mod:`.plots`),
+the central table in words (:mod:`.central`) and the claims ledger (:mod:`.claims`, its registry
+:mod:`.claims_registry`); the last three imported on their own
 (``from hierstudy.report import plots``)."""
 
 from hierstudy.report.io import (

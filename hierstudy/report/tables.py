@@ -1,4 +1,5 @@
-"""Table cells over seeds: mean ± std, a difference paired by seed and its verdict, JSON rows.
+"""Table cells over seeds: mean ± std, a difference paired by seed (its sign pattern and its
+t-interval), JSON rows.
 
 The helpers notebooks 06, 07 and 08 and :func:`hierstudy.study.headline` share, so that every
 table of the study prints a mean over seeds, a paired comparison and a missing value the same way.
@@ -8,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
+from scipy import stats
 
 MISSING = "—"  # a metric that does not apply or was not computed
 
@@ -47,6 +50,15 @@ class PairedDifference:
     def std(self) -> float:
         """The differences' std (ddof = 1), NaN from fewer than two seeds."""
         return float(self.differences.std(ddof=1)) if self.n > 1 else float("nan")
+
+    def interval(self, level: float = 0.95) -> tuple[float, float]:
+        """The ``level`` confidence interval of the mean difference, Student's t over the paired
+        differences: mean ± t_{(1+level)/2, n−1} · std / √n (``scipy.stats.t``); NaNs from fewer
+        than two seeds."""
+        if self.n < 2:
+            return float("nan"), float("nan")
+        half = stats.t.ppf((1 + level) / 2, self.n - 1) * self.std / np.sqrt(self.n)
+        return self.mean - half, self.mean + half
 
     @property
     def wins(self) -> int:
