@@ -49,6 +49,11 @@ class Profile:
     batch_size: int = 64
     seeds: tuple[int, ...] = (0, 1, 2)
     num_workers: int = 0
+    # intra-op threads of one training run, fixed so that its weights do not depend on the
+    # machine's cores or on the runs training beside it (None: torch's default, for GPUs)
+    run_threads: int | None = 1
+    # runs trained at once by hierstudy.run_pool.train_many (None: cores // run_threads on CPU)
+    run_workers: int | None = None
     device: str = "auto"  # "auto" -> cuda if available, else cpu
     wordnet_datasets: tuple[str, ...] = ("cifar10", "cifar100", "mini_imagenet", "imagenet1k")
     data_root: Path | None = None  # None -> $HIERSTUDY_DATA or <root>/data
@@ -103,6 +108,7 @@ PROFILES: dict[str, Profile] = {
         epochs=1,
         batch_size=32,
         seeds=(0,),
+        run_workers=1,  # runs of seconds: starting worker processes would cost more
         wordnet_datasets=("cifar10", "cifar100", "mini_imagenet"),
     ),
     "small": Profile(
@@ -125,6 +131,8 @@ PROFILES: dict[str, Profile] = {
         epochs=100,
         batch_size=128,
         num_workers=8,
+        run_threads=None,
+        run_workers=1,
         retrain_corrupted=True,
     ),
 }

@@ -29,6 +29,7 @@ engine's guarantee) and hence the same tables.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -189,6 +190,7 @@ def train(
     setup: Setup | None = None,
     kfr: float = 0.0,
     corruption: str | None = None,
+    progress: bool | None = None,
     **knobs,
 ) -> Run:
     """Train ``method`` under ``profile`` with ``seed`` (or reload the finished run).
@@ -206,11 +208,12 @@ def train(
     ``force``: retrain even a finished run (which stays until the new one has finished).
     ``reuse_stale`` (default: ``$HIERSTUDY_REUSE_STALE == "1"``): reuse a finished run whose
     ``source_hash`` differs, with a :class:`StaleRunWarning`, instead of retraining it.
+    ``progress``: the training bar (None: tqdm's choice). The run trains and extracts on
+    ``profile.run_threads`` threads. :func:`hierstudy.run_pool.train_many` trains many at once.
     """
     plan = _plan(profile, method, seed, dataset, paper, setup, kfr, corruption, knobs)
     digest = run_files.source_hash(plan.recipe)
-    if reuse_stale is None:
-        reuse_stale = os.environ.get("HIERSTUDY_REUSE_STALE") == "1"
+    reuse_stale = _reuse_stale(reuse_stale)
     run = None if force else _reusable(plan, digest, reuse_stale)
     if run:
         return run
@@ -219,12 +222,53 @@ def train(
         if run:
             return run
         _start(plan, digest, fresh=force)
-        record, history = _train(profile, plan, digest, kfr, corruption, force)
+        with threads(profile.run_threads):
+            record, history = _train(profile, plan, digest, kfr, corruption, force, progress)
         run_files.publish(plan.partial, plan.run_dir)
     return Run(plan.run_dir, record, history)
 
 
-def _train(profile, plan, digest, kfr, corruption, force) -> tuple[RunRecord, pd.DataFrame]:
+def needs_training(
+    profile: Profile,
+    method: str,
+    seed: int = 0,
+    *,
+    force: bool = False,
+    reuse_stale: bool | None = None,
+    dataset: str = "hiershapes",
+    paper: str | None = None,
+    setup: Setup | None = None,
+    kfr: float = 0.0,
+    corruption: str | None = None,
+    progress: bool | None = None,
+    **knobs,
+) -> bool:
+    """Whether :func:`train` with these arguments would train, rather than reload a run."""
+    plan = _plan(profile, method, seed, dataset, paper, setup, kfr, corruption, knobs)
+    if force:
+        return True
+    return _reusable(plan, run_files.source_hash(plan.recipe), _reuse_stale(reuse_stale)) is None
+
+
+def _reuse_stale(reuse_stale: bool | None) -> bool:
+    return os.environ.get("HIERSTUDY_REUSE_STALE") == "1" if reuse_stale is None else reuse_stale
+
+
+@contextlib.contextmanager
+def threads(n: int | None):
+    """torch's intra-op threads set to ``n`` inside the block (None: left as they are)."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(
+    profile, plan, digest, kfr, corruption, force, progress
+) -> tuple[RunRecord, pd.DataFrame]:
     """Train in ``plan.partial`` and write its features and ``result.json``."""
     zero_shot, seed, work = plan.method.zero_shot, plan.seed, plan.partial
     data = study_data(profile, plan.dataset, plan.setup, zero_shot, seed, corruption)
@@ -234,7 +278,7 @@ def _train(profile, plan, digest, kfr, corruption, force) -> tuple[RunRecord, pd
     model = spec.build_model(plan.setup.weights(profile.root))
     device = profile.torch_device()
     workers = 0 if plan.dataset == "hiershapes" else profile.num_workers
-    history = _fit(plan, work, data, recipe, model, force, device, workers)
+    history = _fit(plan, work, data, recipe, model, force, device, workers, progress)
     test_acc = _save_features(plan, work, data, recipe, model, device, workers)
     commit, dirty = run_files.git_state()
     record = RunRecord(
@@ -323,6 +367,7 @@ def _plan(profile, method, seed, dataset, paper, setup, kfr, corruption, knobs) 
         "setup": dataclasses.asdict(setup),
         # HierShapes' size comes from the profile (the paper's datasets are what they are)
         "per_class": profile.per_class if dataset == "hiershapes" else None,
+        "threads": profile.run_threads,  # the sums' order, hence the weights, depend on them
     }
     return _Plan(entry, seed, dataset, paper, setup, knobs, extra, folder, recipe)
 
@@ -357,7 +402,7 @@ def _term(recipe: methods.Recipe, name: str) -> nn.Module:
     return next(t.loss for t in recipe.terms if t.name == name)
 
 
-def _fit(plan, work, data, recipe, model, force, device, workers) -> pd.DataFrame:
+def _fit(plan, work, data, recipe, model, force, device, workers, progress) -> pd.DataFrame:
     """Train in ``work`` with the recipe's terms (resuming from its checkpoint, if any)."""
     setup, seed = plan.setup, plan.seed
     if recipe.per_class:
@@ -375,6 +420,7 @@ def _fit(plan, work, data, recipe, model, force, device, workers) -> pd.DataFram
             num_workers=workers,
         )
     config = {"epochs": setup.epochs, "seed": seed, "device": str(device), "resume": not force}
+    config["progress"] = progress
     config = TrainConfig(**{**config, **setup.train, **recipe.train})
     evaluation: dict = {}
     if data.val is not None:

@@ -31,7 +31,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from hierstudy import config, embeddings, report, runs, setups
+from hierstudy import config, embeddings, report, run_pool, runs, setups
 from hierstudy.datasets import cifar as cifar_data
 from hierstudy.evaluation import results
 from hierstudy.hierarchy import toy_hierarchy, wordnet
@@ -204,13 +204,7 @@ methods = {
     "L_CORR+CLS": ("corr_cls", {}),
     RELU_BN: ("corr_cls", {"relu_bn": True}),
 }
-trained = {
-    label: [
-        runs.train(cfg, m, s, force=force, dataset=dataset, paper="barz", **knobs)
-        for s in cfg.seeds
-    ]
-    for label, (m, knobs) in methods.items()
-}
+trained = run_pool.train_grid(cfg, methods, cfg.seeds, force=force, dataset=dataset, paper="barz")
 accuracy = pd.DataFrame(
     [
         {

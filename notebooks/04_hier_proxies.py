@@ -54,7 +54,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hierstudy import config, methods, report, runs, setups
+from hierstudy import config, methods, report, run_pool, runs, setups
 from hierstudy.datasets import catalog, study_splits
 from hierstudy.evaluation import retrieval
 from hierstudy.hierarchy import compare
@@ -102,10 +102,7 @@ variants = {
     "PA + HIER": ("hier", {**hier_knobs, "dim": dim}),
     "PA + HIERsph": ("hier", {**hier_knobs, "dim": dim, "sphere": True}),
 }
-trained = {
-    label: [runs.train(cfg, method, s, force=force, dataset=dataset, **knobs) for s in cfg.seeds]
-    for label, (method, knobs) in variants.items()
-}
+trained = run_pool.train_grid(cfg, variants, cfg.seeds, force=force, dataset=dataset)
 scores = pd.DataFrame(
     [{"method": label, "seed": r.seed, **evaluate(r)} for label, rs in trained.items() for r in rs]
 )

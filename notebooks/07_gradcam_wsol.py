@@ -71,7 +71,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from hierstudy import config, gradcam, report, runs, setups
+from hierstudy import config, gradcam, report, run_pool, setups
 from hierstudy.datasets import catalog, selection, study_splits
 from hierstudy.evaluation import localisation, results
 from hierstudy.report import plots
@@ -128,13 +128,9 @@ models = {}  # per setup: {label: {seed: run}}, its CE baseline first
 for p, methods in plan.items():
     alpha = setup_of[p].knobs.get("kfr", {}).get("alpha", 30.0) if kfr_alpha is None else kfr_alpha
     knobs = {m: {"alpha": alpha} if m == "kfr" else {} for m in methods}
-    models[p] = {
-        LABELS[m].format(alpha) + suffix[p]: {
-            s: runs.train(cfg, m, s, force=force, dataset=dataset, paper=p, **knobs[m])
-            for s in cfg.seeds
-        }
-        for m in methods
-    }
+    variants = {LABELS[m].format(alpha) + suffix[p]: (m, knobs[m]) for m in methods}
+    grid = run_pool.train_grid(cfg, variants, cfg.seeds, force=force, dataset=dataset, paper=p)
+    models[p] = {label: dict(zip(cfg.seeds, rs, strict=True)) for label, rs in grid.items()}
 baseline = {p: next(iter(models[p])) for p in plan}
 centre = {p: "centre Gaussian (no model)" + suffix[p] for p in plan}  # the reference of a setup
 centres = {label: centre[p] for p in plan for label in [*models[p], centre[p]]}

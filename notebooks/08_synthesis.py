@@ -45,7 +45,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from hierstudy import config, report, runs, train
+from hierstudy import config, report, run_pool, runs, train
 from hierstudy.datasets import protocols, study_splits
 from hierstudy.evaluation import rerank, results, retrieval
 from hierstudy.hierarchy import compare
@@ -75,13 +75,17 @@ print(cfg.description, "|", semantic, "| seeds", cfg.seeds)
 
 # %%
 PAIRS = {"L_CORR": ("corr", alpha_corr), "PA + HIER": ("hier", alpha_hier)}
-trained = {  # {pair: {variant: one run per seed}}, the same knobs but KFR's
-    label: {
-        variant: [runs.train(cfg, method, s, force=force, kfr=a) for s in cfg.seeds]
+grid = run_pool.train_grid(  # every pair's runs without and with KFR, trained together
+    cfg,
+    {
+        (label, variant): (method, {"kfr": a})
+        for label, (method, alpha) in PAIRS.items()
         for variant, a in (("without", 0.0), ("+ KFR", alpha))
-    }
-    for label, (method, alpha) in PAIRS.items()
-}
+    },
+    cfg.seeds,
+    force=force,
+)
+trained = {label: {v: rs for (pair, v), rs in grid.items() if pair == label} for label in PAIRS}
 new_runs = [r for pair in trained.values() for r in pair["+ KFR"]]
 # wall-clock training time of the new runs: printed only (manifest.json keeps the notebooks' times)
 print({f"{r.name}/seed{r.seed}": f"{r.history.time_s.sum():.1f} s" for r in new_runs})
