@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import dataclasses
 import json
+import logging
 import os
 import re
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -62,6 +65,10 @@ def notebooks(root: Path | None = None, only: list[str] | None = None) -> list[P
 
 
 INJECTED = ("profile", "force")  # set by run_notebook from --profile and --force
+# the kernel's backend: plt.show() and a figure as a cell's value land in the executed notebook
+INLINE = "module://matplotlib_inline.backend_inline"
+# the kernel runs on this machine: no warning per notebook that its local TCP is unencrypted
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
 
 def notebook_parameters(path: Path) -> list[str]:
@@ -101,9 +108,12 @@ def run_notebook(
     force: bool = False,
     log_output: bool = False,
     parameters: dict | None = None,
+    progress: dict | None = None,
 ) -> Path:
     """Execute one notebook under ``profile`` (``parameters`` override its parameters cell, e.g.
-    ``{"dataset": "sop"}``); return the executed copy's path."""
+    ``{"dataset": "sop"}``); return the executed copy's path. Figures show inline in the executed
+    copy (matplotlib's inline backend). ``progress``: tqdm options of a per-cell bar (None: no
+    bar)."""
     import jupytext
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -116,7 +126,7 @@ def run_notebook(
     os.close(fd)
     running = Path(name)  # papermill saves after every cell: never over the last good copy
     notebook = jupytext.read(path)
-    env = {"HIERSTUDY_ROOT": str(prof.root), "HIERSTUDY_PROFILE": profile, "MPLBACKEND": "Agg"}
+    env = {"HIERSTUDY_ROOT": str(prof.root), "HIERSTUDY_PROFILE": profile, "MPLBACKEND": INLINE}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -127,8 +137,9 @@ def run_notebook(
             kernel_name="python3",
             language="python",
             cwd=str(prof.root),
-            progress_bar=False,
+            progress_bar=progress or False,
             log_output=log_output,
+            extra_arguments=KERNEL_ARGUMENTS,
         )
     except BaseException as error:  # failed, interrupted or out of disk space
         os.replace(running, failed)
@@ -195,17 +206,69 @@ def run(
     paths = notebooks(only=only)
     check_parameters(paths, parameters or {})
     done, seconds = [], {}
-    bar = tqdm(paths, desc=f"study [{profile}]", unit="notebook")
-    for path in bar:
-        bar.set_postfix_str(path.stem)
-        start = time.perf_counter()
-        done.append(
-            run_notebook(path, profile, force=force, log_output=log_output, parameters=parameters)
-        )
-        seconds[path.stem] = time.perf_counter() - start
-        bar.write(f"{path.stem}: {seconds[path.stem]:.1f} s")
+    bar = tqdm(paths, desc=f"study [{profile}]", unit="notebook", dynamic_ncols=True)
+    cells = {"leave": False, "position": 1, "dynamic_ncols": True}
+    with _ticking(bar), _streaming(log_output, bar):
+        for path in bar:
+            bar.set_postfix_str(path.stem)
+            start = time.perf_counter()
+            done.append(
+                run_notebook(
+                    path,
+                    profile,
+                    force=force,
+                    log_output=log_output,
+                    parameters=parameters,
+                    progress={**cells, "desc": path.stem[:2]},
+                )
+            )
+            seconds[path.stem] = time.perf_counter() - start
+            bar.write(f"{path.stem}: {seconds[path.stem]:.1f} s")
     publish(profile, seconds)
     return done
+
+
+@contextlib.contextmanager
+def _ticking(bar, every: float = 1.0):
+    """Redraw ``bar`` every ``every`` seconds, so its elapsed time runs during a long notebook
+    (tqdm redraws only when it advances)."""
+    stop = threading.Event()
+
+    def tick():
+        while not stop.wait(every):
+            bar.refresh()
+
+    thread = threading.Thread(target=tick, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+@contextlib.contextmanager
+def _streaming(log_output: bool, bar):
+    """With ``--log-output``: papermill's log (each cell's stdout, stderr and values, which it
+    logs at INFO and WARNING), to the terminal above the progress bars."""
+    if not log_output:
+        yield
+        return
+
+    class Above(logging.Handler):
+        def emit(self, record):  # the cells' output only: the bars show where papermill is
+            if record.funcName == "log_output_message":
+                bar.write(record.getMessage().rstrip("\n"), file=sys.stderr)
+
+    logger, handler = logging.getLogger("papermill"), Above(logging.INFO)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 # ------------------------------------------------------------------------------ the product

@@ -1,8 +1,10 @@
 import json
+import logging
 import os
 import platform
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -366,3 +368,18 @@ def test_reuse_stale_reaches_the_notebooks_kernels(monkeypatch):
     monkeypatch.setattr(study.config, "load", lambda name=None: study.config.PROFILES["smoke"])
     assert study.main(["study", "--profile", "smoke", "--reuse-stale"]) == 0
     assert seen["env"]["HIERSTUDY_REUSE_STALE"] == "1"
+
+
+def test_log_output_streams_the_cells_output_not_papermills_own_messages():
+    written = []
+    bar = SimpleNamespace(write=lambda text, file=None: written.append(text))
+    logger = logging.getLogger("papermill")
+
+    def log_output_message(text):  # named as papermill's client method that logs cell output
+        logger.info(text)
+
+    with study._streaming(True, bar):
+        logger.info("Executing Cell 3---")
+        log_output_message("What we found: ...\n")
+    log_output_message("after the run")
+    assert written == ["What we found: ..."]

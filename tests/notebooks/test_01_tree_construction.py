@@ -31,6 +31,26 @@ def test_notebook_01_under_smoke_reproduces_barz_toy_and_stats():
 
 
 @pytest.mark.notebook
+def test_the_executed_notebook_01_shows_every_figure_inline():
+    """Each of 01's four saved figures is also an image output of the executed copy (the kernel
+    draws inline, not with Agg, which shows nothing)."""
+    import nbformat
+
+    executed = config.load("smoke").runs_dir / "notebooks" / "01_tree_construction.ipynb"
+    if not executed.is_file():
+        study.run("smoke", only=["01"])
+    cells = nbformat.read(executed, as_version=4).cells
+    images = [
+        c.source.splitlines()[0]
+        for c in cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if "image/png" in o.get("data", {})
+    ]
+    assert len(images) == 4, images
+
+
+@pytest.mark.notebook
 def test_the_notebook_tests_run_in_a_temporary_root_not_in_the_checkout(notebook_root):
     checkout, root = Path(__file__).resolve().parents[2], notebook_root.resolve()
     cfg = config.load("smoke")
