@@ -20,7 +20,7 @@
 # of CIFAR-100's tree, and $s_G$ / $d_T$ heatmaps that show how the two distances differ.
 
 # %% tags=["parameters"]
-profile = "small"
+profile = None  # None: $HIERSTUDY_PROFILE, else "smoke" (hierstudy study sets it)
 force = False
 seed = 0
 
@@ -33,7 +33,7 @@ from hierstudy import config, report
 from hierstudy.hierarchy import toy_hierarchy, wordnet
 from hierstudy.report import plots
 
-cfg = config.load(profile)
+cfg = config.notebook(profile)
 report.use_style()
 wn = wordnet.load_wordnet()
 print(cfg.description, "| WordNet", wn.get_version())

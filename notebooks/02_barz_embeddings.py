@@ -21,7 +21,7 @@
 # literal row-by-row transcription of the paper's algorithm).
 
 # %% tags=["parameters"]
-profile = "small"
+profile = None  # None: $HIERSTUDY_PROFILE, else "smoke" (hierstudy study sets it)
 force = False
 dataset = None  # None: the profile's dataset for Barz (HierShapes; CIFAR-100 under `paper`)
 dims = (2, 4, 8, 16, 32, 64)  # low-dimensional approximation (Appendix D)
@@ -35,7 +35,7 @@ from hierstudy import config, embeddings, report, runs, setups
 from hierstudy.hierarchy import toy_hierarchy, wordnet
 from hierstudy.report import plots
 
-cfg = config.load(profile)
+cfg = config.notebook(profile)
 report.use_style()
 dataset = dataset or cfg.datasets["barz"]
 # another dataset than the profile's writes to figures/<profile>/<dataset>/

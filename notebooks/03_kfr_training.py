@@ -17,7 +17,7 @@
 # the same loop with the same sampling, and what KFR does to the latent space.
 
 # %% tags=["parameters"]
-profile = "small"
+profile = None  # None: $HIERSTUDY_PROFILE, else "smoke" (hierstudy study sets it)
 force = False
 dataset = None  # None: the profile's dataset for KFR (HierShapes; CIFAR-100 under `paper`)
 alpha = None  # None: the paper's α for the backbone (30 ResNet-34 / CvT, 1 WRN-50, 100 WRN-101)
@@ -36,7 +36,7 @@ from hierstudy.datasets import study_splits
 from hierstudy.losses.kfr import pairwise_latent_distance
 from hierstudy.report import plots
 
-cfg = config.load(profile)
+cfg = config.notebook(profile)
 report.use_style()
 dataset = dataset or cfg.datasets["kfr"]
 cfg = cfg.writing_for(dataset, cfg.datasets["kfr"])  # another dataset: figures/<profile>/<dataset>/

@@ -38,7 +38,7 @@
 # number.
 
 # %% tags=["parameters"]
-profile = "small"
+profile = None  # None: $HIERSTUDY_PROFILE, else "smoke" (hierstudy study sets it)
 force = False
 dataset = None  # None: the profile's (cfg.datasets["hier"]); or "cub", "cars196", "sop", "inshop"
 dim = None  # embedding dimension; None: the setup value (512 in the paper), 128 on HierShapes
@@ -61,7 +61,7 @@ from hierstudy.hierarchy import compare
 from hierstudy.proxy_tree import hier_proxy_tree
 from hierstudy.report import plots
 
-cfg = config.load(profile)
+cfg = config.notebook(profile)
 report.use_style()
 dataset = dataset or cfg.datasets["hier"]
 # another dataset than the profile's writes to figures/<profile>/<dataset>/

@@ -53,7 +53,7 @@
 #   hierarchy by construction.
 
 # %% tags=["parameters"]
-profile = "small"
+profile = None  # None: $HIERSTUDY_PROFILE, else "smoke" (hierstudy study sets it)
 force = False
 dataset = None  # None: the profile's dataset (HierShapes; CUB-200-2011 under `paper`)
 seed = 0
@@ -82,7 +82,7 @@ from hierstudy.evaluation import rerank, robustness
 from hierstudy.hierarchy import Hierarchy, compare
 from hierstudy.report import plots
 
-cfg = config.load(profile)
+cfg = config.notebook(profile)
 report.use_style()
 dataset = dataset or cfg.datasets["vh"]
 cfg = cfg.writing_for(dataset, cfg.datasets["vh"])  # another dataset: figures/<profile>/<dataset>/

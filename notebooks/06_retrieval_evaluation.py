@@ -29,7 +29,7 @@
 # compared there) and notebook 05's networks retrained on corrupted images (its robustness study).
 
 # %% tags=["parameters"]
-profile = "small"
+profile = None  # None: $HIERSTUDY_PROFILE, else "smoke" (hierstudy study sets it)
 force = False  # unused: this notebook only reads finished runs
 dataset = None  # None: every dataset with finished runs under runs/<profile>/; or one name
 K = 250  # AHP@K cut-off (Barz: 250), lowered to the database size when that is smaller
@@ -50,7 +50,9 @@ from hierstudy.datasets.hiershapes import taxonomy
 from hierstudy.evaluation import metrics, retrieval
 from hierstudy.report import central
 
-cfg = config.load(profile).writing_for(dataset, None)  # one dataset: figures/<profile>/<dataset>/
+cfg = config.notebook(profile).writing_for(
+    dataset, None
+)  # one dataset: figures/<profile>/<dataset>/
 report.use_style()
 
 # %%

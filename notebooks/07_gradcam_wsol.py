@@ -50,7 +50,7 @@
 # tested there, and the notebook says so.
 
 # %% tags=["parameters"]
-profile = "small"
+profile = None  # None: $HIERSTUDY_PROFILE, else "smoke" (hierstudy study sets it)
 force = False
 dataset = None  # None: the profile's WSOL dataset (HierShapes; ImageNet-1k val under `paper`)
 kfr_alpha = None  # None: the setup's α (30 on HierShapes: notebook 03's model; 100 for WRN-101)
@@ -73,7 +73,7 @@ from hierstudy.datasets import catalog, selection, study_splits
 from hierstudy.evaluation import localisation, results
 from hierstudy.report import plots
 
-cfg = config.load(profile)
+cfg = config.notebook(profile)
 report.use_style()
 dataset = dataset or cfg.datasets["wsol"]
 # another dataset: figures/<profile>/<dataset>/

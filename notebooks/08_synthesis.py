@@ -30,7 +30,7 @@
 # that profile's backbone, image size and schedule, not on the papers' datasets).
 
 # %% tags=["parameters"]
-profile = "small"
+profile = None  # None: $HIERSTUDY_PROFILE, else "smoke" (hierstudy study sets it)
 force = False
 alpha_corr = 0.3  # KFR's α on top of L_CORR (see "Choosing α" below)
 alpha_hier = 3.0  # KFR's α on top of PA + HIER
@@ -51,7 +51,7 @@ from hierstudy.evaluation import rerank, retrieval
 from hierstudy.hierarchy import compare
 from hierstudy.proxy_tree import hier_proxy_tree
 
-cfg = config.load(profile)
+cfg = config.notebook(profile)
 report.use_style()
 semantic = study_splits.hiershapes_splits(cfg)["train"].hierarchy
 graded = retrieval.grading(cfg, "hiershapes", False)  # mAHP always grades by the full taxonomy
