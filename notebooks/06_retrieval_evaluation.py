@@ -50,9 +50,8 @@ from hierstudy.datasets.hiershapes import taxonomy
 from hierstudy.evaluation import metrics, retrieval
 from hierstudy.report import central
 
-cfg = config.notebook(profile).writing_for(
-    dataset, None
-)  # one dataset: figures/<profile>/<dataset>/
+# one dataset: figures/<profile>/<dataset>/
+cfg = config.notebook(profile).writing_for(dataset, None)
 report.use_style()
 
 # %%
