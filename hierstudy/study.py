@@ -144,9 +144,10 @@ def run_notebook(
     except BaseException as error:  # failed, interrupted or out of disk space
         os.replace(running, failed)
         if isinstance(error, PapermillExecutionError):
+            advice = _advice(path, prof, parameters or {}, error.ename)
             raise StudyError(
                 f"notebook {path.name} failed in {_describe_cell(failed)} "
-                f"({error.ename}: {error.evalue}); executed copy kept at {failed}"
+                f"({error.ename}: {error.evalue}){advice}; executed copy kept at {failed}"
             ) from None
         if isinstance(error, OSError):  # e.g. no space left while papermill saves
             raise StudyError(
@@ -164,6 +165,34 @@ def run_notebook(
     os.replace(running, out)
     failed.unlink(missing_ok=True)  # an older failure's copy: this run replaced it
     return out
+
+
+def _advice(path: Path, prof: config.Profile, parameters: dict, ename: str) -> str:
+    """What to do about notebook ``path`` failing with ``ename``, from what is missing: the data
+    of the dataset ``-p dataset=NAME`` asks for (the loader's message names its folder), else,
+    for a missing file, the earlier notebooks that have no executed copy under this profile;
+    "" when neither is missing."""
+    from .datasets import catalog
+    from .datasets.base import DatasetError
+
+    dataset = parameters.get("dataset")
+    if isinstance(dataset, str) and dataset in catalog.NAMES:
+        try:
+            catalog.open_split(dataset, "test", root=prof.data_dir)
+        except DatasetError as error:
+            return f"; -p dataset={dataset}: {error}"
+    if ename != "FileNotFoundError":
+        return ""
+    executed = prof.runs_dir / "notebooks"
+    earlier = [p for p in notebooks(prof.root) if p.stem < path.stem]
+    missing = [p.stem[:2] for p in earlier if not (executed / f"{p.stem}.ipynb").is_file()]
+    if not missing:
+        return ""
+    return (
+        f"; notebook{'s' * (len(missing) > 1)} {', '.join(missing)} never ran under "
+        f"{prof.name} (no executed copy in {executed}), run them first: "
+        f"hierstudy study --profile {prof.name} --only {' '.join(missing)}"
+    )
 
 
 def _describe_cell(executed: Path) -> str:

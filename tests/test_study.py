@@ -12,7 +12,7 @@ import pytest
 import torch
 from fake_results import RETRIEVAL_CSV, WSOL_ROWS, store_localisation, store_retrieval
 
-from hierstudy import report, study
+from hierstudy import config, report, study
 from hierstudy.report.headline import headline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -385,3 +385,26 @@ def test_log_output_streams_the_cells_output_not_papermills_own_messages():
         log_output_message("What we found: ...\n")
     log_output_message("after the run")
     assert written == ["What we found: ..."]
+
+
+def test_a_failure_is_advised_by_what_is_missing(project, monkeypatch):
+    """The dataset's folder when ``-p dataset=`` names one without data; else the earlier
+    notebooks that never ran under the profile, when a file is missing."""
+    monkeypatch.setenv("HIERSTUDY_DATA", str(project / "data"))
+    _one_notebook(project, "02_trains", PARAMETERS)
+    for name in ("03_trains", "06_reads"):
+        (project / "notebooks" / f"{name}.py").write_text(PARAMETERS)
+    smoke = config.load("smoke")
+    reads = project / "notebooks" / "06_reads.py"
+    advice = study._advice(reads, smoke, {"dataset": "cub"}, "FileNotFoundError")
+    assert f"-p dataset=cub: CUB folder {project / 'data' / 'CUB_200_2011'} is missing" in advice
+    advice = study._advice(reads, smoke, {}, "FileNotFoundError")
+    assert advice.endswith("run them first: hierstudy study --profile smoke --only 02 03")
+    executed = smoke.runs_dir / "notebooks"
+    executed.mkdir(parents=True)
+    (executed / "02_trains.ipynb").touch()
+    assert study._advice(reads, smoke, {}, "FileNotFoundError").endswith("--only 03")
+    assert study._advice(reads, smoke, {}, "ValueError") == ""  # not a missing file
+    (executed / "03_trains.ipynb").touch()
+    assert study._advice(reads, smoke, {}, "FileNotFoundError") == ""
+    assert study._advice(reads, smoke, {"dataset": "hiershapes"}, "FileNotFoundError") == ""
