@@ -109,16 +109,18 @@ cifar = trees.get("cifar100") or next(iter(trees.values()))
 order = cifar.leaf_order()
 phi_cifar = embeddings.class_embeddings(cifar.similarity())
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
-axes[0].imshow(phi_cifar[order], cmap="viridis", aspect="auto", interpolation="nearest")
+image = axes[0].imshow(phi_cifar[order], cmap="viridis", aspect="auto", interpolation="nearest")
 axes[0].set(title="Φ (rows in tree order)", xlabel="dimension", ylabel="class")
 axes[0].grid(False)
-plots.heatmap(
+fig.colorbar(image, ax=axes[0])
+error = plots.heatmap(
     phi_cifar @ phi_cifar.T - cifar.similarity(),
     axes[1],
     order=order,
     title="ΦΦᵀ − S",
     cmap="coolwarm",
 )
+fig.colorbar(error, ax=axes[1])
 report.save_figure(fig, "02_cifar100_embedding", cfg, dataset="CIFAR-100")
 plt.show()
 

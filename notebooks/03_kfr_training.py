@@ -187,15 +187,16 @@ def latent_geometry(run, max_images=2000):
 
 geometry = {name: latent_geometry(runs[seed0]) for name, runs in (("CE", baseline), ("KFR", kfr))}
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-plots.heatmap(d_t, axes[0], order=order, title="$d_T$ (tree)", cmap="magma_r")
+fig.colorbar(plots.heatmap(d_t, axes[0], order=order, title="$d_T$ (tree)", cmap="magma_r"))
 for ax, (name, (rho, class_d)) in zip(axes[1:], geometry.items(), strict=True):
-    plots.heatmap(
+    image = plots.heatmap(
         class_d,
         ax,
         order=order,
         title=f"{name}: mean $d_z$ between classes (ρ = {rho:.2f})",
         cmap="magma_r",
     )
+    fig.colorbar(image, ax=ax)
 report.save_figure(fig, "03_latent_geometry", cfg, seed=seed0)
 plt.show()
 latent = pd.DataFrame([{"model": k, "spearman(d_z, d_T)": v[0]} for k, v in geometry.items()])

@@ -261,7 +261,7 @@ def affinity(run):
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
 for ax, label in zip(axes, ("Proxy-Anchor", "PA + HIER"), strict=True):
-    plots.heatmap(affinity(trained[label][0]), ax, order=order, title=label)
+    fig.colorbar(plots.heatmap(affinity(trained[label][0]), ax, order=order, title=label), ax=ax)
     ax.scatter(
         np.full(len(order), -1.5),
         np.arange(len(order)),

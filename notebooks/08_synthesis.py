@@ -164,7 +164,7 @@ for ax, ((label, metric), d) in zip(axes.flat, paired.items(), strict=True):
     ax.plot([0, 1], w.mean().values, marker="D", color="black", lw=2)
     ticks = [label, f"+ {PAIRS[label][1]:g}·ℓ_qtr"]
     ax.set(xticks=[0, 1], xticklabels=ticks, xlim=(-0.3, 1.3))
-    ax.set_title(f"{label}: {metric} (Δ {d.mean:+.3f})")
+    ax.set(title=f"{label}: {metric} (Δ {d.mean:+.3f})", ylabel=metric)
 report.save_figure(fig, "08_signals_add_up", cfg)
 plt.show()
 

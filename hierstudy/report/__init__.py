@@ -6,6 +6,8 @@ the central table in words (:mod:`.central`); the last two imported on their own
 from hierstudy.report.io import (
     LIBRARIES,
     STYLE,
+    FigureError,
+    check_figure,
     environment,
     git_commit,
     library_versions,
@@ -29,7 +31,9 @@ __all__ = [
     "LIBRARIES",
     "MISSING",
     "STYLE",
+    "FigureError",
     "PairedDifference",
+    "check_figure",
     "environment",
     "git_commit",
     "json_records",
