@@ -203,7 +203,7 @@ metrics = {
     },
 }
 report.save_metrics(metrics, "01_metrics", cfg, dataset="WordNet 3.0")
-print(
+report.findings(
     f"What we found: the toy example matches Barz's Fig. 2 (d_G = {d_g[0, 1]:.3f} and "
     f"{d_g[0, 2]:.3f}); every tree satisfies the triangle inequality while the DAGs break it "
     f"{int(stats.loc[stats.kind == 'DAG', 'triangle violations (d_G)'].sum())} times in total; "

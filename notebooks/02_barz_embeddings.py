@@ -246,7 +246,7 @@ report.save_metrics(
 worst = exact["distance error, Algorithm 1"].max()
 eig_worst = exact["distance error, eigendecomposition"].max()
 corr = accuracy.set_index("method")["test acc (mean)"]
-print(
+report.findings(
     f"What we found: Algorithm 1 reproduces S to {exact['max |ΦΦᵀ − S|'].max():.1e} with every "
     f"entry ≥ {exact['min entry of Φ'].min():.1e}; its worst pairwise-distance error is "
     f"{worst:.1e} against {eig_worst:.1e} for the eigendecomposition (paper: 1.7e-15 vs 1.7e-13). "

@@ -221,7 +221,7 @@ report.save_metrics(
     "03_metrics",
     cfg,
 )
-print(
+report.findings(
     f"What we found ({dataset}, {len(cfg.seeds)} seed(s), {setup.epochs} epochs, "
     f"{setup.backbone}): KFR {'raised' if kfr_acc > ce_acc else 'did not raise'} the "
     f"last-5-epoch accuracy ({ce_acc:.3f} → {kfr_acc:.3f}); the best α of the sweep was "

@@ -368,7 +368,7 @@ tree_found = (
     else f"agrees with the true taxonomy on {tree_agreement:.2f} of resolved class triplets "
     f"(chance {chance:.2f})"
 )
-print(
+report.findings(
     f"What we found on {dataset} ({len(cfg.seeds)} seed(s)): zero-shot Recall@1 "
     f"{mean_r1['Proxy-Anchor']:.3f} (PA) vs {mean_r1['PA + HIER']:.3f} (PA + HIER) vs "
     f"{mean_r1['PA + HIERsph']:.3f} (HIERsph); {len(used)} of {n_proxies} proxies serve as "

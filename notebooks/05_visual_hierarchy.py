@@ -446,7 +446,7 @@ score = retrieval.set_index("variant")[top]
 agree = agreements.set_index("pair")["triplet agreement (resolved in both)"]
 hit = robust.table.pivot(index="corruption", columns="variant", values=top).drop(index="none")
 wins = int((hit["cosine + α·D_H (visual)"] > hit["cosine"]).sum()) if len(hit) else 0
-print(
+report.findings(
     f"What we found on {SHOWN} ({setup.backbone}, {len(run.history)} epoch(s), "
     f"{pca.n_components} PCA axes): at t = {threshold:g} the merging made "
     f"{' → '.join(map(str, visual.levels))} nodes per level with {covariance} covariances, "

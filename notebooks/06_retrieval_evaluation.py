@@ -341,7 +341,10 @@ report.save_metrics(
 )
 epochs = sorted({len(r.history) for r in runs})  # as trained, even if the profile changed since
 backbones = sorted({r.record.recipe.backbone for r in runs})
-print(
-    f"What we found ({'/'.join(backbones)}, {'/'.join(map(str, epochs))} epoch(s), seeds "
-    f"{sorted({r.seed for r in runs})}): " + " ".join(central.findings(results, per_seed, chance))
+report.findings(
+    [
+        f"What we found ({'/'.join(backbones)}, {'/'.join(map(str, epochs))} epoch(s), seeds "
+        f"{sorted({r.seed for r in runs})})",
+        *central.findings(results, per_seed, chance),
+    ]
 )

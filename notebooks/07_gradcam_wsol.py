@@ -407,7 +407,7 @@ corr = [  # Barz's embeddings minus the CE of their setup
 ]
 where = f" in {SETUP_NAMES[main]} setup" if main else ""
 where += ", KFR against that setup's own CE" if kfr and main else ""
-print(
+report.findings(
     f"What we found ({len(cfg.seeds)} seed(s), {setup_of[main].epochs} epoch(s), {info['backbone']}"
     f"{where}, {len(subset)} {data_name} test images, Grad-CAM at {info['layer']}, grid "
     f"{info['grid'][0]}×{info['grid'][1]}): CE scores {cells.loc[ce, COLUMNS['maxboxacc_v2']]} "

@@ -368,7 +368,7 @@ report.save_metrics(
 # `smoke` profile (one seed, one epoch) nothing can be judged.
 
 # %%
-found = [f"What we found ({len(cfg.seeds)} seed(s), {cfg.epochs} epoch(s), {cfg.backbone}). 1."]
+found = [f"What we found ({len(cfg.seeds)} seed(s), {cfg.epochs} epoch(s), {cfg.backbone})"]
 for label, (_, alpha) in PAIRS.items():
     effects = [
         f"{r.metric} {r['without (mean)']:.3f} → {r['+ KFR (mean)']:.3f}, "
@@ -385,15 +385,15 @@ for c in covariances:
         f"with {c} Σ a tree merged classes for {len(part)} of {rerank_table.run.nunique()} "
         f"closed-set runs (the mean Δ mAHP is positive for {up[0]} of them, Δ mAP for {up[1]})"
     )
-found.append(f"2. Visual re-ranking (t = {threshold:g}, α = {rerank_alpha:g}), minus cosine: ")
+found.append(f"Visual re-ranking (t = {threshold:g}, α = {rerank_alpha:g}), minus cosine: ")
 found[-1] += "; ".join(reranked) + " (per run: the table above)."
 said = table.set_index(["first", "second"])["triplet agreement (common classes)"]
 said = said.replace(report.MISSING, "undefined")
 resolved = tree_table["triplets resolved"]
 found.append(
-    f"3. Triplet agreement with the semantic taxonomy on the {len(common)} common classes: "
+    f"Triplet agreement with the semantic taxonomy on the {len(common)} common classes: "
     + ", ".join(f"{t} {said['semantic', t]} (resolving {resolved[t]:.0%})" for t in TREES[1:])
     + f"; HIER's proxy tree against Ward's tree of CE {said['Ward (CE class means)', 'HIER proxies']}"
     + f", against HIER + KFR's {said['HIER proxies', 'HIER + KFR proxies']}."
 )
-print(" ".join(found))
+report.findings(found)

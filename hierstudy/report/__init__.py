@@ -1,8 +1,9 @@
 """Everything the notebooks write and how their tables read: files with provenance
-(:mod:`.io`), the cells of tables over seeds (:mod:`.tables`), shared plots (:mod:`.plots`) and
-the central table in words (:mod:`.central`); the last two imported on their own
-(``from hierstudy.report import plots``)."""
+(:mod:`.io`), findings and tables as a notebook shows them (:mod:`.display`), the cells of tables
+over seeds (:mod:`.tables`), shared plots (:mod:`.plots`) and the central table in words
+(:mod:`.central`); the last two imported on their own (``from hierstudy.report import plots``)."""
 
+from hierstudy.report.display import findings
 from hierstudy.report.io import (
     LIBRARIES,
     STYLE,
@@ -35,6 +36,7 @@ __all__ = [
     "PairedDifference",
     "check_figure",
     "environment",
+    "findings",
     "git_commit",
     "json_records",
     "library_versions",

@@ -39,8 +39,12 @@ STYLE = {
 
 
 def use_style() -> None:
-    """Apply the study's shared matplotlib style."""
+    """Apply the study's shared matplotlib style, and show floats in tables to three significant
+    digits (:func:`hierstudy.report.display.table_format`)."""
+    from hierstudy.report.display import table_format
+
     matplotlib.rcParams.update(STYLE)
+    table_format()
 
 
 @functools.lru_cache(maxsize=1)
