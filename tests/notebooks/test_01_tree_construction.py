@@ -6,8 +6,9 @@ from hierstudy import config, report, study
 
 
 @pytest.mark.notebook
-def test_notebook_01_under_smoke_reproduces_barz_toy_and_stats():
+def test_notebook_01_under_smoke_reproduces_barz_toy_and_stats(capfd):
     study.run("smoke", only=["01"])
+    assert "without encryption" not in capfd.readouterr().err  # the kernel's warning, silenced
     cfg = config.load("smoke")
     metrics = report.load_metrics("01_metrics", cfg)
     assert metrics["toy_dG_dog_cat"] == pytest.approx(1 / 3)
