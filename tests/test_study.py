@@ -13,6 +13,7 @@ import torch
 from fake_results import RETRIEVAL_CSV, WSOL_ROWS, store_localisation, store_retrieval
 
 from hierstudy import config, report, study
+from hierstudy.report import publish
 from hierstudy.report.headline import headline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -188,17 +189,17 @@ def test_readme_block_is_replaced_and_nothing_else(tmp_path):
     )
     after = "\n## more\n<!-- headline:smoke:start -->\nkeep\n<!-- headline:smoke:end -->\n"
     readme.write_text(before + after)
-    assert study.update_readme(readme, "| a |\n|---|\n| 1 |\n", "small")
+    assert publish.update_readme(readme, "| a |\n|---|\n| 1 |\n", "small")
     text = readme.read_text()
     assert text == before.replace("old\nrows", "| a |\n|---|\n| 1 |") + after
-    assert not study.update_readme(
+    assert not publish.update_readme(
         readme, "| a |\n|---|\n| 1 |", "small"
     )  # unchanged: not rewritten
     assert [p.name for p in tmp_path.iterdir()] == ["README.md"]  # no temporary file left
     for broken in ("no markers", "<!-- headline:small:end -->\n<!-- headline:small:start -->"):
         readme.write_text(broken)
         with pytest.raises(ValueError, match="needs exactly one <!-- headline:small:start -->"):
-            study.update_readme(readme, "x", "small")
+            publish.update_readme(readme, "x", "small")
 
 
 def test_publish_writes_headline_manifest_index_and_the_profiles_readme_block(project, smoke):
@@ -223,7 +224,7 @@ def test_publish_writes_headline_manifest_index_and_the_profiles_readme_block(pr
     assert "- [sop/](sop/): [04_metrics.json](sop/04_metrics.json)" in text
     assert index == folder / "index.md"
     assert text.index("## Headline") < text.index("## 01 · Trees") < text.index("## 06 · Retrieval")
-    assert study.headline_markdown(headline(smoke)) in text
+    assert publish.headline_markdown(headline(smoke)) in text
     for link in (
         "[01_stats](01_stats.md) ([csv](01_stats.csv))",
         "[01_metrics.json](01_metrics.json)",
