@@ -1,8 +1,9 @@
 """Profiles: one frozen dataclass per scale of the study (smoke, small, paper).
 
 ``load(profile=None, **overrides)`` resolves the profile from the argument, then
-``$HIERSTUDY_PROFILE``, then ``"small"``. Notebooks branch on the profile's values, never on its
-name, so a new profile is one more entry in ``PROFILES``.
+``$HIERSTUDY_PROFILE``, then ``"small"``; ``notebook(profile)`` is what a notebook's parameters
+cell resolves to (``smoke`` by default, not publishing when run by hand). Notebooks branch on the
+profile's values, never on its name, so a new profile is one more entry in ``PROFILES``.
 """
 
 from __future__ import annotations
@@ -13,17 +14,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+class ProjectError(RuntimeError):
+    """No project root: the cwd is outside the repository and ``$HIERSTUDY_ROOT`` is unset."""
+
+
 def project_root() -> Path:
     """``$HIERSTUDY_ROOT``, else the nearest folder above the cwd holding ``notebooks/`` and
-    ``pyproject.toml`` (so JupyterLab, started in ``notebooks/``, writes where papermill does),
-    else the cwd."""
+    ``pyproject.toml`` (so JupyterLab, started in ``notebooks/``, writes where papermill does).
+    Raises :class:`ProjectError` elsewhere, rather than writing ``figures/``, ``runs/`` and
+    ``data/`` into whatever folder the cwd is."""
     if os.environ.get("HIERSTUDY_ROOT"):
         return Path(os.environ["HIERSTUDY_ROOT"]).resolve()
     here = Path.cwd().resolve()
     for folder in (here, *here.parents):
         if (folder / "notebooks").is_dir() and (folder / "pyproject.toml").is_file():
             return folder
-    return here
+    raise ProjectError(
+        f"{here} is not inside the hierstudy repository (no folder above it holds notebooks/ and "
+        "pyproject.toml), so there is nowhere to write figures/, runs/ and data/: run from the "
+        "repository or set $HIERSTUDY_ROOT to it"
+    )
 
 
 class ProfileError(ValueError):
@@ -65,6 +75,9 @@ class Profile:
     # a subfolder of figures/<profile>/ for the outputs of a notebook run on another dataset than
     # the profile's own for it (see `writing_for`)
     outputs: str = ""
+    # a notebook run by hand (see `notebook`): its figures and tables go to runs/<profile>/figures/
+    # (git-ignored), never over the published figures/<profile>/
+    interactive: bool = False
 
     @property
     def root(self) -> Path:
@@ -72,7 +85,10 @@ class Profile:
 
     @property
     def figures_dir(self) -> Path:
-        return self.root / "figures" / self.name / self.outputs
+        published = (
+            self.runs_dir / "figures" if self.interactive else self.root / "figures" / self.name
+        )
+        return published / self.outputs
 
     def writing_for(self, dataset: str | None, default: str | None) -> Profile:
         """This profile, with the outputs of a notebook that ran on ``dataset`` instead of its
@@ -156,3 +172,15 @@ def load(profile: str | None = None, **overrides) -> Profile:
     if unknown:
         raise ProfileError(f"unknown profile fields {sorted(unknown)}; the fields are {known}")
     return dataclasses.replace(PROFILES[name], **overrides)
+
+
+def notebook(profile: str | None = None) -> Profile:
+    """The profile of a notebook's parameters cell. Named (``hierstudy study`` and papermill's
+    ``-p profile NAME`` set it): that profile, publishing to ``figures/<profile>/``. None, as in a
+    notebook run by hand in JupyterLab: ``$HIERSTUDY_PROFILE``, else ``smoke`` (minutes, not the
+    half hour of ``small``), writing to ``runs/<profile>/figures/`` so that the committed figures
+    stay as published, unless ``$HIERSTUDY_PUBLISH=1``."""
+    if profile:
+        return load(profile)
+    name = os.environ.get("HIERSTUDY_PROFILE") or "smoke"
+    return load(name, interactive=os.environ.get("HIERSTUDY_PUBLISH") != "1")

@@ -9,30 +9,26 @@ when the notebook succeeds; the copy of a failed or interrupted run is kept besi
 ``<name>.failed.ipynb``, for inspection. Figures and tables go to ``figures/<profile>/`` through
 :mod:`hierstudy.report`.
 
-After the notebooks succeed, :func:`publish` turns ``figures/<profile>/`` into one product: the
-headline table (``headline.csv``/``.md``, also between the README's
-``<!-- headline:<profile>:start/end -->`` markers when it has them), the claims ledger's findings
-(between ``<!-- findings:<profile>:start/end -->``), ``manifest.json`` (the
-environment and each notebook's wall time) and ``index.md`` (everything, grouped by notebook).
+After the notebooks succeed, :func:`hierstudy.report.publish.publish` turns
+``figures/<profile>/`` into one product (the headline, the manifest and the index).
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
-import dataclasses
-import json
+import contextlib
+import logging
 import os
 import re
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
-import pandas as pd
-
-from . import config, report
-from .files import atomic_write
+from . import config
+from .report.publish import publish
 
 
 class StudyError(RuntimeError):
@@ -63,6 +59,10 @@ def notebooks(root: Path | None = None, only: list[str] | None = None) -> list[P
 
 
 INJECTED = ("profile", "force")  # set by run_notebook from --profile and --force
+# the kernel's backend: plt.show() and a figure as a cell's value land in the executed notebook
+INLINE = "module://matplotlib_inline.backend_inline"
+# the kernel runs on this machine: no warning per notebook that its local TCP is unencrypted
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
 
 def notebook_parameters(path: Path) -> list[str]:
@@ -102,9 +102,12 @@ def run_notebook(
     force: bool = False,
     log_output: bool = False,
     parameters: dict | None = None,
+    progress: dict | None = None,
 ) -> Path:
     """Execute one notebook under ``profile`` (``parameters`` override its parameters cell, e.g.
-    ``{"dataset": "sop"}``); return the executed copy's path."""
+    ``{"dataset": "sop"}``); return the executed copy's path. Figures show inline in the executed
+    copy (matplotlib's inline backend). ``progress``: tqdm options of a per-cell bar (None: no
+    bar)."""
     import jupytext
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -117,7 +120,7 @@ def run_notebook(
     os.close(fd)
     running = Path(name)  # papermill saves after every cell: never over the last good copy
     notebook = jupytext.read(path)
-    env = {"HIERSTUDY_ROOT": str(prof.root), "HIERSTUDY_PROFILE": profile, "MPLBACKEND": "Agg"}
+    env = {"HIERSTUDY_ROOT": str(prof.root), "HIERSTUDY_PROFILE": profile, "MPLBACKEND": INLINE}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -128,15 +131,17 @@ def run_notebook(
             kernel_name="python3",
             language="python",
             cwd=str(prof.root),
-            progress_bar=False,
+            progress_bar=progress or False,
             log_output=log_output,
+            extra_arguments=KERNEL_ARGUMENTS,
         )
     except BaseException as error:  # failed, interrupted or out of disk space
         os.replace(running, failed)
         if isinstance(error, PapermillExecutionError):
+            advice = _advice(path, prof, parameters or {}, error.ename)
             raise StudyError(
                 f"notebook {path.name} failed in {_describe_cell(failed)} "
-                f"({error.ename}: {error.evalue}); executed copy kept at {failed}"
+                f"({error.ename}: {error.evalue}){advice}; executed copy kept at {failed}"
             ) from None
         if isinstance(error, OSError):  # e.g. no space left while papermill saves
             raise StudyError(
@@ -154,6 +159,34 @@ def run_notebook(
     os.replace(running, out)
     failed.unlink(missing_ok=True)  # an older failure's copy: this run replaced it
     return out
+
+
+def _advice(path: Path, prof: config.Profile, parameters: dict, ename: str) -> str:
+    """What to do about notebook ``path`` failing with ``ename``, from what is missing: the data
+    of the dataset ``-p dataset=NAME`` asks for (the loader's message names its folder), else,
+    for a missing file, the earlier notebooks that have no executed copy under this profile;
+    "" when neither is missing."""
+    from .datasets import catalog
+    from .datasets.base import DatasetError
+
+    dataset = parameters.get("dataset")
+    if isinstance(dataset, str) and dataset in catalog.NAMES:
+        try:
+            catalog.open_split(dataset, "test", root=prof.data_dir)
+        except DatasetError as error:
+            return f"; -p dataset={dataset}: {error}"
+    if ename != "FileNotFoundError":
+        return ""
+    executed = prof.runs_dir / "notebooks"
+    earlier = [p for p in notebooks(prof.root) if p.stem < path.stem]
+    missing = [p.stem[:2] for p in earlier if not (executed / f"{p.stem}.ipynb").is_file()]
+    if not missing:
+        return ""
+    return (
+        f"; notebook{'s' * (len(missing) > 1)} {', '.join(missing)} never ran under "
+        f"{prof.name} (no executed copy in {executed}), run them first: "
+        f"hierstudy study --profile {prof.name} --only {' '.join(missing)}"
+    )
 
 
 def _describe_cell(executed: Path) -> str:
@@ -196,162 +229,69 @@ def run(
     paths = notebooks(only=only)
     check_parameters(paths, parameters or {})
     done, seconds = [], {}
-    bar = tqdm(paths, desc=f"study [{profile}]", unit="notebook")
-    for path in bar:
-        bar.set_postfix_str(path.stem)
-        start = time.perf_counter()
-        done.append(
-            run_notebook(path, profile, force=force, log_output=log_output, parameters=parameters)
-        )
-        seconds[path.stem] = time.perf_counter() - start
-        bar.write(f"{path.stem}: {seconds[path.stem]:.1f} s")
+    bar = tqdm(paths, desc=f"study [{profile}]", unit="notebook", dynamic_ncols=True)
+    cells = {"leave": False, "position": 1, "dynamic_ncols": True}
+    with _ticking(bar), _streaming(log_output, bar):
+        for path in bar:
+            bar.set_postfix_str(path.stem)
+            start = time.perf_counter()
+            done.append(
+                run_notebook(
+                    path,
+                    profile,
+                    force=force,
+                    log_output=log_output,
+                    parameters=parameters,
+                    progress={**cells, "desc": path.stem[:2]},
+                )
+            )
+            seconds[path.stem] = time.perf_counter() - start
+            bar.write(f"{path.stem}: {seconds[path.stem]:.1f} s")
     publish(profile, seconds)
     return done
 
 
-# ------------------------------------------------------------------------------ the product
-HEADLINE_NOTE = (
-    "Mean ± std over seeds (no ± from one seed; — where a metric does not apply or was not "
-    "measured): accuracy and MaxBoxAccV2 (mean of δ = 30/50/70, at the Grad-CAM layer notebook 07 "
-    "reports) from notebook 07, the rest from notebook 06; both read from the results stored "
-    "beside the runs. [headline.csv](headline.csv)"
-)
-OWN_FILES = {"index.md", "headline.csv", "headline.md", "manifest.json"}  # written by publish()
-INDEXED = {".md", ".json", ".png"}  # tables, metrics, figures (the .pdf beside a .png is ignored)
+@contextlib.contextmanager
+def _ticking(bar, every: float = 1.0):
+    """Redraw ``bar`` every ``every`` seconds, so its elapsed time runs during a long notebook
+    (tqdm redraws only when it advances)."""
+    stop = threading.Event()
 
+    def tick():
+        while not stop.wait(every):
+            bar.refresh()
 
-def _profile(profile: str | config.Profile) -> config.Profile:
-    return profile if isinstance(profile, config.Profile) else config.load(profile)
-
-
-def headline_markdown(table: pd.DataFrame) -> str:
-    """The headline as a markdown table (what index.md and the README show)."""
-    return table.to_markdown(index=False, disable_numparse=True)
-
-
-def update_readme(readme: Path, block: str, profile: str, marker: str = "headline") -> bool:
-    """Replace the text between ``<!-- <marker>:<profile>:start -->`` and ``…:end -->`` in
-    ``readme`` by ``block`` (atomically); everything else stays. True when the file changed."""
-    start, end = f"<!-- {marker}:{profile}:start -->", f"<!-- {marker}:{profile}:end -->"
-    text = readme.read_text()
-    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
-        raise ValueError(f"{readme} needs exactly one {start} followed by one {end}")
-    head, rest = text.split(start)
-    new = f"{head}{start}\n{block.strip()}\n{end}{rest.split(end)[1]}"
-    if new == text:
-        return False
-    atomic_write(readme, new.encode())
-    return True
-
-
-def write_manifest(profile: str | config.Profile, seconds: dict[str, float]) -> Path:
-    """``figures/<profile>/manifest.json``: provenance, environment, the profile's settings and
-    each notebook's wall time in seconds with the commit it ran at (entries of notebooks not run
-    this time are kept from the previous manifest; ``complete``: every notebook has one)."""
-    cfg = _profile(profile)
-    path = cfg.figures_dir / "manifest.json"
+    thread = threading.Thread(target=tick, daemon=True)
+    thread.start()
     try:
-        previous = json.loads(path.read_text()).get("notebooks", {})
-    except (OSError, ValueError, AttributeError):
-        previous = {}
-    stems = [p.stem for p in notebooks(cfg.root)]
-    stamp = report.provenance(cfg)
-    ran = {stem: {"seconds": round(s, 1), "commit": stamp["commit"]} for stem, s in seconds.items()}
-    entries = {s: ran.get(s, previous.get(s)) for s in stems if s in ran or s in previous}
-    manifest = {
-        **stamp,
-        **report.environment(str(cfg.torch_device())),
-        "config": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
-        "notebooks": entries,
-        "complete": len(entries) == len(stems),
-    }
-    return atomic_write(path, (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
-def _notebook_titles(root: Path) -> dict[str, tuple[str, str]]:
-    """{"06": ("06_retrieval_evaluation", "06 · Retrieval evaluation: …")} from each notebook's
-    first markdown heading."""
-    titles = {}
-    for path in sorted((root / "notebooks").glob("[0-9][0-9]_*.py")):
-        heading = re.search(r"^# # (.+)$", path.read_text(), re.MULTILINE)
-        titles[path.stem[:2]] = (path.name, heading.group(1) if heading else path.stem)
-    return titles
+@contextlib.contextmanager
+def _streaming(log_output: bool, bar):
+    """With ``--log-output``: papermill's log (each cell's stdout, stderr and values, which it
+    logs at INFO and WARNING), to the terminal above the progress bars."""
+    if not log_output:
+        yield
+        return
 
+    class Above(logging.Handler):
+        def emit(self, record):  # the cells' output only: the bars show where papermill is
+            if record.funcName == "log_output_message":
+                bar.write(record.getMessage().rstrip("\n"), file=sys.stderr)
 
-def write_index(profile: str | config.Profile, table: pd.DataFrame | None = None) -> Path:
-    """``figures/<profile>/index.md``: the headline, then every table (.md, with its .csv), JSON
-    file and figure (.png, shown) of the folder, grouped by notebook number, then links to the
-    subfolders of notebooks run on other datasets."""
-    from .report.headline import headline  # torch: only when the headline is built
-
-    cfg = _profile(profile)
-    folder = cfg.figures_dir
-    table = headline(cfg) if table is None else table
-    groups: dict[str, list[Path]] = {}  # notebook number ("" for other files) -> its files
-    for path in sorted(folder.glob("*")):
-        if path.name[0] != "." and path.name not in OWN_FILES and path.suffix in INDEXED:
-            number = path.name[:2] if re.match(r"\d\d_", path.name) else ""
-            groups.setdefault(number, []).append(path)
-    manifest = (folder / "manifest.json").is_file()
-    lines = [
-        f"# hierstudy results: profile `{cfg.name}`",
-        "",
-        f"{cfg.description}. Written by `hierstudy study` from the files of this folder"
-        + (" (environment and wall times: [manifest.json](manifest.json))." if manifest else "."),
-        "",
-        "## Headline",
-        "",
-    ]
-    if len(table):
-        lines += [headline_markdown(table), "", HEADLINE_NOTE, ""]
-    else:
-        lines += ["No headline yet: notebooks 06 and 07 have not stored their results.", ""]
-    titles = _notebook_titles(cfg.root)
-    for number in sorted(groups, key=lambda n: (n == "", n)):
-        name, title = titles.get(number, (None, f"{number} (no notebook)" if number else "Other"))
-        lines += [f"## {title}", ""]
-        lines += [f"Notebook: [{name}](../../notebooks/{name})", ""] if name else []
-        files = groups[number]
-        for p in (p for p in files if p.suffix == ".md"):
-            csv = f" ([csv]({p.stem}.csv))" if p.with_suffix(".csv").is_file() else ""
-            lines.append(f"- table [{p.stem}]({p.name}){csv}")
-        lines += [f"- json [{p.name}]({p.name})" for p in files if p.suffix == ".json"]
-        for p in (p for p in files if p.suffix == ".png"):  # pdfs are git-ignored: not linked
-            lines += ["", f"**{p.stem}**", "", f"![{p.stem}]({p.name})"]
-        lines.append("")
-    others = [p for p in sorted(folder.iterdir()) if p.is_dir() and any(p.glob("*.json"))]
-    if others:  # notebooks run with -p dataset=... (Profile.writing_for)
-        lines += ["## Notebooks run on other datasets", ""]
-        lines += [
-            f"- [{p.name}/]({p.name}/): "
-            + ", ".join(f"[{q.name}]({p.name}/{q.name})" for q in sorted(p.glob("*.json")))
-            for p in others
-        ]
-        lines.append("")
-    lines += [f"<sub>{report.stamp_text(report.provenance(cfg))}</sub>", ""]
-    return atomic_write(folder / "index.md", "\n".join(lines).encode())
-
-
-def publish(profile: str | config.Profile, seconds: dict[str, float]) -> Path:
-    """After a run: the headline (table, README block), the claims ledger's findings (README
-    block), the manifest and the index; returns the index's path. A README block is rewritten
-    only where the README has this profile's markers."""
-    from .report.headline import headline  # torch: only when the headline is built
-
-    cfg = _profile(profile)
-    table = headline(cfg)
-    if len(table):
-        report.save_table(table, "headline", cfg)
-    write_manifest(cfg, seconds)
-    readme = cfg.root / "README.md"
-    marked = readme.is_file() and f"<!-- headline:{cfg.name}:start -->" in readme.read_text()
-    if len(table) and marked:
-        update_readme(readme, headline_markdown(table), cfg.name)
-    if readme.is_file() and f"<!-- findings:{cfg.name}:start -->" in readme.read_text():
-        from .report.claims import findings_markdown, ledger
-
-        update_readme(readme, findings_markdown(ledger(cfg), cfg.name), cfg.name, "findings")
-    return write_index(cfg, table)
+    logger, handler = logging.getLogger("papermill"), Above(logging.INFO)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 BARE_STRING = re.compile(r"[\w.+\-/:]+")  # -p dataset=sop: a string without quotes

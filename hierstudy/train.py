@@ -73,8 +73,8 @@ class TrainConfig:
     ``schedule`` / ``lr_end`` / ``sgdr_*``: see :func:`~hierstudy.optim.lr_at`. ``amp``: None =
     on for CUDA. ``channels_last``: None = on (CPU too: the convolutions of a ResNet at 64 px
     run ~1.4x faster on one thread, benchmarks/bench_train.py; the sums run in another order, so
-    weights differ from NCHW's at float32 rounding). ``progress``: None = tqdm's choice (on for
-    a terminal). ``weight_decay`` is decoupled for AdamW, L2 for SGD.
+    weights differ from NCHW's at float32 rounding). ``progress``: None = on in a terminal or a
+    Jupyter kernel (:func:`progress_on`). ``weight_decay`` is decoupled for AdamW, L2 for SGD.
     """
 
     epochs: int = 1
@@ -371,11 +371,21 @@ def _set_epoch(loader: DataLoader, epoch: int) -> None:
             done.append(s)
 
 
-def _progress(session: Session, desc: str):
-    from tqdm import tqdm
+def progress_on(progress: bool | None) -> bool:
+    """``TrainConfig.progress`` resolved: None is on in a terminal and in a Jupyter kernel (whose
+    stderr is no TTY, where tqdm's own None would hide the bar), off otherwise."""
+    import sys
 
-    progress = session.config.progress
-    disable = True if session.rank != 0 else (None if progress is None else not progress)
+    if progress is not None:
+        return progress
+    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
+    return sys.stderr.isatty() or "IPKernelApp" in getattr(shell, "config", {})
+
+
+def _progress(session: Session, desc: str):
+    from tqdm.auto import tqdm  # a widget in JupyterLab, text in a terminal
+
+    disable = session.rank != 0 or not progress_on(session.config.progress)
     return tqdm(total=session.steps, desc=desc, disable=disable, dynamic_ncols=True)
 
 

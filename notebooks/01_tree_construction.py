@@ -1,3 +1,11 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python (hierstudy)
+#     language: python
+#     name: hierstudy
+# ---
+
 # %% [markdown]
 # # 01 · Tree construction: from WordNet to class distances
 #
@@ -20,7 +28,7 @@
 # of CIFAR-100's tree, and $s_G$ / $d_T$ heatmaps that show how the two distances differ.
 
 # %% tags=["parameters"]
-profile = "small"
+profile = None  # None: $HIERSTUDY_PROFILE, else "smoke" (hierstudy study sets it)
 force = False
 seed = 0
 
@@ -33,7 +41,7 @@ from hierstudy import config, report
 from hierstudy.hierarchy import toy_hierarchy, wordnet
 from hierstudy.report import plots
 
-cfg = config.load(profile)
+cfg = config.notebook(profile)
 report.use_style()
 wn = wordnet.load_wordnet()
 print(cfg.description, "| WordNet", wn.get_version())
@@ -195,7 +203,7 @@ metrics = {
     },
 }
 report.save_metrics(metrics, "01_metrics", cfg, dataset="WordNet 3.0")
-print(
+report.findings(
     f"What we found: the toy example matches Barz's Fig. 2 (d_G = {d_g[0, 1]:.3f} and "
     f"{d_g[0, 2]:.3f}); every tree satisfies the triangle inequality while the DAGs break it "
     f"{int(stats.loc[stats.kind == 'DAG', 'triangle violations (d_G)'].sum())} times in total; "

@@ -1,3 +1,11 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python (hierstudy)
+#     language: python
+#     name: hierstudy
+# ---
+
 # %% [markdown]
 # # 02 · Barz & Denzler: hierarchy-based class embeddings
 #
@@ -21,7 +29,7 @@
 # literal row-by-row transcription of the paper's algorithm).
 
 # %% tags=["parameters"]
-profile = "small"
+profile = None  # None: $HIERSTUDY_PROFILE, else "smoke" (hierstudy study sets it)
 force = False
 dataset = None  # None: the profile's dataset for Barz (HierShapes; CIFAR-100 under `paper`)
 dims = (2, 4, 8, 16, 32, 64)  # low-dimensional approximation (Appendix D)
@@ -31,13 +39,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from hierstudy import config, embeddings, report, run_pool, runs, setups
+from hierstudy import config, embeddings, report, run_pool, setups
 from hierstudy.datasets import cifar as cifar_data
 from hierstudy.evaluation import results
 from hierstudy.hierarchy import toy_hierarchy, wordnet
 from hierstudy.report import plots
 
-cfg = config.load(profile)
+cfg = config.notebook(profile)
 report.use_style()
 dataset = dataset or cfg.datasets["barz"]
 # another dataset than the profile's writes to figures/<profile>/<dataset>/
@@ -110,16 +118,18 @@ cifar = trees.get("cifar100") or next(iter(trees.values()))
 order = cifar.leaf_order()
 phi_cifar = embeddings.class_embeddings(cifar.similarity())
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
-axes[0].imshow(phi_cifar[order], cmap="viridis", aspect="auto", interpolation="nearest")
+image = axes[0].imshow(phi_cifar[order], cmap="viridis", aspect="auto", interpolation="nearest")
 axes[0].set(title="Φ (rows in tree order)", xlabel="dimension", ylabel="class")
 axes[0].grid(False)
-plots.heatmap(
+fig.colorbar(image, ax=axes[0])
+error = plots.heatmap(
     phi_cifar @ phi_cifar.T - cifar.similarity(),
     axes[1],
     order=order,
     title="ΦΦᵀ − S",
     cmap="coolwarm",
 )
+fig.colorbar(error, ax=axes[1])
 report.save_figure(fig, "02_cifar100_embedding", cfg, dataset="CIFAR-100")
 plt.show()
 
@@ -245,7 +255,7 @@ report.save_metrics(
 worst = exact["distance error, Algorithm 1"].max()
 eig_worst = exact["distance error, eigendecomposition"].max()
 corr = accuracy.set_index("method")["test acc (mean)"]
-print(
+report.findings(
     f"What we found: Algorithm 1 reproduces S to {exact['max |ΦΦᵀ − S|'].max():.1e} with every "
     f"entry ≥ {exact['min entry of Φ'].min():.1e}; its worst pairwise-distance error is "
     f"{worst:.1e} against {eig_worst:.1e} for the eigendecomposition (paper: 1.7e-15 vs 1.7e-13). "

@@ -1,3 +1,11 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python (hierstudy)
+#     language: python
+#     name: hierstudy
+# ---
+
 # %% [markdown]
 # # 03 · KFR: fusing hierarchy knowledge by quantitative relativity
 #
@@ -17,7 +25,7 @@
 # the same loop with the same sampling, and what KFR does to the latent space.
 
 # %% tags=["parameters"]
-profile = "small"
+profile = None  # None: $HIERSTUDY_PROFILE, else "smoke" (hierstudy study sets it)
 force = False
 dataset = None  # None: the profile's dataset for KFR (HierShapes; CIFAR-100 under `paper`)
 alpha = None  # None: the paper's α for the backbone (30 ResNet-34 / CvT, 1 WRN-50, 100 WRN-101)
@@ -36,7 +44,7 @@ from hierstudy.datasets import study_splits
 from hierstudy.losses.kfr import pairwise_latent_distance
 from hierstudy.report import plots
 
-cfg = config.load(profile)
+cfg = config.notebook(profile)
 report.use_style()
 dataset = dataset or cfg.datasets["kfr"]
 cfg = cfg.writing_for(dataset, cfg.datasets["kfr"])  # another dataset: figures/<profile>/<dataset>/
@@ -179,15 +187,16 @@ def latent_geometry(run, max_images=2000):
 
 geometry = {name: latent_geometry(runs[seed0]) for name, runs in (("CE", baseline), ("KFR", kfr))}
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-plots.heatmap(d_t, axes[0], order=order, title="$d_T$ (tree)", cmap="magma_r")
+fig.colorbar(plots.heatmap(d_t, axes[0], order=order, title="$d_T$ (tree)", cmap="magma_r"))
 for ax, (name, (rho, class_d)) in zip(axes[1:], geometry.items(), strict=True):
-    plots.heatmap(
+    image = plots.heatmap(
         class_d,
         ax,
         order=order,
         title=f"{name}: mean $d_z$ between classes (ρ = {rho:.2f})",
         cmap="magma_r",
     )
+    fig.colorbar(image, ax=ax)
 report.save_figure(fig, "03_latent_geometry", cfg, seed=seed0)
 plt.show()
 latent = pd.DataFrame([{"model": k, "spearman(d_z, d_T)": v[0]} for k, v in geometry.items()])
@@ -212,7 +221,7 @@ report.save_metrics(
     "03_metrics",
     cfg,
 )
-print(
+report.findings(
     f"What we found ({dataset}, {len(cfg.seeds)} seed(s), {setup.epochs} epochs, "
     f"{setup.backbone}): KFR {'raised' if kfr_acc > ce_acc else 'did not raise'} the "
     f"last-5-epoch accuracy ({ce_acc:.3f} → {kfr_acc:.3f}); the best α of the sweep was "

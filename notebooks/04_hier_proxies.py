@@ -1,3 +1,11 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python (hierstudy)
+#     language: python
+#     name: hierstudy
+# ---
+
 # %% [markdown]
 # # 04 · HIER: hierarchical proxies in hyperbolic space
 #
@@ -38,7 +46,7 @@
 # number.
 
 # %% tags=["parameters"]
-profile = "small"
+profile = None  # None: $HIERSTUDY_PROFILE, else "smoke" (hierstudy study sets it)
 force = False
 dataset = None  # None: the profile's (cfg.datasets["hier"]); or "cub", "cars196", "sop", "inshop"
 dim = None  # embedding dimension; None: the setup value (512 in the paper), 128 on HierShapes
@@ -61,7 +69,7 @@ from hierstudy.hierarchy import compare
 from hierstudy.proxy_tree import hier_proxy_tree
 from hierstudy.report import plots
 
-cfg = config.load(profile)
+cfg = config.notebook(profile)
 report.use_style()
 dataset = dataset or cfg.datasets["hier"]
 # another dataset than the profile's writes to figures/<profile>/<dataset>/
@@ -250,7 +258,7 @@ def affinity(run):
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
 for ax, label in zip(axes, ("Proxy-Anchor", "PA + HIER"), strict=True):
-    plots.heatmap(affinity(trained[label][0]), ax, order=order, title=label)
+    fig.colorbar(plots.heatmap(affinity(trained[label][0]), ax, order=order, title=label), ax=ax)
     ax.scatter(
         np.full(len(order), -1.5),
         np.arange(len(order)),
@@ -357,7 +365,7 @@ tree_found = (
     else f"agrees with the true taxonomy on {tree_agreement:.2f} of resolved class triplets "
     f"(chance {chance:.2f})"
 )
-print(
+report.findings(
     f"What we found on {dataset} ({len(cfg.seeds)} seed(s)): zero-shot Recall@1 "
     f"{mean_r1['Proxy-Anchor']:.3f} (PA) vs {mean_r1['PA + HIER']:.3f} (PA + HIER) vs "
     f"{mean_r1['PA + HIERsph']:.3f} (HIERsph); {len(used)} of {n_proxies} proxies serve as "

@@ -1,3 +1,11 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python (hierstudy)
+#     language: python
+#     name: hierstudy
+# ---
+
 # %% [markdown]
 # # 05 · Visual hierarchies: merging overlapping classes, hierarchy-aware ranking
 #
@@ -54,7 +62,7 @@
 #   hierarchy by construction.
 
 # %% tags=["parameters"]
-profile = "small"
+profile = None  # None: $HIERSTUDY_PROFILE, else "smoke" (hierstudy study sets it)
 force = False
 dataset = None  # None: the profile's dataset (HierShapes; CUB-200-2011 under `paper`)
 seed = 0
@@ -83,7 +91,7 @@ from hierstudy.evaluation import rerank, results, robustness
 from hierstudy.hierarchy import Hierarchy, compare
 from hierstudy.report import plots
 
-cfg = config.load(profile)
+cfg = config.notebook(profile)
 report.use_style()
 dataset = dataset or cfg.datasets["vh"]
 cfg = cfg.writing_for(dataset, cfg.datasets["vh"])  # another dataset: figures/<profile>/<dataset>/
@@ -448,7 +456,7 @@ score = retrieval.set_index("variant")[top]
 agree = agreements.set_index("pair")["triplet agreement (resolved in both)"]
 hit = robust.table.pivot(index="corruption", columns="variant", values=top).drop(index="none")
 wins = int((hit["cosine + α·D_H (visual)"] > hit["cosine"]).sum()) if len(hit) else 0
-print(
+report.findings(
     f"What we found on {SHOWN} ({setup.backbone}, {len(run.history)} epoch(s), "
     f"{pca.n_components} PCA axes): at t = {threshold:g} the merging made "
     f"{' → '.join(map(str, visual.levels))} nodes per level with {covariance} covariances, "

@@ -1,3 +1,11 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python (hierstudy)
+#     language: python
+#     name: hierstudy
+# ---
+
 # %% [markdown]
 # # 06 · Retrieval evaluation: every model, one protocol
 #
@@ -29,7 +37,7 @@
 # compared there) and notebook 05's networks retrained on corrupted images (its robustness study).
 
 # %% tags=["parameters"]
-profile = "small"
+profile = None  # None: $HIERSTUDY_PROFILE, else "smoke" (hierstudy study sets it)
 force = False  # unused: this notebook only reads finished runs
 dataset = None  # None: every dataset with finished runs under runs/<profile>/; or one name
 K = 250  # AHP@K cut-off (Barz: 250), lowered to the database size when that is smaller
@@ -50,7 +58,8 @@ from hierstudy.datasets.hiershapes import taxonomy
 from hierstudy.evaluation import metrics, retrieval
 from hierstudy.report import central
 
-cfg = config.load(profile).writing_for(dataset, None)  # one dataset: figures/<profile>/<dataset>/
+# one dataset: figures/<profile>/<dataset>/
+cfg = config.notebook(profile).writing_for(dataset, None)
 report.use_style()
 
 # %%
@@ -332,7 +341,10 @@ report.save_metrics(
 )
 epochs = sorted({len(r.history) for r in runs})  # as trained, even if the profile changed since
 backbones = sorted({r.record.recipe.backbone for r in runs})
-print(
-    f"What we found ({'/'.join(backbones)}, {'/'.join(map(str, epochs))} epoch(s), seeds "
-    f"{sorted({r.seed for r in runs})}): " + " ".join(central.findings(results, per_seed, chance))
+report.findings(
+    [
+        f"What we found ({'/'.join(backbones)}, {'/'.join(map(str, epochs))} epoch(s), seeds "
+        f"{sorted({r.seed for r in runs})})",
+        *central.findings(results, per_seed, chance),
+    ]
 )

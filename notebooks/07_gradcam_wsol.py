@@ -1,3 +1,11 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python (hierstudy)
+#     language: python
+#     name: hierstudy
+# ---
+
 # %% [markdown]
 # # 07 · Grad-CAM and weakly-supervised localisation: does hierarchy knowledge move the attention?
 #
@@ -53,7 +61,7 @@
 # tested there, and the notebook says so.
 
 # %% tags=["parameters"]
-profile = "small"
+profile = None  # None: $HIERSTUDY_PROFILE, else "smoke" (hierstudy study sets it)
 force = False
 dataset = None  # None: the profile's WSOL dataset (HierShapes; ImageNet-1k val under `paper`)
 kfr_alpha = None  # None: the setup's α (30 on HierShapes: notebook 03's model; 100 for WRN-101)
@@ -76,7 +84,7 @@ from hierstudy.datasets import catalog, selection, study_splits
 from hierstudy.evaluation import localisation, results
 from hierstudy.report import plots
 
-cfg = config.load(profile)
+cfg = config.notebook(profile)
 report.use_style()
 dataset = dataset or cfg.datasets["wsol"]
 # another dataset: figures/<profile>/<dataset>/
@@ -449,7 +457,7 @@ corr = [  # Barz's embeddings minus the CE of their setup
 ]
 where = f" in {SETUP_NAMES[main]} setup" if main else ""
 where += ", KFR against that setup's own CE" if kfr and main else ""
-print(
+report.findings(
     f"What we found ({len(cfg.seeds)} seed(s), {setup_of[main].epochs} epoch(s), {info['backbone']}"
     f"{where}, {len(subset)} {data_name} test images, Grad-CAM at {info['layer']}, grid "
     f"{info['grid'][0]}×{info['grid'][1]}): CE scores {cells.loc[ce, COLUMNS['maxboxacc_v2']]} "

@@ -1,3 +1,11 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python (hierstudy)
+#     language: python
+#     name: hierstudy
+# ---
+
 # %% [markdown]
 # # 08 · Synthesis: do the hierarchy signals add up?
 #
@@ -30,7 +38,7 @@
 # that profile's backbone, image size and schedule, not on the papers' datasets).
 
 # %% tags=["parameters"]
-profile = "small"
+profile = None  # None: $HIERSTUDY_PROFILE, else "smoke" (hierstudy study sets it)
 force = False
 alpha_corr = 0.3  # KFR's α on top of L_CORR (see "Choosing α" below)
 alpha_hier = 3.0  # KFR's α on top of PA + HIER
@@ -51,7 +59,7 @@ from hierstudy.evaluation import rerank, results, retrieval
 from hierstudy.hierarchy import compare
 from hierstudy.proxy_tree import hier_proxy_tree
 
-cfg = config.load(profile)
+cfg = config.notebook(profile)
 report.use_style()
 semantic = study_splits.hiershapes_splits(cfg)["train"].hierarchy
 graded = retrieval.grading(cfg, "hiershapes", False)  # mAHP always grades by the full taxonomy
@@ -160,7 +168,7 @@ for ax, ((label, metric), d) in zip(axes.flat, paired.items(), strict=True):
     ax.plot([0, 1], w.mean().values, marker="D", color="black", lw=2)
     ticks = [label, f"+ {PAIRS[label][1]:g}·ℓ_qtr"]
     ax.set(xticks=[0, 1], xticklabels=ticks, xlim=(-0.3, 1.3))
-    ax.set_title(f"{label}: {metric} (Δ {d.mean:+.3f})")
+    ax.set(title=f"{label}: {metric} (Δ {d.mean:+.3f})", ylabel=metric)
 report.save_figure(fig, "08_signals_add_up", cfg)
 plt.show()
 
@@ -370,7 +378,7 @@ report.save_metrics(
 # `smoke` profile (one seed, one epoch) nothing can be judged.
 
 # %%
-found = [f"What we found ({len(cfg.seeds)} seed(s), {cfg.epochs} epoch(s), {cfg.backbone}). 1."]
+found = [f"What we found ({len(cfg.seeds)} seed(s), {cfg.epochs} epoch(s), {cfg.backbone})"]
 for label, (_, alpha) in PAIRS.items():
     effects = [
         f"{r.metric} {r['without (mean)']:.3f} → {r['+ KFR (mean)']:.3f}, "
@@ -387,15 +395,15 @@ for c in covariances:
         f"with {c} Σ a tree merged classes for {len(part)} of {rerank_table.run.nunique()} "
         f"closed-set runs (the mean Δ mAHP is positive for {up[0]} of them, Δ mAP for {up[1]})"
     )
-found.append(f"2. Visual re-ranking (t = {threshold:g}, α = {rerank_alpha:g}), minus cosine: ")
+found.append(f"Visual re-ranking (t = {threshold:g}, α = {rerank_alpha:g}), minus cosine: ")
 found[-1] += "; ".join(reranked) + " (per run: the table above)."
 said = table.set_index(["first", "second"])["triplet agreement (common classes)"]
 said = said.replace(report.MISSING, "undefined")
 resolved = tree_table["triplets resolved"]
 found.append(
-    f"3. Triplet agreement with the semantic taxonomy on the {len(common)} common classes: "
+    f"Triplet agreement with the semantic taxonomy on the {len(common)} common classes: "
     + ", ".join(f"{t} {said['semantic', t]} (resolving {resolved[t]:.0%})" for t in TREES[1:])
     + f"; HIER's proxy tree against Ward's tree of CE {said['Ward (CE class means)', 'HIER proxies']}"
     + f", against HIER + KFR's {said['HIER proxies', 'HIER + KFR proxies']}."
 )
-print(" ".join(found))
+report.findings(found)

@@ -56,9 +56,10 @@ def test_cam_grid_and_boxacc_curves_lay_out_one_panel_per_row_and_column():
     )
     maps = np.random.default_rng(0).random((3, 8, 8))
     fig = cam_grid([("images", images, None), ("model", images, maps)], [0, 2], ["a", "c"])
-    assert len(fig.axes) == 4 and [ax.get_title() for ax in fig.axes[:2]] == ["a", "c"]
+    assert len(fig.axes) == 5 and [ax.get_title() for ax in fig.axes[:2]] == ["a", "c"]
+    assert fig.axes[4].get_label() == "<colorbar>" and fig.axes[4].get_ylabel() == "Grad-CAM"
     assert fig.axes[0].get_ylabel() == "images" and fig.axes[2].get_ylabel() == "model"
-    assert all(t.startswith(("IoU", "empty")) for t in (ax.get_title() for ax in fig.axes[2:]))
+    assert all(t.startswith(("IoU", "empty")) for t in (ax.get_title() for ax in fig.axes[2:4]))
     taus = cam_thresholds()  # best IoU per image and τ: 0.6; 0.6 below τ = 0.5, then 0.2; 0
     m = np.stack([np.full(len(taus), 0.6), np.where(taus < 0.5, 0.6, 0.2), np.zeros(len(taus))])
     fig = boxacc_curves({"m": m, "ref": np.zeros((3, len(taus)))}, dotted=["ref"])

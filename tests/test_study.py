@@ -1,8 +1,10 @@
 import json
+import logging
 import os
 import platform
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -10,7 +12,8 @@ import pytest
 import torch
 from fake_results import RETRIEVAL_CSV, WSOL_ROWS, store_localisation, store_retrieval
 
-from hierstudy import report, study
+from hierstudy import config, report, study
+from hierstudy.report import publish
 from hierstudy.report.headline import headline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +40,9 @@ def test_every_notebook_has_a_parameters_cell_with_profile():
     for path in study.notebooks(ROOT):
         cells = [c for c in jupytext.read(path).cells if c.cell_type == "code"]
         assert "parameters" in cells[0].metadata.get("tags", []), path.name
-        assert 'profile = "small"' in cells[0].source, path.name
+        # None: $HIERSTUDY_PROFILE or smoke by hand (config.notebook), as the CLI resolves it
+        assert cells[0].source.startswith("profile = None  #"), path.name
+        assert "config.notebook(profile)" in path.read_text(), path.name
 
 
 def _one_notebook(project, name: str, source: str) -> None:
@@ -184,17 +189,17 @@ def test_readme_block_is_replaced_and_nothing_else(tmp_path):
     )
     after = "\n## more\n<!-- headline:smoke:start -->\nkeep\n<!-- headline:smoke:end -->\n"
     readme.write_text(before + after)
-    assert study.update_readme(readme, "| a |\n|---|\n| 1 |\n", "small")
+    assert publish.update_readme(readme, "| a |\n|---|\n| 1 |\n", "small")
     text = readme.read_text()
     assert text == before.replace("old\nrows", "| a |\n|---|\n| 1 |") + after
-    assert not study.update_readme(
+    assert not publish.update_readme(
         readme, "| a |\n|---|\n| 1 |", "small"
     )  # unchanged: not rewritten
     assert [p.name for p in tmp_path.iterdir()] == ["README.md"]  # no temporary file left
     for broken in ("no markers", "<!-- headline:small:end -->\n<!-- headline:small:start -->"):
         readme.write_text(broken)
         with pytest.raises(ValueError, match="needs exactly one <!-- headline:small:start -->"):
-            study.update_readme(readme, "x", "small")
+            publish.update_readme(readme, "x", "small")
 
 
 def test_publish_writes_headline_manifest_index_and_the_profiles_readme_block(project, smoke):
@@ -219,7 +224,7 @@ def test_publish_writes_headline_manifest_index_and_the_profiles_readme_block(pr
     assert "- [sop/](sop/): [04_metrics.json](sop/04_metrics.json)" in text
     assert index == folder / "index.md"
     assert text.index("## Headline") < text.index("## 01 · Trees") < text.index("## 06 · Retrieval")
-    assert study.headline_markdown(headline(smoke)) in text
+    assert publish.headline_markdown(headline(smoke)) in text
     for link in (
         "[01_stats](01_stats.md) ([csv](01_stats.csv))",
         "[01_metrics.json](01_metrics.json)",
@@ -366,3 +371,41 @@ def test_reuse_stale_reaches_the_notebooks_kernels(monkeypatch):
     monkeypatch.setattr(study.config, "load", lambda name=None: study.config.PROFILES["smoke"])
     assert study.main(["study", "--profile", "smoke", "--reuse-stale"]) == 0
     assert seen["env"]["HIERSTUDY_REUSE_STALE"] == "1"
+
+
+def test_log_output_streams_the_cells_output_not_papermills_own_messages():
+    written = []
+    bar = SimpleNamespace(write=lambda text, file=None: written.append(text))
+    logger = logging.getLogger("papermill")
+
+    def log_output_message(text):  # named as papermill's client method that logs cell output
+        logger.info(text)
+
+    with study._streaming(True, bar):
+        logger.info("Executing Cell 3---")
+        log_output_message("What we found: ...\n")
+    log_output_message("after the run")
+    assert written == ["What we found: ..."]
+
+
+def test_a_failure_is_advised_by_what_is_missing(project, monkeypatch):
+    """The dataset's folder when ``-p dataset=`` names one without data; else the earlier
+    notebooks that never ran under the profile, when a file is missing."""
+    monkeypatch.setenv("HIERSTUDY_DATA", str(project / "data"))
+    _one_notebook(project, "02_trains", PARAMETERS)
+    for name in ("03_trains", "06_reads"):
+        (project / "notebooks" / f"{name}.py").write_text(PARAMETERS)
+    smoke = config.load("smoke")
+    reads = project / "notebooks" / "06_reads.py"
+    advice = study._advice(reads, smoke, {"dataset": "cub"}, "FileNotFoundError")
+    assert f"-p dataset=cub: CUB folder {project / 'data' / 'CUB_200_2011'} is missing" in advice
+    advice = study._advice(reads, smoke, {}, "FileNotFoundError")
+    assert advice.endswith("run them first: hierstudy study --profile smoke --only 02 03")
+    executed = smoke.runs_dir / "notebooks"
+    executed.mkdir(parents=True)
+    (executed / "02_trains.ipynb").touch()
+    assert study._advice(reads, smoke, {}, "FileNotFoundError").endswith("--only 03")
+    assert study._advice(reads, smoke, {}, "ValueError") == ""  # not a missing file
+    (executed / "03_trains.ipynb").touch()
+    assert study._advice(reads, smoke, {}, "FileNotFoundError") == ""
+    assert study._advice(reads, smoke, {"dataset": "hiershapes"}, "FileNotFoundError") == ""

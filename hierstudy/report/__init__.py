@@ -1,12 +1,15 @@
 """Everything the notebooks write and how their tables read: files with provenance
-(:mod:`.io`), the cells of tables over seeds (:mod:`.tables`), shared plots (:mod:`.plots`),
-the central table in words (:mod:`.central`) and the claims ledger (:mod:`.claims`, its registry
-:mod:`.claims_registry`); the last three imported on their own
-(``from hierstudy.report import plots``)."""
+(:mod:`.io`), findings and tables as a notebook shows them (:mod:`.display`), the cells of tables
+over seeds (:mod:`.tables`), shared plots (:mod:`.plots`), the central table in words
+(:mod:`.central`) and the claims ledger (:mod:`.claims`, its registry :mod:`.claims_registry`);
+the last three imported on their own (``from hierstudy.report import plots``)."""
 
+from hierstudy.report.display import findings
 from hierstudy.report.io import (
     LIBRARIES,
     STYLE,
+    FigureError,
+    check_figure,
     environment,
     git_commit,
     library_versions,
@@ -30,8 +33,11 @@ __all__ = [
     "LIBRARIES",
     "MISSING",
     "STYLE",
+    "FigureError",
     "PairedDifference",
+    "check_figure",
     "environment",
+    "findings",
     "git_commit",
     "json_records",
     "library_versions",

@@ -39,8 +39,12 @@ STYLE = {
 
 
 def use_style() -> None:
-    """Apply the study's shared matplotlib style."""
+    """Apply the study's shared matplotlib style, and show floats in tables to three significant
+    digits (:func:`hierstudy.report.display.table_format`)."""
+    from hierstudy.report.display import table_format
+
     matplotlib.rcParams.update(STYLE)
+    table_format()
 
 
 @functools.lru_cache(maxsize=1)
@@ -177,11 +181,77 @@ def stamp_text(stamp: Mapping[str, object]) -> str:
     return ", ".join(f"{k} {v}" for k, v in stamp.items())
 
 
-def save_figure(fig, name: str, profile: Profile, *, dataset=None, seed=None, weights=None) -> Path:
+class FigureError(ValueError):
+    """A figure a reader cannot read: an axis without a label, a heatmap without a colour bar."""
+
+
+def _labelled(ax, which: str) -> bool:
+    """The x or y axis of ``ax`` says what it shows: a label (its own, a shared sibling's or the
+    figure's sup-label) or categorical tick labels (class names, method names)."""
+    fig = ax.get_figure(root=True)
+    sup = getattr(fig, f"_sup{which}label", None)
+    siblings = getattr(ax, f"get_shared_{which}_axes")().get_siblings(ax)
+    if (sup is not None and sup.get_text()) or any(
+        getattr(a, f"get_{which}label")() for a in siblings
+    ):
+        return True
+    ticks = [t.get_text() for t in getattr(ax, f"get_{which}ticklabels")()]
+
+    def number(text: str) -> bool:
+        try:
+            float(text.replace("\N{MINUS SIGN}", "-").strip("$").replace("{", "").replace("}", ""))
+        except ValueError:
+            return "^" in text  # mathtext powers: 10^{2}
+        return True
+
+    return any(t and not number(t) for t in ticks)
+
+
+def check_figure(fig, name: str) -> None:
+    """Refuse a figure with a plotted axis that says nothing of what it shows (see
+    :func:`_labelled`; axes turned off and image panels — RGB pictures — need none) or a heatmap
+    (``imshow`` / ``pcolormesh`` of a matrix) without a colour bar: its own, or one of the figure
+    with the same colour map and limits."""
+    from matplotlib.collections import QuadMesh
+
+    axes = [a for a in fig.axes if a.get_visible() and a.get_label() != "<colorbar>"]
+    mappables = [m for a in axes for m in (*a.images, *a.collections) if isinstance(m, QuadMesh)]
+    mappables += [m for a in axes for m in a.images if m.get_array().ndim == 2]
+    barred = [a._colorbar.mappable for a in fig.axes if a.get_label() == "<colorbar>"]
+
+    def scale(m):
+        return m.get_cmap().name, m.norm.vmin, m.norm.vmax
+
+    problems = [
+        f"a heatmap in {m.axes.get_title() or 'an untitled panel'!r} has no colour bar"
+        for m in mappables
+        if m.colorbar is None and scale(m) not in {scale(b) for b in barred}
+    ]
+    for ax in axes:
+        pictures = any(i.get_array().ndim == 3 for i in ax.images)
+        if ax.axison and ax.has_data() and not pictures:
+            problems += [
+                f"the {w} axis of {ax.get_title() or 'an untitled panel'!r} has no label"
+                for w in ("x", "y")
+                if not _labelled(ax, w)
+            ]
+    if problems:
+        raise FigureError(
+            f"figure {name}: {'; '.join(problems)} (set_xlabel / set_ylabel, fig.colorbar; "
+            "save_figure(..., unchecked='why') for a figure that needs neither)"
+        )
+
+
+def save_figure(
+    fig, name: str, profile: Profile, *, dataset=None, seed=None, weights=None, unchecked: str = ""
+) -> Path:
     """Save ``fig`` as ``figures/<profile>/<name>.png`` and ``.pdf`` with a provenance footer
-    (``weights``: see :func:`provenance`)."""
+    (``weights``: see :func:`provenance`), after :func:`check_figure` unless ``unchecked`` says
+    why the figure needs no axis labels or colour bars."""
     import io
 
+    if not unchecked:
+        check_figure(fig, name)
     stamp = provenance(profile, dataset, seed, weights)
     fig.text(0.995, -0.01, stamp_text(stamp), ha="right", va="top", fontsize=6, alpha=0.6)  # below
     target = profile.figures_dir / f"{name}.png"

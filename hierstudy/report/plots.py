@@ -78,8 +78,10 @@ def heatmap(
     cmap: str = "viridis",
     vmin=None,
     vmax=None,
+    axis_label: str = "class",
 ):
-    """A class-by-class matrix, rows and columns permuted by ``order`` (e.g. ``leaf_order()``)."""
+    """A class-by-class matrix, rows and columns permuted by ``order`` (e.g. ``leaf_order()``),
+    both axes labelled ``axis_label``; returns the image, for its colour bar."""
     order = np.arange(len(matrix)) if order is None else np.asarray(order)
     image = ax.imshow(
         matrix[np.ix_(order, order)], cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest"
@@ -92,7 +94,7 @@ def heatmap(
         ax.set_xticks([])
         ax.set_yticks([])
     ax.grid(False)
-    ax.set_title(title)
+    ax.set(title=title, xlabel=axis_label, ylabel=axis_label)
     return image
 
 
@@ -245,8 +247,10 @@ def cam_grid(rows, shown, titles, *, point: tuple[float, float] = KFR_POINT):
     """Zhao et al. (KFR, 2024), Fig. 4: one row of :func:`cam_panel` per ``(name, images, maps)``
     of ``rows`` on the images ``shown`` (indices), ``images`` a
     :class:`~hierstudy.datasets.selection.ScoredImages` and ``maps`` [N, H, W] their CAMs (None:
-    the images with their boxes only, titled with ``titles``, one per column). Returns a new
-    constrained-layout Figure (not registered with pyplot)."""
+    the images with their boxes only, titled with ``titles``, one per column), with the maps'
+    colour bar. Returns a new constrained-layout Figure (not registered with pyplot)."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(1.2 * len(shown) + 0.6, 1.3 * len(rows)), layout="constrained")
@@ -258,6 +262,10 @@ def cam_grid(rows, shown, titles, *, point: tuple[float, float] = KFR_POINT):
             cam_panel(ax, images.display(i), images.boxes[i], cam, point=point)
             if maps is None:
                 ax.set_title(title, fontsize=6)
+    if any(maps is not None for _, _, maps in rows):  # cam_panel draws maps on jet, 0 to 1
+        bar = fig.colorbar(ScalarMappable(Normalize(0, 1), "jet"), ax=axes, shrink=0.6, aspect=30)
+        bar.set_label("Grad-CAM", fontsize=6)
+        bar.ax.tick_params(labelsize=5)
     return fig
 
 

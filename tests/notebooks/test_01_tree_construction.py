@@ -6,8 +6,9 @@ from hierstudy import config, report, study
 
 
 @pytest.mark.notebook
-def test_notebook_01_under_smoke_reproduces_barz_toy_and_stats():
+def test_notebook_01_under_smoke_reproduces_barz_toy_and_stats(capfd):
     study.run("smoke", only=["01"])
+    assert "without encryption" not in capfd.readouterr().err  # the kernel's warning, silenced
     cfg = config.load("smoke")
     metrics = report.load_metrics("01_metrics", cfg)
     assert metrics["toy_dG_dog_cat"] == pytest.approx(1 / 3)
@@ -28,6 +29,26 @@ def test_notebook_01_under_smoke_reproduces_barz_toy_and_stats():
         "01_hierarchy_stats.md",
     ):
         assert (cfg.figures_dir / name).is_file()
+
+
+@pytest.mark.notebook
+def test_the_executed_notebook_01_shows_every_figure_inline():
+    """Each of 01's four saved figures is also an image output of the executed copy (the kernel
+    draws inline, not with Agg, which shows nothing)."""
+    import nbformat
+
+    executed = config.load("smoke").runs_dir / "notebooks" / "01_tree_construction.ipynb"
+    if not executed.is_file():
+        study.run("smoke", only=["01"])
+    cells = nbformat.read(executed, as_version=4).cells
+    images = [
+        c.source.splitlines()[0]
+        for c in cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if "image/png" in o.get("data", {})
+    ]
+    assert len(images) == 4, images
 
 
 @pytest.mark.notebook

@@ -105,6 +105,6 @@ def test_notebook_07_scores_the_papers_setups_on_imagenet_boxes(tmp_path, monkey
     for name in ("07_gradcam_grid.png", "07_boxacc_vs_tau.png", "07_kfr_claim.md"):
         assert (cfg.figures_dir / name).is_file()
     last = nbformat.read(str(executed), as_version=4).cells[-1]
-    found = "".join(o.get("text", "") for o in last.outputs)
+    found = "".join(o.get("data", {}).get("text/plain", "") for o in last.outputs)  # findings
     assert found.startswith("What we found") and "2 ImageNet-1k test images" in found
     assert "in KFR's setup, KFR against that setup's own CE" in found

@@ -1,0 +1,64 @@
+"""How a notebook shows what it found: the "what we found" sentence as Markdown bullets in
+Jupyter (its plain text for papermill's log and outside IPython), and floats in displayed tables
+to three significant digits (:func:`table_format`, applied by :func:`hierstudy.report.use_style`).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+
+MARKDOWN_SPECIAL = re.compile(r"([\\*_`$])")  # emphasis, code, and $ (math in Jupyter)
+
+
+def _split(text: str, separator: str, limit: int | None = None) -> list[str]:
+    """``text`` split at ``separator`` outside parentheses and brackets (at most ``limit`` times)."""
+    parts, depth, start, i = [], 0, 0, 0
+    while i < len(text):
+        if text[i] in "([":
+            depth += 1
+        elif text[i] in ")]":
+            depth -= 1
+        elif depth == 0 and text.startswith(separator, i) and len(parts) != limit:
+            parts.append(text[start:i])
+            i = start = i + len(separator)
+            continue
+        i += 1
+    return [*parts, text[start:]]
+
+
+def findings(found: str | list[str]) -> None:
+    """Show a notebook's findings. A sentence "Heading: a; b; c." becomes the bold heading and
+    one bullet per clause (split outside parentheses); a list is the heading, then its bullets."""
+    if isinstance(found, str):
+        head = _split(found, ": ", limit=1)
+        heading, rest = head if len(head) == 2 else (found, "")
+        items = [s.strip().rstrip(".") for s in _split(rest, "; ") if s.strip()]
+        plain = found
+    else:
+        heading, items = found[0], list(found[1:])
+        plain = " ".join(found)
+    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
+    if shell is None:
+        print(plain)
+        return
+    from IPython.display import display
+
+    def escape(text: str) -> str:
+        return MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+    lines = [f"**{escape(heading.strip().rstrip(':.'))}**", ""]
+    lines += [f"- {escape(item)}" for item in items]
+    display({"text/markdown": "\n".join(lines), "text/plain": plain}, raw=True)
+
+
+def significant(x: float) -> str:
+    """A float to three significant digits (whole numbers from 1,000 to 999,999)."""
+    return f"{x:,.0f}" if 1e3 <= abs(x) < 1e6 else f"{x:.3g}"
+
+
+def table_format() -> None:
+    """Displayed DataFrames show floats to three significant digits (saved tables keep theirs)."""
+    import pandas as pd
+
+    pd.set_option("display.float_format", significant)

@@ -1,0 +1,48 @@
+import sys
+import types
+
+import pandas as pd
+
+from hierstudy.report import display
+
+
+def test_findings_are_a_heading_and_one_bullet_per_clause_outside_parentheses(monkeypatch):
+    shown = []
+    ipython = types.ModuleType("IPython")
+    ipython.get_ipython = lambda: object()
+    ipython.display = types.SimpleNamespace(display=lambda data, raw: shown.append(data))
+    monkeypatch.setitem(sys.modules, "IPython", ipython)
+    monkeypatch.setitem(sys.modules, "IPython.display", ipython.display)
+    text = "What we found (smoke, 1 seed): L_CORR beat CE (0.7; 0.6); mAHP rose by 3 *2 $."
+    display.findings(text)
+    assert shown[-1]["text/plain"] == text  # papermill's log and a terminal read this
+    assert shown[-1]["text/markdown"] == (
+        "**What we found (smoke, 1 seed)**\n\n- L\\_CORR beat CE (0.7; 0.6)\n"
+        "- mAHP rose by 3 \\*2 \\$"
+    )
+    display.findings(["What we found.", "1. one", "2. two"])
+    assert shown[-1]["text/markdown"] == "**What we found**\n\n- 1. one\n- 2. two"
+
+
+def test_findings_outside_jupyter_print_the_sentence(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: None))
+    display.findings("What we found: a; b.")
+    assert capsys.readouterr().out == "What we found: a; b.\n"
+
+
+def test_tables_show_three_significant_digits():
+    with pd.option_context("display.float_format", display.significant):
+        shown = pd.DataFrame({"acc": [0.0285714, 1 / 3, 1.7e-15, 12345.6, 0.0]}).to_string()
+    assert shown.split() == [
+        "acc",
+        "0",
+        "0.0286",
+        "1",
+        "0.333",
+        "2",
+        "1.7e-15",
+        "3",
+        "12,346",
+        "4",
+        "0",
+    ]
