@@ -1,120 +1,87 @@
-"""Training throughput of the small profile's model on this CPU, and the share spent loading data.
+"""What a training run of the study costs: today's pipeline against the reference it replaced.
 
-Both timings run the real engine (``hierstudy.train.fit``) on the same model, data and steps:
-``resnet_small``, 64 × 64 RGB, batch 64, cross-entropy, AdamW, a checkpoint per epoch. The data
-is an in-memory uint8 ``ArrayDataset`` with the usual per-image transform (random flip, uint8 →
-float), so loading costs what it costs in the study.
+Both modes train the same runs of the ``small`` profile through :func:`hierstudy.runs.train`,
+as the notebooks do (data, training with a validation pass after every epoch, a checkpoint per
+epoch, feature extraction, ``result.json``): CE and CE + KFR (α = 30, its second phase on),
+seeds 0 and 1, on the same images and steps.
 
-* fast: a DataLoader with one worker process prefetching batches while the model trains;
-* reference: the same DataLoader loading synchronously in the training process.
+* fast (the study's path): channels-last convolutions, one thread per run, the runs two at a
+  time in worker processes (:func:`hierstudy.run_pool.train_many`), process start-up included;
+* reference (the pipeline before): NCHW, torch's default threads (all cores), the runs one after
+  the other in this process.
 
-Reported per variant: seconds per epoch of ``--steps`` steps (median over epochs after a warm-up
-epoch), images/s and the data-loading share of the epoch (target < 10 %). Without ``--quick`` the
-candidate small-profile backbones are also compared (images/s of a bare training step), which is
-how ``resnet_small`` was chosen.
+Prints the images/s of the training step alone (from each epoch's ``images_per_s``), then the
+wall time of the four runs in each mode and their ratio (target ≥ 1.8x).
 
-    python benchmarks/bench_train.py [--quick] [--threads N]
+    python benchmarks/bench_train.py [--quick] [--epochs N]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import statistics
 import tempfile
+import time
+from pathlib import Path
 
-import numpy as np
-import torch
-from _timing import last_line, median_time
-from torch import nn
-from torchvision.transforms import v2
+from _timing import last_line
 
-from hierstudy.datasets.base import ArrayDataset
-from hierstudy.datasets.hiershapes import taxonomy
-from hierstudy.features import make_loader
-from hierstudy.models import build_model
-from hierstudy.train import Term, fit
+from hierstudy import config, run_pool, runs, setups
+from hierstudy.datasets.study_splits import study_data
 
-CANDIDATES = {
-    "tiny_cnn": {},
-    "resnet_small": {},
-    "resnet10t": {},
-    "resnet18": {},
-    "resnet18 (half width)": {"channels": (32, 64, 128, 256), "stem_width": 32},
-}
+JOBS = [{"method": "ce"}, {"method": "kfr", "alpha": 30.0}]
+SEEDS = (0, 1)
 
 
-def dataset(n: int, size: int = 64) -> ArrayDataset:
-    hierarchy = taxonomy()
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
-    labels = rng.integers(0, len(hierarchy.classes), n)
-    transform = v2.Compose([v2.RandomHorizontalFlip(), v2.ToDtype(torch.float32, scale=True)])
-    return ArrayDataset(images, labels, hierarchy.classes, hierarchy, transform=transform)
+def project(folder: Path) -> None:
+    """An empty project root for the runs (the study's layout markers only)."""
+    (folder / "notebooks").mkdir(parents=True)
+    (folder / "pyproject.toml").touch()
 
 
-def run(workers: int, steps: int, epochs: int, batch: int) -> dict:
-    data = dataset(steps * batch)
-    extra = {"prefetch_factor": 4, "persistent_workers": True} if workers else {}
-    loader = make_loader(data, batch, drop_last=True, num_workers=workers, **extra)
-    torch.manual_seed(0)
-    model = build_model("resnet_small", len(data.classes))
-    with tempfile.TemporaryDirectory() as run_dir:
-        history = fit(
-            model,
-            [Term("ce", nn.CrossEntropyLoss())],
-            loader,
-            run_dir=run_dir,
-            epochs=epochs,
-            lr=1e-3,
-            resume=False,
-            progress=False,
-        )
-    timed = history.iloc[1:]  # the first epoch warms up (allocations, worker start)
-    return {
-        "seconds": statistics.median(timed["time_s"]),
-        "images_per_s": statistics.median(timed["images_per_s"]),
-        "data_share": statistics.median(timed["data_share"]),
-    }
-
-
-def step_rate(name: str, kw: dict, batch: int, repeats: int) -> float:
-    """Images/s of a bare training step (forward, backward, AdamW) at 64 × 64."""
-    model = build_model(name.split(" ")[0], 35, **kw)
-    optimizer = torch.optim.AdamW(model.parameters(), 1e-3)
-    x, y = torch.rand(batch, 3, 64, 64), torch.randint(0, 35, (batch,))
-
-    def step() -> None:
-        loss = nn.functional.cross_entropy(model(x).logits, y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-    return batch / median_time(step, repeats)
+def train_all(profile: config.Profile, reference: bool) -> tuple[float, list[runs.Run]]:
+    """Wall seconds to train every job × seed in one mode, and the runs."""
+    jobs = [{**job, "seed": s, "progress": False} for job in JOBS for s in SEEDS]
+    began = time.perf_counter()
+    if reference:
+        setup = setups.profile_setup(profile)
+        setup = dataclasses.replace(setup, train={**setup.train, "channels_last": False})
+        found = [runs.train(profile, **job, setup=setup) for job in jobs]
+    else:
+        found = run_pool.train_many(profile, jobs, workers=2)
+    return time.perf_counter() - began, found
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer steps, no model comparison")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--quick", action="store_true", help="2 epochs of 40 images per class")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per run")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    steps, epochs = (4, 3) if args.quick else (10, 4)
-    print(f"torch threads {args.threads}, batch {args.batch}, {steps} steps per epoch")
-    if not args.quick:
-        for name, kw in CANDIDATES.items():
-            params = sum(p.numel() for p in build_model(name.split(" ")[0], 35, **kw).parameters())
-            rate = step_rate(name, kw, args.batch, repeats=5)
-            print(f"  {name:24s} {params / 1e6:5.2f} M params  {rate:7.1f} images/s (bare step)")
+    epochs = args.epochs or (2 if args.quick else 8)
+    per_class = {"train": 40 if args.quick else 60, "val": 10, "test": 10}
     results = {}
-    for label, workers in (("reference", 0), ("fast", 1)):
-        results[label] = r = run(workers, steps, epochs, args.batch)
-        print(
-            f"  {label:9s} ({workers} workers): {r['seconds']:.3f} s/epoch, "
-            f"{r['images_per_s']:.1f} images/s, data loading {100 * r['data_share']:.1f} %"
-        )
-    fast, reference = results["fast"]["seconds"], results["reference"]["seconds"]
-    print(last_line("train", fast, reference, ratio_digits=2))
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in ("reference", "fast"):
+            root = Path(tmp) / mode
+            project(root)
+            os.environ["HIERSTUDY_ROOT"] = str(root)  # the worker processes inherit it
+            profile = config.load("small", epochs=epochs, per_class=per_class)
+            if mode == "reference":
+                profile = dataclasses.replace(profile, run_threads=None, run_workers=1)
+            study_data(profile, "hiershapes", setups.profile_setup(profile), False)  # cached
+            results[mode] = train_all(profile, mode == "reference")
+    rates = {
+        mode: statistics.median(r.history.images_per_s.iloc[-1] for r in found)
+        for mode, (_, found) in results.items()
+    }
+    print(
+        f"{len(JOBS) * len(SEEDS)} runs of {epochs} epochs, {per_class['train']} images per class; "
+        f"training step: fast {rates['fast']:.0f} images/s per run × 2 runs at once "
+        f"= {2 * rates['fast']:.0f} images/s, reference {rates['reference']:.0f} images/s"
+    )
+    print(last_line("train", results["fast"][0], results["reference"][0], ratio_digits=2))
 
 
 if __name__ == "__main__":

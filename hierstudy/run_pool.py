@@ -72,10 +72,13 @@ def train_grid(
 def _train_in_processes(profile: Profile, jobs: list[dict], workers: int) -> None:
     began = perf_counter()
     print(f"hierstudy: training {len(jobs)} runs, {workers} at a time", flush=True)
-    spawn = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools
+    # workers fork from a server process that imported the library once (a plain fork would copy
+    # the caller's torch thread pools; spawn would import torch again for every pool)
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["hierstudy.runs"])
     root = str(profile.root)  # where the runs go, whatever the worker's cwd
     with ProcessPoolExecutor(
-        workers, mp_context=spawn, initializer=_start_worker, initargs=(root,)
+        workers, mp_context=context, initializer=_start_worker, initargs=(root,)
     ) as pool:
         pending = {pool.submit(_train_job, profile, job): job for job in jobs}
         done_count = 0

@@ -58,6 +58,14 @@ from .records import RecipeRecord, RunError, RunRecord, TermRecord
 from .setups import METHOD_PAPER, Setup, setup_for
 from .train import TrainConfig, fit, last_epochs_mean
 
+_USED: dict[Path, Run] = {}  # every run this process has trained or loaded, by folder
+
+
+def used_runs() -> list[Run]:
+    """The runs this process has trained or loaded so far (what its outputs are made from: the
+    stamp of :func:`hierstudy.report.provenance`)."""
+    return list(_USED.values())
+
 
 class StaleRunWarning(UserWarning):
     """A finished run trained by other code (or an older recipe) is reused: ``reuse_stale``."""
@@ -72,6 +80,9 @@ class Run:
     record: RunRecord
     history: pd.DataFrame
     stale: bool = False
+
+    def __post_init__(self) -> None:
+        _USED[self.run_dir] = self
 
     @classmethod
     def load(cls, run_dir: Path, dataset: str | None = None) -> Run:
@@ -475,11 +486,40 @@ def _nearest_accuracy(model, loader, phi: torch.Tensor, device) -> float:
     return correct / total
 
 
-def finished_runs(profile: Profile, dataset: str = "hiershapes") -> list[Run]:
+def finished_runs(
+    profile: Profile, dataset: str = "hiershapes", reuse_stale: bool | None = None
+) -> list[Run]:
     """Every complete run under ``runs/<profile>/<dataset>/`` (and its papers' folders), sorted by
-    name and seed."""
-    runs = [Run.load(done.parent, dataset) for done in _result_files(profile.runs_dir / dataset)]
-    return sorted(runs, key=lambda r: (r.name, r.seed))
+    name and seed. A stale run (other code or another recipe made it: a leftover of an older
+    study) is left out, with a note naming it, unless ``reuse_stale`` (then it is marked)."""
+    found, stale = [], []
+    for done in _result_files(profile.runs_dir / dataset):
+        run = Run.load(done.parent, dataset)
+        if run.record.source_hash == source_hash_of(profile, run.record):
+            found.append(run)
+        elif _reuse_stale(reuse_stale):
+            found.append(dataclasses.replace(run, stale=True))
+        else:
+            stale.append(f"{run.name}/seed{run.seed}")
+    if stale:
+        print(f"hierstudy: left out {len(stale)} stale run(s) of other code: {', '.join(stale)}")
+    return sorted(found, key=lambda r: (r.name, r.seed))
+
+
+def source_hash_of(profile: Profile, record: RunRecord) -> str:
+    """The ``source_hash`` the current code gives the run of ``record`` under ``profile`` (its
+    recipe, as :func:`train` hashes it, rebuilt from the record)."""
+    recipe = {
+        "method": record.method,
+        "seed": record.seed,
+        "dataset": record.dataset,
+        "paper": record.paper,
+        "knobs": record.knobs,
+        "setup": record.setup,
+        "per_class": profile.per_class if record.dataset == "hiershapes" else None,
+        "threads": profile.run_threads,
+    }
+    return run_files.source_hash(recipe)
 
 
 def datasets_with_runs(profile: Profile) -> list[str]:

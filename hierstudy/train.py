@@ -271,7 +271,7 @@ def _train_epoch(
 
 def _train_step(session: Session, batch, epoch: int, step: int, active: list[Term]):
     """One optimiser step (two passes with SAM); (labels, total, active terms' values, logits)."""
-    x = batch[0].to(session.device, non_blocking=True, memory_format=session.memory_format)
+    x = _images(session, batch[0])
     y = batch[1].to(session.device, non_blocking=True)
     lr = lr_at(session.config, epoch * session.steps + step, session.steps)
     for group in session.optimizer.param_groups:
@@ -389,13 +389,20 @@ def _progress(session: Session, desc: str):
     return tqdm(total=session.steps, desc=desc, disable=disable, dynamic_ncols=True)
 
 
+def _images(session: Session, x: Tensor) -> Tensor:
+    """A batch of images on the run's device, in its memory format (other inputs as they are)."""
+    if x.dim() != 4:
+        return x.to(session.device, non_blocking=True)
+    return x.to(session.device, non_blocking=True, memory_format=session.memory_format)
+
+
 @torch.inference_mode()
 def _accuracy(session: Session, loader: DataLoader) -> float:
     device = session.device
     counts = torch.zeros(2, dtype=torch.float64, device=device)
     for batch in loader:
         with session.net.autocast():
-            logits = session.model(batch[0].to(device, memory_format=session.memory_format)).logits
+            logits = session.model(_images(session, batch[0])).logits
         if logits is None:
             raise TrainError("val_loader gives val_acc, which needs logits; use eval_fn instead")
         y = batch[1].to(device)

@@ -62,7 +62,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hierstudy import config, methods, report, run_pool, runs, setups
+from hierstudy import config, methods, report, run_pool, setups
 from hierstudy.datasets import catalog, study_splits
 from hierstudy.evaluation import retrieval
 from hierstudy.hierarchy import compare
@@ -314,16 +314,21 @@ plt.show()
 
 # %%
 seed0 = cfg.seeds[0]
-rows = []
-for d in dims:
-    knobs = {"dim": d}
+sized = {
+    (d, label): (method, {**extra, "dim": d})
+    for d in dims
     for label, method, extra in (
         ("Proxy-Anchor", "dml_zero_shot", {}),
         ("PA + HIER", "hier", hier_knobs),
-    ):
-        run = runs.train(cfg, method, seed0, force=force, dataset=dataset, **knobs, **extra)
-        rows.append({"dim": d, "method": label, "R@1": evaluate(run)["R@1"]})
-by_dim = pd.DataFrame(rows)
+    )
+}
+sized_runs = run_pool.train_grid(cfg, sized, [seed0], force=force, dataset=dataset)
+by_dim = pd.DataFrame(
+    [
+        {"dim": d, "method": label, "R@1": evaluate(rs[0])["R@1"]}
+        for (d, label), rs in sized_runs.items()
+    ]
+)
 report.save_table(by_dim, "04_recall_vs_dim", cfg, seed=seed0)
 fig, ax = plt.subplots(figsize=(4.5, 3))
 for label, group in by_dim.groupby("method", sort=False):

@@ -184,7 +184,7 @@ plt.show()
 # conventions are shown.
 
 # %%
-baselines = [runs.train(cfg, "ce", s, force=force) for s in cfg.seeds]  # notebooks 03, 05
+baselines = list(run_pool.train_seeds(cfg, "ce", cfg.seeds, force=force).values())  # notebook 03
 closed = [r for r in runs.finished_runs(cfg) if not r.record.zero_shot]
 fitted, rows = {}, []
 for run in closed:

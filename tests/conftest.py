@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from hierstudy import config
+from hierstudy import config, runs
 
 
 @pytest.fixture(autouse=True)
@@ -11,6 +11,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def no_runs_used(monkeypatch):
+    """Each test starts with no run used: outputs are stamped with the runs a process used."""
+    monkeypatch.setattr(runs, "_USED", {})
 
 
 @pytest.fixture

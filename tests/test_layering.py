@@ -33,6 +33,7 @@ LAYERS = {
     "hierstudy.records": 3,
     "hierstudy.run_files": 3,
     "hierstudy.runs": 4,
+    "hierstudy.run_pool": 4,
     "hierstudy.visual_hierarchy": 5,
     "hierstudy.gradcam": 5,
     "hierstudy.proxy_tree": 5,

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from hierstudy import config, run_files, runs, snapshots
+from hierstudy import config, report, run_files, runs, snapshots
 from hierstudy import train as engine
 from hierstudy.datasets import DatasetError, study_splits
 from hierstudy.losses.hier import HIER
@@ -273,6 +273,25 @@ def test_a_run_of_other_code_is_retrained_unless_stale_runs_are_reused(tiny, mon
     smaller = {"train": 3, "val": 2, "test": 2}
     runs.train(config.load("smoke", per_class=smaller, epochs=2, batch_size=35), "ce", 0)
     assert len(fits) == 2
+
+
+def test_finished_runs_leave_out_stale_runs_unless_they_are_reused(tiny, monkeypatch, capsys):
+    runs.train(tiny, "ce", 0)
+    runs.train(tiny, "corr", 0)
+    assert [r.name for r in runs.finished_runs(tiny)] == ["ce", "corr"]
+    monkeypatch.setattr(run_files, "SOURCE", [*run_files.SOURCE, "study.py"])  # other code
+    runs.train(tiny, "corr", 0)  # retrained: only ce is left over from the old code
+    assert [r.name for r in runs.finished_runs(tiny)] == ["corr"]
+    assert "left out 1 stale run(s) of other code: ce/seed0" in capsys.readouterr().out
+    reused = runs.finished_runs(tiny, reuse_stale=True)
+    assert [(r.name, r.stale) for r in reused] == [("ce", True), ("corr", False)]
+    assert report.provenance(tiny, weights=reused)["weights"].endswith("(stale)")
+
+
+def test_outputs_are_stamped_with_the_commits_of_the_runs_used(tiny):
+    assert "weights" not in report.provenance(tiny)  # no run used yet
+    run = runs.train(tiny, "ce", 0)
+    assert report.provenance(tiny)["weights"] == report.io.trained_at([run])
 
 
 def test_a_result_json_that_records_no_source_hash_is_stale(tiny, monkeypatch, capsys):

@@ -144,7 +144,7 @@ CLAIMS: tuple[Claim, ...] = (
             Comparison(
                 "accuracy, mean of the last 5 epochs (validation)",
                 _record("KFR (α = 1)", "kfr-alpha1"),
-                _record("KFR (α = 0)", "kfr-alpha0"),
+                _record("KFR (α = 0): CE, the same weights", "ce"),
                 paper_number=NO_NUMBER + " (Fig. 3)",
             ),
         ),

@@ -86,7 +86,8 @@ def provenance(
 ):
     """The stamp every output carries. ``weights``: the runs (:class:`hierstudy.runs.Run`) the
     output is made from, or the commit their weights were trained at, stamped as ``weights``
-    besides the ``commit`` the output is drawn at."""
+    besides the ``commit`` the output is drawn at; by default the runs this process has trained
+    or loaded so far (:func:`hierstudy.runs.used_runs`; none: no ``weights``)."""
     stamp = {
         "profile": profile.name,
         "dataset": dataset or profile.dataset,
@@ -94,6 +95,10 @@ def provenance(
         "commit": git_commit(),
         "hierstudy": __version__,
     }
+    if weights is None:
+        from hierstudy.runs import used_runs  # torch: only where runs were used
+
+        weights = used_runs() or None
     if weights is not None:
         stamp["weights"] = weights if isinstance(weights, str) else trained_at(weights)
     return stamp
