@@ -274,20 +274,22 @@ def hier(
     lam: float = 0.5,
     proxies: int | None = None,
     sphere: bool = False,
+    mobius_eps: float = 0.0,
 ) -> Recipe:
     """Kim et al. (HIER, CVPR 2023): L_metric + λ·L_HIER, λ = 0.5 (docs/hier.md §Combination and
     recipe; L_HIER as written out in docs/hier.md §The loss).
 
     Poincaré-ball head of curvature −c, c = 0.1 (docs/hier.md §Embedding), retrieval by the
     hyperbolic distance; ``sphere=True`` is HIERsph (the paper's Table 2 ablation: unit sphere,
-    cosine distance); ``proxies`` None: :func:`hier_proxies`.
+    cosine distance); ``proxies`` None: :func:`hier_proxies`; ``mobius_eps``: the authors' ε in
+    L_HIER's Möbius denominator (:class:`~hierstudy.losses.hier.HIER`; the ball only).
     """
     proxies = proxies or hier_proxies(ctx.num_classes)
     generator, lr_scale = ctx.generator(4), _HIER_LR / ctx.lr
     if sphere:
         reg = HIERSph(dim, proxies, lr_scale=lr_scale, generator=generator)
     else:
-        reg = HIER(dim, proxies, c=C, lr_scale=lr_scale, generator=generator)
+        reg = HIER(dim, proxies, c=C, lr_scale=lr_scale, generator=generator, mobius_eps=mobius_eps)
     terms = [
         Term(metric, _metric_loss(ctx, metric, dim), input="embedding"),
         Term("hier", reg, weight=lam, input="embedding"),
@@ -324,7 +326,9 @@ def rebuild_loss(
     if name == "hier":
         num_proxies, dim = state["proxies"].shape
         return (
-            HIERSph(dim, num_proxies) if curvature is None else HIER(dim, num_proxies, c=curvature)
+            HIERSph(dim, num_proxies)
+            if curvature is None
+            else HIER(dim, num_proxies, c=curvature, mobius_eps=knobs.get("mobius_eps", 0.0))
         )
     if name in KINDS:
         return UniformTupleLoss(name)
