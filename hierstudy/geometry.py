@@ -14,8 +14,12 @@ those of Ganea et al. (NeurIPS 2018), written out in docs/hier.md §Embedding (c
   Guards (the authors': +1e-5 on the Möbius denominator, artanh argument clamped to
   ±(1 − 1e-5)): here ‖x − y‖² = a + b − 2p is clamped ≥ 0, δ ≥ 1e-15 (δ ≥ (1 − c‖x‖‖y‖)² > 0
   inside the ball, so this only guards rounding), the ratio ≥ 1e-15 before the square root (no
-  infinite gradient at x = y), √c‖·‖ ≤ 1 − 1e-5 before artanh (as the authors); no +1e-5 on δ.
-  The self-distance matrix gets an exact zero diagonal.
+  infinite gradient at x = y), √c‖·‖ ≤ 1 − 1e-5 before artanh (as the authors); no +1e-5 on δ
+  by default. The self-distance matrix gets an exact zero diagonal.
+* ``mobius_eps=1e-5`` (:data:`AUTHORS_MOBIUS_EPS`) is the authors' convention: their Möbius
+  addition returns num / (δ + 1e-5) (HIER-CVPR23, hier/hyptorch/pmath.py, ``_mobius_add`` and
+  ``_mobius_addition_batch``), whose norm is ‖x − y‖·√δ / (δ + 1e-5); their loss's distances
+  come from ``dist_matrix`` (hier/losses.py, ``HIERLoss``). Exact form = the default, 0.
 * HIERsph (HIER's Table 2 ablation): unit sphere, d(x, y) = 2 − 2 cos(x, y) = ‖x̂ − ŷ‖², the
   distance of the authors' code for c = 0 (twice the usual cosine distance).
 """
@@ -38,6 +42,7 @@ _MIN_NORM = 1e-5  # norm clamp in expmap0/project and the +1e-5 of the clip (the
 _BALL_EPS = 1e-3  # project onto ‖z‖ ≤ (1 − 1e-3)/√c
 _ARTANH_EPS = 1e-5  # artanh argument ≤ 1 − 1e-5
 _TINY = 1e-15
+AUTHORS_MOBIUS_EPS = 1e-5  # HIER-CVPR23, hier/hyptorch/pmath.py, _mobius_addition_batch
 
 
 def check_curvature(c: float) -> None:
@@ -132,13 +137,19 @@ def _squared_norms_in_ball(x: Tensor, c: float, name: str) -> Tensor:
     return sq
 
 
-def pairwise_distance(x: Tensor, y: Tensor | None = None, c: float = C) -> Tensor:
+def pairwise_distance(
+    x: Tensor, y: Tensor | None = None, c: float = C, *, mobius_eps: float = 0.0
+) -> Tensor:
     """Poincaré distances d_c(x_n, y_m), [N, D] × [M, D] → [N, M] (``y=None``: x to itself).
 
     Closed form ‖(−x) ⊕_c y‖ = ‖x − y‖ / √(1 − 2c⟨x,y⟩ + c²‖x‖²‖y‖²), derived and with its
     numerical guards in the module docstring. Points must lie inside the ball (c‖x‖² < 1).
+    ``mobius_eps``: the authors' ε in the Möbius denominator (0: the exact form; 1e-5: HIER-CVPR23,
+    hier/hyptorch/pmath.py, ``_mobius_addition_batch``), ‖(−x) ⊕_c y‖ = ‖x − y‖·√δ / (δ + ε).
     """
     check_curvature(c)
+    if not mobius_eps >= 0:
+        raise ValueError(f"mobius_eps must be >= 0, got {mobius_eps}")
     check_matrix(x, "x")
     a = _squared_norms_in_ball(x, c, "x")
     if y is None:
@@ -152,7 +163,10 @@ def pairwise_distance(x: Tensor, y: Tensor | None = None, c: float = C) -> Tenso
     diff2 = (a + b - 2 * inner).clamp_min(0)
     denom = (1 - 2 * c * inner + c * c * a * b).clamp_min(_TINY)
     sqrt_c = math.sqrt(c)
-    arg = (sqrt_c * (diff2 / denom).clamp_min(_TINY).sqrt()).clamp_max(1 - _ARTANH_EPS)
+    norm = (diff2 / denom).clamp_min(_TINY).sqrt()
+    if mobius_eps:
+        norm = norm * (denom / (denom + mobius_eps))
+    arg = (sqrt_c * norm).clamp_max(1 - _ARTANH_EPS)
     dist = (2 / sqrt_c) * torch.atanh(arg)
     if y is None:
         dist = dist.masked_fill(torch.eye(len(x), dtype=torch.bool, device=x.device), 0.0)

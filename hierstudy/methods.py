@@ -151,28 +151,46 @@ def ce(ctx: Context) -> Recipe:
 
 @register_method("kfr")
 def kfr(
-    ctx: Context, alpha: float = 30.0, phase1: float = 0.5, standardise: str = "vector"
+    ctx: Context,
+    alpha: float = 30.0,
+    phase1: float = 0.5,
+    standardise: str = "vector",
+    reduction: str = "mean",
+    edge_weight: float = 1.0,
 ) -> Recipe:
     """Zhao et al. (KFR, 2024), eq. 7: CE first, then CE + α·ℓ_qtr on the features.
 
     ``phase1`` is the fraction of the epochs trained with CE alone (Sec. IV-B's two phases);
-    α = 30 is the paper's value for ResNet-34 and CvT (Sec. IV-D).
+    α = 30 is the paper's value for ResNet-34 and CvT (Sec. IV-D). ``reduction`` and
+    ``edge_weight`` set the scale α multiplies (:class:`~hierstudy.losses.kfr.KFRLoss`;
+    ``reduction="sum"`` is the paper's L1 distance, on which its α was chosen).
     """
     recipe = Recipe("linear", [Term("ce", nn.CrossEntropyLoss())])
-    return add_kfr(recipe, ctx, alpha, phase1, standardise)
+    return add_kfr(recipe, ctx, alpha, phase1, standardise, reduction, edge_weight)
 
 
 def add_kfr(
-    recipe: Recipe, ctx: Context, alpha: float, phase1: float = 0.5, standardise: str = "vector"
+    recipe: Recipe,
+    ctx: Context,
+    alpha: float,
+    phase1: float = 0.5,
+    standardise: str = "vector",
+    reduction: str = "mean",
+    edge_weight: float = 1.0,
 ) -> Recipe:
     """``recipe`` + α·ℓ_qtr (Zhao et al. (KFR, 2024), eq. 6, with the tree distance d_T of eq. 1,
-    k = 1) on the backbone features from epoch ``phase1 · epochs`` on; nothing when α = 0.
+    k = ``edge_weight``) on the backbone features from epoch ``phase1 · epochs`` on; nothing
+    when α = 0.
 
     The ``kfr=α`` knob of :func:`hierstudy.runs.train` puts KFR's term on top of any method.
     """
     if alpha > 0:
         loss = KFRLoss(
-            ctx.hierarchy.path_distance(k=1.0), standardise=standardise, generator=ctx.generator(1)
+            ctx.hierarchy.path_distance(k=1.0),
+            standardise=standardise,
+            reduction=reduction,
+            edge_weight=edge_weight,
+            generator=ctx.generator(1),
         )
         start = int(round(phase1 * ctx.epochs))
         recipe.terms.append(Term("kfr", loss, weight=alpha, input="features", start_epoch=start))
@@ -276,20 +294,22 @@ def hier(
     lam: float = 0.5,
     proxies: int | None = None,
     sphere: bool = False,
+    mobius_eps: float = 0.0,
 ) -> Recipe:
     """Kim et al. (HIER, CVPR 2023): L_metric + λ·L_HIER, λ = 0.5 (docs/hier.md §Combination and
     recipe; L_HIER as written out in docs/hier.md §The loss).
 
     Poincaré-ball head of curvature −c, c = 0.1 (docs/hier.md §Embedding), retrieval by the
     hyperbolic distance; ``sphere=True`` is HIERsph (the paper's Table 2 ablation: unit sphere,
-    cosine distance); ``proxies`` None: :func:`hier_proxies`.
+    cosine distance); ``proxies`` None: :func:`hier_proxies`; ``mobius_eps``: the authors' ε in
+    L_HIER's Möbius denominator (:class:`~hierstudy.losses.hier.HIER`; the ball only).
     """
     proxies = proxies or hier_proxies(ctx.num_classes)
     generator, lr_scale = ctx.generator(4), _HIER_LR / ctx.lr
     if sphere:
         reg = HIERSph(dim, proxies, lr_scale=lr_scale, generator=generator)
     else:
-        reg = HIER(dim, proxies, c=C, lr_scale=lr_scale, generator=generator)
+        reg = HIER(dim, proxies, c=C, lr_scale=lr_scale, generator=generator, mobius_eps=mobius_eps)
     terms = [
         Term(metric, _metric_loss(ctx, metric, dim), input="embedding"),
         Term("hier", reg, weight=lam, input="embedding"),
@@ -314,7 +334,12 @@ def rebuild_loss(
     if name == "ce":
         return nn.CrossEntropyLoss()
     if name == "kfr":
-        return KFRLoss(state["path_distance"], standardise=knobs.get("standardise", "vector"))
+        return KFRLoss(
+            state["path_distance"],
+            standardise=knobs.get("standardise", "vector"),
+            reduction=knobs.get("reduction", "mean"),
+            edge_weight=knobs.get("edge_weight", 1.0),
+        )
     if name == "corr":
         return CorrelationLoss(state["class_embeddings"])
     if name == "center":
@@ -326,7 +351,9 @@ def rebuild_loss(
     if name == "hier":
         num_proxies, dim = state["proxies"].shape
         return (
-            HIERSph(dim, num_proxies) if curvature is None else HIER(dim, num_proxies, c=curvature)
+            HIERSph(dim, num_proxies)
+            if curvature is None
+            else HIER(dim, num_proxies, c=curvature, mobius_eps=knobs.get("mobius_eps", 0.0))
         )
     if name in KINDS:
         return UniformTupleLoss(name)

@@ -21,8 +21,14 @@
 #
 # **What you will see**: the cross-entropy baseline that every later notebook compares with
 # (learning curves, accuracy as the mean of the last five epochs as the paper reports it), then
-# baseline vs KFR over several seeds, the α sweep, the comparison with other DML terms trained in
-# the same loop with the same sampling, and what KFR does to the latent space.
+# baseline vs KFR over several seeds, the α sweep, what α means on each scale of ℓ_qtr (with a
+# second sweep on the paper's scale), the comparison with other DML terms trained in the same
+# loop with the same sampling, and what KFR does to the latent space.
+#
+# **Convention** ([docs/conventions.md](../docs/conventions.md), KFR): every table trains ℓ_qtr
+# on the study's scale — each latent vector standardised, $d_z$ the mean of $|\Delta|$ over the F
+# features, $d_T$ with k = 1 — unless a row says `reduction=sum` (the paper's L1 distance, a
+# factor F larger). The α values are the paper's numbers applied to the study's scale.
 
 # %% tags=["parameters"]
 profile = None  # None: $HIERSTUDY_PROFILE, else "smoke" (hierstudy study sets it)
@@ -30,6 +36,7 @@ force = False
 dataset = None  # None: the profile's dataset for KFR (HierShapes; CIFAR-100 under `paper`)
 alpha = None  # None: the paper's α for the backbone (30 ResNet-34 / CvT, 1 WRN-50, 100 WRN-101)
 alphas = (0.0, 1.0, 3.0, 10.0, 30.0)  # Fig. 3
+paper_scale = True  # also sweep α on the paper's scale (d_z = L1 sum over F): 4 more runs
 dml_losses = ("contrastive_l1", "contrastive_l2", "triplet_l1", "triplet_l2", "infonce")  # Table II
 
 # %%
@@ -41,6 +48,7 @@ from scipy.stats import spearmanr
 
 from hierstudy import config, report, run_pool, setups
 from hierstudy.datasets import study_splits
+from hierstudy.losses import kfr as kfr_loss
 from hierstudy.losses.kfr import pairwise_latent_distance
 from hierstudy.report import plots
 
@@ -162,6 +170,85 @@ ax.legend()
 report.save_figure(fig, "03_alpha_sweep", cfg)
 plt.show()
 sweep
+
+# %% [markdown]
+# ## What α means: the scale of ℓ_qtr ([docs/conventions.md](../docs/conventions.md), KFR)
+# ℓ_qtr is linear in $d_z$ and in $d_T$, so the paper's text (L1 distance: the sum over the F
+# features, k = 1), the study (the mean over F, k = 1) and the authors' demo (the mean, k = 0.1,
+# one standardisation of the whole batch with an unbiased standard deviation, $|\Delta|^{1.2}$)
+# weigh the same α differently. α × k × (F for the sum) stays constant
+# (`kfr.transfer_alpha`); a change of standardisation or power is not a constant factor, so the
+# table multiplies by its average over a batch of the baseline's test features
+# (`kfr.standardisation_ratio`). Each row: the α of the row's scale that weighs ℓ_qtr as the
+# paper's α does on the paper's scale.
+
+# %%
+latents = torch.from_numpy(baseline[seed0].features("test")["features"][:256]).double()
+width = latents.shape[1]
+scales = {"paper (L1 sum, k = 1)": kfr_loss.PAPER, "study (mean, k = 1)": kfr_loss.STUDY}
+scales["authors' demo (mean, k = 0.1, batch, ^1.2)"] = kfr_loss.DEMO
+transfer = pd.DataFrame(
+    [
+        {"paper α": a}
+        | {
+            name: kfr_loss.transfer_alpha(a, width, kfr_loss.PAPER, sc, latents)
+            for name, sc in scales.items()
+        }
+        for a in (1.0, 30.0, 100.0)
+    ]
+)
+report.save_table(transfer, "03_alpha_transfer", cfg, seed=seed0)
+print(f"F = {width} features")
+transfer
+
+# %% [markdown]
+# ### The α sweep on the paper's scale
+# The same α values with `reduction="sum"`: the paper's L1 distance, on which its α was chosen
+# (one seed, the profile's epochs; α = 0 is the baseline, shared with the sweep above). Plotted
+# against the α each run has on the study's scale (α × F), next to the study's sweep.
+
+# %%
+if paper_scale:
+    summed = {
+        a: swept[a]
+        if a == 0
+        else runs.train(cfg, "kfr", seed0, force=force, dataset=dataset, alpha=a, reduction="sum")
+        for a in alphas
+    }
+    both = pd.concat(
+        [
+            sweep.assign(scale="study (mean over F)", study_alpha=sweep.alpha),
+            pd.DataFrame(
+                [
+                    {
+                        "alpha": a,
+                        "test_acc": r.record.test_acc,
+                        "val_acc_last5": r.record.val_acc_last5,
+                        "scale": "paper (L1 sum over F)",
+                        "study_alpha": kfr_loss.transfer_alpha(
+                            a, width, kfr_loss.PAPER, kfr_loss.STUDY
+                        ),
+                    }
+                    for a, r in summed.items()
+                ]
+            ),
+        ],
+        ignore_index=True,
+    )
+    report.save_table(both, "03_alpha_sweep_scales", cfg, seed=seed0)
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    for name, group in both.groupby("scale"):
+        ax.plot(group.study_alpha, group.val_acc_last5, marker="o", label=name)
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set(xlabel="α on the study's scale (α × F for the paper's)", ylabel="val acc (last 5)")
+    ax.set_title("KFR α sweep on both scales")
+    ax.legend(fontsize=8)
+    report.save_figure(fig, "03_alpha_sweep_scales", cfg, seed=seed0)
+    plt.show()
+    display_sweep = both
+else:
+    display_sweep = sweep
+display_sweep
 
 # %% [markdown]
 # ## Other metric-learning terms in the same loop (Table II)

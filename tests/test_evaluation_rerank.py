@@ -173,3 +173,30 @@ def test_merging_describes_the_tree_as_the_notebook_did(covariance):
     assert merging(VisualReranker(0.3).fit(train, y_train, CLASSES), SEMANTIC)["paper"] == (
         "CUB-200-2011"
     )
+
+
+def test_the_authors_conventions_reach_every_step():
+    """``VisualReranker(**vh.AUTHORS)`` fits and ranks with each of the authors' conventions."""
+    x, y = features(12, 3)
+    ours = VisualReranker(**vh.AUTHORS).fit(x, y, CLASSES)
+    pca = vh.fit_pca(x, 0.95, convention="authors")
+    assert np.array_equal(ours.pca.components, pca.components)
+    visual = vh.build_visual_hierarchy(
+        pca.transform(x),
+        y,
+        CLASSES,
+        0.20,
+        covariance="pooled",
+        ridge=0.0,
+        root="authors",
+        threshold_step=0.05,
+    )
+    assert ours.visual.levels == visual.levels and ours.visual.root_added
+    leaves = ours.leaves(x)
+    tree = visual.ranking_hierarchy
+    want = vh.hierarchical_distance(leaves[:5], leaves, tree, heights="ete3")
+    assert torch.equal(
+        ours.hierarchical_distance()(torch.from_numpy(x[:5]), torch.from_numpy(x)), want
+    )
+    want = vh.ranking_distance(x[:5], x, leaves[:5], leaves, tree, 3.0, heights="ete3")
+    assert torch.equal(ours.distance(3.0)(torch.from_numpy(x[:5]), torch.from_numpy(x)), want)

@@ -149,3 +149,19 @@ def test_geometry_rejects_bad_input():
         expmap0(inside, c=-0.1)
     with pytest.raises(ValueError, match="clip radius"):
         clip_tangent(inside, 0.0)
+
+
+def test_mobius_eps_is_the_authors_denominator_worked_by_hand():
+    # x = (0.5, 0), y = (0, 0.5), c = 1: ⟨x, y⟩ = 0, ‖x‖² = ‖y‖² = 1/4, δ = 1 + 1/16 = 17/16,
+    # (−x) ⊕ y = ((1 + 1/4)(−x) + (1 − 1/4) y) / (δ + ε) = (−5/8, 3/8) / (δ + ε), whose norm is
+    # √(34)/8 / (δ + ε) = ‖x − y‖·√δ / (δ + ε); ε = 0 gives ‖x − y‖/√δ = √(1/2)/√(17/16).
+    x = torch.tensor([[0.5, 0.0]], dtype=torch.float64)
+    y = torch.tensor([[0.0, 0.5]], dtype=torch.float64)
+    delta = 17 / 16
+    exact = 2 * math.atanh(math.sqrt(0.5) / math.sqrt(delta))
+    authors = 2 * math.atanh(math.sqrt(34) / 8 / (delta + 1e-5))
+    assert pairwise_distance(x, y, 1.0).item() == pytest.approx(exact, abs=1e-14)
+    assert pairwise_distance(x, y, 1.0, mobius_eps=1e-5).item() == pytest.approx(authors, abs=1e-14)
+    assert abs(authors - exact) > 1e-6  # the option changes the distance
+    with pytest.raises(ValueError, match="mobius_eps"):
+        pairwise_distance(x, y, 1.0, mobius_eps=-1.0)

@@ -14,7 +14,7 @@ from reference_hier import (
     mobius_distance,
 )
 
-from hierstudy.geometry import expmap0, project, to_ball
+from hierstudy.geometry import expmap0, pairwise_distance, project, to_ball
 from hierstudy.losses import hier
 from hierstudy.losses.hier import HIER, HIERSph, lca_triplet_loss, reciprocal_triplets
 
@@ -229,3 +229,19 @@ def test_autocast_does_not_lower_the_precision():
     half = value(x.bfloat16(), False)
     assert half.dtype == torch.float32
     assert half.item() == value(x.bfloat16().float(), False).item()
+
+
+def test_mobius_eps_option_reaches_every_distance_of_the_loss():
+    plain = HIER(6, 10, generator=gen(30)).double()
+    authors = HIER(6, 10, generator=gen(30), mobius_eps=1e-5).double()
+    x, labels = small_batch(31)
+    x = x.detach()
+    want = pairwise_distance(x, authors.proxy_points(), authors.c, mobius_eps=1e-5)
+    assert torch.equal(authors.distance(x, authors.proxy_points()), want)
+    triplets = (random_triplets(8, 30, 32), random_triplets(10, 40, 33))
+    noise = (gumbel(30, 10, 34), gumbel(40, 10, 35))
+    a = authors(x, labels, triplets=triplets, noise=noise)
+    b = plain(x, labels, triplets=triplets, noise=noise)
+    assert 0 < abs(a - b) < 1e-3  # the ε shifts distances by ~1e-5 relative, not the mining
+    with pytest.raises(ValueError, match="mobius_eps"):
+        HIER(6, 10, mobius_eps=-1e-5)

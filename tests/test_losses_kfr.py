@@ -6,7 +6,17 @@ import torch
 from reference_kfr import literal_qtr, path_indicator_latents
 
 from hierstudy.hierarchy import Hierarchy
-from hierstudy.losses.kfr import KFRLoss, pairwise_latent_distance, standardise
+from hierstudy.losses.kfr import (
+    DEMO,
+    PAPER,
+    STUDY,
+    KFRLoss,
+    Scale,
+    pairwise_latent_distance,
+    standardisation_ratio,
+    standardise,
+    transfer_alpha,
+)
 
 # Leaves at depths 2 and 3, so d_T takes the values 0, 2, 3, 4 and 5.
 PAIRS = [
@@ -227,7 +237,9 @@ def test_bad_path_distance(matrix, message):
     [
         ({"standardise": "layer"}, "standardise"),
         ({"power": 0.5}, "power"),
-        ({"eps": 0.0}, "eps"),
+        ({"eps": -1.0}, "eps"),
+        ({"reduction": "max"}, "reduction"),
+        ({"edge_weight": 0.0}, "edge_weight"),
         ({"triplets_per_anchor": 0}, "triplets_per_anchor"),
     ],
 )
@@ -253,3 +265,69 @@ def test_bad_batch(d_t):
     for args, message in cases:
         with pytest.raises(ValueError, match=message):
             loss(*args)
+
+
+# Three latents of F = 4 entries, each of mean 0 and population variance 1, so per-vector and
+# per-batch standardisation (eps = 0) leave them unchanged: ẑ = z. Classes a1, a2, c1.
+SCALE_BATCH = torch.tensor(
+    [[1.0, -1.0, 1.0, -1.0], [-1.0, 1.0, 1.0, -1.0], [1.0, 1.0, -1.0, -1.0]], dtype=torch.float64
+)
+
+
+def test_scale_knobs_by_hand(tree, d_t):
+    # |z0 − z1| = (2, 2, 0, 0), |z0 − z2| = (0, 2, 2, 0): L1 = 4, mean over F = 1.
+    # d_T(a1, a2) = 2, d_T(a1, c1) = 5 (a1-A-root-B-C-c1). ℓ = |d_ab·t_ac − d_ac·t_ab|:
+    # mean, k = 1: |1·5 − 1·2| = 3; sum: |4·5 − 4·2| = 12 = F·3; k = 0.1 scales both t by 0.1.
+    labels = torch.tensor([tree.classes.index(c) for c in ("a1", "a2", "c1")])
+    triplet = torch.tensor([[0, 1, 2]])
+
+    def qtr(**options):
+        loss = KFRLoss(d_t, eps=0.0, **options)
+        return float(loss(SCALE_BATCH, labels, triplet))
+
+    assert qtr() == pytest.approx(3.0, abs=1e-12)
+    assert qtr(reduction="sum") == pytest.approx(12.0, abs=1e-12)
+    assert qtr(edge_weight=0.1) == pytest.approx(0.3, abs=1e-12)
+    assert qtr(reduction="sum", edge_weight=0.1) == pytest.approx(1.2, abs=1e-12)
+    assert qtr(standardise="batch") == pytest.approx(3.0, abs=1e-12)
+    # unbiased batch std: var = 12/11 (12 entries), so ẑ = z·sqrt(11/12)
+    assert qtr(standardise="batch", unbiased=True) == pytest.approx(3 * (11 / 12) ** 0.5, abs=1e-12)
+
+
+def test_transfer_alpha_keeps_alpha_times_loss(tree, d_t):
+    # the paper's α = 30 on the L1 scale (sum over F = 4) is α = 120 on the study's mean scale:
+    # 30 · 12 = 120 · 3 (test_scale_knobs_by_hand); k = 0.1 needs ten times the α.
+    assert transfer_alpha(30.0, 4, PAPER, STUDY) == pytest.approx(120.0)
+    assert transfer_alpha(120.0, 4, STUDY, PAPER) == pytest.approx(30.0)
+    assert transfer_alpha(30.0, 4, PAPER, Scale(edge_weight=0.1)) == pytest.approx(1200.0)
+    assert transfer_alpha(30.0, 512, PAPER, STUDY) == pytest.approx(15360.0)
+    assert STUDY.factor(4) == 1.0 and PAPER.factor(4) == 4.0 and DEMO.factor(4) == 0.1
+    # the standardisation factor, measured on the batch: every pair shrinks by sqrt(11/12)
+    unbiased = Scale(standardise="batch", unbiased=True, eps=0.0)
+    plain = Scale(eps=0.0)
+    assert standardisation_ratio(SCALE_BATCH, unbiased, plain) == pytest.approx((11 / 12) ** 0.5)
+    got = transfer_alpha(30.0, 4, unbiased, plain, latent=SCALE_BATCH)
+    assert got == pytest.approx(30.0 * (11 / 12) ** 0.5)
+    labels = torch.tensor([tree.classes.index(c) for c in ("a1", "a2", "c1")])
+    triplet = torch.tensor([[0, 1, 2]])
+    lhs = 30.0 * KFRLoss(d_t, **unbiased.kwargs())(SCALE_BATCH, labels, triplet)
+    rhs = got * KFRLoss(d_t, **plain.kwargs())(SCALE_BATCH, labels, triplet)
+    assert float(lhs) == pytest.approx(float(rhs), rel=1e-12)
+    with pytest.raises(ValueError, match="num_features"):
+        transfer_alpha(30.0, 0, PAPER, STUDY)
+
+
+def test_demo_scale_is_its_literal_loss(d_t):
+    # ckfr_train_demo.py, loss_function, transcribed: (x − mean)/std over the whole tensor
+    # (unbiased, no eps), mean_f |Δ|^1.2, d_T × 0.1; b and c a permutation of the batch.
+    latent, labels, g = random_batch(11)
+    b, c = torch.randperm(12, generator=g), torch.randperm(12, generator=g)
+    z = (latent - latent.mean()) / latent.std()
+    t = torch.as_tensor(d_t, dtype=torch.float64) * 0.1
+    d_ab = (z[b] - z).abs().pow(1.2).mean(1)
+    d_ac = (z[c] - z).abs().pow(1.2).mean(1)
+    expected = (d_ab * t[labels, labels[c]] - d_ac * t[labels, labels[b]]).abs().mean()
+    triplets = torch.stack([torch.arange(12), b, c], dim=1)
+    got = KFRLoss(d_t, **DEMO.kwargs())(latent, labels, triplets)
+    assert float(got) == pytest.approx(float(expected), rel=1e-12)
+    assert float(KFRLoss(d_t)(latent, labels, triplets)) != pytest.approx(float(expected), rel=1e-2)

@@ -36,7 +36,13 @@ def test_register_method_adds_a_builder_under_its_name(monkeypatch):
 
 def test_an_unknown_knob_names_the_method_and_its_knobs():
     kfr = methods.get_method("kfr")
-    assert kfr.knobs == {"alpha": 30.0, "phase1": 0.5, "standardise": "vector"}
+    assert kfr.knobs == {
+        "alpha": 30.0,
+        "phase1": 0.5,
+        "standardise": "vector",
+        "reduction": "mean",
+        "edge_weight": 1.0,
+    }
     message = r"method 'kfr' has no knob 'beta'; its knobs \(with defaults\): alpha=30.0, "
     with pytest.raises(methods.MethodError, match=message + "phase1=0.5, standardise='vector'"):
         kfr(context(), beta=1.0)
@@ -99,3 +105,13 @@ def test_center_is_ce_plus_the_center_loss_at_the_authors_weight():
     assert (ce.name, ce.weight) == ("ce", 1.0)
     assert (center.name, center.weight, center.input) == ("center", 0.1, "features")
     assert methods.get_method("center")(context(), lam=0.01).terms[1].weight == 0.01
+
+
+def test_scale_knobs_reach_the_losses():
+    """KFR's scale knobs and HIER's Möbius ε (docs/conventions.md) reach the loss modules."""
+    term = methods.get_method("kfr")(context(), reduction="sum", edge_weight=0.1).terms[-1]
+    assert (term.loss.reduction, term.loss.edge_weight) == ("sum", 0.1)
+    assert methods.get_method("kfr")(context()).terms[-1].loss.reduction == "mean"
+    hier = methods.get_method("hier")(context(), dim=8, mobius_eps=1e-5).terms[-1]
+    assert hier.loss.mobius_eps == 1e-5
+    assert methods.get_method("hier")(context(), dim=8).terms[-1].loss.mobius_eps == 0.0

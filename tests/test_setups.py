@@ -47,6 +47,7 @@ def test_the_papers_values_are_the_setups_values():
     assert setups.paper_setup("kfr", "imagenet1k").batch_size == 20
     hier = setups.paper_setup("hier", "sop")
     assert hier.knobs["hier"]["dim"] == 512 and hier.train["grad_clip_value"] == 10.0
+    assert hier.knobs["hier"]["mobius_eps"] == 1e-5  # the authors' Möbius ε (their numbers)
     small = setups.profile_setup(config.load("small"))
     assert (small.backbone, small.image_size, small.epochs) == ("resnet_small", 64, 8)
 

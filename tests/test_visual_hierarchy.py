@@ -378,3 +378,85 @@ def test_ranking_rejects_bad_input():
         vh.ranking_distance(q, q, [0], [0, 1], h, alpha=1.0)
     with pytest.raises(vh.VisualHierarchyError, match="dimensions"):
         vh.ranking_distance(q, np.ones((2, 4)), [0, 1], [0, 1], h, alpha=1.0)
+
+
+# ------------------------------------------------- the authors' conventions (docs/conventions.md)
+def test_no_merge_authors_root_ranks_leaf_first():
+    # three far-apart classes, t = 1: nothing merges; the paper's rule gives D_H = 0 (eq. 6 is
+    # then the cosine distance), the authors' root gives D_H = 0 on the same leaf, 1 otherwise.
+    rng = np.random.default_rng(8)
+    x, y = samples(rng, [20, 20, 20], d=2, spread=50.0)
+    paper = vh.build_visual_hierarchy(x, y, ["a", "b", "c"], threshold=1.0)
+    authors = vh.build_visual_hierarchy(x, y, ["a", "b", "c"], threshold=1.0, root="authors")
+    assert paper.levels == authors.levels == (3,)
+    assert paper.ranking_hierarchy is None and authors.ranking_hierarchy is authors.hierarchy
+    leaves = np.array([0, 1, 2, 0])
+    dh_paper = vh.hierarchical_distance(leaves, leaves, paper.ranking_hierarchy)
+    dh_authors = vh.hierarchical_distance(leaves, leaves, authors.ranking_hierarchy)
+    same = torch.from_numpy(leaves[:, None] == leaves[None, :])
+    assert torch.equal(dh_paper, torch.zeros(4, 4))
+    assert torch.equal(dh_authors, (~same).float())
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.0]], dtype=torch.float64)
+    d_c = vh.cosine_distance(q, q)
+    d = vh.ranking_distance(q, q, leaves, leaves, authors.ranking_hierarchy, 3.0)
+    assert torch.allclose(d, d_c + 3.0 * (~same).double(), atol=1e-12)
+    assert torch.allclose(vh.ranking_distance(q, q, leaves, leaves, None, 3.0), d_c, atol=1e-12)
+    with pytest.raises(vh.VisualHierarchyError, match="ZeroDivisionError"):
+        vh.hierarchical_distance(leaves, leaves, authors.ranking_hierarchy, heights="ete3")
+
+
+def test_threshold_step_and_authors_tree_by_hand():
+    # 1-D, one sample per class at 0, 1, 10, 11; the pooled covariance (ridge 0) is their
+    # unbiased variance T = 101/3 at every level, so BC = exp(−Δ²/(8T)): Δ = 1 → 0.996,
+    # Δ = 9 → 0.740, Δ = 10 → 0.690 (the groups {0, 1} and {10, 11} are 10 apart).
+    x = np.array([[0.0], [1.0], [10.0], [11.0]])
+    y = np.arange(4)
+    t = 101 / 3
+    assert np.exp(-81 / (8 * t)) < 0.8 <= np.exp(-1 / (8 * t))
+    assert 0.6 <= np.exp(-100 / (8 * t)) < 0.8
+    fit = {"covariance": "pooled", "ridge": 0.0}
+    gauss = vh.fit_class_gaussians(x, y, 4, **fit)
+    assert gauss.covariances[0] == pytest.approx(np.array([[t]]), abs=1e-12)
+    flat = vh.build_visual_hierarchy(x, y, list("abcd"), 0.8, **fit)
+    step = vh.build_visual_hierarchy(x, y, list("abcd"), 0.8, threshold_step=0.2, **fit)
+    both = vh.build_visual_hierarchy(
+        x, y, list("abcd"), 0.8, threshold_step=0.2, root="authors", **fit
+    )
+    assert flat.levels == (4, 2) and step.levels == (4, 2, 1) == both.levels
+    leaves = np.arange(4)
+    # paper heights: {a, b} meet at level 1, {a, c} at level 2 (the root without, 3 with authors')
+    dh = vh.hierarchical_distance(leaves, leaves, step.ranking_hierarchy).numpy()
+    assert dh[0, 1] == pytest.approx(1 / 2) and dh[0, 2] == pytest.approx(1.0)
+    dh = vh.hierarchical_distance(leaves, leaves, both.ranking_hierarchy).numpy()
+    assert dh[0, 1] == pytest.approx(1 / 3) and dh[0, 2] == pytest.approx(2 / 3)
+    # ete3's heights count the nodes strictly between: (h − 1) / (H − 1) = 0 / 2 and 1 / 2
+    dh = vh.hierarchical_distance(leaves, leaves, both.ranking_hierarchy, heights="ete3").numpy()
+    assert dh[0, 1] == 0.0 and dh[0, 2] == pytest.approx(1 / 2) and dh[0, 0] == 0.0
+    with pytest.raises(vh.VisualHierarchyError, match="root"):
+        vh.build_visual_hierarchy(x, y, list("abcd"), 0.8, root="both")
+    with pytest.raises(vh.VisualHierarchyError, match="threshold_step"):
+        vh.build_visual_hierarchy(x, y, list("abcd"), 0.8, threshold_step=-0.1)
+    with pytest.raises(vh.VisualHierarchyError, match="heights"):
+        vh.hierarchical_distance(leaves, leaves, both.ranking_hierarchy, heights="nodes")
+
+
+def test_authors_pca_projects_on_the_columns_of_the_sorted_eigenvector_rows():
+    # ±a·v1, ±b·v2, ±c·v3 with v1 = (1, 1, 0)/√2, v2 = (0, 0, 1), v3 = (1, −1, 0)/√2 and
+    # a² : b² : c² = 15 : 9 : 1, so the variance ratios are 0.6, 0.36, 0.04 (cumulative 0.96 at
+    # two axes). The paper keeps 2 axes (0.96 ≥ 0.95); the authors' first index with a
+    # cumulative ratio > 0.95 is 1, so they keep 1. Their E has rows v1, v2, v3, and they
+    # project on its first column (v1[0], v2[0], v3[0]) = (1/√2, 0, 1/√2), up to each entry's
+    # eigenvector sign; the principal axis is v1 = (1/√2, 1/√2, 0).
+    r = np.sqrt(0.5)
+    axes = np.array([[r, r, 0.0], [0.0, 0.0, 1.0], [r, -r, 0.0]])
+    scale = np.sqrt([15.0, 9.0, 1.0])
+    x = np.concatenate([axes * scale[:, None], -axes * scale[:, None]])
+    paper = vh.fit_pca(x, 0.95)
+    authors = vh.fit_pca(x, 0.95, convention="authors")
+    assert paper.n_components == 2 and authors.n_components == 1
+    assert np.allclose(paper.explained_variance_ratio, [0.6, 0.36])
+    assert np.allclose(authors.explained_variance_ratio, [0.6])
+    assert np.allclose(np.abs(paper.components[0]), [r, r, 0.0])
+    assert np.allclose(np.abs(authors.components[0]), [r, 0.0, r])
+    with pytest.raises(vh.VisualHierarchyError, match="convention"):
+        vh.fit_pca(x, 0.95, convention="sklearn")

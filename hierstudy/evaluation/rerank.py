@@ -46,7 +46,11 @@ class VisualReranker:
         covariance: "class" (the paper: per-class, Ledoit-Wolf shrunk) or "pooled" (the authors'
             code: every class shares the covariance of all samples).
         variance: the PCA keeps the fewest axes explaining this share of the variance.
-        shrinkage: as in ``visual_hierarchy.fit_class_gaussians``.
+        shrinkage, ridge: as in ``visual_hierarchy.fit_class_gaussians``.
+        root, threshold_step: as in ``visual_hierarchy.build_visual_hierarchy``; pca: the
+            ``convention`` of ``visual_hierarchy.fit_pca``; heights: as in
+            ``visual_hierarchy.ranking_distance``. Their "authors" values reproduce the authors'
+            code (docs/conventions.md, Visual hierarchy); the defaults are the paper's text.
 
     After :meth:`fit`: ``pca`` (``PCAProjection``), ``visual`` (``VisualHierarchy``: the tree,
     its levels, the leaf Gaussians) and ``classes``.
@@ -59,15 +63,22 @@ class VisualReranker:
         covariance: str = "class",
         variance: float = 0.95,
         shrinkage: str | float = "ledoit-wolf",
+        ridge: float = vh.RIDGE,
+        root: str = "paper",
+        threshold_step: float = 0.0,
+        pca: str = "paper",
+        heights: str = "edges",
     ) -> None:
         self.threshold, self.covariance = threshold, covariance
-        self.variance, self.shrinkage = variance, shrinkage
+        self.variance, self.shrinkage, self.ridge = variance, shrinkage, ridge
+        self.root, self.threshold_step = root, threshold_step
+        self.pca_convention, self.heights = pca, heights
 
     def fit(self, features, labels, classes) -> VisualReranker:
         """PCA, class Gaussians and merging on [N, D] training ``features`` with [N] ``labels``
         indexing ``classes`` (the tree's leaf names). Deterministic; returns ``self``."""
         self.classes = [str(c) for c in classes]
-        self.pca = vh.fit_pca(features, self.variance)
+        self.pca = vh.fit_pca(features, self.variance, convention=self.pca_convention)
         self.visual = vh.build_visual_hierarchy(
             self.pca.transform(features),
             labels,
@@ -75,6 +86,9 @@ class VisualReranker:
             self.threshold,
             covariance=self.covariance,
             shrinkage=self.shrinkage,
+            ridge=self.ridge,
+            root=self.root,
+            threshold_step=self.threshold_step,
         )
         return self
 
@@ -103,7 +117,7 @@ class VisualReranker:
 
         def eq6(query: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
             return vh.ranking_distance(
-                query, items, self.leaves(query), gallery(items), tree, alpha
+                query, items, self.leaves(query), gallery(items), tree, alpha, heights=self.heights
             )
 
         return eq6
@@ -113,7 +127,7 @@ class VisualReranker:
         tree = self._tree(hierarchy)
         gallery = _LastLeaves(self.leaves)
         return lambda query, items: vh.hierarchical_distance(
-            self.leaves(query), gallery(items), tree
+            self.leaves(query), gallery(items), tree, heights=self.heights
         )
 
     def _tree(self, hierarchy: Hierarchy | str | None) -> Hierarchy | None:

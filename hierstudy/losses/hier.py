@@ -20,6 +20,10 @@ Choices where hier.md leaves room, each tested in tests/test_losses_hier.py:
   drawn chunk by chunk of triplets, first the w_ij noise then the w_ijk noise of each chunk.
 * HIERsph (Table 2's ablation): the unit sphere with d(x, y) = 2 − 2 cos(x, y)
   (:func:`~hierstudy.geometry.sphere_distance`).
+* ``mobius_eps``: 0 (default) uses the exact Möbius addition; 1e-5 is the authors' ε in its
+  denominator (HIER-CVPR23, hier/hyptorch/pmath.py, ``_mobius_addition_batch``, used by
+  ``dist_matrix`` in hier/losses.py, ``HIERLoss.forward``), with which this loss equals theirs
+  for the same triplets and Gumbel noise (float64, to ~1e-12; docs/conventions.md, HIER).
 * The proxies pass through the same head as the samples, Riemannian-gradient step included (the
   authors' code); the loss runs in the proxies' dtype with autocast off (fp16 would cancel
   catastrophically in a + b − 2p).
@@ -232,8 +236,9 @@ class HIER(nn.Module):
         dim: embedding dimension D.
         num_proxies: P hierarchical proxies, tangent-space parameters initialised
             randn(P, D)/√D · clip_r · 0.9 and mapped through :func:`to_ball` on every forward.
-        c, clip_r: the ball (0.1, 2.3). margin δ = 0.1, tau τ = 0.1, topk k = 20,
-            per_anchor t = 50 positives and negatives per kept anchor.
+        c, clip_r: the ball (0.1, 2.3). mobius_eps: the authors' ε in the Möbius denominator
+            (0: exact; 1e-5: theirs, see the module docstring). margin δ = 0.1, tau τ = 0.1,
+            topk k = 20, per_anchor t = 50 positives and negatives per kept anchor.
         lr_scale: learning-rate multiplier of the proxies for the training engine (×50).
         generator: every random draw (proxy init, triplets, Gumbel noise); ``None`` makes a
             private CPU generator seeded with 0, so the loss never touches the global RNG.
@@ -256,13 +261,17 @@ class HIER(nn.Module):
         per_anchor: int = 50,
         lr_scale: float = 50.0,
         generator: torch.Generator | None = None,
+        mobius_eps: float = 0.0,
     ):
         super().__init__()
+        if not mobius_eps >= 0:
+            raise ValueError(f"mobius_eps must be >= 0, got {mobius_eps}")
         if dim < 1 or num_proxies < 2:
             raise ValueError(f"need dim ≥ 1 and num_proxies ≥ 2, got {dim}, {num_proxies}")
         check_curvature(c)
         self.c, self.clip_r, self.margin, self.tau = c, clip_r, margin, tau
         self.topk, self.per_anchor, self.lr_scale = topk, per_anchor, lr_scale
+        self.mobius_eps = float(mobius_eps)
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
         init = torch.randn(num_proxies, dim, generator=self.generator)
         self.proxies = nn.Parameter(init / math.sqrt(dim) * clip_r * 0.9)
@@ -274,7 +283,7 @@ class HIER(nn.Module):
 
     def distance(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """The loss's distance, [N, D] × [M, D] → [N, M] (``y=None``: x to itself)."""
-        return pairwise_distance(x, y, self.c)
+        return pairwise_distance(x, y, self.c, mobius_eps=self.mobius_eps)
 
     def _prepare(self, x: Tensor) -> Tensor:
         return x  # pairwise_distance rejects points outside the ball
@@ -313,7 +322,10 @@ class HIER(nn.Module):
 
     def extra_repr(self) -> str:
         p, d = self.proxies.shape
-        return f"proxies={p}, dim={d}, c={self.c}, clip_r={self.clip_r}, lr_scale={self.lr_scale}"
+        return (
+            f"proxies={p}, dim={d}, c={self.c}, clip_r={self.clip_r}, lr_scale={self.lr_scale}, "
+            f"mobius_eps={self.mobius_eps}"
+        )
 
 
 class HIERSph(HIER):

@@ -7,61 +7,149 @@ and ℓ_qtr (eq. 6), averaged over many triplets per batch.
 Eq. 7's objective CE + α·ℓ_qtr is composed by the training engine; this module returns ℓ_qtr
 only, e.g. ``Term("kfr", KFRLoss(d_T), weight=α, input="features", start_epoch=...)`` beside the
 CE term in ``hierstudy.train``. The paper's α (Sec. IV-D): 30 for CvT and ResNet-34 (trained from
-scratch, CE alone first), 1 for WRN-50 and 100 for WRN-101 (fine-tuned). ℓ_qtr is linear in d_T,
-so k of eq. 1 folds into α (Sec. III-B); the authors' demo uses d_T × 0.1, i.e. k = 0.1.
+scratch, CE alone first), 1 for WRN-50 and 100 for WRN-101 (fine-tuned).
+
+What α means depends on the scale of ℓ_qtr (docs/conventions.md, KFR). ℓ_qtr is linear in d_T
+and in d_z, so two knobs rescale it by a constant: ``reduction`` ("mean": d_z divided by the
+feature width F, the study's default; "sum": the L1 distance of Sec. III-A, the paper's text)
+and ``edge_weight`` k of eq. 1 (1 in the paper, Sec. IV-B; 0.1 in the authors' demo). α × k ×
+(F for "sum") is what stays constant: :func:`transfer_alpha`. The standardisation and ``power``
+change ℓ_qtr by a factor that depends on the data (:func:`standardisation_ratio` measures it).
 
 Choices where the paper is loose (docs/ambiguities.md, KFR):
 
 * ``standardise="vector"`` (default, the paper's text): every latent vector z ∈ R^F becomes
   ẑ = (z − mean(z)) / sqrt(var(z) + eps), population variance over its F entries, eps = 1e-5 as
   in BatchNorm (keeps a constant vector finite, negligible otherwise). Then
-  d_z(a, b) = mean_f |ẑ_a − ẑ_b|^power, power = 1: the L1 distance divided by F. ℓ_qtr is
-  linear in d_z, so 1/F only rescales α; it keeps α comparable across latent widths and is what
-  the authors' code does (a mean over features).
-* ``standardise="batch", power=1.2``: the authors' public demo. One scalar mean and variance over
-  the whole [B, F] batch tensor (same eps; the demo divides by the unbiased std, no eps), then
-  mean_f |Δ|^1.2. (The demo standardises the anchor, b and c batches separately; here all three
-  come from one batch, standardised once.)
+  d_z(a, b) = mean_f |ẑ_a − ẑ_b|^power, power = 1: the L1 distance divided by F.
+* ``standardise="batch", power=1.2, unbiased=True, eps=0, edge_weight=0.1``: the authors' public
+  demo (zyfccc/categorical-knowledge-fused-recognition-demo, ckfr_train_demo.py,
+  ``loss_function`` and the ``dis2_label *= 0.1`` of ``train``): one scalar mean and unbiased
+  standard deviation over a whole [B, F] batch tensor, no eps, then mean_f |Δ|^1.2. (The demo
+  standardises the anchor, b and c batches separately and draws b and c from the whole training
+  set; here all three come from one batch, standardised once. :data:`DEMO` holds these values.)
 * Triplets: every sample is the anchor ``triplets_per_anchor`` times; b and c are drawn
   uniformly with replacement from the batch, any class ("equal probability", Sec. IV-D), so b or
   c may be the anchor itself; such terms are ordinary eq. 6 terms.
 * ``switch_positions=True`` (the extension after eq. 7): each member of a triplet also takes the
   anchor's place, i.e. the terms (a, b, c), (b, a, c) and (c, a, b). Swapping b and c alone adds
   nothing since eq. 6 is symmetric in them. (CE already covers every sample of the batch.)
-* Reduction: the mean over all terms.
+* Reduction over terms: the mean.
 """
 
 from __future__ import annotations
+
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 STANDARDISE = ("vector", "batch")
+REDUCTIONS = ("mean", "sum")
 
 
-def standardise(latent: Tensor, mode: str = "vector", eps: float = 1e-5) -> Tensor:
-    """Sec. III-A normalisation of [B, F] latents: per vector ("vector") or per batch ("batch")."""
+def standardise(
+    latent: Tensor, mode: str = "vector", eps: float = 1e-5, *, unbiased: bool = False
+) -> Tensor:
+    """Sec. III-A normalisation of [B, F] latents: per vector ("vector") or per batch ("batch").
+
+    ``unbiased``: divide by the Bessel-corrected standard deviation (the demo's ``torch.std``).
+    """
     if mode not in STANDARDISE:
         raise ValueError(f"standardise must be one of {STANDARDISE}, got {mode!r}")
     dims = -1 if mode == "vector" else (0, 1)
     mean = latent.mean(dim=dims, keepdim=True)
-    var = latent.var(dim=dims, unbiased=False, keepdim=True)
+    var = latent.var(dim=dims, unbiased=unbiased, keepdim=True)
     return (latent - mean) / torch.sqrt(var + eps)
 
 
-def latent_distance(z_a: Tensor, z_b: Tensor, power: float = 1.0) -> Tensor:
-    """d_z of standardised latents, row by row: mean_f |z_a − z_b|^power, [T, F] × 2 → [T]."""
+def latent_distance(
+    z_a: Tensor, z_b: Tensor, power: float = 1.0, reduction: str = "mean"
+) -> Tensor:
+    """d_z of standardised latents, row by row: mean_f (or sum_f) |z_a − z_b|^power, [T] out."""
     diff = (z_a - z_b).abs()
-    return (diff if power == 1.0 else diff.pow(power)).mean(dim=-1)
+    diff = diff if power == 1.0 else diff.pow(power)
+    return diff.sum(dim=-1) if reduction == "sum" else diff.mean(dim=-1)
 
 
 def pairwise_latent_distance(
-    latent: Tensor, *, mode: str = "vector", power: float = 1.0, eps: float = 1e-5
+    latent: Tensor,
+    *,
+    mode: str = "vector",
+    power: float = 1.0,
+    eps: float = 1e-5,
+    unbiased: bool = False,
+    reduction: str = "mean",
 ) -> Tensor:
     """[N, F] raw latents → [N, N] d_z of every pair, standardised as ``mode`` (for analysis)."""
-    z = standardise(latent, mode, eps)
-    return torch.cdist(z, z, p=power).pow(power) / z.shape[1]
+    z = standardise(latent, mode, eps, unbiased=unbiased)
+    d = torch.cdist(z, z, p=power).pow(power)
+    return d if reduction == "sum" else d / z.shape[1]
+
+
+@dataclass(frozen=True)
+class Scale:
+    """The settings of :class:`KFRLoss` that change what α means (docs/conventions.md, KFR)."""
+
+    reduction: str = "mean"
+    edge_weight: float = 1.0
+    standardise: str = "vector"
+    unbiased: bool = False
+    power: float = 1.0
+    eps: float = 1e-5
+
+    def factor(self, num_features: int) -> float:
+        """ℓ_qtr under this scale over ℓ_qtr with reduction "mean" and k = 1, same latents and
+        standardisation: k × (F for "sum"), exact since ℓ_qtr is linear in d_z and d_T."""
+        return self.edge_weight * (num_features if self.reduction == "sum" else 1.0)
+
+    def kwargs(self) -> dict:
+        """These settings as :class:`KFRLoss` keyword arguments."""
+        return asdict(self)
+
+
+STUDY = Scale()  # the study's default: per-vector, mean over F, k = 1
+PAPER = Scale(reduction="sum")  # the paper's text: per-vector, L1 (sum over F), k = 1
+# the authors' demo (ckfr_train_demo.py, loss_function / train)
+DEMO = Scale(edge_weight=0.1, standardise="batch", unbiased=True, power=1.2, eps=0.0)
+
+
+def standardisation_ratio(latent: Tensor, source: Scale, target: Scale) -> float:
+    """Mean d_z over every pair of the [N, F] ``latent`` under ``source``'s standardisation,
+    ``power`` and ``eps`` over the same under ``target``'s (reduction "mean" on both sides).
+
+    ℓ_qtr is not exactly proportional across standardisations (the factor varies by pair), so
+    this is the batch-average factor; 1 when the two sides standardise alike."""
+
+    def mean_d(scale: Scale) -> Tensor:
+        d = pairwise_latent_distance(
+            latent,
+            mode=scale.standardise,
+            power=scale.power,
+            eps=scale.eps,
+            unbiased=scale.unbiased,
+        )
+        return d.sum() / (len(latent) * (len(latent) - 1))
+
+    with torch.no_grad():
+        return float(mean_d(source) / mean_d(target))
+
+
+def transfer_alpha(
+    alpha: float, num_features: int, source: Scale, target: Scale, latent: Tensor | None = None
+) -> float:
+    """The α under ``target`` that weighs ℓ_qtr as ``alpha`` does under ``source``.
+
+    α × factor (k × F for "sum") stays constant: α_target = α_source × factor(source) /
+    factor(target), exact for ``reduction`` and ``edge_weight``. With ``latent`` (a batch of
+    raw features) it also multiplies by :func:`standardisation_ratio`, the batch-average factor of
+    a change of standardisation or power. E.g. the paper's α = 30 (sum, F = 512) is α = 15360
+    under the study's mean over F."""
+    if not num_features >= 1:
+        raise ValueError(f"num_features must be >= 1, got {num_features}")
+    ratio = 1.0 if latent is None else standardisation_ratio(latent, source, target)
+    return alpha * source.factor(num_features) / target.factor(num_features) * ratio
 
 
 class KFRLoss(nn.Module):
@@ -73,7 +161,11 @@ class KFRLoss(nn.Module):
         standardise: "vector" (paper) or "batch" (authors' demo), see the module docstring.
         power: exponent on |Δ| in d_z (1 = L1, the paper; 1.2 in the demo); must be ≥ 1 so the
             gradient stays finite when b or c is the anchor.
-        eps: added to the variance before the square root.
+        eps: added to the variance before the square root (≥ 0; the demo's is 0).
+        unbiased: Bessel-corrected variance (the demo's ``torch.std``); default population.
+        reduction: d_z as the mean over the F features ("mean", default) or their sum ("sum",
+            the L1 distance of the paper's text): a factor F on ℓ_qtr.
+        edge_weight: k of eq. 1, multiplying ``path_distance`` (1: the paper; 0.1: the demo).
         triplets_per_anchor: triplets per sample per step (T = B × this).
         switch_positions: also use b and c as anchors (three terms per triplet).
         generator: CPU ``torch.Generator`` for triplet sampling; default a private one seeded
@@ -91,6 +183,9 @@ class KFRLoss(nn.Module):
         standardise: str = "vector",
         power: float = 1.0,
         eps: float = 1e-5,
+        unbiased: bool = False,
+        reduction: str = "mean",
+        edge_weight: float = 1.0,
         triplets_per_anchor: int = 1,
         switch_positions: bool = False,
         generator: torch.Generator | None = None,
@@ -100,8 +195,12 @@ class KFRLoss(nn.Module):
             raise ValueError(f"standardise must be one of {STANDARDISE}, got {standardise!r}")
         if not power >= 1.0:
             raise ValueError(f"power must be >= 1 (finite gradient at zero distance), got {power}")
-        if not eps > 0:
-            raise ValueError(f"eps must be > 0, got {eps}")
+        if not eps >= 0:
+            raise ValueError(f"eps must be >= 0, got {eps}")
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        if not (np.isfinite(edge_weight) and edge_weight > 0):
+            raise ValueError(f"edge_weight must be finite and > 0, got {edge_weight}")
         if int(triplets_per_anchor) != triplets_per_anchor or triplets_per_anchor < 1:
             raise ValueError(
                 f"triplets_per_anchor must be a positive integer, got {triplets_per_anchor}"
@@ -109,6 +208,9 @@ class KFRLoss(nn.Module):
         self.standardise = standardise
         self.power = float(power)
         self.eps = float(eps)
+        self.unbiased = bool(unbiased)
+        self.reduction = reduction
+        self.edge_weight = float(edge_weight)
         self.triplets_per_anchor = int(triplets_per_anchor)
         self.switch_positions = bool(switch_positions)
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
@@ -134,20 +236,21 @@ class KFRLoss(nn.Module):
         triplets = triplets.to(latent.device)
         if self.switch_positions:
             triplets = torch.cat([triplets, triplets[:, [1, 0, 2]], triplets[:, [2, 0, 1]]])
-        z = standardise(latent, self.standardise, self.eps)
+        z = standardise(latent, self.standardise, self.eps, unbiased=self.unbiased)
         a, b, c = triplets.unbind(dim=1)
         z_a = z[a]
-        d_ab = latent_distance(z_a, z[b], self.power)
-        d_ac = latent_distance(z_a, z[c], self.power)
+        d_ab = latent_distance(z_a, z[b], self.power, self.reduction)
+        d_ac = latent_distance(z_a, z[c], self.power, self.reduction)
         y_a, y_b, y_c = labels[a], labels[b], labels[c]
-        t_ab = self.path_distance[y_a, y_b].to(z.dtype)
-        t_ac = self.path_distance[y_a, y_c].to(z.dtype)
+        t_ab = self.path_distance[y_a, y_b].to(z.dtype) * self.edge_weight
+        t_ac = self.path_distance[y_a, y_c].to(z.dtype) * self.edge_weight
         return (d_ab * t_ac - d_ac * t_ab).abs().mean()
 
     def extra_repr(self) -> str:
         return (
             f"classes={self.num_classes}, standardise={self.standardise!r}, power={self.power}, "
-            f"eps={self.eps}, triplets_per_anchor={self.triplets_per_anchor}, "
+            f"eps={self.eps}, unbiased={self.unbiased}, reduction={self.reduction!r}, "
+            f"edge_weight={self.edge_weight}, triplets_per_anchor={self.triplets_per_anchor}, "
             f"switch_positions={self.switch_positions}"
         )
 

@@ -15,6 +15,7 @@ puts the pieces together.
 
 from ._inputs import VisualHierarchyError
 from .gaussians import (
+    RIDGE,
     ClassGaussians,
     PCAProjection,
     assign_leaves,
@@ -27,7 +28,24 @@ from .gaussians import (
 from .merging import VisualHierarchy, build_visual_hierarchy
 from .ranking import cosine_distance, hierarchical_distance, ranking_distance
 
+# Every convention of the authors' code (vaishwarya96/Hierarchy-image-retrieval, main_img_retrieval.py
+# and the functions it calls; docs/conventions.md), as ``rerank.VisualReranker`` keyword arguments:
+# their PCA, one covariance of all samples (no ridge), t = 0.20 falling by 0.05 per level, a root
+# always on top and ete3's heights. Not options: their ranking by D_H alone (0·D_C + 1·D_H) and
+# their fit of the hierarchy on the test set.
+AUTHORS = {
+    "pca": "authors",
+    "covariance": "pooled",
+    "ridge": 0.0,
+    "threshold": 0.20,
+    "threshold_step": 0.05,
+    "root": "authors",
+    "heights": "ete3",
+}
+
 __all__ = [
+    "AUTHORS",
+    "RIDGE",
     "ClassGaussians",
     "PCAProjection",
     "VisualHierarchy",

@@ -57,18 +57,30 @@ class PCAProjection:
         return (x - self.mean) @ self.components.T
 
 
-def fit_pca(features, variance: float = 0.95) -> PCAProjection:
+def fit_pca(features, variance: float = 0.95, *, convention: str = "paper") -> PCAProjection:
     """PCA keeping the fewest axes whose explained variance reaches ``variance`` (Sec. 3).
 
     The paper keeps the components "required to explain 95 % of the original data variance": the
     smallest k with cumulative ratio >= 0.95 (sklearn's ``PCA(0.95)`` asks for > 0.95; they differ
     only at exact equality). Args: [N, D] training features. Returns a ``PCAProjection``.
+
+    ``convention="authors"`` reproduces their code (vaishwarya96/Hierarchy-image-retrieval,
+    inference_utils/md_utils.py, ``pca`` and ``transform_features``; main_img_retrieval.py):
+    ``np.linalg.eig`` of ``np.cov``, eigenvectors sorted into the *rows* of E, coordinates
+    (x − mean) @ E[:, :k], i.e. on the columns of E, which are not the principal axes (a
+    transposition slip), and k = the first index whose cumulative ratio exceeds ``variance``
+    (one axis fewer than the paper's count). ``explained_variance_ratio`` holds the ratios of the
+    k largest eigenvalues, as their code reports them.
     """
     x = as_features(features, "features")
     if not 0.0 < variance <= 1.0:
         raise VisualHierarchyError(f"variance must be in (0, 1], got {variance}")
     if x.shape[0] < 2:
         raise VisualHierarchyError("PCA needs at least 2 samples")
+    if convention not in ("paper", "authors"):
+        raise VisualHierarchyError(f"convention must be 'paper' or 'authors', got {convention!r}")
+    if convention == "authors":
+        return _authors_pca(x, variance)
     mean = x.mean(axis=0)
     _, singular, axes = np.linalg.svd(x - mean, full_matrices=False)
     power = singular**2
@@ -80,6 +92,25 @@ def fit_pca(features, variance: float = 0.95) -> PCAProjection:
     axes = axes[:k]
     signs = np.sign(axes[np.arange(k), np.abs(axes).argmax(axis=1)])
     return PCAProjection(mean, axes * signs[:, None], ratio[:k])
+
+
+def _authors_pca(x: np.ndarray, variance: float) -> PCAProjection:
+    """``fit_pca(convention="authors")``: md_utils.py ``pca`` + ``transform_features``."""
+    mean = x.mean(axis=0)
+    values, vectors = np.linalg.eig(np.atleast_2d(np.cov(x - mean, rowvar=False)))
+    order = np.argsort(values)[::-1]
+    values, rows = values[order], vectors.T[order]  # E: row i is the i-th eigenvector
+    if np.iscomplexobj(values) or values.sum() <= 0:
+        raise VisualHierarchyError("the features' covariance has no real positive spectrum")
+    ratio = values / values.sum()
+    above = np.flatnonzero(np.cumsum(ratio) > variance)
+    if len(above) == 0 or above[0] == 0:
+        raise VisualHierarchyError(
+            f"the authors' rule keeps {above[0] if len(above) else 'no'} axes at variance "
+            f"{variance}: their code fails there"
+        )
+    k = int(above[0])
+    return PCAProjection(mean, np.ascontiguousarray(rows[:, :k].T), ratio[:k])
 
 
 # --------------------------------------------------------------------------- class Gaussians
@@ -131,6 +162,7 @@ def fit_class_gaussians(
     *,
     covariance: str = "class",
     shrinkage: str | float = "ledoit-wolf",
+    ridge: float = RIDGE,
 ) -> ClassGaussians:
     """Mean and regularised covariance of every class (Sec. 3 and 3.1).
 
@@ -141,11 +173,14 @@ def fit_class_gaussians(
     undefined; it shrinks toward a scaled identity with a data-driven weight, needs no tuning, and
     vanishes as samples grow. e = RIDGE * tr(T)/d, T the covariance of all samples, keeps a class
     of identical samples positive definite.
-    ``covariance="pooled"`` (the authors' code): every class gets T + e I.
+    ``covariance="pooled"`` (the authors' code): every class gets T + e I. ``ridge=0`` with
+    "pooled" is exactly their T (vaishwarya96/Hierarchy-image-retrieval, hierarchy_utils/h_utils.py,
+    ``get_distribution``: ``np.cov`` of all samples for every class), T must then be definite.
 
     Args:
         features: [N, d]. labels: [N] integers in [0, n_classes); every class needs 2 samples
             ("class") or 1 ("pooled").
+        ridge: e relative to tr(T)/d (default ``RIDGE``).
     """
     x = as_features(features, "features")
     y = as_labels(labels, x.shape[0], n_classes)
@@ -158,6 +193,8 @@ def fit_class_gaussians(
         isinstance(shrinkage, (int, float)) and 0.0 <= shrinkage <= 1.0
     ):
         raise VisualHierarchyError(f"shrinkage must be 'ledoit-wolf' or in [0, 1], got {shrinkage}")
+    if not (np.isfinite(ridge) and ridge >= 0):
+        raise VisualHierarchyError(f"ridge must be finite and >= 0, got {ridge}")
     need = 2 if covariance == "class" else 1
     if counts.min() < need or x.shape[0] < 2:
         few = np.flatnonzero(counts < need)[:10].tolist()
@@ -168,7 +205,7 @@ def fit_class_gaussians(
     np.add.at(means, y, x)
     means /= counts[:, None]
     total = np.atleast_2d(np.cov(x, rowvar=False))
-    ridge = RIDGE * max(float(np.trace(total)) / d, np.finfo(float).tiny)
+    ridge = ridge * max(float(np.trace(total)) / d, np.finfo(float).tiny)
     if covariance == "pooled":
         shared = total + ridge * np.eye(d)
         cov = np.broadcast_to(shared, (k, d, d))

@@ -19,5 +19,11 @@ def test_notebook_03_under_smoke_trains_every_model_and_saves_the_tables():
     assert methods[0] == "CE" and methods[-1].endswith("(KFR)") and len(methods) == 7
     assert all(-1 <= metrics[k] <= 1 for k in ("spearman_ce", "spearman_kfr"))
     assert not math.isnan(metrics["spearman_kfr"])
-    for name in ("03_baseline_curves.png", "03_alpha_sweep.csv", "03_latent_geometry.png"):
+    for name in (
+        "03_baseline_curves.png",
+        "03_alpha_sweep.csv",
+        "03_latent_geometry.png",
+        "03_alpha_transfer.csv",  # docs/conventions.md, KFR
+        "03_alpha_sweep_scales.csv",
+    ):
         assert (cfg.figures_dir / name).is_file()

@@ -103,5 +103,11 @@ def test_notebook_05_under_smoke_builds_visual_hierarchies_and_ranks_with_them()
     assert len(Hierarchy([tuple(e) for e in saved["ward"]], classes).nodes) == 2 * len(classes) - 1
     for leaves in saved["test_leaves"].values():
         assert len(leaves) == m["n_test"] and 0 <= min(leaves) and max(leaves) < len(classes)
-    for name in ("05_trees.png", "05_map_at_k.png", "05_robustness.png", "05_t_alpha.pdf"):
+    for name in (
+        "05_trees.png",
+        "05_map_at_k.png",
+        "05_robustness.png",
+        "05_t_alpha.pdf",
+        "05_t_sweep_roots.csv",  # docs/conventions.md, Visual hierarchy
+    ):
         assert (cfg.figures_dir / name).is_file()
