@@ -225,7 +225,7 @@ for ax, key in zip(axes, ["Δ mAHP", "Δ mAP"], strict=True):
     wide = wide.reindex(index=names, columns=covariances, level=1)
     wide = wide.rename(columns="{} Σ".format, level=1)  # the legend's labels
     error = wide[f"{key} (std)"].fillna(0)
-    wide[key].plot.barh(ax=ax, xerr=error, width=0.8, legend=False, ylabel="")
+    wide[key].plot.barh(ax=ax, xerr=error, width=0.8, legend=False, ylabel="run")
     ax.axvline(0, color="0.3", lw=0.8)
     ax.set(xlabel=f"cos + {rerank_alpha:g}·D_H minus cosine", title=key)
 axes[0].invert_yaxis()
