@@ -37,21 +37,22 @@ def test_paired_by_seed_pairs_the_seeds_where_both_have_a_value():
     assert list(p.treatment) == [0.6, 0.7] and list(p.control) == [0.65, 0.5]
     assert p.mean == pytest.approx((-0.05 + 0.2) / 2)
     assert p.std == pytest.approx(np.std([-0.05, 0.2], ddof=1))
-    assert p.wins == 1 and p.verdict() == "mixed across seeds"
+    assert p.wins == 1 and p.verdict() == "inconclusive (2 seeds)"
     with pytest.raises(ValueError, match="no row with model == 'c'"):
         paired_by_seed(per_seed(), "a", "c", "acc")
 
 
 @pytest.mark.parametrize(
-    ("control", "default", "worded"),
+    ("control", "higher", "lower"),
     [
-        ([0.1, 0.2, 0.3], "higher on every seed", "better on every seed"),
-        ([0.9, 0.9, 0.9], "lower on every seed", "worse on every seed"),
-        ([0.5, 0.6, 0.7], "equal on every seed", "equal on every seed"),
-        ([0.4, 0.7, 0.7], "mixed across seeds", "mixed across seeds"),
+        ([0.1, 0.2, 0.3], "reproduced", "opposite"),  # Δ = 0.4 on every seed: the interval is 0.4
+        # Δ = −0.4, −0.3, −0.2: −0.3 ± t(0.975, 2) · 0.1 / √3 = [−0.548, −0.052]
+        ([0.9, 0.9, 0.9], "opposite", "reproduced"),
+        ([0.5, 0.6, 0.7], "inconclusive (3 seeds)", "inconclusive (3 seeds)"),  # Δ = 0
+        ([0.4, 0.7, 0.7], "inconclusive (3 seeds)", "inconclusive (3 seeds)"),  # Δ ∈ [−0.1, 0.1]
     ],
 )
-def test_verdicts(control, default, worded):
+def test_the_verdict_rule_on_paired_seeds(control, higher, lower):
     frame = pd.DataFrame(
         {
             "variant": ["+ KFR"] * 3 + ["without"] * 3,
@@ -60,10 +61,13 @@ def test_verdicts(control, default, worded):
         }
     )
     p = paired_by_seed(frame, "+ KFR", "without", "m", by="variant")
-    assert p.verdict() == default
-    assert p.verdict("better", "worse") == worded
+    assert p.verdict() == p.verdict("higher") == higher
+    assert p.verdict("lower") == lower
     one = paired_by_seed(frame[frame.seed == 0], "+ KFR", "without", "m", by="variant")
-    assert one.n == 1 and one.verdict() == "one seed: not judged" and math.isnan(one.std)
+    assert one.n == 1 and one.verdict() == "inconclusive (1 seed)" and math.isnan(one.std)
+    # a non-inferiority margin moves the bound: Δ = −0.3 ± 0.248 is not below −0.6
+    if control == [0.9, 0.9, 0.9]:
+        assert p.verdict("higher", margin=0.6) == "reproduced"
 
 
 def notebook_07_paired(per_seed, label, baseline, key):
@@ -72,23 +76,7 @@ def notebook_07_paired(per_seed, label, baseline, key):
         index="seed", columns="model", values=key
     )
     d = (values[label] - values[baseline]).dropna()
-    verdict = (
-        "one seed: not judged"
-        if len(d) < 2
-        else "better on every seed"
-        if (d > 0).all()
-        else "worse on every seed"
-        if (d < 0).all()
-        else "equal on every seed"
-        if (d == 0).all()
-        else "mixed across seeds"
-    )
-    return (
-        d.mean(),
-        d.std(ddof=1) if len(d) > 1 else np.nan,
-        f"{int((d > 0).sum())}/{len(d)}",
-        verdict,
-    )
+    return (d.mean(), d.std(ddof=1) if len(d) > 1 else np.nan, f"{int((d > 0).sum())}/{len(d)}")
 
 
 def notebook_08_paired(w):
@@ -120,14 +108,15 @@ def test_paired_by_seed_is_bit_identical_to_the_notebooks_helpers(seeds):
         }
     ).sample(frac=1, random_state=0)
     p = paired_by_seed(frame, "kfr", "ce", "acc")
-    mean, std, better, verdict = notebook_07_paired(frame, "kfr", "ce", "acc")
-    assert (p.mean, f"{p.wins}/{p.n}", p.verdict("better", "worse")) == (mean, better, verdict)
+    mean, std, better = notebook_07_paired(frame, "kfr", "ce", "acc")
+    assert (p.mean, f"{p.wins}/{p.n}") == (mean, better)
     assert p.std == std or (math.isnan(p.std) and math.isnan(std))
     wide = frame.assign(variant=frame.model.map({"kfr": "+ KFR", "ce": "without"})).dropna()
     w = wide.pivot(index="seed", columns="variant", values="acc")[["without", "+ KFR"]]
     q = paired_by_seed(wide, "+ KFR", "without", "acc", by="variant")
     ours = q.summary("+ KFR", "without")
     assert ours.pop("verdict") == q.verdict()
+    assert (ours.pop("CI low"), ours.pop("CI high")) == q.interval() or q.n < 2
     expected = notebook_08_paired(w)
     assert list(ours) == list(expected)
     np.testing.assert_array_equal(list(ours.values()), list(expected.values()))  # NaN == NaN

@@ -27,12 +27,17 @@ from hierstudy import runs
 from hierstudy.config import Profile
 from hierstudy.evaluation.results import load_dataset_results, load_run_result
 from hierstudy.report.claims_registry import CLAIMS, RECORD, Claim, Comparison, Side
-from hierstudy.report.tables import MISSING, PairedDifference
+from hierstudy.report.tables import (
+    INCONCLUSIVE,
+    LEVEL,
+    MISSING,
+    NOT_TESTED,
+    OPPOSITE,
+    REPRODUCED,
+    PairedDifference,
+)
 
-LEVEL = 0.95
 ROUNDOFF = np.finfo(float).eps / 2  # the smallest error a log10 comparison distinguishes
-REPRODUCED, OPPOSITE, INCONCLUSIVE = "reproduced", "opposite", "inconclusive"
-NOT_TESTED = "not tested here"
 COLUMNS = [
     "claim",
     "paper",
@@ -64,20 +69,8 @@ def verdict(
     level: float = LEVEL,
 ) -> str:
     """The rule of the module docstring for ``diff`` (treatment − control) and the claimed
-    ``direction`` ("higher" or "lower"); ``unit`` names what was paired (inconclusive (3 seeds))."""
-    if direction not in ("higher", "lower"):
-        raise ValueError(f"direction is 'higher' or 'lower', got {direction!r}")
-    if diff.n == 0:
-        return f"{NOT_TESTED}: no {unit} with both sides"
-    low, high = diff.interval(level)
-    sign = 1 if direction == "higher" else -1
-    bound = -sign * margin
-    if diff.n > 1 and not math.isnan(low):
-        if (low > bound) if sign > 0 else (high < bound):
-            return REPRODUCED
-        if (high < bound) if sign > 0 else (low > bound):
-            return OPPOSITE
-    return f"{INCONCLUSIVE} ({diff.n} {unit}{'' if diff.n == 1 else 's'})"
+    ``direction`` (:meth:`PairedDifference.verdict`, the study's one rule)."""
+    return diff.verdict(direction, margin, unit, level)
 
 
 def category(text: str) -> str:

@@ -178,12 +178,19 @@ CLAIMS: tuple[Claim, ...] = (
         "07",
         (
             Comparison(
-                "MaxBoxAccV2 (mean of δ = 30/50/70 %)",
+                "MaxBoxAccV2 (mean of δ = 30/50/70 %), Grad-CAM at the last block",
+                Side("KFR (setup's α)", "localisation_last_block", "kfr", "maxboxacc_v2"),
+                Side("CE", "localisation_last_block", "ce", "maxboxacc_v2"),
+                paper_number="ImageNet-1k: 75.6 % vs 50.4 %",
+                note="primary: KFR's own layer; KFR's classifier is less accurate, which also "
+                "moves its maps",
+            ),
+            Comparison(
+                "MaxBoxAccV2 (mean of δ = 30/50/70 %), Grad-CAM at notebook 07's finer layer",
                 Side("KFR (setup's α)", "localisation", "kfr", "maxboxacc_v2"),
                 Side("CE", "localisation", "ce", "maxboxacc_v2"),
                 paper_number="ImageNet-1k: 75.6 % vs 50.4 %",
-                note="Grad-CAM at the layer notebook 07 reports; KFR's classifier is less "
-                "accurate, which also moves its maps",
+                note="secondary: the layer notebook 07 picks when the last block's map is coarse",
             ),
         ),
         "wsol",
@@ -197,11 +204,18 @@ CLAIMS: tuple[Claim, ...] = (
         "07",
         (
             Comparison(
-                "BoxAcc(τ = 0.15, δ = 30 %)",
+                "BoxAcc(τ = 0.15, δ = 30 %), Grad-CAM at the last block",
+                Side("KFR (setup's α)", "localisation_last_block", "kfr", "boxacc_tau0.15_iou30"),
+                Side("CE", "localisation_last_block", "ce", "boxacc_tau0.15_iou30"),
+                paper_number="ImageNet-1k: 75.6 % vs 50.4 % (MaxBoxAccV2(0.15, 0.3))",
+                note="primary: KFR's own layer; δ = 30 % is near its ceiling on HierShapes",
+            ),
+            Comparison(
+                "BoxAcc(τ = 0.15, δ = 30 %), Grad-CAM at notebook 07's finer layer",
                 Side("KFR (setup's α)", "localisation", "kfr", "boxacc_tau0.15_iou30"),
                 Side("CE", "localisation", "ce", "boxacc_tau0.15_iou30"),
                 paper_number="ImageNet-1k: 75.6 % vs 50.4 % (MaxBoxAccV2(0.15, 0.3))",
-                note="δ = 30 % is near its ceiling on HierShapes",
+                note="secondary: the layer notebook 07 picks when the last block's map is coarse",
             ),
         ),
         "wsol",

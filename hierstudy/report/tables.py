@@ -1,5 +1,5 @@
-"""Table cells over seeds: mean ± std, a difference paired by seed (its sign pattern and its
-t-interval), JSON rows.
+"""Table cells over seeds: mean ± std, a difference paired by seed (its t-interval and the study's
+one verdict rule), JSON rows.
 
 The helpers notebooks 06, 07 and 08 and :func:`hierstudy.study.headline` share, so that every
 table of the study prints a mean over seeds, a paired comparison and a missing value the same way.
@@ -7,6 +7,7 @@ table of the study prints a mean over seeds, a paired comparison and a missing v
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +15,9 @@ import pandas as pd
 from scipy import stats
 
 MISSING = "—"  # a metric that does not apply or was not computed
+LEVEL = 0.95  # the confidence level of every interval and verdict
+REPRODUCED, OPPOSITE, INCONCLUSIVE = "reproduced", "opposite", "inconclusive"
+NOT_TESTED = "not tested here"
 
 
 def mean_std(mean: float, std: float, digits: int = 3, *, signed: bool = False) -> str:
@@ -65,31 +69,42 @@ class PairedDifference:
         """The seeds where the treatment is higher."""
         return int((self.differences > 0).sum())
 
-    def verdict(self, higher: str = "higher", lower: str = "lower") -> str:
-        """'higher on every seed', 'lower …', 'equal …', 'mixed across seeds', or 'one seed: not
-        judged' below two seeds; ``higher`` / ``lower`` name the direction (e.g. 'better')."""
-        d = self.differences
-        if self.n < 2:
-            return "one seed: not judged"
-        if (d > 0).all():
-            return f"{higher} on every seed"
-        if (d < 0).all():
-            return f"{lower} on every seed"
-        if (d == 0).all():
-            return "equal on every seed"
-        return "mixed across seeds"
+    def verdict(
+        self, direction: str = "higher", margin: float = 0.0, unit: str = "seed", level=LEVEL
+    ) -> str:
+        """The study's one verdict rule (the claims ledger's, notebook 09), for the claimed
+        ``direction`` ("higher" or "lower"): **reproduced** when the ``level`` t-interval of the
+        mean difference excludes the bound (0, or −/+ ``margin`` for a non-inferiority claim) on
+        the claimed side, **opposite** when it excludes it on the other side, else **inconclusive
+        (n seeds)** (always from one ``unit``); **not tested here** without a pair."""
+        if direction not in ("higher", "lower"):
+            raise ValueError(f"direction is 'higher' or 'lower', got {direction!r}")
+        if self.n == 0:
+            return f"{NOT_TESTED}: no {unit} with both sides"
+        low, high = self.interval(level)
+        sign = 1 if direction == "higher" else -1
+        bound = -sign * margin
+        if self.n > 1 and not math.isnan(low):
+            if (low > bound) if sign > 0 else (high < bound):
+                return REPRODUCED
+            if (high < bound) if sign > 0 else (low > bound):
+                return OPPOSITE
+        return f"{INCONCLUSIVE} ({self.n} {unit}{'' if self.n == 1 else 's'})"
 
     def summary(self, treatment: str = "treatment", control: str = "control") -> dict:
         """The comparison as a table row: each side's mean and std over the paired seeds
         ("<control> (mean)", "<control> (std)", then the treatment's), the difference's
-        ("difference (mean)", "difference (std)"), "seeds higher" (:attr:`wins`), "seeds"
-        (:attr:`n`) and "verdict"; a std from one seed is NaN."""
-        row = {}
+        ("difference (mean)", "difference (std)"), its 95 % interval ("CI low", "CI high"),
+        "seeds higher" (:attr:`wins`), "seeds" (:attr:`n`) and the "verdict" of the rule
+        (:meth:`verdict`, claimed "higher"); a std from one seed is NaN."""
+        row, (low, high) = {}, self.interval()
         for name, values in ((control, self.control), (treatment, self.treatment)):
             row |= {f"{name} (mean)": float(values.mean()), f"{name} (std)": float(values.std())}
         return row | {
             "difference (mean)": self.mean,
             "difference (std)": self.std,
+            "CI low": low,
+            "CI high": high,
             "seeds higher": self.wins,
             "seeds": self.n,
             "verdict": self.verdict(),
