@@ -139,6 +139,23 @@ def test_run_records_and_dataset_results_are_read_too(smoke):
     )
 
 
+def test_kfrs_accuracy_over_its_second_phase_is_read_from_the_history(smoke):
+    """The second comparison of KFR's accuracy claim: the epochs where ℓ_qtr is on (4-7 of 8)."""
+    curves = {
+        "ce": [0.1, 0.2, 0.3, 0.4, 0.5, 0.5, 0.5, 0.5],
+        "kfr": [0.1, 0.2, 0.3, 0.9] + [0.6] * 4,
+    }
+    for name, curve in curves.items():
+        for seed in (0, 1):
+            shift = 0.01 * seed
+            frame = pd.DataFrame({"epoch": range(8), "val_acc": [v + shift for v in curve]})
+            frame.to_csv(fake_run(smoke, name, seed).run_dir / "metrics.csv", index=False)
+    rows = claims.ledger(smoke).set_index("claim").loc["kfr_accuracy"]
+    second = rows[rows.metric.str.contains("second phase")].iloc[0]
+    assert second["Δ"] == pytest.approx(0.1) and second["n"] == 2  # not the 0.9 of epoch 3
+    assert second["verdict"] == "reproduced"  # the same Δ on both seeds: a zero-width interval
+
+
 def test_two_values_for_one_seed_are_not_tested(smoke):
     store_retrieval(
         smoke, RETRIEVAL.format(s=0, raw=0.6, l2=0.6, corr=0.7).replace("dot", "cosine")

@@ -26,7 +26,7 @@ import pandas as pd
 from hierstudy import runs
 from hierstudy.config import Profile
 from hierstudy.evaluation.results import load_dataset_results, load_run_result
-from hierstudy.report.claims_registry import CLAIMS, RECORD, Claim, Comparison, Side
+from hierstudy.report.claims_registry import CLAIMS, HISTORY, RECORD, Claim, Comparison, Side
 from hierstudy.report.tables import (
     INCONCLUSIVE,
     LEVEL,
@@ -93,6 +93,8 @@ def side_values(profile: Profile, claim: Claim, side: Side) -> pd.Series:
                 continue
             if side.result == RECORD:
                 rows = [{side.metric: getattr(run.record, side.metric)}]
+            elif side.result == HISTORY:
+                rows = [{side.metric: _from_history(run, side.metric)}]
             else:
                 record = load_run_result(run, side.result) or {"rows": []}
                 rows = record.get("rows", [record])
@@ -105,6 +107,16 @@ def side_values(profile: Profile, claim: Claim, side: Side) -> pd.Series:
             raise LedgerError(f"{side.label}: several {side.result} rows for {claim.unit} {key}")
         values[key] = row.get(side.metric)
     return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").sort_index()
+
+
+def _from_history(run: runs.Run, metric: str) -> float:
+    """:data:`HISTORY`'s metrics from the run's per-epoch history."""
+    if metric != "val_acc_second_half":
+        raise LedgerError(f"no history metric {metric!r}: only 'val_acc_second_half'")
+    history = run.history
+    if "val_acc" not in history:
+        return math.nan
+    return float(history.val_acc.iloc[int(round(0.5 * len(history))) :].mean())
 
 
 def compare(profile: Profile, claim: Claim, comparison: Comparison) -> PairedDifference:
