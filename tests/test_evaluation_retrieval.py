@@ -196,6 +196,17 @@ def test_chance_is_a_seeded_random_ranking(study):
     first = retrieval.chance(trained[0], graded, seed=3)
     assert first["mahp"] == retrieval.chance(trained[0], graded, seed=3)["mahp"]
     assert first["others"] == 1.0 and first["K"] == 69  # 2 test images per class, 70 in all
+    assert "mahp_std" not in first
+    # several draws: the mean and the spread of the draws seeded 3, 4, 5
+    draws = [retrieval.chance(trained[0], graded, seed=s) for s in (3, 4, 5)]
+    many = retrieval.chance(trained[0], graded, seed=3, draws=3)
+    mahp = [d["mahp"] for d in draws]
+    assert many["mahp"] == pytest.approx(np.mean(mahp), abs=1e-15)
+    assert (
+        many["mahp_std"] == pytest.approx(np.std(mahp, ddof=1), abs=1e-15) and many["mahp_std"] > 0
+    )
+    np.testing.assert_allclose(many["hp"], np.mean([d["hp"] for d in draws], axis=0))
+    assert many["K"] == 69
 
 
 def test_no_run_is_an_error_naming_the_notebooks(tmp_path, monkeypatch):

@@ -379,13 +379,31 @@ def chance(
     K: int = 250,
     recall_ks: Sequence[int] | None = None,
     seed: int = 0,
+    draws: int = 1,
 ) -> dict:
     """:func:`ranking_metrics` of a random ranking (seeded 16-d Gaussian features) of the run's
-    test labels, and ``others``: the mean number of other images of a query's class."""
+    test labels, and ``others``: the mean number of other images of a query's class. With
+    ``draws`` > 1: the mean over that many rankings (seeds ``seed``, ``seed`` + 1, …) and each
+    number's spread over them as ``<name>_std`` (sample std)."""
     labels = run.retrieval_features("test")[1]
-    noise = np.random.default_rng(seed).standard_normal((len(labels), 16))
     ks = recall_ks_of(run, recall_ks)
-    row = ranking_metrics(noise, labels, "dot", graded, K=K, recall_ks=ks)
+    rows = [
+        ranking_metrics(
+            np.random.default_rng(seed + d).standard_normal((len(labels), 16)),
+            labels,
+            "dot",
+            graded,
+            K=K,
+            recall_ks=ks,
+        )
+        for d in range(draws)
+    ]
+    row = dict(rows[0])
+    for key in [k for k in row if k not in ("K", "test classes")]:
+        values = np.array([r[key] for r in rows], dtype=np.float64)
+        row[key] = values.mean(axis=0) if values.ndim > 1 else float(values.mean())
+        if draws > 1 and values.ndim == 1:
+            row[f"{key}_std"] = float(values.std(ddof=1))
     return row | {"others": float(np.bincount(labels)[labels].mean() - 1)}
 
 

@@ -72,6 +72,12 @@ def findings(results: pd.DataFrame, per_seed: pd.DataFrame, chance: dict) -> lis
     return [_sentence(results, per_seed, chance, *group) for group in dict.fromkeys(groups)]
 
 
+def _chance(random: dict) -> str:
+    """A random ranking's mAHP, with its spread over the draws when there are several."""
+    spread = random.get("mahp_std")
+    return f"{random['mahp']:.3f}" + ("" if spread is None else f" ± {spread:.3f} (sd over draws)")
+
+
 def _sentence(results, per_seed, chance, dataset: str, protocol: str, setup: str) -> str:
     here = (results.dataset == dataset) & (results.protocol == protocol)
     rows = results[here & (results.setup == setup)].set_index("method")
@@ -80,8 +86,8 @@ def _sentence(results, per_seed, chance, dataset: str, protocol: str, setup: str
     n, classes = len(rows), int(rows["test classes"].iloc[0])
     text = (
         f"{where}, {protocol} ({n} method{'s' * (n > 1)}, {classes} test classes): the best "
-        f"mAHP@{k} is {best}'s {rows.mahp[best]:.3f} against "
-        f"{chance[dataset, protocol]['mahp']:.3f} for a random ranking; the best mAP is "
+        f"mAHP@{k} is {best}'s {rows.mahp[best]:.3f} against {_chance(chance[dataset, protocol])}"
+        f" for a random ranking; the best mAP is "
         f"{best_map}'s {rows['map'][best_map]:.3f}"
     )
     if {CE, CE_L2} <= set(rows.index):
