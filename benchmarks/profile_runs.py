@@ -74,13 +74,13 @@ def main() -> None:
         "reference (NCHW, torch's threads)" if args.reference else "study (channels-last, 1 thread)"
     )
     print(f"{mode}, {profile.epochs} epochs; process start-up {START_UP:.1f} s")
-    print(f"{'method':8s}{'whole run':>10s}" + "".join(f"{s.strip():>22s}" for s in STAGES))
+    print(f"{'method':8s}{'whole run':>10s}" + "".join(f"{s.strip():>26s}" for s in STAGES))
     for method in args.methods:
         seconds.clear()
         start = time.perf_counter()
         runs.train(profile, method, 0, setup=setup, progress=False, **KNOBS.get(method, {}))
         whole = time.perf_counter() - start
-        print(f"{method:8s}{whole:10.1f}" + "".join(f"{seconds[s]:22.2f}" for s in STAGES))
+        print(f"{method:8s}{whole:10.1f}" + "".join(f"{seconds[s]:26.2f}" for s in STAGES))
 
 
 if __name__ == "__main__":
