@@ -1,3 +1,11 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python (hierstudy)
+#     language: python
+#     name: hierstudy
+# ---
+
 # %% [markdown]
 # # 09 · Verdicts: every paper claim, its fair control, one rule
 #
@@ -31,11 +39,12 @@
 #    of 0.
 #
 # No other verdict word is used in this study: a reader can check each one against one row of
-# `claims.md`. With three seeds the t-interval is wide (t₀.₉₇₅,₂ = 4.30): only effects several
-# times their seed-to-seed spread are called.
+# `claims.md`. The `small` profile runs five seeds (t₀.₉₇₅,₄ = 2.78: an effect is called once it
+# is about 1.2 times the seed-to-seed spread of the differences; with three seeds, t₀.₉₇₅,₂ =
+# 4.30, it would take 2.5 times).
 
 # %% tags=["parameters"]
-profile = "small"
+profile = None  # None: $HIERSTUDY_PROFILE, else "smoke" (hierstudy study sets it)
 force = False  # unused: this notebook only reads stored results
 
 # %%
@@ -47,7 +56,7 @@ from hierstudy import config, report
 from hierstudy.report import claims
 from hierstudy.report.claims_registry import CLAIMS
 
-cfg = config.load(profile)
+cfg = config.notebook(profile)
 report.use_style()
 print(cfg.description, "|", len(CLAIMS), "claims,", sum(len(c.comparisons) for c in CLAIMS), "rows")
 
