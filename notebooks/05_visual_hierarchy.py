@@ -161,12 +161,12 @@ measured = {  # seed -> Fig. 2, the trees' agreement and Fig. 3 of its classifie
 for m in measured.values():  # notebook 09
     for name, record in visual_claims.records(m).items():
         results.save_run_result(m.run, name, record)
-shown = measured[seed]  # the figures' seed
-run = shown.run
+showcase = measured[seed]  # the figures' seed
+run = showcase.run
 train, test = run.features("train"), run.features("test")
 y_test = test["labels"]
 fits = {  # (covariance, t) -> PCA, class Gaussians and merging of the training features
-    (c, t): shown.fits[c]
+    (c, t): showcase.fits[c]
     if t == threshold
     else rerank.VisualReranker(t, covariance=c, variance=variance).fit(
         train["features"], train["labels"], classes
@@ -265,7 +265,7 @@ plt.show()
 # perfectly with itself.
 
 # %%
-agreements = shown.agreement  # visual, visual (other Σ), Ward vs semantic; visual vs Ward; check
+agreements = showcase.agreement  # visual, visual (other Σ), Ward vs semantic; visual vs Ward; check
 report.save_table(agreements, "05_agreement", cfg, **where)
 agreements
 
@@ -282,11 +282,11 @@ agreements
 # `visual_claims.evaluate` ranked every seed's test images these ways.
 
 # %%
-scores = shown.scores  # k up to k_max, K at most N - 1
+scores = showcase.scores  # k up to k_max, K at most N - 1
 K, map_ks, k_top = scores.K, scores.map_ks, scores.map_ks[-1]
 top = f"mAP@{k_top}"  # the column of the curves' last k
 features = test["features"].astype(np.float64)  # float64: α = 0 reproduces cosine's order exactly
-retrieval = shown.retrieval
+retrieval = showcase.retrieval
 curves = list(visual_claims.CURVES)
 report.save_table(retrieval.drop(columns=curves), "05_retrieval", cfg, **where)
 retrieval.drop(columns=curves)
@@ -437,7 +437,7 @@ plt.show()
 # figure describes each network: its test accuracy, its PCA and the hierarchy rebuilt from it.
 
 # %%
-robust = shown.robust  # `robustness.robustness`, run by `visual_claims.evaluate`
+robust = showcase.robust  # `robustness.robustness`, run by `visual_claims.evaluate`
 if robust.drift is not None:
     print(f"the rebuilt network reproduces the stored clean test features to {robust.drift:.1e}")
 report.save_table(robust.table.drop(columns=curves), "05_robustness", cfg, **where)
