@@ -504,7 +504,7 @@ over_seeds["mean ± std"] = [
     report.mean_std(a, b) for a, b in zip(over_seeds["mean"], over_seeds["std"], strict=True)
 ]
 over_seeds = over_seeds.reset_index()
-report.save_table(over_seeds, "05_seeds", cfg, dataset=dataset)
+report.save_table(over_seeds.drop(columns="mean ± std"), "05_seeds", cfg, dataset=dataset)
 over_seeds[["measure", "n", "mean ± std"]]
 
 # %% [markdown]
