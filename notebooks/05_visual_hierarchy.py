@@ -512,10 +512,10 @@ over_seeds[["measure", "n", "mean ± std"]]
 # `05_metrics.json` holds every row above for seed `seed` (clean variants, sweeps, corruptions,
 # with the full mAP@k curves), the dataset and the robustness protocol that ran (with, when
 # retrained, the table of networks), the seeds evaluated and their mean ± std table (each seed's
-# own rows are stored beside its run); `05_hierarchies.json` holds what a ranking needs to be recomputed: the
-# visual hierarchies of the clean network at the chosen t (both conventions) and Ward's tree as
-# parent–child pairs, the test images' leaves (both conventions) and the chosen t, α and
-# covariance. (Notebook 06 rebuilds the re-ranking itself, with `rerank.VisualReranker`.)
+# own rows are stored beside its run); `05_hierarchies.json` holds what a ranking needs to be
+# recomputed: the visual hierarchies of the clean network at the chosen t (both conventions) and
+# Ward's tree as parent–child pairs, the test images' leaves (both conventions) and the chosen t,
+# α and covariance. (Notebook 06 rebuilds the re-ranking itself, with `rerank.VisualReranker`.)
 
 # %%
 tables = {"retrieval": retrieval, "t_sweep": t_sweep, "alpha_sweep": a_sweep}
