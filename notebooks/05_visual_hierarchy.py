@@ -71,7 +71,7 @@
 profile = None  # None: $HIERSTUDY_PROFILE, else "smoke" (hierstudy study sets it)
 force = False
 dataset = None  # None: the profile's dataset (HierShapes; CUB-200-2011 under `paper`)
-seed = 0
+seed = None  # the seed the figures and tables show; None: the profile's first seed
 retrain_corrupted = None  # None: the profile's choice (HierShapes profiles: no; `paper`: yes)
 variance = 0.95  # PCA: the fewest axes explaining 95 % of the training variance (Sec. 3)
 covariance = "class"  # "class": the paper's per-class Σ_c; "pooled": the authors' code
@@ -91,9 +91,9 @@ import pandas as pd
 from IPython.display import display
 from matplotlib.lines import Line2D
 
-from hierstudy import config, report, runs, setups
+from hierstudy import config, report, run_pool, setups
 from hierstudy.datasets import catalog, cifar, study_splits
-from hierstudy.evaluation import rerank, results, robustness
+from hierstudy.evaluation import rerank, results, robustness, visual_claims
 from hierstudy.hierarchy import Hierarchy, compare
 from hierstudy.report import plots
 
@@ -104,6 +104,8 @@ cfg = cfg.writing_for(dataset, cfg.datasets["vh"])  # another dataset: figures/<
 retrain_corrupted = cfg.retrain_corrupted if retrain_corrupted is None else retrain_corrupted
 paper = None if dataset == "hiershapes" else "vh"  # a paper dataset: this paper's setup for it
 setup = setups.setup_for(cfg, "ce", dataset, paper)
+seed = cfg.seeds[0] if seed is None else seed
+seeds = sorted({*cfg.seeds, seed})  # every seed's results are stored; the figures show `seed`
 semantic = study_splits.splits(cfg, dataset, setup, seed=seed)["train"].hierarchy
 if dataset == "cifar100":
     print("CIFAR-100 semantic taxonomy:", cifar.taxonomy(cfg.data_dir / "cifar"))
@@ -113,31 +115,60 @@ t_paper, alpha_paper = rerank.paper_values(dataset)  # Sec. 4.2
 threshold = t_paper if threshold is None else threshold
 alpha = alpha_paper if alpha is None else alpha
 SHOWN = catalog.title(dataset)
-COVARIANCES = ("class", "pooled")
+COVARIANCES = visual_claims.COVARIANCES  # the paper's per-class Σ_c, the authors' pooled Σ
 other = COVARIANCES[1 - COVARIANCES.index(covariance)]  # the convention not chosen, shown beside
 where = {"dataset": dataset, "seed": seed}  # stamped on every figure and table
 print(
     f"{cfg.description} | {SHOWN} | {setup.backbone} {setup.epochs} epochs, batch "
     f"{setup.batch_size}, {setup.train} | {semantic} | t = {threshold:g}, α = {alpha:g} | "
-    f"retrained on corruptions: {retrain_corrupted}"
+    f"retrained on corruptions: {retrain_corrupted} | seeds {seeds}, figures: seed {seed}"
 )
 
 # %% [markdown]
-# ## Features, PCA and the class Gaussians
-# The cross-entropy classifier is reloaded, or trained if missing (HierShapes: notebook 03's
-# baseline; a paper dataset: this paper's setup, run `vh/ce`). Its penultimate training features
-# are projected on the principal axes explaining 95 % of their variance; one Gaussian per class
-# is fitted there, under both covariance conventions, and merged at every t of the sweep (one
-# `rerank.VisualReranker` per convention and t). Each test image goes to the leaf of smallest
-# Mahalanobis distance (eq. 4); how often that leaf is its true class is shown next to the
-# classifier's own accuracy.
+# ## Every seed: features, PCA, the class Gaussians and the claims' measures
+# The cross-entropy classifier of every seed of the profile is reloaded, or trained if missing
+# (HierShapes: notebook 03's baseline; a paper dataset: this paper's setup, run `vh/ce`). For
+# each, `visual_claims.evaluate` projects its penultimate training features on the principal axes
+# explaining 95 % of their variance, fits one Gaussian per class there under both covariance
+# conventions, merges them at t (`rerank.VisualReranker`), and measures what the paper claims:
+# the rankings of Fig. 2, the agreement of the trees with the taxonomy and the rankings under the
+# corruptions of Fig. 3 (each section below describes its part). `visual_claims.records` stores
+# them beside each run (`visual_retrieval`, `visual_agreement`, `visual_robustness`), where
+# notebook 09's ledger pairs them by seed. **Figures and tables: the seed `seed` (the profile's
+# first by default); the stored results and the ledger: every seed** (their mean ± std: the
+# section "Every seed"). The sweeps over t refit the shown seed's features at every t. Each test
+# image goes to the leaf of smallest Mahalanobis distance (eq. 4); how often that leaf is its
+# true class is shown next to the classifier's own accuracy.
 
 # %%
-run = runs.train(cfg, "ce", seed, force=force, dataset=dataset, paper=paper)
+trained = run_pool.train_seeds(cfg, "ce", seeds, force=force, dataset=dataset, paper=paper)
+measured = {  # seed -> Fig. 2, the trees' agreement and Fig. 3 of its classifier
+    s: visual_claims.evaluate(
+        cfg,
+        r,
+        semantic,
+        threshold=threshold,
+        alpha=alpha,
+        covariance=covariance,
+        variance=variance,
+        k_max=k_max,
+        corruptions=corruptions,
+        retrained=retrain_corrupted,
+        force=force,
+    )
+    for s, r in trained.items()
+}
+for m in measured.values():  # notebook 09
+    for name, record in visual_claims.records(m).items():
+        results.save_run_result(m.run, name, record)
+showcase = measured[seed]  # the figures' seed
+run = showcase.run
 train, test = run.features("train"), run.features("test")
 y_test = test["labels"]
 fits = {  # (covariance, t) -> PCA, class Gaussians and merging of the training features
-    (c, t): rerank.VisualReranker(t, covariance=c, variance=variance).fit(
+    (c, t): showcase.fits[c]
+    if t == threshold
+    else rerank.VisualReranker(t, covariance=c, variance=variance).fit(
         train["features"], train["labels"], classes
     )
     for c in COVARIANCES
@@ -234,14 +265,7 @@ plt.show()
 # perfectly with itself.
 
 # %%
-pairs = {
-    "visual vs semantic": (visual.hierarchy, semantic),
-    f"visual ({other} Σ) vs semantic": (visual_other.hierarchy, semantic),
-    "Ward vs semantic": (ward, semantic),
-    "visual vs Ward": (visual.hierarchy, ward),
-    "semantic vs semantic (check)": (semantic, semantic),
-}
-agreements = pd.DataFrame([{"pair": k, **compare.agreement(a, b)} for k, (a, b) in pairs.items()])
+agreements = showcase.agreement  # visual, visual (other Σ), Ward vs semantic; visual vs Ward; check
 report.save_table(agreements, "05_agreement", cfg, **where)
 agreements
 
@@ -254,28 +278,22 @@ agreements
 # models of their own:
 # notebook 06 compares them. Each ranking is a distance of two feature matrices
 # (`rerank.VisualReranker.distance`: both sides placed at their leaves by eq. 4, from their own
-# features), scored by `rerank.RetrievalScores` (`evaluation.metrics.retrieval_metrics`).
+# features), scored by `rerank.RetrievalScores` (`evaluation.metrics.retrieval_metrics`);
+# `visual_claims.evaluate` ranked every seed's test images these ways.
 
 # %%
-scores = rerank.RetrievalScores.of(y_test, semantic, k_max)  # k up to k_max, K at most N - 1
+scores = showcase.scores  # k up to k_max, K at most N - 1
 K, map_ks, k_top = scores.K, scores.map_ks, scores.map_ks[-1]
 top = f"mAP@{k_top}"  # the column of the curves' last k
 features = test["features"].astype(np.float64)  # float64: α = 0 reproduces cosine's order exactly
-variants = {  # name -> (tree, α, distance)
-    "Euclidean": ("none", 0.0, "euclidean"),
-    "cosine": ("none", 0.0, "cosine"),
-    "D_H only (visual)": ("visual", None, chosen.hierarchical_distance()),
-    **rerank.rankings(chosen, alpha, semantic),
-    f"cosine + α·D_H (visual, {other} Σ)": (f"visual ({other} Σ)", alpha, beside.distance(alpha)),
-}
-retrieval = pd.DataFrame(scores.rows(features, variants, corruption="none"))
-curves = ["map_at_k", "map_at_k_divk"]
+retrieval = showcase.retrieval
+curves = list(visual_claims.CURVES)
 report.save_table(retrieval.drop(columns=curves), "05_retrieval", cfg, **where)
 retrieval.drop(columns=curves)
 
 # %%
 palette_v = ("0.65", "0.15", "tab:olive", "tab:red", "tab:blue", "tab:green", "tab:orange")
-COLOUR = dict(zip(variants, palette_v, strict=True))
+COLOUR = dict(zip(retrieval.variant, palette_v, strict=True))
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharex=True, layout="constrained")
 kinds = {
     "map_at_k": "classical: Σ P@i·rel_i / min(k, R)",
@@ -419,9 +437,7 @@ plt.show()
 # figure describes each network: its test accuracy, its PCA and the hierarchy rebuilt from it.
 
 # %%
-robust = robustness.robustness(
-    cfg, run, corruptions, chosen, scores, alpha, retrained=retrain_corrupted, force=force
-)
+robust = showcase.robust  # `robustness.robustness`, run by `visual_claims.evaluate`
 if robust.drift is not None:
     print(f"the rebuilt network reproduces the stored clean test features to {robust.drift:.1e}")
 report.save_table(robust.table.drop(columns=curves), "05_robustness", cfg, **where)
@@ -449,13 +465,57 @@ if retrain_corrupted:
 robust.table.drop(columns=curves).round(4)
 
 # %% [markdown]
+# ## Every seed
+# The key numbers of the claims over the seeds of the profile, as stored beside each run (the
+# figures above show seed `seed` only): mAP@k at the largest k of each clean ranking and of the
+# visual ranking and cosine under each corruption, and the triplet agreement of the visual
+# hierarchy and of Ward's tree with the taxonomy (resolved in either, the ledger's). Mean ± std
+# over the n seeds (no ± with one seed); notebook 09's ledger pairs treatment and control by seed
+# and judges each claim.
+
+# %%
+AGREEMENT = "triplet agreement (resolved in either)"  # the ledger's (vh_meaningful)
+RANKED = ("cosine", "cosine + α·D_H (visual)")
+
+
+def key_numbers(m: visual_claims.VisualClaims) -> list[dict]:
+    """One seed's key numbers: {"measure", "value"} rows."""
+    hit = m.robust.table[
+        (m.robust.table.corruption != "none") & m.robust.table.variant.isin(RANKED)
+    ]
+    agree = m.agreement[m.agreement.pair.isin(["visual vs semantic", "Ward vs semantic"])]
+    return (
+        [{"measure": f"{top}, {r.variant}", "value": r[top]} for _, r in m.retrieval.iterrows()]
+        + [
+            {"measure": f"{top}, {r.corruption}, {r.variant}", "value": r[top]}
+            for _, r in hit.iterrows()
+        ]
+        + [
+            {"measure": f"{AGREEMENT}, {r.pair}", "value": r[AGREEMENT]}
+            for _, r in agree.iterrows()
+        ]
+    )
+
+
+per_seed = pd.DataFrame([{"seed": s} | row for s, m in measured.items() for row in key_numbers(m)])
+grouped = per_seed.groupby("measure", sort=False).value
+over_seeds = pd.DataFrame({"n": grouped.count(), "mean": grouped.mean(), "std": grouped.std()})
+over_seeds["mean ± std"] = [
+    report.mean_std(a, b) for a, b in zip(over_seeds["mean"], over_seeds["std"], strict=True)
+]
+over_seeds = over_seeds.reset_index()
+report.save_table(over_seeds.drop(columns="mean ± std"), "05_seeds", cfg, dataset=dataset)
+over_seeds[["measure", "n", "mean ± std"]]
+
+# %% [markdown]
 # ## Saved
-# `05_metrics.json` holds every row above (clean variants, sweeps, corruptions, with the full
-# mAP@k curves), the dataset and the robustness protocol that ran (with, when retrained, the
-# table of networks); `05_hierarchies.json` holds what a ranking needs to be recomputed: the
-# visual hierarchies of the clean network at the chosen t (both conventions) and Ward's tree as
-# parent–child pairs, the test images' leaves (both conventions) and the chosen t, α and
-# covariance. (Notebook 06 rebuilds the re-ranking itself, with `rerank.VisualReranker`.)
+# `05_metrics.json` holds every row above for seed `seed` (clean variants, sweeps, corruptions,
+# with the full mAP@k curves), the dataset and the robustness protocol that ran (with, when
+# retrained, the table of networks), the seeds evaluated and their mean ± std table (each seed's
+# own rows are stored beside its run); `05_hierarchies.json` holds what a ranking needs to be
+# recomputed: the visual hierarchies of the clean network at the chosen t (both conventions) and
+# Ward's tree as parent–child pairs, the test images' leaves (both conventions) and the chosen t,
+# α and covariance. (Notebook 06 rebuilds the re-ranking itself, with `rerank.VisualReranker`.)
 
 # %%
 tables = {"retrieval": retrieval, "t_sweep": t_sweep, "alpha_sweep": a_sweep}
@@ -465,17 +525,14 @@ record = {k: v.to_dict("records") for k, v in tables.items()}
 record |= {"leaf_accuracy": leaf_accuracy, "pca_components": pca.n_components}
 record |= {"threshold": threshold, "alpha": alpha, "covariance": covariance}
 record |= {"map_ks": list(map_ks), "K": K, "feature_drift": robust.drift, "n_test": len(y_test)}
-record |= {"dataset": dataset, "robustness_protocol": robust.protocol}
+record |= {"dataset": dataset, "robustness_protocol": robust.protocol, "seeds": seeds}
+record["over_seeds"] = over_seeds.to_dict("records")
 report.save_metrics(record | {"semantic_hierarchy": repr(semantic)}, "05_metrics", cfg, **where)
 edges = {c: fits[c, threshold].visual.hierarchy.edges() for c in COVARIANCES}
 saved = {"visual": edges, "ward": ward.edges(), "classes": list(classes)}
 saved |= {"threshold": threshold, "alpha": alpha, "covariance": covariance}
 saved["test_leaves"] = {c: leaves[c].tolist() for c in COVARIANCES}
 report.save_metrics(saved, "05_hierarchies", cfg, **where)
-for name, table in (("visual_retrieval", retrieval), ("visual_robustness", robust.table)):  # 09
-    table = table.drop(columns=curves).assign(**{"mAP@k": table[top]})
-    results.save_run_result(run, name, {"k": k_top, "rows": table.to_dict("records")})
-results.save_run_result(run, "visual_agreement", {"rows": agreements.to_dict("records")})
 
 # %% [markdown]
 # ## Where this study departs from the paper
@@ -510,6 +567,9 @@ report.findings(
     + ", ".join(f"{name} {value:.3f}" for name, value in score.items())
     + f"; the highest was '{score.idxmax()}' (paper: the visual hierarchy). The visual "
     f"ranking scored above cosine on {wins} of {len(hit)} corruption(s) ({robust.protocol}; "
-    "the paper, retrained: on all three). One run: notebook 09's ledger gives these "
-    "comparisons' verdicts (inconclusive from one seed)."
+    f"the paper, retrained: on all three). Those numbers are seed {seed}'s; over the "
+    f"{len(seeds)} seed(s) the visual ranking's {top} was "
+    f"{over_seeds.set_index('measure').loc[f'{top}, cosine + α·D_H (visual)', 'mean ± std']}, "
+    f"cosine's {over_seeds.set_index('measure').loc[f'{top}, cosine', 'mean ± std']}; notebook "
+    "09's ledger pairs them by seed and gives the verdicts (inconclusive from one seed)."
 )

@@ -3,7 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from hierstudy import config, report, study
+from hierstudy import config, report, runs, study
+from hierstudy.evaluation import results
 from hierstudy.hierarchy import Hierarchy
 
 VARIANTS = {
@@ -15,6 +16,7 @@ VARIANTS = {
     "cosine + α·D_H (Ward)",
     "cosine + α·D_H (visual, pooled Σ)",
 }
+RESULTS = ("visual_retrieval", "visual_robustness", "visual_agreement")
 
 
 def same_ranking_metrics(row: dict, reference: dict, top: str, mahp: str) -> None:
@@ -103,11 +105,29 @@ def test_notebook_05_under_smoke_builds_visual_hierarchies_and_ranks_with_them()
     assert len(Hierarchy([tuple(e) for e in saved["ward"]], classes).nodes) == 2 * len(classes) - 1
     for leaves in saved["test_leaves"].values():
         assert len(leaves) == m["n_test"] and 0 <= min(leaves) and max(leaves) < len(classes)
+    # every seed of the profile has the results notebook 09's ledger pairs by seed
+    assert m["seeds"] == list(cfg.seeds)
+    ce = {r.seed: r for r in runs.finished_runs(cfg, "hiershapes") if r.record.name == "ce"}
+    assert set(cfg.seeds) <= set(ce)
+    cosine_by_seed = []
+    for seed in cfg.seeds:
+        stored = {n: results.load_run_result(ce[seed], n) for n in RESULTS}
+        assert all(stored.values()), seed
+        assert stored["visual_retrieval"]["k"] == ks[-1]
+        got = {r["variant"]: r["mAP@k"] for r in stored["visual_retrieval"]["rows"]}
+        assert set(got) == VARIANTS
+        cosine_by_seed.append(got["cosine"])
+        if seed == cfg.seeds[0]:  # the figures' seed: the rows of 05_metrics
+            assert got == {v: r[top] for v, r in rows.items()}
+    summary = {r["measure"]: r for r in m["over_seeds"]}
+    assert all(r["n"] == len(cfg.seeds) for r in summary.values())
+    assert summary[f"{top}, cosine"]["mean"] == pytest.approx(np.mean(cosine_by_seed))
     for name in (
         "05_trees.png",
         "05_map_at_k.png",
         "05_robustness.png",
         "05_t_alpha.pdf",
         "05_t_sweep_roots.csv",  # docs/conventions.md, Visual hierarchy
+        "05_seeds.csv",
     ):
         assert (cfg.figures_dir / name).is_file()
