@@ -366,7 +366,12 @@ def main(argv: list[str] | None = None) -> int:
                     wn.load_wordnet(allow_download=False)
                 except wn.WordNetError:
                     print("installing Debian's wordnet-base and wordnet-sense-index ...")
-                    wn.install_debian_wordnet()
+                    if not wn.install_debian_wordnet():
+                        print(
+                            "hierstudy: apt-get could not install them (it needs root, apt-get "
+                            "and a network or a local package mirror)",
+                            file=sys.stderr,
+                        )
             reader = wn.load_wordnet()
         except wn.WordNetError as error:
             print(f"hierstudy: {error}", file=sys.stderr)
@@ -378,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         profile = config.load(args.profile).name
         run(profile, args.only, args.force, args.log_output, parse_parameters(args.param))
-    except (StudyError, config.ProfileError) as error:
+    except (StudyError, config.ProfileError, config.ProjectError) as error:
         print(f"hierstudy: {error}", file=sys.stderr)
         return 1
     print(config.load(profile).figures_dir / "index.md")

@@ -409,3 +409,27 @@ def test_a_failure_is_advised_by_what_is_missing(project, monkeypatch):
     (executed / "03_trains.ipynb").touch()
     assert study._advice(reads, smoke, {}, "FileNotFoundError") == ""
     assert study._advice(reads, smoke, {"dataset": "hiershapes"}, "FileNotFoundError") == ""
+
+
+def test_outside_the_repository_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("HIERSTUDY_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert study.main(["study", "--profile", "smoke", "--only", "01"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"hierstudy: {tmp_path.resolve()} is not inside the hierstudy repository")
+    assert err.count("\n") == 1
+
+
+def test_wordnet_install_says_when_apt_get_fails(monkeypatch, capsys):
+    from hierstudy.hierarchy import wordnet
+
+    def missing(allow_download=True):
+        raise wordnet.WordNetError("WordNet 3.0 was not found")
+
+    monkeypatch.setattr(wordnet, "debian_wordnet_dir", lambda: None)
+    monkeypatch.setattr(wordnet, "load_wordnet", missing)
+    monkeypatch.setattr(wordnet, "install_debian_wordnet", lambda: False)
+    assert study.main(["wordnet", "--install"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("hierstudy: apt-get could not install them"), err
+    assert err.endswith("hierstudy: WordNet 3.0 was not found\n")
