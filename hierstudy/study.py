@@ -148,6 +148,12 @@ def run_notebook(
                 f"notebook {path.name} could not be executed ({type(error).__name__}: {error}); "
                 f"what was executed is at {failed}"
             ) from error
+        if isinstance(error, RuntimeError) and "Kernel didn't respond" in str(error):
+            raise StudyError(
+                f"notebook {path.name} could not start its Jupyter kernel ({error}): the kernel "
+                "talks to this process over 127.0.0.1, so the loopback interface must be up "
+                "(e.g. `ip link set lo up` inside `unshare -n`)"
+            ) from error
         raise
     finally:
         for k, v in saved.items():

@@ -433,3 +433,18 @@ def test_wordnet_install_says_when_apt_get_fails(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.startswith("hierstudy: apt-get could not install them"), err
     assert err.endswith("hierstudy: WordNet 3.0 was not found\n")
+
+
+def test_a_kernel_that_never_answers_is_one_line_naming_the_loopback(project, monkeypatch, capsys):
+    import papermill
+
+    _one_notebook(project, "01_net", PARAMETERS + "# %%\nx = 1\n")
+
+    def no_kernel(notebook, output, **kw):
+        raise RuntimeError("Kernel didn't respond in 60 seconds")
+
+    monkeypatch.setattr(papermill, "execute_notebook", no_kernel)
+    assert study.main(["study", "--profile", "smoke"]) == 1
+    err = capsys.readouterr().err
+    assert "hierstudy: notebook 01_net.py could not start its Jupyter kernel" in err, err
+    assert "loopback interface must be up" in err and "Traceback" not in err
