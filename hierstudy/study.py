@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import json
 import logging
 import os
 import re
@@ -146,7 +147,7 @@ def run_notebook(
         if isinstance(error, OSError):  # e.g. no space left while papermill saves
             raise StudyError(
                 f"notebook {path.name} could not be executed ({type(error).__name__}: {error}); "
-                f"what was executed is at {failed}"
+                f"what was executed is at {failed}{_cut_short(failed)}"
             ) from error
         if isinstance(error, RuntimeError) and "Kernel didn't respond" in str(error):
             raise StudyError(
@@ -165,6 +166,15 @@ def run_notebook(
     os.replace(running, out)
     failed.unlink(missing_ok=True)  # an older failure's copy: this run replaced it
     return out
+
+
+def _cut_short(executed: Path) -> str:
+    """A note when the executed copy is not whole JSON (papermill stopped while saving it)."""
+    try:
+        json.loads(executed.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return " (cut short while saving: not valid JSON, read it as text)"
+    return ""
 
 
 def _advice(path: Path, prof: config.Profile, parameters: dict, ename: str) -> str:

@@ -114,6 +114,20 @@ def test_an_interrupted_run_or_a_full_disk_keeps_the_last_good_executed_copy(
         assert study.main(["study", "--profile", "smoke"]) == 1
 
 
+def test_a_full_disk_says_the_executed_copy_is_cut_short(project, monkeypatch):
+    import papermill
+
+    _one_notebook(project, "01_cut", PARAMETERS + "# %%\nx = 1\n")
+
+    def cut_short(notebook, output, **kw):
+        Path(output).write_text('{"cells": [')
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(papermill, "execute_notebook", cut_short)
+    with pytest.raises(study.StudyError, match=r"01_cut\.failed\.ipynb \(cut short while saving"):
+        study.run("smoke")
+
+
 def _series(project) -> list[Path]:
     """The real notebooks (sources only) in the temporary ``project``."""
     (project / "notebooks").mkdir()
