@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import json
 import logging
 import os
 import re
@@ -146,7 +147,13 @@ def run_notebook(
         if isinstance(error, OSError):  # e.g. no space left while papermill saves
             raise StudyError(
                 f"notebook {path.name} could not be executed ({type(error).__name__}: {error}); "
-                f"what was executed is at {failed}"
+                f"what was executed is at {failed}{_cut_short(failed)}"
+            ) from error
+        if isinstance(error, RuntimeError) and "Kernel didn't respond" in str(error):
+            raise StudyError(
+                f"notebook {path.name} could not start its Jupyter kernel ({error}): the kernel "
+                "talks to this process over 127.0.0.1, so the loopback interface must be up "
+                "(e.g. `ip link set lo up` inside `unshare -n`)"
             ) from error
         raise
     finally:
@@ -159,6 +166,15 @@ def run_notebook(
     os.replace(running, out)
     failed.unlink(missing_ok=True)  # an older failure's copy: this run replaced it
     return out
+
+
+def _cut_short(executed: Path) -> str:
+    """A note when the executed copy is not whole JSON (papermill stopped while saving it)."""
+    try:
+        json.loads(executed.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return " (cut short while saving: not valid JSON, read it as text)"
+    return ""
 
 
 def _advice(path: Path, prof: config.Profile, parameters: dict, ename: str) -> str:
@@ -366,7 +382,12 @@ def main(argv: list[str] | None = None) -> int:
                     wn.load_wordnet(allow_download=False)
                 except wn.WordNetError:
                     print("installing Debian's wordnet-base and wordnet-sense-index ...")
-                    wn.install_debian_wordnet()
+                    if not wn.install_debian_wordnet():
+                        print(
+                            "hierstudy: apt-get could not install them (it needs root, apt-get "
+                            "and a network or a local package mirror)",
+                            file=sys.stderr,
+                        )
             reader = wn.load_wordnet()
         except wn.WordNetError as error:
             print(f"hierstudy: {error}", file=sys.stderr)
@@ -378,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         profile = config.load(args.profile).name
         run(profile, args.only, args.force, args.log_output, parse_parameters(args.param))
-    except (StudyError, config.ProfileError) as error:
+    except (StudyError, config.ProfileError, config.ProjectError) as error:
         print(f"hierstudy: {error}", file=sys.stderr)
         return 1
     print(config.load(profile).figures_dir / "index.md")

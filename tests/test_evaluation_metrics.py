@@ -327,3 +327,16 @@ def test_retrieval_bad_gallery():
         retrieval_metrics(feats, [0, 0, 1, 1], np.zeros((3, 3)), [0, 1, 1], K=2, recall_ks=(1,))
     with pytest.raises(MetricError, match="no query has an item of its own class"):
         retrieval_metrics(feats, [0, 1, 2, 3], K=2, recall_ks=(1,))
+
+
+def test_bad_input_messages_name_the_problem():
+    x = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    with pytest.raises(MetricError, match="K = 5.0 must be an integer or a sequence"):
+        metrics.retrieval_metrics(x, [0, 0, 1, 1], K=5.0)
+    with pytest.raises(MetricError, match="the database is empty: one query and no gallery"):
+        metrics.retrieval_metrics(x[:1], [0], K=1)
+    # every query lone: the cause, not the default recall_ks overshooting the 3 other items
+    with pytest.raises(MetricError, match="no query has an item of its own class"):
+        metrics.retrieval_metrics(x, [0, 1, 2, 3], K=3)
+    with pytest.raises(MetricError, match="balanced_accuracy of no samples"):
+        metrics.balanced_accuracy(np.zeros(0, int), np.zeros(0, int), 4)

@@ -114,6 +114,20 @@ def test_an_interrupted_run_or_a_full_disk_keeps_the_last_good_executed_copy(
         assert study.main(["study", "--profile", "smoke"]) == 1
 
 
+def test_a_full_disk_says_the_executed_copy_is_cut_short(project, monkeypatch):
+    import papermill
+
+    _one_notebook(project, "01_cut", PARAMETERS + "# %%\nx = 1\n")
+
+    def cut_short(notebook, output, **kw):
+        Path(output).write_text('{"cells": [')
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(papermill, "execute_notebook", cut_short)
+    with pytest.raises(study.StudyError, match=r"01_cut\.failed\.ipynb \(cut short while saving"):
+        study.run("smoke")
+
+
 def _series(project) -> list[Path]:
     """The real notebooks (sources only) in the temporary ``project``."""
     (project / "notebooks").mkdir()
@@ -409,3 +423,42 @@ def test_a_failure_is_advised_by_what_is_missing(project, monkeypatch):
     (executed / "03_trains.ipynb").touch()
     assert study._advice(reads, smoke, {}, "FileNotFoundError") == ""
     assert study._advice(reads, smoke, {"dataset": "hiershapes"}, "FileNotFoundError") == ""
+
+
+def test_outside_the_repository_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("HIERSTUDY_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert study.main(["study", "--profile", "smoke", "--only", "01"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"hierstudy: {tmp_path.resolve()} is not inside the hierstudy repository")
+    assert err.count("\n") == 1
+
+
+def test_wordnet_install_says_when_apt_get_fails(monkeypatch, capsys):
+    from hierstudy.hierarchy import wordnet
+
+    def missing(allow_download=True):
+        raise wordnet.WordNetError("WordNet 3.0 was not found")
+
+    monkeypatch.setattr(wordnet, "debian_wordnet_dir", lambda: None)
+    monkeypatch.setattr(wordnet, "load_wordnet", missing)
+    monkeypatch.setattr(wordnet, "install_debian_wordnet", lambda: False)
+    assert study.main(["wordnet", "--install"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("hierstudy: apt-get could not install them"), err
+    assert err.endswith("hierstudy: WordNet 3.0 was not found\n")
+
+
+def test_a_kernel_that_never_answers_is_one_line_naming_the_loopback(project, monkeypatch, capsys):
+    import papermill
+
+    _one_notebook(project, "01_net", PARAMETERS + "# %%\nx = 1\n")
+
+    def no_kernel(notebook, output, **kw):
+        raise RuntimeError("Kernel didn't respond in 60 seconds")
+
+    monkeypatch.setattr(papermill, "execute_notebook", no_kernel)
+    assert study.main(["study", "--profile", "smoke"]) == 1
+    err = capsys.readouterr().err
+    assert "hierstudy: notebook 01_net.py could not start its Jupyter kernel" in err, err
+    assert "loopback interface must be up" in err and "Traceback" not in err

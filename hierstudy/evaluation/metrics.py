@@ -68,6 +68,8 @@ def balanced_accuracy(pred, labels, num_classes: int) -> float:
     Classes without any sample in ``labels`` are left out of the mean (as scikit-learn does).
     """
     p, y = _predictions(pred, labels, num_classes)
+    if not len(y):
+        raise MetricError("balanced_accuracy of no samples: pred and labels are empty")
     correct = np.bincount(y, weights=(p == y).astype(np.float64), minlength=num_classes)
     support = np.bincount(y, minlength=num_classes)
     present = support > 0
@@ -169,16 +171,20 @@ def retrieval_metrics(
         g_feats = _features(gallery_feats, "gallery_feats")
         gl = _labels(gallery_labels, g_feats.shape[0], "gallery_labels", num_classes)
     size = g_feats.shape[0] - exclude  # items each query is ranked against
-    (K,) = _ks(K, size, "K", "the database size")
-    recall_ks = _ks(recall_ks, size, "recall_ks", "the database size")
-    map_ks = _ks(map_ks, size, "map_ks", "the database size")
-
+    if size == 0:
+        raise MetricError(
+            "the database is empty: one query and no gallery (a query is not ranked against "
+            "itself); give a gallery or at least two queries"
+        )
     n_classes = max(int(ql.max()), int(gl.max())) + 1 if num_classes is None else num_classes
     counts = np.bincount(gl, minlength=n_classes)
     relevant = counts[ql] - exclude  # R per query
     lone = relevant == 0
     if lone.all():
         raise MetricError("no query has an item of its own class in the database")
+    (K,) = _ks(K, size, "K", "the database size")
+    recall_ks = _ks(recall_ks, size, "recall_ks", "the database size")
+    map_ks = _ks(map_ks, size, "map_ks", "the database size")
     sim = _similarity(similarity) if similarity is not None else None
     best = _best_sums(sim, np.unique(ql), counts, K, exclude) if sim is not None else None
     rankings = _rankings(q_feats, g_feats, metric, exclude, chunk_mb, device)
@@ -428,6 +434,8 @@ def _labels(y, n: int, name: str, num_classes: int | None = None) -> np.ndarray:
 
 
 def _ks(k, limit: int, name: str, what: str) -> tuple[int, ...]:
+    if isinstance(k, str) or not (isinstance(k, int | np.integer) or hasattr(k, "__iter__")):
+        raise MetricError(f"{name} = {k!r} must be an integer or a sequence of integers")
     ks = (k,) if isinstance(k, int | np.integer) else tuple(k)
     for v in ks:
         if not isinstance(v, int | np.integer) or not 1 <= v <= limit:
