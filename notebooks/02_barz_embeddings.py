@@ -35,6 +35,7 @@ dataset = None  # None: the profile's dataset for Barz (HierShapes; CIFAR-100 un
 dims = (2, 4, 8, 16, 32, 64)  # low-dimensional approximation (Appendix D)
 
 # %%
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -185,6 +186,7 @@ fig, ax = plt.subplots(figsize=(5, 3.2))
 for name, group in lowdim.groupby("dataset"):
     ax.plot(group.d, group["relative Frobenius error"].astype(float), marker="o", label=name)
 ax.set(xscale="log", yscale="log", xlabel="embedding dimension d", ylabel="‖ΦΦᵀ − S‖ / ‖S‖")
+ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # no labels over the majors'
 ax.legend()
 report.save_figure(fig, "02_low_dim_error", cfg, dataset="WordNet trees")
 plt.show()

@@ -57,6 +57,7 @@ max_points = 4000  # training samples (a seeded draw when more) in the disk and 
 snapshot_panels = 4  # Fig. 4: epochs shown, evenly spaced from the untrained model to the last
 
 # %%
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -340,7 +341,9 @@ ax.set(
     xticklabels=[str(d) for d in dims],
     xlabel="embedding dimension",
     ylabel="Recall@1",
+    title=f"one seed ({seed0}) per dimension",
 )
+ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # no labels over the majors'
 ax.legend()
 report.save_figure(fig, "04_recall_vs_dim", cfg, seed=seed0)
 plt.show()
