@@ -104,7 +104,7 @@ if kept:
     fig, axes = plt.subplots(
         len(kept),
         1,
-        figsize=(9, 0.32 * len(tested) + 1.4 * len(kept)),
+        figsize=(10, 0.45 * len(tested) + 1.4 * len(kept)),
         squeeze=False,
         height_ratios=[max(len(t), 1) for t in kept.values()],
         layout="constrained",
@@ -120,8 +120,8 @@ if kept:
         ax.axvline(0, color="0.3", lw=0.8)
         for margin in MARGINS if rows["claimed"].str.startswith("not").any() else ():
             ax.axvline(-margin, color="0.3", lw=0.8, ls=":")
-        labels = [
-            f"{r.claim}: {r.treatment} − {r.control} ({r.metric[:28]}) n={r.n}"
+        labels = [  # two lines: the comparison, then the whole metric (layer, phase, k…)
+            f"{r.claim}: {r.treatment} − {r.control}\n{r.metric}, n={r.n}"
             for r in rows.itertuples()
         ]
         ax.set_yticks(y, labels, fontsize=6.5)
