@@ -474,30 +474,9 @@ robust.table.drop(columns=curves).round(4)
 # and judges each claim.
 
 # %%
-AGREEMENT = "triplet agreement (resolved in either)"  # the ledger's (vh_meaningful)
-RANKED = ("cosine", "cosine + α·D_H (visual)")
-
-
-def key_numbers(m: visual_claims.VisualClaims) -> list[dict]:
-    """One seed's key numbers: {"measure", "value"} rows."""
-    hit = m.robust.table[
-        (m.robust.table.corruption != "none") & m.robust.table.variant.isin(RANKED)
-    ]
-    agree = m.agreement[m.agreement.pair.isin(["visual vs semantic", "Ward vs semantic"])]
-    return (
-        [{"measure": f"{top}, {r.variant}", "value": r[top]} for _, r in m.retrieval.iterrows()]
-        + [
-            {"measure": f"{top}, {r.corruption}, {r.variant}", "value": r[top]}
-            for _, r in hit.iterrows()
-        ]
-        + [
-            {"measure": f"{AGREEMENT}, {r.pair}", "value": r[AGREEMENT]}
-            for _, r in agree.iterrows()
-        ]
-    )
-
-
-per_seed = pd.DataFrame([{"seed": s} | row for s, m in measured.items() for row in key_numbers(m)])
+per_seed = pd.DataFrame(
+    [{"seed": s} | row for s, m in measured.items() for row in visual_claims.key_numbers(m)]
+)
 grouped = per_seed.groupby("measure", sort=False).value
 over_seeds = pd.DataFrame({"n": grouped.count(), "mean": grouped.mean(), "std": grouped.std()})
 over_seeds["mean ± std"] = [

@@ -111,3 +111,22 @@ def test_records_are_what_the_ledger_pairs_by_seed(tiny):
     for s, m in measured.items():
         row = m.retrieval.set_index("variant").loc["cosine + α·D_H (visual)"]
         assert visual[s] == row[f"mAP@{m.scores.map_ks[-1]}"]
+
+
+def test_key_numbers_are_the_stored_values_of_one_seed(tiny):
+    _, _, measured = tiny
+    for m in measured.values():
+        numbers = {r["measure"]: r["value"] for r in visual_claims.key_numbers(m)}
+        top = f"mAP@{m.scores.map_ks[-1]}"
+        for _, r in m.retrieval.iterrows():
+            assert numbers[f"{top}, {r.variant}"] == r[top]
+        hit = m.robust.table[m.robust.table.corruption != "none"]
+        corrupted = tuple(f"{top}, {c}, " for c in hit.corruption.unique())
+        assert {k for k in numbers if k.startswith(corrupted)} == {
+            f"{top}, {r.corruption}, {r.variant}"
+            for _, r in hit.iterrows()
+            if r.variant in visual_claims.RANKED
+        }
+        agreement = m.agreement.set_index("pair")[visual_claims.AGREEMENT]
+        for pair in ("visual vs semantic", "Ward vs semantic"):
+            assert numbers[f"{visual_claims.AGREEMENT}, {pair}"] == agreement[pair]

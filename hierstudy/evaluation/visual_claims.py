@@ -123,3 +123,31 @@ def records(claims: VisualClaims) -> dict[str, dict]:
         "visual_robustness": rows(claims.robust.table),
         "visual_agreement": {"rows": claims.agreement.to_dict("records")},
     }
+
+
+AGREEMENT = "triplet agreement (resolved in either)"  # the ledger's (vh_meaningful)
+RANKED = ("cosine", "cosine + α·D_H (visual)")  # the rankings the robustness claim compares
+
+
+def key_numbers(claims: VisualClaims) -> list[dict]:
+    """One seed's numbers the claims rest on, as {"measure", "value"} rows: mAP@k at the largest k
+    of each clean ranking, of cosine and the visual ranking under each corruption, and the
+    triplet agreement of the visual hierarchy and of Ward's tree with the taxonomy."""
+    top = f"mAP@{claims.scores.map_ks[-1]}"
+    table = claims.robust.table
+    hit = table[(table.corruption != "none") & table.variant.isin(RANKED)]
+    agree = claims.agreement[claims.agreement.pair.isin(["visual vs semantic", "Ward vs semantic"])]
+    return (
+        [
+            {"measure": f"{top}, {r.variant}", "value": r[top]}
+            for _, r in claims.retrieval.iterrows()
+        ]
+        + [
+            {"measure": f"{top}, {r.corruption}, {r.variant}", "value": r[top]}
+            for _, r in hit.iterrows()
+        ]
+        + [
+            {"measure": f"{AGREEMENT}, {r.pair}", "value": r[AGREEMENT]}
+            for _, r in agree.iterrows()
+        ]
+    )
