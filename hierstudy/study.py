@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import html
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ import time
 from pathlib import Path
 
 from . import config
+from .files import atomic_write
 from .report.publish import publish
 
 
@@ -162,10 +164,45 @@ def run_notebook(
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+    settle_progress_bars(running)
     os.chmod(running, 0o644)  # mkstemp makes files private; the executed copy is an ordinary file
     os.replace(running, out)
     failed.unlink(missing_ok=True)  # an older failure's copy: this run replaced it
     return out
+
+
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def settle_progress_bars(executed: Path) -> None:
+    """Give each progress bar of the ``executed`` notebook its final text as the plain-text
+    fallback that viewers without widgets show (tqdm leaves its first state there, "0%"); the bar
+    itself renders from the widget state papermill saved in the notebook's metadata."""
+    notebook = json.loads(executed.read_text(encoding="utf-8"))
+    state = notebook["metadata"].get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+
+    def final_text(model_id: str) -> str | None:
+        children = state.get(model_id, {}).get("state", {}).get("children", [])
+        parts = [state.get(c.removeprefix("IPY_MODEL_"), {}).get("state", {}) for c in children]
+        if len(parts) != 3 or "max" not in parts[1]:  # not tqdm's [text, bar, text]
+            return None
+        done = round(10 * parts[1]["value"] / parts[1]["max"]) if parts[1]["max"] else 10
+        left, right = (
+            html.unescape(p["value"]).replace("\N{FIGURE SPACE}", " ") for p in parts[::2]
+        )
+        return f"{left}|{'█' * done}{' ' * (10 - done)}|{right}"
+
+    changed = False
+    for cell in notebook["cells"]:
+        for output in cell.get("outputs", []):
+            view = output.get("data", {}).get(WIDGET_VIEW)
+            text = final_text(view["model_id"]) if view else None
+            if text is not None:
+                output["data"]["text/plain"] = [text]
+                changed = True
+    if changed:
+        atomic_write(executed, (json.dumps(notebook, indent=1, ensure_ascii=False) + "\n").encode())
 
 
 def _cut_short(executed: Path) -> str:

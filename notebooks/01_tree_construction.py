@@ -208,5 +208,7 @@ report.findings(
     f"{d_g[0, 2]:.3f}); every tree satisfies the triangle inequality while the DAGs break it "
     f"{int(stats.loc[stats.kind == 'DAG', 'triangle violations (d_G)'].sum())} times in total; "
     f"d_G and d_T agree only loosely on CIFAR-100 (Spearman {rank_corr:.2f}); HierShapes has "
-    f"{len(shapes.classes)} classes in a tree of height {shapes.hierarchy.max_height}."
+    f"{len(shapes.classes)} classes in a tree of height {shapes.hierarchy.max_height}.",
+    "01_findings",
+    cfg,
 )

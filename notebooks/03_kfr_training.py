@@ -352,5 +352,7 @@ report.findings(
     f"rule (notebook 09); the sweep's highest mean validation accuracy was at α = "
     f"{best_alpha:g} (seeds per α in its table); the rank correlation between latent and tree "
     f"distances (first seed) went from "
-    f"{geometry['CE'][0]:.2f} (CE) to {geometry['KFR'][0]:.2f} (KFR)."
+    f"{geometry['CE'][0]:.2f} (CE) to {geometry['KFR'][0]:.2f} (KFR).",
+    "03_findings",
+    cfg,
 )

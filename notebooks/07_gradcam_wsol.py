@@ -462,5 +462,7 @@ report.findings(
     f"{', '.join(beat)}. KFR's claim that hierarchy knowledge improves localisation, by the "
     f"study's rule at this layer: {claim_box} by MaxBoxAccV2, {claim_point} at KFR's point "
     f"(notebook 09 judges it at the last block too). Barz's hierarchy "
-    f"embeddings minus CE in MaxBoxAccV2: {', '.join(corr) or f'none trained on {data_name}'}."
+    f"embeddings minus CE in MaxBoxAccV2: {', '.join(corr) or f'none trained on {data_name}'}.",
+    "07_findings",
+    cfg,
 )

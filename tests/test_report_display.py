@@ -46,3 +46,13 @@ def test_tables_show_three_significant_digits():
         "4",
         "0",
     ]
+
+
+def test_findings_saved_with_a_name_are_the_markdown_shown(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: None))
+    profile = types.SimpleNamespace(figures_dir=tmp_path)
+    display.findings("What we found: a_1; b (c; d).", "03_findings", profile)
+    assert capsys.readouterr().out == "What we found: a_1; b (c; d).\n"
+    assert (tmp_path / "03_findings.md").read_text() == (
+        "**What we found**\n\n- a\\_1\n- b (c; d)\n"
+    )

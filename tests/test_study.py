@@ -227,6 +227,7 @@ def test_publish_writes_headline_manifest_index_and_the_profiles_readme_block(pr
     for name in ("01_stats.csv", "01_stats.md", "01_metrics.json", "01_tree.png", "06_per_seed.md"):
         (folder / name).write_text("x")
     (folder / "06_per_seed.csv").write_text("x")
+    report.findings("What we found: CE won; KFR lost.", "06_findings", smoke)
     (project / "README.md").write_text(
         "a\n<!-- headline:smoke:start -->\n<!-- headline:smoke:end -->\nb\n"
     )
@@ -249,6 +250,9 @@ def test_publish_writes_headline_manifest_index_and_the_profiles_readme_block(pr
     ):
         assert link in text, link
     assert "![01_tree](01_tree.png)" in text.split("## 06")[0]  # grouped under its notebook
+    found = "**What we found**\n\n- CE won\n- KFR lost\n"
+    assert text.index("## 06") < text.index(found) < text.index("[06_per_seed]")  # first, in full
+    assert "[06_findings]" not in text  # not listed as a table
     assert (folder / "headline.csv").is_file() and "0.600 ± 0.141" in (
         folder / "headline.md"
     ).read_text()
@@ -462,3 +466,27 @@ def test_a_kernel_that_never_answers_is_one_line_naming_the_loopback(project, mo
     err = capsys.readouterr().err
     assert "hierstudy: notebook 01_net.py could not start its Jupyter kernel" in err, err
     assert "loopback interface must be up" in err and "Traceback" not in err
+
+
+def test_an_executed_progress_bar_falls_back_to_its_final_text(tmp_path):
+    def model(name, **state):
+        return {"model_name": name, "state": state}
+
+    state = {
+        "box": model("HBoxModel", children=["IPY_MODEL_l", "IPY_MODEL_b", "IPY_MODEL_r"]),
+        "l": model("HTMLModel", value="epoch\N{FIGURE SPACE}0/2:\N{FIGURE SPACE}50%"),
+        "b": model("FloatProgressModel", value=3.0, max=6.0),
+        "r": model("HTMLModel", value=" 3/6 [00:01&lt;00:01]"),
+    }
+    view = {"data": {study.WIDGET_VIEW: {"model_id": "box"}, "text/plain": ["epoch 0/2:   0%"]}}
+    other = {"data": {study.WIDGET_VIEW: {"model_id": "missing"}, "text/plain": ["a slider"]}}
+    notebook = {
+        "cells": [{"cell_type": "code", "outputs": [view, other]}],
+        "metadata": {"widgets": {study.WIDGET_STATE: {"state": state}}},
+    }
+    path = tmp_path / "run.ipynb"
+    path.write_text(json.dumps(notebook))
+    study.settle_progress_bars(path)
+    outputs = json.loads(path.read_text())["cells"][0]["outputs"]
+    assert outputs[0]["data"]["text/plain"] == ["epoch 0/2: 50%|█████     | 3/6 [00:01<00:01]"]
+    assert outputs[1]["data"]["text/plain"] == ["a slider"]  # not a tqdm bar: left as it was

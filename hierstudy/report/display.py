@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 import sys
 
+from hierstudy.files import atomic_write
+
 MARKDOWN_SPECIAL = re.compile(r"([\\*_`$])")  # emphasis, code, and $ (math in Jupyter)
 
 
@@ -27,9 +29,10 @@ def _split(text: str, separator: str, limit: int | None = None) -> list[str]:
     return [*parts, text[start:]]
 
 
-def findings(found: str | list[str]) -> None:
-    """Show a notebook's findings. A sentence "Heading: a; b; c." becomes the bold heading and
-    one bullet per clause (split outside parentheses); a list is the heading, then its bullets."""
+def findings_markdown(found: str | list[str]) -> tuple[str, str]:
+    """(Markdown, plain text) of a notebook's findings. A sentence "Heading: a; b; c." becomes the
+    bold heading and one bullet per clause (split outside parentheses); a list is the heading,
+    then its bullets."""
     if isinstance(found, str):
         head = _split(found, ": ", limit=1)
         heading, rest = head if len(head) == 2 else (found, "")
@@ -38,18 +41,29 @@ def findings(found: str | list[str]) -> None:
     else:
         heading, items = found[0], list(found[1:])
         plain = " ".join(found)
-    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
-    if shell is None:
-        print(plain)
-        return
-    from IPython.display import display
 
     def escape(text: str) -> str:
         return MARKDOWN_SPECIAL.sub(r"\\\1", text)
 
     lines = [f"**{escape(heading.strip().rstrip(':.'))}**", ""]
     lines += [f"- {escape(item)}" for item in items]
-    display({"text/markdown": "\n".join(lines), "text/plain": plain}, raw=True)
+    return "\n".join(lines), plain
+
+
+def findings(found: str | list[str], name: str | None = None, profile=None) -> None:
+    """Show a notebook's findings (:func:`findings_markdown`) as Markdown in Jupyter, as plain
+    text elsewhere. With ``name`` and ``profile`` the Markdown is also saved as
+    ``figures/<profile>/<name>.md``, which the results' ``index.md`` shows under its notebook."""
+    markdown, plain = findings_markdown(found)
+    if name is not None:
+        atomic_write(profile.figures_dir / f"{name}.md", f"{markdown}\n".encode())
+    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
+    if shell is None:
+        print(plain)
+        return
+    from IPython.display import display
+
+    display({"text/markdown": markdown, "text/plain": plain}, raw=True)
 
 
 def significant(x: float) -> str:

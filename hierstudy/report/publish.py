@@ -2,7 +2,8 @@
 headline table (``headline.csv``/``.md``, also between the README's
 ``<!-- headline:<profile>:start/end -->`` markers when it has them), the claims ledger's findings
 (between ``<!-- findings:<profile>:start/end -->``), ``manifest.json`` (the
-environment and each notebook's wall time) and ``index.md`` (everything, grouped by notebook).
+environment and each notebook's wall time) and ``index.md`` (everything, grouped by notebook, each
+notebook's findings first).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ HEADLINE_NOTE = (
 )
 OWN_FILES = {"index.md", "headline.csv", "headline.md", "manifest.json"}  # written by publish()
 INDEXED = {".md", ".json", ".png"}  # tables, metrics, figures (the .pdf beside a .png is ignored)
+FINDINGS = "findings"  # NN_findings.md: what notebook NN found (report.findings), shown in full
 
 
 def _profile(profile: str | config.Profile) -> config.Profile:
@@ -91,8 +93,9 @@ def _notebook_titles(root: Path) -> dict[str, tuple[str, str]]:
 
 
 def write_index(profile: str | config.Profile, table: pd.DataFrame | None = None) -> Path:
-    """``figures/<profile>/index.md``: the headline, then every table (.md, with its .csv), JSON
-    file and figure (.png, shown) of the folder, grouped by notebook number, then links to the
+    """``figures/<profile>/index.md``: the headline, then per notebook number its findings
+    (``NN_findings.md``, in full) and every table (.md, with its .csv), JSON file and figure
+    (.png, shown) of the folder, then links to the
     subfolders of notebooks run on other datasets."""
     from hierstudy.report.headline import headline  # torch: only when the headline is built
 
@@ -124,7 +127,9 @@ def write_index(profile: str | config.Profile, table: pd.DataFrame | None = None
         lines += [f"## {title}", ""]
         lines += [f"Notebook: [{name}](../../notebooks/{name})", ""] if name else []
         files = groups[number]
-        for p in (p for p in files if p.suffix == ".md"):
+        found = [p for p in files if p.name == f"{number}_{FINDINGS}.md"]
+        lines += [found[0].read_text().strip(), ""] if found else []
+        for p in (p for p in files if p.suffix == ".md" and p not in found):
             csv = f" ([csv]({p.stem}.csv))" if p.with_suffix(".csv").is_file() else ""
             lines.append(f"- table [{p.stem}]({p.name}){csv}")
         lines += [f"- json [{p.name}]({p.name})" for p in files if p.suffix == ".json"]
