@@ -51,6 +51,7 @@ grid_queries, grid_top, grid_seed = 4, 8, 0
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
+from IPython.display import display
 
 from hierstudy import config, report
 from hierstudy.datasets import study_splits
@@ -163,7 +164,8 @@ print(f"notebook 05's re-ranking (seed {rerank['seed']}): {rerank['methods'] or 
 # One row per method (and knob setting), mean ± std over the seeds that exist (no ± with a single
 # seed); "—" where a metric does not apply. `setup` names the paper whose setup trained the run on
 # a paper's dataset (the same method can appear under two, e.g. CE in KFR's and in Barz's setup
-# on CIFAR-100), "profile" the profile's own. Column by column: Barz Table 1 (mAHP@K, with K in its
+# on CIFAR-100), "profile" the profile's own. Below, the columns every row shares are said once
+# and the rest shown in parts. Column by column: Barz Table 1 (mAHP@K, with K in its
 # own column), Table 2 (balanced accuracy), Table 3 (mAP), HIER's Recall@K, and Bertinetto's
 # mistake severity and average hierarchical distance@5 in LCS-height units (0 to 3 on HierShapes:
 # lower is better; the lines printed below the table give the severity of a uniformly random
@@ -191,7 +193,10 @@ for d, g in closed.items():
         f"{d}: a uniformly random wrong class has mistake severity {g.random_severity:.2f} "
         f"(max height {g.hierarchy.max_height})."
     )
-table.drop(columns=["dataset", "backbone", "run"])
+same, parts = report.readable(table.drop(columns="run"), ["protocol", "method", "seeds"], 6)
+print("On every row: " + ", ".join(f"{column} {value}" for column, value in same.items()))
+for part in parts:
+    display(part)
 
 # %% [markdown]
 # ## Hierarchical precision against k (Fig. 3)

@@ -56,3 +56,21 @@ def test_findings_saved_with_a_name_are_the_markdown_shown(monkeypatch, capsys, 
     assert (tmp_path / "03_findings.md").read_text() == (
         "**What we found**\n\n- a\\_1\n- b (c; d)\n"
     )
+
+
+def test_a_wide_table_reads_as_its_constant_columns_and_narrow_parts():
+    table = pd.DataFrame(
+        {
+            "method": ["CE", "KFR"],
+            "setup": ["profile", "profile"],
+            **{f"m{i}": [i, i + 1] for i in range(7)},
+        }
+    )
+    same, parts = display.readable(table, ["method"], per_part=3)
+    assert same == {"setup": "profile"}
+    assert [list(p.columns) for p in parts] == [
+        ["method", "m0", "m1", "m2"],
+        ["method", "m3", "m4", "m5"],
+        ["method", "m6"],
+    ]
+    assert parts[2]["m6"].tolist() == [6, 7]

@@ -4,7 +4,7 @@ over seeds (:mod:`.tables`), shared plots (:mod:`.plots`), the central table in 
 (:mod:`.central`) and the claims ledger (:mod:`.claims`, its registry :mod:`.claims_registry`);
 the last three imported on their own (``from hierstudy.report import plots``)."""
 
-from hierstudy.report.display import findings
+from hierstudy.report.display import findings, readable
 from hierstudy.report.io import (
     LIBRARIES,
     STYLE,
@@ -45,6 +45,7 @@ __all__ = [
     "mean_std",
     "paired_by_seed",
     "provenance",
+    "readable",
     "save_figure",
     "save_metrics",
     "save_table",

@@ -1,6 +1,7 @@
 """How a notebook shows what it found: the "what we found" sentence as Markdown bullets in
-Jupyter (its plain text for papermill's log and outside IPython), and floats in displayed tables
-to three significant digits (:func:`table_format`, applied by :func:`hierstudy.report.use_style`).
+Jupyter (its plain text for papermill's log and outside IPython), wide tables in parts that fit
+the window (:func:`readable`), and floats in displayed tables to three significant digits
+(:func:`table_format`, applied by :func:`hierstudy.report.use_style`).
 """
 
 from __future__ import annotations
@@ -64,6 +65,15 @@ def findings(found: str | list[str], name: str | None = None, profile=None) -> N
     from IPython.display import display
 
     display({"text/markdown": markdown, "text/plain": plain}, raw=True)
+
+
+def readable(table, keys: list[str], per_part: int = 5) -> tuple[dict[str, object], list]:
+    """A wide table as it reads in a notebook: ({column: value} of the columns with one value on
+    every row, said once; the rest as parts of ``keys`` + at most ``per_part`` other columns)."""
+    same = {c: table[c].iloc[0] for c in table if c not in keys and table[c].nunique() <= 1}
+    rest = [c for c in table if c not in keys and c not in same]
+    parts = [rest[i : i + per_part] for i in range(0, len(rest), per_part)] or [[]]
+    return same, [table[keys + part] for part in parts]
 
 
 def significant(x: float) -> str:
