@@ -74,3 +74,23 @@ def test_a_wide_table_reads_as_its_constant_columns_and_narrow_parts():
         ["method", "m6"],
     ]
     assert parts[2]["m6"].tolist() == [6, 7]
+
+
+def test_jupyter_shows_missing_values_as_a_dash_and_three_digits(monkeypatch):
+    class Formatter(dict):
+        def for_type(self, kind, function):
+            self[kind] = function
+
+    formatters = {"text/html": Formatter(), "text/plain": Formatter()}
+    shell = types.SimpleNamespace(display_formatter=types.SimpleNamespace(formatters=formatters))
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: shell))
+    with pd.option_context("display.float_format", None):
+        display.table_format()
+        table = pd.DataFrame({"acc": [0.0285714, float("nan")], "n": [5, 1]})
+        html = formatters["text/html"][pd.DataFrame](table)
+        printed = []
+        formatters["text/plain"][pd.DataFrame](
+            table, types.SimpleNamespace(text=printed.append), False
+        )
+    assert "<td>0.0286</td>" in html and "<td>—</td>" in html and "NaN" not in html
+    assert printed[0].split() == ["acc", "n", "0", "0.0286", "5", "1", "—", "1"]

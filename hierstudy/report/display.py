@@ -10,6 +10,7 @@ import re
 import sys
 
 from hierstudy.files import atomic_write
+from hierstudy.report.tables import MISSING
 
 MARKDOWN_SPECIAL = re.compile(r"([\\*_`$])")  # emphasis, code, and $ (math in Jupyter)
 
@@ -82,7 +83,18 @@ def significant(x: float) -> str:
 
 
 def table_format() -> None:
-    """Displayed DataFrames show floats to three significant digits (saved tables keep theirs)."""
+    """Displayed DataFrames show floats to three significant digits and missing values as "—"
+    (in Jupyter; saved tables keep their own format)."""
     import pandas as pd
 
     pd.set_option("display.float_format", significant)
+    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
+    if shell is None:
+        return
+    formatters = shell.display_formatter.formatters
+    formatters["text/html"].for_type(
+        pd.DataFrame, lambda t: t.to_html(na_rep=MISSING, float_format=significant, notebook=True)
+    )
+    formatters["text/plain"].for_type(
+        pd.DataFrame, lambda t, p, cycle: p.text(t.to_string(na_rep=MISSING))
+    )
