@@ -119,6 +119,8 @@ def test_log_abs_heatmap_shows_the_orders_of_magnitude_and_exact_zeros_apart():
     np.testing.assert_allclose([shown[0, 1], shown[1, 0]], [-16, -3])
     assert ax.get_title() == "E\n(white: exactly 0, 25% of entries)"
     assert tuple(image.get_cmap().get_bad()) == (1.0, 1.0, 1.0, 1.0)
+    fixed = log_abs_heatmap(error, Figure().subplots(), vmin=-18, vmax=0)
+    assert (fixed.norm.vmin, fixed.norm.vmax) == (-18, 0)
 
 
 def test_the_disk_draws_every_point_at_its_true_norm():

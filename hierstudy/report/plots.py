@@ -104,10 +104,20 @@ def heatmap(
     return image
 
 
-def log_abs_heatmap(matrix: np.ndarray, ax, *, order=None, title: str = "", cmap: str = "magma"):
-    """:func:`heatmap` of log10 |``matrix``|, for errors whose scale is the point (e.g. rounding
-    noise of ~1e-16, which a linear diverging map shows as structure); exact zeros (log = −∞) are
-    drawn white and the title says so. Returns the image, for its colour bar."""
+def log_abs_heatmap(
+    matrix: np.ndarray,
+    ax,
+    *,
+    order=None,
+    title: str = "",
+    cmap: str = "magma",
+    vmin=None,
+    vmax=None,
+):
+    """:func:`heatmap` of log10 |``matrix``| (colour limits ``vmin``, ``vmax`` in log10), for
+    errors whose scale is the point (e.g. rounding noise of ~1e-16, which a linear diverging map
+    shows as structure); exact zeros (log = −∞) are drawn white and the title says so. Returns the
+    image, for its colour bar."""
     import matplotlib
 
     with np.errstate(divide="ignore"):
@@ -117,7 +127,7 @@ def log_abs_heatmap(matrix: np.ndarray, ax, *, order=None, title: str = "", cmap
     if exact.any():
         title = f"{title}\n(white: exactly 0, {exact.mean():.0%} of entries)"
     colours = matplotlib.colormaps[cmap].with_extremes(bad="white")
-    return heatmap(values, ax, order=order, title=title, cmap=colours)
+    return heatmap(values, ax, order=order, title=title, cmap=colours, vmin=vmin, vmax=vmax)
 
 
 def affinity_panels(fig, axes, matrices: dict, *, order, names, groups, label: str):
