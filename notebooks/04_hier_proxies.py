@@ -20,11 +20,12 @@
 #
 # **What you will see**: the zero-shot protocol on HierShapes (train on the first half of the
 # classes, retrieve among the unseen other half), Proxy-Anchor alone vs PA + HIER vs PA + HIERsph
-# over seeds; the disk (UMAP with the hyperbolic metric) with samples, proxies and ancestor links,
-# at the end of training (Fig. 3) and over the epochs (Fig. 4); whether the proxies *discover*
-# HierShapes' true taxonomy, which HIER never sees; class affinity matrices (a re-creation of
-# Fig. 5: the authors published no code for it); the proxies nearest the boundary with their
-# nearest images (Fig. 6); and Recall@1 against the embedding dimension (Fig. 7).
+# over seeds; the Poincaré disk (true radii, angles from UMAP) with samples, proxies and
+# ancestor links, at the end of training (Fig. 3) and over the epochs (Fig. 4); whether the
+# proxies *discover* HierShapes' true taxonomy, which HIER never sees; class affinity matrices
+# (a re-creation of Fig. 5: the authors published no code for it); the proxies nearest the
+# boundary with their nearest images (Fig. 6); and Recall@1 against the embedding dimension
+# (Fig. 7).
 #
 # **Datasets.** `dataset = None` takes the profile's: HierShapes under `smoke` and `small`,
 # CUB-200-2011 under `paper` (classes 1-100 train, 101-200 test). `"cars196"`, `"sop"` and
@@ -215,6 +216,8 @@ over_epochs
 # (Proxy-Anchor has no hierarchical proxies). HIERsph's proxies all have norm 1, so the
 # smaller-norm rule does not apply to them. Chance level of the proxy tree's agreement: trees of
 # its shape with the class names shuffled (`compare.chance_triplet_agreement`, 100 seeded draws).
+# In the figure both trees name the classes alike and colour them by their true family; the
+# proxy tree's inner nodes are proxies (`p<index>`, only its root labelled).
 
 
 # %%
