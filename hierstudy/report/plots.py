@@ -130,10 +130,12 @@ def log_abs_heatmap(
     return heatmap(values, ax, order=order, title=title, cmap=colours, vmin=vmin, vmax=vmax)
 
 
-def affinity_panels(fig, axes, matrices: dict, *, order, names, groups, label: str):
+def affinity_panels(
+    fig, axes, matrices: dict, *, order, names, groups, label: str, group_name: str = "family"
+):
     """Class-by-class matrices (``title: [K, K]``) side by side on ONE colour scale, 0 to 1, with
     one colour bar labelled ``label``, class ``names`` on the ticks and, right of each matrix, a
-    sidebar coloured by ``groups`` (one per class, e.g. the family) with its legend. ``order``
+    sidebar coloured by ``groups`` (one per class, named ``group_name``) with its legend. ``order``
     permutes the classes (e.g. ``leaf_order()``). ``fig`` needs the constrained layout (the
     legend goes below the panels). Returns the shared image norm's (vmin, vmax)."""
     from matplotlib.patches import Patch
@@ -154,7 +156,7 @@ def affinity_panels(fig, axes, matrices: dict, *, order, names, groups, label: s
     bar.set_label(label)
     handles = [Patch(color=colour, label=g) for g, colour in palette.items()]
     fig.legend(
-        handles=handles, loc="outside lower left", ncol=len(handles), title="sidebar: family"
+        handles=handles, loc="outside lower left", ncol=len(handles), title=f"sidebar: {group_name}"
     )
     return image.norm.vmin, image.norm.vmax
 
