@@ -20,11 +20,12 @@
 #
 # **What you will see**: the zero-shot protocol on HierShapes (train on the first half of the
 # classes, retrieve among the unseen other half), Proxy-Anchor alone vs PA + HIER vs PA + HIERsph
-# over seeds; the disk (UMAP with the hyperbolic metric) with samples, proxies and ancestor links,
-# at the end of training (Fig. 3) and over the epochs (Fig. 4); whether the proxies *discover*
-# HierShapes' true taxonomy, which HIER never sees; class affinity matrices (a re-creation of
-# Fig. 5: the authors published no code for it); the proxies nearest the boundary with their
-# nearest images (Fig. 6); and Recall@1 against the embedding dimension (Fig. 7).
+# over seeds; the Poincaré disk (true radii, angles from UMAP) with samples, proxies and
+# ancestor links, at the end of training (Fig. 3) and over the epochs (Fig. 4); whether the
+# proxies *discover* HierShapes' true taxonomy, which HIER never sees; class affinity matrices
+# (a re-creation of Fig. 5: the authors published no code for it); the proxies nearest the
+# boundary with their nearest images (Fig. 6); and Recall@1 against the embedding dimension
+# (Fig. 7).
 #
 # **Datasets.** `dataset = None` takes the profile's: HierShapes under `smoke` and `small`,
 # CUB-200-2011 under `paper` (classes 1-100 train, 101-200 test). `"cars196"`, `"sop"` and
@@ -65,7 +66,7 @@ import torch
 
 from hierstudy import config, methods, report, run_pool, setups
 from hierstudy.datasets import catalog, study_splits
-from hierstudy.evaluation import retrieval
+from hierstudy.evaluation import affinity, retrieval
 from hierstudy.hierarchy import compare
 from hierstudy.proxy_tree import hier_proxy_tree
 from hierstudy.report import plots
@@ -123,10 +124,18 @@ table
 
 # %% [markdown]
 # ## The Poincaré disk (Fig. 3)
-# UMAP of the seen classes' training samples and of the proxies, with the Poincaré distance
-# (c = 0.1) as input metric and a hyperbolic output space shown as the Poincaré disk. Grey lines
-# join each sample to its *ancestor*: the nearest proxy of smaller norm (the rule of the paper's
-# figure). Pink: the proxies that are some sample's ancestor.
+# The seen classes' training samples and the proxies that are some sample's *ancestor* (pink
+# stars): the nearest proxy of smaller norm, the rule of the paper's figure; thin grey lines join
+# every tenth sample to its ancestor. The paper draws a UMAP with a hyperbolic output space, but
+# UMAP does not keep norms: it threw every ancestor proxy onto the rim, the opposite of where they
+# are. Here the **radius is exact**: a point z of the ball of curvature −c (c = 0.1, radius
+# 1/√c ≈ 3.16) sits at ‖z‖·√c in the unit disk, so its hyperbolic distance to the origin,
+# 2/√c·artanh(‖z‖√c), is the true one (`plots.disk_coordinates`). Only the **angle** is a
+# projection: UMAP of the points' directions z/‖z‖ (cosine distance) into the plane, each point's
+# angle about the layout's centre (`plots.direction_angles`); nearby angles mean similar
+# directions, distances along the circle mean nothing more. The dotted circles mark radii 0.25,
+# 0.5 and 0.75. Every sample sits at the same radius: HIER's embedding clips the tangent vector
+# at r = 2.3 (`geometry.CLIP_R`), and the ball's point is then at ‖z‖√c = tanh(√c·2.3) ≈ 0.62.
 
 # %%
 hier_run = trained["PA + HIER"][0]
@@ -138,9 +147,11 @@ n_train = len(train_feats["labels"])
 pick = np.sort(np.random.default_rng(0).permutation(n_train)[:max_points])  # all when fewer
 z = torch.from_numpy(train_feats["embedding"][pick]).double()
 y = train_feats["labels"][pick]
-fig, ax = plt.subplots(figsize=(6, 6))
-used = plots.poincare_disk(ax, z, y, proxy_points)
-ax.set_title(f"HIER embedding (UMAP, Poincaré disk), {dataset}")
+family = np.array([truth.ancestors(c)[-2] for c in truth.classes])  # the true top-level branch
+names = [f"{truth.label(f)}: {truth.label(c)}" for f, c in zip(family, truth.classes, strict=True)]
+fig, ax = plt.subplots(figsize=(8.5, 6))
+used = plots.poincare_disk(ax, z, y, proxy_points, names=names)
+ax.set_title(f"HIER embedding, {dataset}: radius ‖z‖√c (true), angle from UMAP of directions")
 report.save_figure(fig, "04_poincare_disk", cfg, seed=hier_run.seed)
 plt.show()
 
@@ -148,8 +159,9 @@ plt.show()
 # ## Over training (Fig. 4)
 # The same view after selected epochs, from the untrained network (epoch 0) to the last: a HIER
 # run saves, after every epoch, the embedding of a fixed draw of 512 training images and its
-# proxies (`Run.snapshots`). Each panel is its own UMAP, so only the arrangement within
-# a panel is comparable: how the classes separate and where the ancestor proxies settle. The
+# proxies (`Run.snapshots`). Radii are true (‖z‖·√c) and comparable across panels; each panel's
+# angles are its own UMAP of directions, so only the angular arrangement within a panel is
+# comparable: how the classes separate and how far in the ancestor proxies settle. The
 # table counts the ancestor proxies, their mean norm, and the leave-one-out 1-NN accuracy of the
 # drawn images under the Poincaré distance (how well the classes separate, epoch by epoch).
 
@@ -162,12 +174,17 @@ shown = sorted(
         for i in range(snapshot_panels)
     }
 )
-fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.4), squeeze=False)
+fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown) + 2.5, 3.6), squeeze=False)
 over_epochs = []
 for ax, epoch in zip(axes[0], shown, strict=True):
     shot = shots[epoch]
     ancestors = plots.poincare_disk(
-        ax, shot["embedding"], shot["labels"], shot["proxies"], legend=False
+        ax,
+        shot["embedding"],
+        shot["labels"],
+        shot["proxies"],
+        names=names,
+        legend=ax is axes[0, -1],
     )
     ax.set_title(f"epoch {epoch}")
     e = torch.from_numpy(shot["embedding"]).double()
@@ -199,6 +216,8 @@ over_epochs
 # (Proxy-Anchor has no hierarchical proxies). HIERsph's proxies all have norm 1, so the
 # smaller-norm rule does not apply to them. Chance level of the proxy tree's agreement: trees of
 # its shape with the class names shuffled (`compare.chance_triplet_agreement`, 100 seeded draws).
+# In the figure both trees name the classes alike and colour them by their true family; the
+# proxy tree's inner nodes are proxies (`p<index>`, only its root labelled).
 
 
 # %%
@@ -226,49 +245,61 @@ print(f"chance agreement of trees of the proxy tree's shape: {chance:.3f}")
 agreement
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(11, 5))
-plots.draw_tree(truth, axes[0], label_depth=2, fontsize=6)
-axes[0].set_title("HierShapes taxonomy (seen classes)")
-plots.draw_tree(found["PA + HIER: proxy tree"], axes[1], label_depth=0, fontsize=6)
-axes[1].set_title("tree read off HIER's proxies")
+fig, axes = plt.subplots(1, 2, figsize=(11, 5.4), layout="constrained")
+family_colour = plots.group_colours(family)
+by_family = {c: family_colour[f] for c, f in zip(truth.classes, family, strict=True)}
+names_of = {c: truth.label(c) for c in truth.classes}
+for ax, h, depth, title in (
+    (axes[0], truth, 2, "HierShapes taxonomy (seen classes)"),
+    (axes[1], found["PA + HIER: proxy tree"], 0, "tree read off HIER's proxies"),
+):
+    plots.draw_tree(
+        h, ax, label_depth=depth, fontsize=6, colors=by_family, names=names_of, color_labels=True
+    )
+    ax.set_title(title)
+fig.legend(
+    handles=[
+        matplotlib.patches.Patch(color=v, label=truth.label(f)) for f, v in family_colour.items()
+    ],
+    loc="outside lower left",
+    ncol=len(family_colour),
+    title="class colour: true family",
+)
 report.save_figure(fig, "04_proxy_tree", cfg, seed=hier_run.seed)
 plt.show()
 
 # %% [markdown]
 # ## Class-to-class affinity (a re-creation of Fig. 5)
-# Mean similarity between the training samples of two classes (cosine for Proxy-Anchor,
-# exp(−Poincaré distance) for HIER), ordered by the true taxonomy; the sidebar colours are the
-# true families. A hierarchy-aware space shows blocks along the diagonal.
+# How close the training samples of two classes are, for Proxy-Anchor and for PA + HIER, on one
+# scale. The two models rank with different distances (cosine vs the Poincaré distance), and a
+# similarity made from each (cos, exp(−d)) has its own range: on separate colour scales one map
+# looks sharp and the other flat for that reason alone. So each model's own retrieval distance
+# is replaced by its **rank among all pairs of that model's samples** (`affinity.rank_similarity`:
+# 1 for the closest pair, 0 for the farthest), which depends only on the order its retrieval
+# sees; a cell is the mean over the pairs of samples of its two classes
+# (`affinity.class_affinity`). 0.5 everywhere would be an embedding without class structure;
+# a hierarchy-aware space shows blocks along the diagonal beyond the diagonal itself. Classes in
+# the true taxonomy's order, named; the sidebar gives their true family; one colour bar.
 
 # %%
-order = truth.leaf_order()
-family = np.array([truth.ancestors(c)[-2] for c in truth.classes])
-family_colour = {f: plt.cm.Set2(i) for i, f in enumerate(sorted(set(family)))}
-
-
-def affinity(run):
+affinities = {}
+for label in ("Proxy-Anchor", "PA + HIER"):
+    run = trained[label][0]
     f = run.features("train")
-    e, lab = torch.from_numpy(f["embedding"][pick]).double(), f["labels"][pick]
-    if run.record.metric == "hyperbolic":
-        sim = torch.exp(-run.distance()(e, e)).numpy()
-    else:
-        n = torch.nn.functional.normalize(e, dim=1)
-        sim = (n @ n.T).numpy()
-    onehot = np.eye(len(seen))[lab]
-    return onehot.T @ sim @ onehot / np.outer(onehot.sum(0), onehot.sum(0))
-
-
-fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
-for ax, label in zip(axes, ("Proxy-Anchor", "PA + HIER"), strict=True):
-    fig.colorbar(plots.heatmap(affinity(trained[label][0]), ax, order=order, title=label), ax=ax)
-    ax.scatter(
-        np.full(len(order), -1.5),
-        np.arange(len(order)),
-        c=[family_colour[family[i]] for i in order],
-        marker="s",
-        s=18,
-        clip_on=False,
+    d = affinity.pair_distances(f["embedding"][pick], run.distance())
+    affinities[f"{label} ({run.record.metric})"] = affinity.class_affinity(
+        d, f["labels"][pick], n_seen
     )
+fig, axes = plt.subplots(1, 2, figsize=(11, 5.6), layout="constrained")
+plots.affinity_panels(
+    fig,
+    axes,
+    affinities,
+    order=truth.leaf_order(),
+    names=[truth.label(c) for c in truth.classes],
+    groups=[truth.label(f) for f in family],
+    label="mean rank similarity of the two classes' sample pairs",
+)
 report.save_figure(fig, "04_class_affinity", cfg, seed=hier_run.seed)
 plt.show()
 

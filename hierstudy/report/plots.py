@@ -1,5 +1,6 @@
-"""Plots shared by several notebooks: hierarchy drawings, class-by-class heatmaps, the Poincaré
-disk of HIER's proxies, a grid of example images per branch of a dataset's hierarchy, and class
+"""Plots shared by several notebooks: hierarchy drawings, class-by-class heatmaps (on a log scale
+for errors; side by side on one shared scale for affinities), the Poincaré disk of HIER's proxies
+at their true radii, a grid of example images per branch of a dataset's hierarchy, and class
 activation maps over their images with the boxes and BoxAcc against the CAM threshold."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from hierstudy.evaluation.localisation import (
     cam_boxes,
     cam_thresholds,
 )
-from hierstudy.geometry import C, pairwise_distance
+from hierstudy.geometry import C
 from hierstudy.hierarchy import Hierarchy
 
 
@@ -42,10 +43,14 @@ def draw_tree(
     label_depth: int = 2,
     colors: dict[str, str] | None = None,
     fontsize: float = 6,
+    names: dict[str, str] | None = None,
+    color_labels: bool = False,
 ) -> None:
     """Draw a hierarchy left to right: root at x = 0, classes on the right, labelled.
 
-    Inner nodes down to ``label_depth`` are labelled too; ``colors`` maps class → colour.
+    Inner nodes down to ``label_depth`` are labelled too; ``colors`` maps class → colour (of its
+    dot, and of its label with ``color_labels``); ``names`` maps node → label instead of
+    ``hierarchy.label``.
     """
     pos = tree_layout(hierarchy)
     for parent, child in hierarchy.edges():
@@ -59,10 +64,11 @@ def draw_tree(
             ax.text(
                 x + 0.15,
                 y,
-                hierarchy.label(node).split(".")[0],
+                (names or {}).get(node, hierarchy.label(node)).split(".")[0],
                 fontsize=fontsize,
                 va="center",
                 ha="left",
+                color=(colors or {}).get(node) if color_labels else None,
             )
     ax.set_axis_off()
     ax.invert_yaxis()
@@ -98,6 +104,93 @@ def heatmap(
     return image
 
 
+def log_abs_heatmap(
+    matrix: np.ndarray,
+    ax,
+    *,
+    order=None,
+    title: str = "",
+    cmap: str = "magma",
+    vmin=None,
+    vmax=None,
+):
+    """:func:`heatmap` of log10 |``matrix``| (colour limits ``vmin``, ``vmax`` in log10), for
+    errors whose scale is the point (e.g. rounding noise of ~1e-16, which a linear diverging map
+    shows as structure); exact zeros (log = −∞) are drawn white and the title says so. Returns the
+    image, for its colour bar."""
+    import matplotlib
+
+    with np.errstate(divide="ignore"):
+        values = np.log10(np.abs(np.asarray(matrix, dtype=float)))
+    exact = np.isneginf(values)
+    values[exact] = np.nan  # drawn in the map's "bad" colour
+    if exact.any():
+        title = f"{title}\n(white: exactly 0, {exact.mean():.0%} of entries)"
+    colours = matplotlib.colormaps[cmap].with_extremes(bad="white")
+    return heatmap(values, ax, order=order, title=title, cmap=colours, vmin=vmin, vmax=vmax)
+
+
+def affinity_panels(
+    fig, axes, matrices: dict, *, order, names, groups, label: str, group_name: str = "family"
+):
+    """Class-by-class matrices (``title: [K, K]``) side by side on ONE colour scale, 0 to 1, with
+    one colour bar labelled ``label``, class ``names`` on the ticks and, right of each matrix, a
+    sidebar coloured by ``groups`` (one per class, named ``group_name``) with its legend. ``order``
+    permutes the classes (e.g. ``leaf_order()``). ``fig`` needs the constrained layout (the
+    legend goes below the panels). Returns the shared image norm's (vmin, vmax)."""
+    from matplotlib.patches import Patch
+
+    palette = group_colours(groups)
+    order = np.asarray(order)
+    for ax, (title, matrix) in zip(axes, matrices.items(), strict=True):
+        image = heatmap(matrix, ax, order=order, labels=names, title=title, vmin=0, vmax=1)
+        ax.scatter(
+            np.full(len(order), len(order) - 0.5 + 0.8),
+            np.arange(len(order)),
+            c=[palette[groups[i]] for i in order],
+            marker="s",
+            s=14,
+            clip_on=False,
+        )
+    bar = fig.colorbar(image, ax=list(axes), shrink=0.8)
+    bar.set_label(label)
+    handles = [Patch(color=colour, label=g) for g, colour in palette.items()]
+    fig.legend(
+        handles=handles, loc="outside lower left", ncol=len(handles), title=f"sidebar: {group_name}"
+    )
+    return image.norm.vmin, image.norm.vmax
+
+
+def group_colours(groups, cmap: str = "Dark2") -> dict:
+    """group → colour of the qualitative map ``cmap``, in order of first appearance (cycled)."""
+    import matplotlib
+
+    colours = matplotlib.colormaps[cmap].colors
+    return {g: colours[i % len(colours)] for i, g in enumerate(dict.fromkeys(groups))}
+
+
+def disk_coordinates(points, angles, c: float = C) -> np.ndarray:
+    """[N, 2] positions in the unit disk of ``points`` [N, D] of the Poincaré ball of curvature
+    −``c``: radius ‖z‖·√c (the point's true norm relative to the ball's radius 1/√c, so the
+    distance to the origin, 2/√c·artanh(‖z‖√c), is exact), at the given ``angles`` [N]."""
+    radius = np.linalg.norm(np.asarray(points, dtype=float), axis=1) * np.sqrt(c)
+    return radius[:, None] * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+
+
+def direction_angles(points, seed: int = 0) -> np.ndarray:
+    """[N] angles for :func:`disk_coordinates`: UMAP of the points' directions z/‖z‖ (cosine
+    distance) into the plane, each point's angle about the layout's centre. Only an arrangement:
+    points of similar direction get similar angles."""
+    import umap
+
+    x = np.asarray(points, dtype=float)
+    directions = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    mapper = umap.UMAP(metric="cosine", random_state=seed, init="random", n_jobs=1)
+    layout = mapper.fit_transform(directions)
+    layout -= layout.mean(axis=0)
+    return np.arctan2(layout[:, 1], layout[:, 0])
+
+
 def poincare_disk(
     ax,
     z,
@@ -105,43 +198,55 @@ def poincare_disk(
     proxies,
     *,
     c: float = C,
-    link_every: int = 3,
+    names=None,
+    link_every: int = 10,
     seed: int = 0,
     legend: bool = True,
 ) -> np.ndarray:
-    """The view of Kim et al. (HIER, CVPR 2023), Figs. 3 and 4: UMAP of samples ``z`` [N, D] and
-    of their *ancestor* proxies (each sample's nearest proxy of smaller norm,
-    :func:`~hierstudy.proxy_tree.nearest_smaller_proxy`), the Poincaré distance at curvature ``c``
-    as input metric and a hyperbolic output space drawn as the Poincaré disk; grey links join
-    every ``link_every``-th sample to its ancestor. Returns the indices of the ancestor proxies
-    drawn."""
+    """The view of Kim et al. (HIER, CVPR 2023), Figs. 3 and 4, with the true radii: samples
+    ``z`` [N, D] (coloured by class, ``names[k]`` in the legend) and their *ancestor* proxies
+    (each sample's nearest proxy of smaller norm,
+    :func:`~hierstudy.proxy_tree.nearest_smaller_proxy`) at radius ‖z‖·√c in the unit disk
+    (:func:`disk_coordinates`; the ball's boundary drawn, circles of radius 0.25, 0.5, 0.75
+    dotted) and at the angle of :func:`direction_angles`; thin grey links join every
+    ``link_every``-th sample to its ancestor. Returns the indices of the ancestor proxies."""
     import matplotlib.pyplot as plt
     import torch
-    import umap
 
     from hierstudy.proxy_tree import nearest_smaller_proxy
 
     z, proxies = torch.as_tensor(z).double(), torch.as_tensor(proxies).double()
+    labels = np.asarray(labels)
     parent = nearest_smaller_proxy(z, proxies, c=c)
     used = np.unique(parent[parent >= 0])
-    points = torch.cat([z, proxies[used]])
-    distances = pairwise_distance(points, points, c=c).numpy()
-    mapper = umap.UMAP(
-        metric="precomputed", output_metric="hyperboloid", random_state=seed, init="random"
-    )
-    emb = mapper.fit_transform(distances)
-    disk = emb / (1 + np.sqrt(1 + (emb**2).sum(1, keepdims=True)))  # hyperboloid -> Poincaré disk
-    ax.add_patch(plt.Circle((0, 0), 1, fill=False, color="0.6"))
+    points = torch.cat([z, proxies[used]]).numpy()
+    disk = disk_coordinates(points, direction_angles(points, seed), c)
+    ax.add_patch(plt.Circle((0, 0), 1, fill=False, color="0.2", lw=1))
+    for r in (0.25, 0.5, 0.75):
+        ax.add_patch(plt.Circle((0, 0), r, fill=False, color="0.8", lw=0.5, ls=":"))
+        ax.text(0, r, f"{r:g}", fontsize=5, color="0.5", ha="center", va="bottom")
+    ax.text(0, 1.01, "‖z‖√c = 1 (boundary)", fontsize=5, color="0.3", ha="center", va="bottom")
     where = {p: len(z) + i for i, p in enumerate(used)}
     for i in np.flatnonzero(parent >= 0)[::link_every]:
-        ax.plot(*disk[[i, where[parent[i]]]].T, color="0.75", lw=0.4, zorder=1)
-    ax.scatter(*disk[: len(z)].T, c=labels, cmap="tab20", s=6, zorder=2)
+        ax.plot(*disk[[i, where[parent[i]]]].T, color="0.6", lw=0.25, alpha=0.4, zorder=1)
+    colours = group_colours(range(int(labels.max()) + 1), "tab20")
+    for k in np.unique(labels):
+        name = str(k) if names is None else names[k]
+        at = disk[: len(z)][labels == k]
+        ax.scatter(*at.T, color=colours[k], s=5, zorder=2, label=name)
     ax.scatter(
-        *disk[len(z) :].T, c="deeppink", s=30, marker="*", zorder=3, label="ancestor proxies"
+        *disk[len(z) :].T,
+        c="deeppink",
+        edgecolors="k",
+        linewidths=0.3,
+        s=40,
+        marker="*",
+        zorder=3,
+        label="ancestor proxy",
     )
-    ax.set(aspect="equal", xlim=(-1.05, 1.05), ylim=(-1.05, 1.05))
+    ax.set(aspect="equal", xlim=(-1.05, 1.05), ylim=(-1.05, 1.08))
     if legend:
-        ax.legend(loc="lower right")
+        ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=6, frameon=False)
     ax.set_axis_off()
     return used
 
