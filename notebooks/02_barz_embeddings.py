@@ -271,5 +271,7 @@ report.findings(
     f"{worst:.1e} against {eig_worst:.1e} for the eigendecomposition (paper: 1.7e-15 vs 1.7e-13). "
     f"On {dataset} L_CORR reaches {corr['L_CORR']:.3f} test accuracy, L_CORR+CLS "
     f"{corr['L_CORR+CLS']:.3f} (with the authors' ReLU+BN {corr[RELU_BN]:.3f}), "
-    f"plain CE {corr['CE (classification)']:.3f}."
+    f"plain CE {corr['CE (classification)']:.3f}.",
+    "02_findings",
+    cfg,
 )

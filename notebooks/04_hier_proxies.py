@@ -411,5 +411,7 @@ report.findings(
     f"{mean_r1['Proxy-Anchor']:.3f} (PA) vs {mean_r1['PA + HIER']:.3f} (PA + HIER) vs "
     f"{mean_r1['PA + HIERsph']:.3f} (HIERsph); {len(used)} of {n_proxies} proxies serve as "
     f"ancestors; the tree read off them {tree_found}; Ward's tree of Proxy-Anchor's class means "
-    f"agrees on {by_name['Proxy-Anchor: Ward of class means']:.2f}."
+    f"agrees on {by_name['Proxy-Anchor: Ward of class means']:.2f}.",
+    "04_findings",
+    cfg,
 )

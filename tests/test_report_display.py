@@ -94,3 +94,17 @@ def test_jupyter_shows_missing_values_as_a_dash_and_three_digits(monkeypatch):
         )
     assert "<td>0.0286</td>" in html and "<td>—</td>" in html and "NaN" not in html
     assert printed[0].split() == ["acc", "n", "0", "0.0286", "5", "1", "—", "1"]
+
+
+def test_smoke_findings_say_the_numbers_only_show_that_it_runs(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: None))
+    smoke = types.SimpleNamespace(figures_dir=tmp_path, name="smoke", description="tiny")
+    display.findings("What we found: a; b.", "01_findings", smoke)
+    assert (tmp_path / "01_findings.md").read_text().splitlines()[-1] == (
+        "- under the smoke profile (tiny) these numbers only show that the notebook runs"
+    )
+    display.findings(["What we found", "a"], "02_findings", smoke)
+    assert "only show that the notebook runs" in (tmp_path / "02_findings.md").read_text()
+    small = types.SimpleNamespace(figures_dir=tmp_path, name="small", description="laptop")
+    display.findings("What we found: a; b.", "03_findings", small)
+    assert "notebook runs" not in (tmp_path / "03_findings.md").read_text()

@@ -234,6 +234,8 @@ def test_publish_writes_headline_manifest_index_and_the_profiles_readme_block(pr
 
     (folder / "sop").mkdir()  # notebook 04 run with -p dataset=sop
     (folder / "sop" / "04_metrics.json").write_text("{}")
+    (smoke.runs_dir / "notebooks").mkdir(parents=True)
+    (smoke.runs_dir / "notebooks" / "01_trees.ipynb").write_text("{}")
     index = study.publish("smoke", {"01_trees": 1.234})
     text = index.read_text()
     assert "- [sop/](sop/): [04_metrics.json](sop/04_metrics.json)" in text
@@ -245,7 +247,8 @@ def test_publish_writes_headline_manifest_index_and_the_profiles_readme_block(pr
         "[01_metrics.json](01_metrics.json)",
         "![01_tree](01_tree.png)",
         "[06_per_seed](06_per_seed.md) ([csv](06_per_seed.csv))",
-        "[01_trees.py](../../notebooks/01_trees.py)",
+        "[01_trees.py](../../notebooks/01_trees.py) · executed, with its outputs: "
+        "[01_trees.ipynb](../../runs/smoke/notebooks/01_trees.ipynb)",
         "[manifest.json](manifest.json)",
     ):
         assert link in text, link

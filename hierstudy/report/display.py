@@ -55,7 +55,11 @@ def findings_markdown(found: str | list[str]) -> tuple[str, str]:
 def findings(found: str | list[str], name: str | None = None, profile=None) -> None:
     """Show a notebook's findings (:func:`findings_markdown`) as Markdown in Jupyter, as plain
     text elsewhere. With ``name`` and ``profile`` the Markdown is also saved as
-    ``figures/<profile>/<name>.md``, which the results' ``index.md`` shows under its notebook."""
+    ``figures/<profile>/<name>.md``, which the results' ``index.md`` shows under its notebook;
+    under ``smoke`` a last bullet says the numbers only show that the notebook runs."""
+    if getattr(profile, "name", None) == "smoke":
+        note = f"under the smoke profile ({profile.description}) these numbers only show that the notebook runs"
+        found = [*found, note] if isinstance(found, list) else f"{found.rstrip('.')}; {note}."
     markdown, plain = findings_markdown(found)
     if name is not None:
         atomic_write(profile.figures_dir / f"{name}.md", f"{markdown}\n".encode())

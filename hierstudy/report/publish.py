@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 from pathlib import Path
 
@@ -125,7 +126,14 @@ def write_index(profile: str | config.Profile, table: pd.DataFrame | None = None
     for number in sorted(groups, key=lambda n: (n == "", n)):
         name, title = titles.get(number, (None, f"{number} (no notebook)" if number else "Other"))
         lines += [f"## {title}", ""]
-        lines += [f"Notebook: [{name}](../../notebooks/{name})", ""] if name else []
+        if name:
+            executed = cfg.runs_dir / "notebooks" / f"{Path(name).stem}.ipynb"
+            link = os.path.relpath(executed, folder)
+            ran = f" · executed, with its outputs: [{executed.name}]({link}) (local, git-ignored)"
+            lines += [
+                f"Notebook: [{name}](../../notebooks/{name})" + (ran if executed.is_file() else ""),
+                "",
+            ]
         files = groups[number]
         found = [p for p in files if p.name == f"{number}_{FINDINGS}.md"]
         lines += [found[0].read_text().strip(), ""] if found else []
