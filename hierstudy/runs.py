@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import inspect
 import os
 import shutil
 import warnings
@@ -239,26 +240,27 @@ def train(
     return Run(plan.run_dir, record, history)
 
 
-def needs_training(
-    profile: Profile,
-    method: str,
-    seed: int = 0,
-    *,
-    force: bool = False,
-    reuse_stale: bool | None = None,
-    dataset: str = "hiershapes",
-    paper: str | None = None,
-    setup: Setup | None = None,
-    kfr: float = 0.0,
-    corruption: str | None = None,
-    progress: bool | None = None,
-    **knobs,
-) -> bool:
+def needs_training(profile: Profile, *args, **kwargs) -> bool:
     """Whether :func:`train` with these arguments would train, rather than reload a run."""
-    plan = _plan(profile, method, seed, dataset, paper, setup, kfr, corruption, knobs)
-    if force:
+    bound = inspect.signature(train).bind(profile, *args, **kwargs)
+    bound.apply_defaults()
+    a = bound.arguments
+    if a["force"]:
         return True
-    return _reusable(plan, run_files.source_hash(plan.recipe), _reuse_stale(reuse_stale)) is None
+    plan = _plan(
+        profile,
+        a["method"],
+        a["seed"],
+        a["dataset"],
+        a["paper"],
+        a["setup"],
+        a["kfr"],
+        a["corruption"],
+        a["knobs"],
+    )
+    return (
+        _reusable(plan, run_files.source_hash(plan.recipe), _reuse_stale(a["reuse_stale"])) is None
+    )
 
 
 def _reuse_stale(reuse_stale: bool | None) -> bool:

@@ -98,7 +98,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        if int(self.epochs) != self.epochs or self.epochs < 1:
+        if not (math.isfinite(self.epochs) and int(self.epochs) == self.epochs >= 1):
             problems.append(f"epochs must be a positive integer, got {self.epochs}")
         if self.optimizer not in OPTIMIZERS:
             problems.append(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")

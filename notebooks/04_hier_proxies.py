@@ -215,7 +215,8 @@ over_epochs
 # heights (`hierarchy.compare`). Baseline: Ward clustering of the class means of each model
 # (Proxy-Anchor has no hierarchical proxies). HIERsph's proxies all have norm 1, so the
 # smaller-norm rule does not apply to them. Chance level of the proxy tree's agreement: trees of
-# its shape with the class names shuffled (`compare.chance_triplet_agreement`, 100 seeded draws).
+# its shape with the class names shuffled (`compare.random_tree_agreements`, 100 seeded draws,
+# mean ± sd).
 # In the figure both trees name the classes alike and colour them by their true family; the
 # proxy tree's inner nodes are proxies (`p<index>`, only its root labelled).
 
@@ -240,8 +241,12 @@ agreement = pd.DataFrame(
     ]
 )
 report.save_table(agreement, "04_discovered_hierarchy", cfg, seed=hier_run.seed)
-chance = compare.chance_triplet_agreement(truth, found["PA + HIER: proxy tree"])
-print(f"chance agreement of trees of the proxy tree's shape: {chance:.3f}")
+draws = compare.random_tree_agreements(truth, found["PA + HIER: proxy tree"])
+chance, chance_sd = np.nanmean(draws), np.nanstd(draws, ddof=1)
+print(
+    f"chance agreement of trees of the proxy tree's shape: {chance:.3f} ± {chance_sd:.3f} "
+    f"(sd over {np.isfinite(draws).sum()} draws)"
+)
 agreement
 
 # %%
@@ -388,6 +393,7 @@ report.save_metrics(
         "recall_vs_dim": by_dim.to_dict(orient="records"),
         "over_epochs": over_epochs.to_dict(orient="records"),
         "proxy_tree_chance_agreement": chance,
+        "proxy_tree_chance_agreement_sd": chance_sd,
         "ancestor_proxies": int(len(used)),
         "proxies": n_proxies,
         "train_classes": n_seen,
@@ -404,7 +410,7 @@ tree_found = (
     if np.isnan(tree_agreement)
     else f"agrees with the true taxonomy on {tree_agreement:.2f} of the class triplets it resolves "
     f"({agreement.set_index('hierarchy')['triplets resolved']['PA + HIER: proxy tree']:.0%} of "
-    f"them; chance for trees of its shape {chance:.2f}; one seed)"
+    f"them; chance for trees of its shape {chance:.2f} ± {chance_sd:.2f}; one seed)"
 )
 report.findings(
     f"What we found on {dataset} ({len(cfg.seeds)} seed(s)): zero-shot Recall@1 "

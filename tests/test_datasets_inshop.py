@@ -119,6 +119,15 @@ def test_corrupt_partition_list_is_named(inshop, lines, match):
         InShop(inshop, "gallery")
 
 
+@pytest.mark.parametrize("status", ["query", "gallery"])
+def test_query_plus_gallery_needs_both_parts(inshop, status):
+    other = {"query": "gallery", "gallery": "query"}[status]
+    rows = [r.replace(f" {status}", f" {other}") for r in ROWS]
+    (inshop / "Eval" / "list_eval_partition.txt").write_text("\n".join(["8", HEADER, *rows]))
+    with pytest.raises(DatasetCorruptError, match=f"lists no {status} image"):
+        InShop(inshop, "query+gallery")
+
+
 def test_bad_split(inshop):
     with pytest.raises(
         DatasetError, match=r"split must be 'train', 'query', 'gallery' or 'query\+gallery'"

@@ -14,6 +14,7 @@ from hierstudy.hierarchy.compare import (
     class_means,
     cophenetic_correlation,
     families,
+    random_tree_agreements,
     resolved_triplets,
     triplet_agreement,
     ward_hierarchy,
@@ -232,6 +233,8 @@ def test_chance_agreement_is_the_mean_over_trees_with_shuffled_class_names():
             expected.append(literal_triplets(visual, shuffled, among))
         chance = chance_triplet_agreement(visual, ward, among=among, draws=5, seed=7)
         assert chance == pytest.approx(np.mean(expected))
+        draws = random_tree_agreements(visual, ward, among=among, draws=5, seed=7)
+        np.testing.assert_allclose(draws, expected)
     # two binary trees on three classes agree on the one triplet for 2 of the 6 permutations
     three = Hierarchy([("r", "m"), ("m", "a"), ("m", "b"), ("r", "c")])
     assert chance_triplet_agreement(three, three, draws=3000) == pytest.approx(1 / 3, abs=0.03)

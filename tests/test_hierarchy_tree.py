@@ -205,3 +205,16 @@ def test_unknown_and_non_leaf_classes():
         h.class_indices(["zebra"])
     with pytest.raises(HierarchyError, match="unknown node"):
         h.height("zebra")
+
+
+def test_bad_arguments_raise_naming_the_problem():
+    with pytest.raises(
+        HierarchyError, match=r"an edge is a \(parent, child\) pair, got \('r', 'a', 'b'\)"
+    ):
+        Hierarchy([("r", "a", "b")])
+    with pytest.raises(HierarchyError, match="max_height = 1 is below the greatest node height 2"):
+        Hierarchy([("r", "a"), ("a", "x"), ("r", "z")], max_height=1)
+    toy = toy_hierarchy()
+    for k in (-1.0, 0.0, float("nan"), float("inf")):
+        with pytest.raises(HierarchyError, match="the edge weight k must be finite and > 0"):
+            toy.path_distance(k=k)

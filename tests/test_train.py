@@ -408,6 +408,9 @@ def test_bad_configurations_are_refused(tmp_path):
         TrainConfig(schedule="step")
     with pytest.raises(TrainError, match="sam_rho must be > 0"):
         TrainConfig(sam_rho=-1.0)
+    for epochs in (0, 2.5, float("inf"), float("nan")):
+        with pytest.raises(TrainError, match=f"epochs must be a positive integer, got {epochs}"):
+            TrainConfig(epochs=epochs)
     with pytest.raises(TrainError, match="distinct"):
         fit(Linear(), [ce, ce], loader, run_dir=tmp_path)
     with pytest.raises(TrainError, match="input must be one of"):

@@ -127,8 +127,9 @@ class InShop(FileDataset):
         pool = ("train",) if split == "train" else ("query", "gallery")
         pooled = [row for row in rows if row[2] in pool]
         chosen = [row for row in pooled if row[2] in split.split("+")]
-        if not chosen:
-            raise DatasetCorruptError(f"In-shop file {list_path} lists no {split} image")
+        for part in split.split("+"):
+            if not any(row[2] == part for row in chosen):
+                raise DatasetCorruptError(f"In-shop file {list_path} lists no {part} image")
         items = sorted({row[1] for row in pooled})
         if hierarchy is None:
             hierarchy = path_hierarchy(pooled, items)

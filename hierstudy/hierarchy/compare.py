@@ -72,10 +72,20 @@ def triplet_agreement(first: Hierarchy, second: Hierarchy, *, among: str = "both
 def chance_triplet_agreement(
     first: Hierarchy, second: Hierarchy, *, among: str = "both", draws: int = 100, seed: int = 0
 ) -> float:
-    """The chance level of ``triplet_agreement(first, second)``: its mean over ``draws`` random
-    trees of ``second``'s shape on the same classes — ``second`` with its class names shuffled, a
-    uniformly random permutation per draw from ``numpy.random.default_rng(seed)``. The mean is
-    over the draws that count a triplet; NaN when none does (``second`` resolves no triplet)."""
+    """The chance level of ``triplet_agreement(first, second)``: the mean of
+    :func:`random_tree_agreements` over the draws that count a triplet; NaN when none does
+    (``second`` resolves no triplet)."""
+    values = random_tree_agreements(first, second, among=among, draws=draws, seed=seed)
+    counted = values[~np.isnan(values)]
+    return float(counted.mean()) if len(counted) else float("nan")
+
+
+def random_tree_agreements(
+    first: Hierarchy, second: Hierarchy, *, among: str = "both", draws: int = 100, seed: int = 0
+) -> np.ndarray:
+    """``triplet_agreement(first, ·)`` of ``draws`` random trees of ``second``'s shape on the same
+    classes — ``second`` with its class names shuffled, a uniformly random permutation per draw
+    from ``numpy.random.default_rng(seed)`` — one value per draw (their spread is chance's)."""
     _check_among(among)
     a, b = _aligned_heights(first, second)
     rng = np.random.default_rng(seed)
@@ -83,8 +93,7 @@ def chance_triplet_agreement(
     for _ in range(draws):
         perm = rng.permutation(len(b))
         values.append(_agreement(a, b[np.ix_(perm, perm)], among))
-    counted = [v for v in values if not np.isnan(v)]
-    return float(np.mean(counted)) if counted else float("nan")
+    return np.array(values, dtype=np.float64)
 
 
 def _check_among(among: str) -> None:

@@ -66,8 +66,10 @@ class Hierarchy:
         self.lcs_rule = lcs_rule
         parents: dict[str, set[str]] = {}
         children: dict[str, set[str]] = {}
-        for parent, child in edges:
-            parent, child = str(parent), str(child)
+        for edge in edges:
+            if isinstance(edge, str) or len(edge) != 2:
+                raise HierarchyError(f"an edge is a (parent, child) pair, got {edge!r}")
+            parent, child = str(edge[0]), str(edge[1])
             if parent == child:
                 raise HierarchyError(f"node {parent!r} is its own parent (a cycle of length 1)")
             parents.setdefault(child, set()).add(parent)
@@ -109,6 +111,11 @@ class Hierarchy:
                 raise HierarchyError(f"heights given for some nodes but not for {unknown[:10]}")
             self.heights = np.array([heights[n] for n in self.nodes], dtype=np.int64)
         self.max_height = int(self.heights.max() if max_height is None else max_height)
+        if self.max_height < self.heights.max():
+            raise HierarchyError(
+                f"max_height = {max_height} is below the greatest node height "
+                f"{int(self.heights.max())}: d_G would exceed 1 and s_G turn negative"
+            )
         self.depths = self._depths()
         self.longest_depths = self._depths(longest=True)
         self._up = self._upward_distances()
@@ -284,6 +291,8 @@ class Hierarchy:
         The path climbs from one class to a common ancestor and descends to the other; the fewest
         edges over all common ancestors (on a tree: through the LCA). Vectorised over pairs.
         """
+        if not (np.isfinite(k) and k > 0):
+            raise HierarchyError(f"the edge weight k must be finite and > 0, got {k}")
         n = len(self.classes)
         out = np.full((n, n), np.iinfo(np.int64).max, dtype=np.int64)
         for node in range(len(self.nodes)):
