@@ -233,7 +233,7 @@ def center(ctx: Context, lam: float = 0.1) -> Recipe:
     baseline of Barz & Denzler (WACV 2019), Tables 1-3. λ = 0.1: the authors' code
     (cvjena/semantic-embeddings, ``learn_center_loss.py``, ``--center_loss_weight`` default,
     the weight of ``center_loss_model``'s loss against the softmax's 1.0); the paper gives none."""
-    centers = CenterLoss(ctx.num_classes, ctx.feature_dim)
+    centers = CenterLoss(ctx.num_classes, ctx.feature_dim, generator=ctx.generator(5))
     return Recipe(
         "linear",
         [Term("ce", nn.CrossEntropyLoss()), Term("center", centers, weight=lam, input="features")],

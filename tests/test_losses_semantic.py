@@ -149,3 +149,18 @@ def test_center_loss_bad_arguments(args, kwargs, message):
         CenterLoss(*args, **kwargs)
     with pytest.raises(ValueError, match=r"\[0, 2\)"):
         CenterLoss(2, 2)(torch.ones(1, 2), torch.tensor([2]))
+
+
+def test_center_initialisation_comes_from_its_generator_not_the_global_rng():
+    torch.manual_seed(1)
+    first = CenterLoss(4, 3, generator=torch.Generator().manual_seed(7)).centers.detach()
+    state = torch.random.get_rng_state()
+    torch.manual_seed(2)  # whatever ran before in the process
+    second = CenterLoss(4, 3, generator=torch.Generator().manual_seed(7)).centers.detach()
+    torch.manual_seed(1)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the global RNG was not drawn from
+    assert torch.equal(first, second)
+    other = CenterLoss(4, 3, generator=torch.Generator().manual_seed(8)).centers.detach()
+    assert not torch.equal(first, other)
+    expected = torch.randn(4, 3, generator=torch.Generator().manual_seed(7)) * 0.01
+    assert torch.equal(first, expected)

@@ -87,21 +87,30 @@ class CenterLoss(nn.Module):
     Denzler's code, ``learn_center_loss.py``) rather than by Wen et al.'s separate update rule;
     ``lr_scale`` plays the part of Wen's center learning rate α relative to the network's.
     Choice: the mean over the batch (the authors' code) instead of Wen's sum (eq. 2), so that the
-    weight λ does not depend on the batch size. Centers start as N(0, 0.01²).
+    weight λ does not depend on the batch size. Centers start as N(0, 0.01²), drawn from
+    ``generator`` (default: a private one seeded with 0), never from the global RNG.
     Used as CE + λ·L_C, λ = 0.1 in Barz & Denzler's baselines (their ``learn_center_loss.py``,
     ``--center_loss_weight``; composed by the engine: ``hierstudy.methods.center``).
 
     ``forward(x [B, D], labels [B] long) -> scalar``.
     """
 
-    def __init__(self, num_classes: int, dim: int, *, lr_scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        dim: int,
+        *,
+        lr_scale: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> None:
         super().__init__()
         for name, value in (("num_classes", num_classes), ("dim", dim)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not lr_scale > 0:
             raise ValueError(f"lr_scale must be > 0, got {lr_scale}")
-        self.centers = nn.Parameter(torch.randn(num_classes, dim) * 0.01)
+        generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        self.centers = nn.Parameter(torch.randn(num_classes, dim, generator=generator) * 0.01)
         self.lr_scale = float(lr_scale)
 
     def forward(self, x: Tensor, labels: Tensor) -> Tensor:
