@@ -379,6 +379,8 @@ axes[0].plot([], [], "o", mfc="white", color="0.3", label="nothing merged (≡ c
 axes[0].set(xlabel="threshold t", title=f"{top} against t (α = {alpha:g})")
 for variant, group in a_sweep.groupby("variant"):
     axes[1].plot(group.alpha, group[top], marker="o", label=variant, color=COLOUR[variant])
+    zero = group[group.alpha == 0]  # eq. 6 at α = 0 is the cosine ranking: hollow, as on the left
+    axes[1].plot(zero.alpha, zero[top], "o", mfc="white", color=COLOUR[variant], zorder=5)
 axes[1].set(xlabel="α (symmetric log scale)", title=f"{top} against α (t = {threshold:g})")
 axes[1].set_xscale("symlog", linthresh=min([a for a in alphas if a > 0], default=1.0))
 for ax in axes:
@@ -490,11 +492,10 @@ for ax, name in zip(axes[0], panels, strict=True):
     panel = robust.table[robust.table.corruption == name].set_index("variant").map_at_k
     same = legible.draw_curves(ax, map_ks, panel.to_dict(), COLOUR)
     for i, (label, (earlier, gap)) in enumerate(same.items()):  # in the panel, not only the key
-        note = f"{label} ≡ {earlier}" if gap == 0 else f"{label} ≈ {earlier} (|Δ| ≤ {gap:.1e})"
+        a, b = (re.sub(r".*\((.*)\)$", r"\1", v) for v in (label, earlier))  # "… (Ward)" → "Ward"
+        note = f"{a} ≡ {b}" if gap == 0 else f"{a} ≈ {b} (|Δ| ≤ {gap:.0e})"
         note += " (nothing merged)" if gap == 0 and earlier == "cosine" else ""
-        ax.text(
-            0.98, 0.97 - 0.07 * i, note, transform=ax.transAxes, ha="right", va="top", fontsize=6
-        )
+        ax.text(0.03, 0.03 + 0.07 * i, note, transform=ax.transAxes, fontsize=7)
     ax.set(
         xlabel="k", title="clean" if name == "none" else name, xticks=map_ks[:: max(1, k_top // 5)]
     )

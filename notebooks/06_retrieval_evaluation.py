@@ -56,7 +56,7 @@ from hierstudy import config, report
 from hierstudy.datasets import study_splits
 from hierstudy.datasets.hiershapes import taxonomy
 from hierstudy.evaluation import metrics, retrieval
-from hierstudy.report import central
+from hierstudy.report import central, legible
 
 # one dataset: figures/<profile>/<dataset>/
 cfg = config.notebook(profile).writing_for(dataset, None)
@@ -196,8 +196,10 @@ table.drop(columns=["dataset", "backbone", "run"])
 # %% [markdown]
 # ## Hierarchical precision against k (Fig. 3)
 # Mean HP@k over queries (and seeds) for k = 1..K, one row per dataset and protocol: left the
-# papers' own methods, right the study's variants (each in its own colour and line style, the
-# papers' methods in thin grey behind them for reference). The dotted
+# papers' own methods, right the study's variants (each in its own colour, line style and marker,
+# the papers' methods in thin grey behind them for reference). A curve within 1 % of the y axis'
+# range of an earlier one would hide under it: it is drawn dashed with crosses on top and named
+# "… ≈ …" in the legend (`report.legible.draw_curves`). The dotted
 # line marks the number of other images of the query's class in the database (on average over the
 # queries): a ranking that only knows
 # classes has used up its exact matches there, and only a semantically aware one keeps HP high
@@ -218,15 +220,21 @@ fig, axes = plt.subplots(
 for row, (data_name, protocol) in zip(axes, first, strict=True):
     rows = results[(results.dataset == data_name) & (results.protocol == protocol)]
     rand = chance[data_name, protocol]
-    styles = {True: iter(plt.get_cmap("tab10").colors), False: iter(VARIANT_STYLES)}
-    for label, setup, k in zip(rows.method, rows.setup, rows.K, strict=True):
-        bold = central.is_paper_method(label)  # the papers' methods left, variants right
-        colour, ls = (next(styles[True]), "-") if bold else next(styles[False])
-        curve = mean_curves[data_name, setup, label]
-        name = central.legend(setup, label)
-        row[0 if bold else 1].plot(np.arange(1, k + 1), curve, color=colour, ls=ls, label=name)
-        if bold:  # the papers' methods again, thin grey, behind the variants for reference
-            row[1].plot(np.arange(1, k + 1), curve, color="0.8", lw=0.8, zorder=0)
+    curves = [{}, {}]  # the papers' methods, the study's variants: label -> mean HP@k
+    for label, setup in zip(rows.method, rows.setup, strict=True):
+        curves[not central.is_paper_method(label)][central.legend(setup, label)] = mean_curves[
+            data_name, setup, label
+        ]
+    colours = dict(zip(curves[0], plt.get_cmap("tab10").colors, strict=False))
+    colours |= {v: c for v, (c, _) in zip(curves[1], VARIANT_STYLES, strict=False)}
+    dashes = {v: ls for v, (_, ls) in zip(curves[1], VARIANT_STYLES, strict=False)}
+    for ax, drawn in zip(row, curves, strict=True):
+        if drawn:  # equal or nearly equal curves dashed on top, named "≡" / "≈" in the legend
+            k = np.arange(1, len(next(iter(drawn.values()))) + 1)
+            style = {"linestyles": dashes, "markevery": 25, "yrange": 1.02}  # the axis' range
+            legible.draw_curves(ax, k, drawn, colours, **style)
+    for curve in curves[0].values():  # the papers' methods again, thin grey, behind the variants
+        row[1].plot(np.arange(1, len(curve) + 1), curve, color="0.8", lw=0.8, zorder=0)
     row[1].plot([], [], color="0.8", lw=0.8, label="the papers' methods (left)")
     for ax, kind in zip(row, ("the papers' methods", "the study's variants"), strict=True):
         ax.plot(

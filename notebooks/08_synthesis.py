@@ -229,7 +229,7 @@ plt.show()
 # ± std over them); the runs with fewer seeds (under `small`, notebook 03's one-seed sweep of
 # KFR's α and reduction) are grouped below a dashed line, without error bars. A cross marks a
 # run whose tree merged nothing in any seed: its zero is by construction, not "no effect";
-# "merged m/n" flags a run whose tree merged in only some seeds.
+# "class merged m/n" in a run's name flags a convention whose tree merged in only some seeds.
 
 # %%
 baselines = list(run_pool.train_seeds(cfg, "ce", cfg.seeds, force=force).values())  # notebook 03
@@ -277,7 +277,7 @@ for ax, key in zip(axes, ["Δ mAHP", "Δ mAP"], strict=True):
 axes[0].set_ylabel("run (n seeds; below the dashed line: fewer seeds, no error bar)")
 key = [Patch(color=colour, label=f"{c} Σ") for c, colour in colours.items()]
 key.append(Line2D([], [], marker="x", ls="", color="0.3", label="no merge: Δ = 0 by construction"))
-axes[1].legend(handles=key, fontsize=7)
+fig.legend(handles=key, loc="outside lower center", ncol=len(key), fontsize=7)
 report.save_figure(fig, "08_rerank", cfg)
 plt.show()
 
@@ -392,6 +392,8 @@ for ax, name in zip(axes, compare.MEASURES, strict=True):
         ax, m, TREES, support=support if triplets else None, vmin=0 if triplets else -1
     )
     ax.set(title=f"{name} ({len(common)} common classes)")
+    if triplets:
+        ax.set_title(f"{ax.get_title()}\ngrey: undefined or resolved in both for < 20 %")
     bar = fig.colorbar(image, ax=ax, shrink=0.7)
     if triplets:  # two random resolutions of a triplet agree one time in three
         bar.ax.axhline(1 / 3, color="red", lw=1.5)

@@ -48,15 +48,19 @@ def draw_curves(
     *,
     atol: float = 1e-9,
     near: float = 0.01,
+    yrange: float | None = None,
+    linestyles: Mapping[str, str] | None = None,
+    markevery: int | None = None,
 ) -> dict[str, tuple[str, float]]:
     """Plot every curve of ``curves`` (label → y over ``x``) in its colour, with the hollow marker
     of its place in ``colours`` (the same in every panel; curves that nearly meet stay visible).
     A curve equal to an earlier one (:func:`coincident` within ``atol``) is drawn dashed with
     crosses on top of it, labelled "<label> ≡ <earlier>"; one within ``near`` × the panel's y
-    range of an earlier one (hidden under it at a glance) likewise, labelled "<label> ≈
-    <earlier>". Returns {label: (earlier, largest |difference|)} of those curves."""
+    range (``yrange``, default the curves' own) of an earlier one (hidden under it at a glance)
+    likewise, labelled "<label> ≈ <earlier>". ``linestyles``: label → line style (default solid); ``markevery``: matplotlib's,
+    for long curves. Returns {label: (earlier, largest |difference|)} of those curves."""
     ys = {label: np.asarray(y, dtype=np.float64) for label, y in curves.items()}
-    span = max(y.max() for y in ys.values()) - min(y.min() for y in ys.values())
+    span = yrange or max(y.max() for y in ys.values()) - min(y.min() for y in ys.values())
     same = coincident(ys, atol=atol)
     close = coincident(ys, atol=max(atol, near * span))  # includes `same`
     order = list(colours)
@@ -64,10 +68,12 @@ def draw_curves(
         if label in close:
             earlier = same.get(label, close[label])
             sign = "≡" if label in same else "≈"
-            ax.plot(x, y, color=colours[label], label=f"{label} {sign} {earlier}", **SAME)
+            name = f"{label} {sign} {earlier}"
+            ax.plot(x, y, color=colours[label], label=name, markevery=markevery, **SAME)
         else:
             marker = MARKERS[order.index(label) % len(MARKERS)]
             style = {"marker": marker, "ms": 4, "mfc": "none", "lw": 1.2, "zorder": 2}
+            style |= {"ls": (linestyles or {}).get(label, "-"), "markevery": markevery}
             ax.plot(x, y, color=colours[label], label=label, **style)
     return {
         label: (same.get(label, close[label]), float(np.abs(ys[label] - ys[close[label]]).max()))
@@ -212,11 +218,13 @@ def seed_bars(
 ) -> list[str]:
     """Horizontal bars of ``value`` per ``label`` row and ``series`` level of ``table`` (columns
     ``value``, "<value> (std)", "seeds" and "merged": seeds whose tree merged anything), grouped
-    by seed count, most seeds first, each row's name ending in "(n = seeds)"; error bars (± std)
-    only on rows of several seeds; where no seed merged, a cross at 0 and "no merge" instead of
-    a bar (the change is zero by construction); where some did, "merged m/n". Returns the rows
-    in the order drawn, top to bottom."""
+    by seed count, most seeds first (a dashed line between groups), each row named
+    "<row> (n = seeds)"; error bars (± std) only on rows of several seeds; where no seed merged,
+    a cross at 0 and "no merge" instead of a bar (the change is zero by construction); where only
+    some did, "<level> merged m/n" in the row's name. Returns the rows in the order drawn, top
+    to bottom."""
     levels = list(dict.fromkeys(table[series]))
+    cells = table.set_index([label, series])
     first = table.drop_duplicates(label).set_index(label)
     rows = sorted(first.index, key=lambda r: -first.loc[r, "seeds"])  # stable: keeps the order
     y, at, previous = {}, 0.0, None
@@ -225,8 +233,8 @@ def seed_bars(
             at += 0.8  # a gap between groups of different seed counts
             ax.axhline(at - 0.9, color="0.5", lw=0.6, ls="--")
         y[r], previous, at = at, first.loc[r, "seeds"], at + 1
+    names = {r: [f"n = {first.loc[r, 'seeds']}"] for r in rows}
     h = 0.8 / len(levels)
-    cells = table.set_index([label, series])
     for j, level in enumerate(levels):
         offset = (j - (len(levels) - 1) / 2) * h
         for r in rows:
@@ -241,8 +249,8 @@ def seed_bars(
             error = c[f"{value} (std)"] if n > 1 else None
             ax.barh(at, c[value], height=h, color=colours[level], xerr=error, ecolor="0.2")
             if merged < n:
-                ax.text(c[value], at, f" merged {merged}/{n}", va="center", fontsize=6)
-    ax.set_yticks([y[r] for r in rows], [f"{r} (n = {first.loc[r, 'seeds']})" for r in rows])
+                names[r].append(f"{level} merged {merged}/{n}")
+    ax.set_yticks([y[r] for r in rows], [f"{r} ({', '.join(names[r])})" for r in rows])
     ax.set_ylim(max(y.values()) + 0.7, -0.7)
     ax.axvline(0, color="0.3", lw=0.8)
     return rows
