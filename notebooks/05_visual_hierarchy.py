@@ -377,10 +377,8 @@ for c, group in t_sweep.groupby("covariance"):
     axes[0].plot(flat.t, flat[top], "o", mfc="white", color=colour, zorder=5)
 axes[0].plot([], [], "o", mfc="white", color="0.3", label="nothing merged (≡ cosine)")
 axes[0].set(xlabel="threshold t", title=f"{top} against t (α = {alpha:g})")
-for variant, group in a_sweep.groupby("variant"):
-    axes[1].plot(group.alpha, group[top], marker="o", label=variant, color=COLOUR[variant])
-    zero = group[group.alpha == 0]  # eq. 6 at α = 0 is the cosine ranking: hollow, as on the left
-    axes[1].plot(zero.alpha, zero[top], "o", mfc="white", color=COLOUR[variant], zorder=5)
+by_alpha = a_sweep.pivot(index="alpha", columns="variant", values=top)  # one curve per ranking
+legible.draw_curves(axes[1], by_alpha.index, by_alpha.to_dict("series"), COLOUR)  # own markers
 axes[1].set(xlabel="α (symmetric log scale)", title=f"{top} against α (t = {threshold:g})")
 axes[1].set_xscale("symlog", linthresh=min([a for a in alphas if a > 0], default=1.0))
 for ax in axes:

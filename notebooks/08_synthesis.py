@@ -276,8 +276,10 @@ for ax, key in zip(axes, ["Δ mAHP", "Δ mAP"], strict=True):
     ax.set(xlabel=f"cos + {rerank_alpha:g}·D_H minus cosine (mean ± std over n seeds)", title=key)
 axes[0].set_ylabel("run (n seeds; below the dashed line: fewer seeds, no error bar)")
 key = [Patch(color=colour, label=f"{c} Σ") for c, colour in colours.items()]
-key.append(Line2D([], [], marker="x", ls="", color="0.3", label="no merge: Δ = 0 by construction"))
-fig.legend(handles=key, loc="outside lower center", ncol=len(key), fontsize=7)
+if (bars.merged == 0).any():
+    cross = Line2D([], [], marker="x", ls="", color="0.3", label="no merge: Δ = 0 by construction")
+    key.append(cross)
+fig.legend(handles=key, loc="outside upper center", ncol=len(key), fontsize=7)
 report.save_figure(fig, "08_rerank", cfg)
 plt.show()
 
