@@ -230,7 +230,7 @@ for row, (data_name, protocol) in zip(axes, first, strict=True):
     dashes = {v: ls for v, (_, ls) in zip(curves[1], VARIANT_STYLES, strict=False)}
     for ax, drawn in zip(row, curves, strict=True):
         if drawn:  # equal or nearly equal curves dashed on top, named "≡" / "≈" in the legend
-            k = np.arange(1, len(next(iter(drawn.values()))) + 1)
+            k = np.arange(1, max(map(len, drawn.values())) + 1)
             style = {"linestyles": dashes, "markevery": 25, "yrange": 1.02}  # the axis' range
             legible.draw_curves(ax, k, drawn, colours, **style)
     for curve in curves[0].values():  # the papers' methods again, thin grey, behind the variants

@@ -38,6 +38,9 @@ def test_draw_curves_draws_equal_and_near_curves_dashed_on_top_and_labels_them()
     assert legible.draw_curves(ax, x, curves, colours, near=0) == {"cosine": ("visual", 0.0)}
     ax = Figure().subplots()  # on an axis of range 1, 0.02 is not hidden
     assert legible.draw_curves(ax, x, curves, colours, yrange=1) == {"cosine": ("visual", 0.0)}
+    ax = Figure().subplots()  # a shorter curve: over the first points of x
+    assert legible.draw_curves(ax, x, {"visual": x, "sem": x[:2]}, colours) == {}
+    assert ax.lines[1].get_xdata().tolist() == [0.0, 1.0]
 
 
 def test_resolved_in_both_is_the_share_both_trees_resolve():

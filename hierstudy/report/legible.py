@@ -52,7 +52,8 @@ def draw_curves(
     linestyles: Mapping[str, str] | None = None,
     markevery: int | None = None,
 ) -> dict[str, tuple[str, float]]:
-    """Plot every curve of ``curves`` (label → y over ``x``) in its colour, with the hollow marker
+    """Plot every curve of ``curves`` (label → y over ``x``, or over its first points for a
+    shorter curve) in its colour, with the hollow marker
     of its place in ``colours`` (the same in every panel; curves that nearly meet stay visible).
     A curve equal to an earlier one (:func:`coincident` within ``atol``) is drawn dashed with
     crosses on top of it, labelled "<label> ≡ <earlier>"; one within ``near`` × the panel's y
@@ -63,18 +64,19 @@ def draw_curves(
     span = yrange or max(y.max() for y in ys.values()) - min(y.min() for y in ys.values())
     same = coincident(ys, atol=atol)
     close = coincident(ys, atol=max(atol, near * span))  # includes `same`
-    order = list(colours)
+    order, x = list(colours), np.asarray(x)
     for label, y in ys.items():
+        at = x[: len(y)]
         if label in close:
             earlier = same.get(label, close[label])
             sign = "≡" if label in same else "≈"
             name = f"{label} {sign} {earlier}"
-            ax.plot(x, y, color=colours[label], label=name, markevery=markevery, **SAME)
+            ax.plot(at, y, color=colours[label], label=name, markevery=markevery, **SAME)
         else:
             marker = MARKERS[order.index(label) % len(MARKERS)]
             style = {"marker": marker, "ms": 4, "mfc": "none", "lw": 1.2, "zorder": 2}
             style |= {"ls": (linestyles or {}).get(label, "-"), "markevery": markevery}
-            ax.plot(x, y, color=colours[label], label=label, **style)
+            ax.plot(at, y, color=colours[label], label=label, **style)
     return {
         label: (same.get(label, close[label]), float(np.abs(ys[label] - ys[close[label]]).max()))
         for label in close
