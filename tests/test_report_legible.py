@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
-from toy_hierarchies import TWO_BY_TWO
+from toy_hierarchies import TWO_BY_TWO, random_hierarchy
 
 from hierstudy.hierarchy import Hierarchy, compare
 from hierstudy.report import check_figure, legible
@@ -51,6 +51,11 @@ def test_resolved_in_both_is_the_share_both_trees_resolve():
     assert legible.resolved_in_both(PAIR_01, PAIR_23) == 0.0
     assert legible.resolved_in_both(PAIR_01, TWO_BY_TWO) == 0.5
     assert np.isnan(legible.resolved_in_both(PAIR_01, TWO_BY_TWO.restrict(["c0", "c1", "c2"])))
+    for seed in range(5):  # a tree with itself: the share compare.resolved_triplets counts
+        tree = random_hierarchy(np.random.default_rng(seed), nodes=14)
+        assert legible.resolved_in_both(tree, tree) == pytest.approx(
+            compare.resolved_triplets(tree)
+        )
     m = legible.support_matrix({"a": PAIR_01, "b": PAIR_23, "c": TWO_BY_TWO})
     np.testing.assert_array_equal(m, [[0.5, 0, 0.5], [0, 0.5, 0.5], [0.5, 0.5, 1]])
 

@@ -53,24 +53,23 @@ def draw_curves(
     markevery: int | None = None,
 ) -> dict[str, tuple[str, float]]:
     """Plot every curve of ``curves`` (label → y over ``x``, or over its first points for a
-    shorter curve) in its colour, with the hollow marker
-    of its place in ``colours`` (the same in every panel; curves that nearly meet stay visible).
-    A curve equal to an earlier one (:func:`coincident` within ``atol``) is drawn dashed with
-    crosses on top of it, labelled "<label> ≡ <earlier>"; one within ``near`` × the panel's y
-    range (``yrange``, default the curves' own) of an earlier one (hidden under it at a glance)
-    likewise, labelled "<label> ≈ <earlier>". ``linestyles``: label → line style (default solid); ``markevery``: matplotlib's,
+    shorter curve) in its colour, with the hollow marker of its place in ``colours`` (the same in
+    every panel; curves that nearly meet stay visible). A curve equal to an earlier one
+    (:func:`coincident` within ``atol``) is drawn dashed with crosses on top of it, labelled
+    "<label> ≡ <earlier>"; one within ``near`` × the panel's y range (``yrange``, default the
+    curves' own) of an earlier one (hidden under it at a glance) likewise, labelled "<label> ≈
+    <earlier>". ``linestyles``: label → line style (default solid); ``markevery``: matplotlib's,
     for long curves. Returns {label: (earlier, largest |difference|)} of those curves."""
     ys = {label: np.asarray(y, dtype=np.float64) for label, y in curves.items()}
     span = yrange or max(y.max() for y in ys.values()) - min(y.min() for y in ys.values())
     same = coincident(ys, atol=atol)
     close = coincident(ys, atol=max(atol, near * span))  # includes `same`
+    partner = {label: same.get(label, earlier) for label, earlier in close.items()}
     order, x = list(colours), np.asarray(x)
     for label, y in ys.items():
         at = x[: len(y)]
-        if label in close:
-            earlier = same.get(label, close[label])
-            sign = "≡" if label in same else "≈"
-            name = f"{label} {sign} {earlier}"
+        if label in partner:
+            name = f"{label} {'≡' if label in same else '≈'} {partner[label]}"
             ax.plot(at, y, color=colours[label], label=name, markevery=markevery, **SAME)
         else:
             marker = MARKERS[order.index(label) % len(MARKERS)]
@@ -78,8 +77,8 @@ def draw_curves(
             style |= {"ls": (linestyles or {}).get(label, "-"), "markevery": markevery}
             ax.plot(at, y, color=colours[label], label=label, **style)
     return {
-        label: (same.get(label, close[label]), float(np.abs(ys[label] - ys[close[label]]).max()))
-        for label in close
+        label: (earlier, float(np.abs(ys[label] - ys[earlier]).max()))
+        for label, earlier in partner.items()
     }
 
 
@@ -184,13 +183,13 @@ def agreement_heatmap(
     value and, given ``support`` [T, T] (share of triplets behind it), that share; a cell backed
     by less than ``min_support`` is greyed out and its value shown in parentheses. Returns the
     image, for the colour bar, and the boolean mask of the cells greyed out."""
+    from matplotlib import colormaps
+
     values = np.asarray(values, dtype=np.float64)
     weak = (
         np.zeros(values.shape, bool) if support is None else ~(np.asarray(support) >= min_support)
     )
     weak &= ~np.isnan(values)
-    from matplotlib import colormaps
-
     cmap = colormaps["viridis"].with_extremes(bad="0.88")  # greyed out: undefined or weak
     image = ax.imshow(np.where(weak, np.nan, values), cmap=cmap, vmin=vmin, vmax=vmax)
     for (i, j), v in np.ndenumerate(values):
