@@ -64,7 +64,13 @@
 # * mAP@k: the paper says only "the average precision of the top k". We plot both normalisations
 #   of the metrics module: the classical one, Σ_{i≤k} P@i·rel_i / min(k, R), and the authors'
 #   code's, the same sum divided by k (it cannot reach 1 when a class has fewer than k relevant
-#   images). mAHP@K (Barz) judges rankings by the semantic taxonomy, which favours the semantic
+#   images). When every query has at least k_max relevant images (R ≥ k) the two are equal;
+#   the figure then has one panel, after checking that every curve is the same under both. A
+#   curve equal to an earlier one (e.g. the visual ranking when nothing merged is exactly
+#   cosine) is drawn dashed with crosses on top of it and named "… ≡ …" in the legend; one
+#   within 1 % of the panel's y range of an earlier one (it would hide under it) likewise,
+#   named "… ≈ …" (`report.legible.draw_curves`). mAHP@K
+#   (Barz) judges rankings by the semantic taxonomy, which favours the semantic
 #   hierarchy by construction.
 
 # %% tags=["parameters"]
@@ -95,7 +101,7 @@ from hierstudy import config, report, run_pool, setups
 from hierstudy.datasets import catalog, cifar, study_splits
 from hierstudy.evaluation import rerank, results, robustness, visual_claims
 from hierstudy.hierarchy import Hierarchy, compare
-from hierstudy.report import plots
+from hierstudy.report import legible, plots
 
 cfg = config.notebook(profile)
 report.use_style()
@@ -188,18 +194,23 @@ pd.Series(leaf_accuracy, name="test accuracy of the leaf placement").to_frame()
 # %% [markdown]
 # The Bhattacharyya coefficients of all class pairs at the first level, rows and columns in the
 # taxonomy's order (blocks along the diagonal would mean that semantically close classes
-# overlap). Under the pooled convention every pair shares one covariance, so only the distance
+# overlap), on a log scale (most pairs barely overlap; below 10⁻¹² shown as 10⁻¹²). Cyan
+# outlines mark the pairs that reach each merge threshold t marked on the colour bar (the
+# paper's 0.20 dashed, 0.30 solid): the pairs that merge at the first level. Under the pooled convention every pair shares one covariance, so only the distance
 # between the means counts (the notes predict far more merging than with per-class covariances).
 
 # %%
 order = semantic.leaf_order()
 bc = {c: fits[c, threshold].visual.coefficients[0] for c in COVARIANCES}  # level 0: classes
-fig, axes = plt.subplots(1, 2, figsize=(11, 5.4))
+marked = sorted({*rerank.PAPER_THRESHOLDS, threshold})  # the paper's t values and the chosen one
+outlines = f"dashed: BC ≥ {marked[0]:g}" + "".join(f", solid: ≥ {t:g}" for t in marked[1:])
+fig, axes = plt.subplots(1, 2, figsize=(13, 6.4), layout="constrained")
 for ax, (c, matrix) in zip(axes, bc.items(), strict=True):
-    shown = names if ax is axes[0] else None
-    title = f"BC, {c} covariance (eq. 1–2)"
-    image = plots.heatmap(matrix, ax, order=order, labels=shown, vmin=0, vmax=1, title=title)
-fig.colorbar(image, ax=axes, shrink=0.7)
+    title = f"BC, {c} covariance (eq. 1–2)\noutlined ({outlines})"
+    image = legible.log_overlap(
+        matrix, ax, thresholds=marked, order=order, labels=names, floor=1e-12, title=title
+    )
+legible.threshold_colorbar(fig, image, axes, marked, shrink=0.7)
 report.save_figure(fig, "05_bhattacharyya", cfg, **where)
 plt.show()
 upper, paper_t = np.triu_indices(len(classes), 1), rerank.PAPER_THRESHOLDS  # t -> its dataset
@@ -294,19 +305,43 @@ retrieval.drop(columns=curves)
 # %%
 palette_v = ("0.65", "0.15", "tab:olive", "tab:red", "tab:blue", "tab:green", "tab:orange")
 COLOUR = dict(zip(retrieval.variant, palette_v, strict=True))
-fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharex=True, layout="constrained")
+fewest = int(np.unique(y_test, return_counts=True)[1].min()) - 1  # min R: relevant per query
 kinds = {
     "map_at_k": "classical: Σ P@i·rel_i / min(k, R)",
     "map_at_k_divk": "authors' code: Σ P@i·rel_i / k",
 }
-for ax, (key, kind) in zip(axes, kinds.items(), strict=True):
-    for _, row in retrieval.iterrows():
-        ax.plot(map_ks, row[key], marker=".", label=row.variant, color=COLOUR[row.variant])
-    ax.set(
-        xlabel="k", ylabel="mAP@k", title=f"mAP@k, {kind}", xticks=map_ks[:: max(1, k_top // 10)]
-    )
-fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right center", fontsize=7)
-fig.suptitle(f"Retrieval on {SHOWN} test images (t = {threshold:g}, α = {alpha:g}, {covariance} Σ)")
+same_norm = bool(legible.coincident({k: np.stack(retrieval[k]) for k in kinds}))
+if same_norm:  # every curve equal under both: one panel says it all
+    kinds = {"map_at_k": f"/min(k, R) and /k (equal here: min R = {fewest}, k ≤ {k_top})"}
+alone = "D_H only (visual)"  # flat and far below: its own panel, not squeezing the others
+shown = retrieval.set_index("variant")
+fig, axes = plt.subplots(
+    len(kinds),
+    3,
+    figsize=(15, 4.2 * len(kinds)),
+    squeeze=False,
+    layout="constrained",
+    gridspec_kw={"width_ratios": [3, 3, 1.3]},
+)
+for row, (key, kind) in zip(axes, kinds.items(), strict=True):
+    ranked = shown[key].drop(alone).to_dict()
+    legible.draw_curves(row[0], map_ks, ranked, COLOUR)
+    gain = {v: np.subtract(y, ranked["cosine"]) for v, y in ranked.items() if v != "cosine"}
+    legible.draw_curves(row[1], map_ks, gain, COLOUR)
+    row[1].axhline(0, color=COLOUR["cosine"], lw=1.2, label="cosine")
+    legible.draw_curves(row[2], map_ks, {alone: shown.loc[alone, key]}, COLOUR)
+    row[2].plot(map_ks, ranked["cosine"], color=COLOUR["cosine"], lw=0.8, ls=":")
+    row[0].set(ylabel="mAP@k", title=f"mAP@k, {kind}")
+    row[1].set(ylabel="mAP@k minus cosine's", title="the same, minus the cosine ranking")
+    row[2].set(ylabel="mAP@k", title="D_H only (dotted: cosine)", ylim=(0, 1))
+    for ax in row:
+        ax.set(xlabel="k", xticks=map_ks[:: max(1, k_top // (10 if ax is not row[2] else 4))])
+fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside right center", fontsize=7)
+fig.suptitle(
+    f"Retrieval on {SHOWN} test images (t = {threshold:g}, α = {alpha:g}, {covariance} Σ); "
+    "dashed with crosses: a curve equal (≡) or within 1 % of the panel's range (≈) of an "
+    "earlier one"
+)
 report.save_figure(fig, "05_map_at_k", cfg, **where)
 plt.show()
 
@@ -338,9 +373,12 @@ fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained")
 for c, group in t_sweep.groupby("covariance"):
     colour = "tab:red" if c == covariance else "tab:orange"
     axes[0].plot(group.t, group[top], marker="o", label=f"visual, {c} Σ", color=colour)
+    flat = group[group["merge levels"] == 0]  # ranks exactly like cosine: hollow, on top
+    axes[0].plot(flat.t, flat[top], "o", mfc="white", color=colour, zorder=5)
+axes[0].plot([], [], "o", mfc="white", color="0.3", label="nothing merged (≡ cosine)")
 axes[0].set(xlabel="threshold t", title=f"{top} against t (α = {alpha:g})")
-for variant, group in a_sweep.groupby("variant"):
-    axes[1].plot(group.alpha, group[top], marker="o", label=variant, color=COLOUR[variant])
+by_alpha = a_sweep.pivot(index="alpha", columns="variant", values=top)  # one curve per ranking
+legible.draw_curves(axes[1], by_alpha.index, by_alpha.to_dict("series"), COLOUR)  # own markers
 axes[1].set(xlabel="α (symmetric log scale)", title=f"{top} against α (t = {threshold:g})")
 axes[1].set_xscale("symlog", linthresh=min([a for a in alphas if a > 0], default=1.0))
 for ax in axes:
@@ -449,14 +487,23 @@ fig, axes = plt.subplots(
     1, len(panels), figsize=size, sharey=True, squeeze=False, layout="constrained"
 )
 for ax, name in zip(axes[0], panels, strict=True):
-    for _, row in robust.table[robust.table.corruption == name].iterrows():
-        ax.plot(map_ks, row.map_at_k, marker=".", label=row.variant, color=COLOUR[row.variant])
+    panel = robust.table[robust.table.corruption == name].set_index("variant").map_at_k
+    same = legible.draw_curves(ax, map_ks, panel.to_dict(), COLOUR)
+    for i, (label, (earlier, gap)) in enumerate(same.items()):  # in the panel, not only the key
+        a, b = (re.sub(r".*\((.*)\)$", r"\1", v) for v in (label, earlier))  # "… (Ward)" → "Ward"
+        note = f"{a} ≡ {b}" if gap == 0 else f"{a} ≈ {b} (|Δ| ≤ {gap:.0e})"
+        note += " (nothing merged)" if gap == 0 and earlier == "cosine" else ""
+        ax.text(0.03, 0.03 + 0.07 * i, note, transform=ax.transAxes, fontsize=7)
     ax.set(
         xlabel="k", title="clean" if name == "none" else name, xticks=map_ks[:: max(1, k_top // 5)]
     )
 axes[0, 0].set_ylabel("mAP@k (classical)")
-fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside right center", fontsize=7)
-fig.suptitle(f"Robustness (Fig. 3), protocol: {robust.protocol}")
+handles = {t: h for ax in axes[0] for h, t in zip(*ax.get_legend_handles_labels(), strict=True)}
+fig.legend(handles.values(), handles.keys(), loc="outside right center", fontsize=7)
+fig.suptitle(
+    f"Robustness (Fig. 3), protocol: {robust.protocol}; dashed with crosses: equal (≡) or within "
+    "1 % of the panel's range (≈) of an earlier curve"
+)
 report.save_figure(fig, "05_robustness", cfg, **where)
 plt.show()
 if retrain_corrupted:

@@ -57,7 +57,7 @@ from hierstudy import config, report
 from hierstudy.datasets import study_splits
 from hierstudy.datasets.hiershapes import taxonomy
 from hierstudy.evaluation import metrics, retrieval
-from hierstudy.report import central
+from hierstudy.report import central, legible
 
 # one dataset: figures/<profile>/<dataset>/
 cfg = config.notebook(profile).writing_for(dataset, None)
@@ -200,7 +200,11 @@ for part in parts:
 
 # %% [markdown]
 # ## Hierarchical precision against k (Fig. 3)
-# Mean HP@k over queries (and seeds) for k = 1..K, one panel per dataset and protocol. The dotted
+# Mean HP@k over queries (and seeds) for k = 1..K, one row per dataset and protocol: left the
+# papers' own methods, right the study's variants (each in its own colour, line style and marker,
+# the papers' methods in thin grey behind them for reference). A curve within 1 % of the y axis'
+# range of an earlier one would hide under it: it is drawn dashed with crosses on top and named
+# "… ≈ …" in the legend (`report.legible.draw_curves`). The dotted
 # line marks the number of other images of the query's class in the database (on average over the
 # queries): a ranking that only knows
 # classes has used up its exact matches there, and only a semantically aware one keeps HP high
@@ -209,42 +213,50 @@ for part in parts:
 # in the metrics file and the findings).
 
 # %%
+VARIANT_STYLES = [(c, ls) for ls in ("-", "--", "-.") for c in plt.get_cmap("tab10").colors]
 chance = {
     p: retrieval.chance(r, graded[p], K=K, recall_ks=recall_ks, seed=grid_seed, draws=20)
     for p, r in first.items()
 }
 mean_curves = retrieval.hp_curves(per_seed)  # {(dataset, setup, method): mean HP@k}
 fig, axes = plt.subplots(
-    len(first), 1, figsize=(8, 3.6 * len(first)), squeeze=False, layout="constrained"
+    len(first), 2, figsize=(14, 4.6 * len(first)), squeeze=False, layout="constrained"
 )
-for ax, (data_name, protocol) in zip(axes[:, 0], first, strict=True):
+for row, (data_name, protocol) in zip(axes, first, strict=True):
     rows = results[(results.dataset == data_name) & (results.protocol == protocol)]
     rand = chance[data_name, protocol]
-    strong, light = iter(plt.get_cmap("tab10").colors), iter(plt.get_cmap("tab20").colors[1::2] * 3)
-    for label, setup, k in zip(rows.method, rows.setup, rows.K, strict=True):
-        bold = central.is_paper_method(label)  # the papers' methods strong, variants light
+    curves = [{}, {}]  # the papers' methods, the study's variants: label -> mean HP@k
+    for label, setup in zip(rows.method, rows.setup, strict=True):
+        curves[not central.is_paper_method(label)][central.legend(setup, label)] = mean_curves[
+            data_name, setup, label
+        ]
+    colours = dict(zip(curves[0], plt.get_cmap("tab10").colors, strict=False))
+    colours |= {v: c for v, (c, _) in zip(curves[1], VARIANT_STYLES, strict=False)}
+    dashes = {v: ls for v, (_, ls) in zip(curves[1], VARIANT_STYLES, strict=False)}
+    for ax, drawn in zip(row, curves, strict=True):
+        if drawn:  # equal or nearly equal curves dashed on top, named "≡" / "≈" in the legend
+            k = np.arange(1, max(map(len, drawn.values())) + 1)
+            style = {"linestyles": dashes, "markevery": 25, "yrange": 1.02}  # the axis' range
+            legible.draw_curves(ax, k, drawn, colours, **style)
+    for curve in curves[0].values():  # the papers' methods again, thin grey, behind the variants
+        row[1].plot(np.arange(1, len(curve) + 1), curve, color="0.8", lw=0.8, zorder=0)
+    row[1].plot([], [], color="0.8", lw=0.8, label="the papers' methods (left)")
+    for ax, kind in zip(row, ("the papers' methods", "the study's variants"), strict=True):
         ax.plot(
-            np.arange(1, k + 1),
-            mean_curves[data_name, setup, label],
-            color=next(strong if bold else light),
-            lw=1.8 if bold else 0.9,
-            label=central.legend(setup, label),
+            np.arange(1, rand["K"] + 1), rand["hp"], "--", color="0.5", lw=1, label="random ranking"
         )
-    ax.plot(
-        np.arange(1, rand["K"] + 1), rand["hp"], "--", color="0.5", lw=1, label="random ranking"
-    )
-    ax.axvline(
-        rand["others"], color="0.4", ls=":", lw=0.8, label="other images of the query's class"
-    )
-    ax.set(
-        xlabel="k",
-        ylabel="HP@k",
-        ylim=(0, 1.02),
-        xlim=(1, int(rows.K.max())),
-        title=f"{data_name}, {protocol}: {int(rows['test classes'].iloc[0])} test classes, "
-        f"K = {int(rows.K.iloc[0])}",
-    )
-    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.axvline(
+            rand["others"], color="0.4", ls=":", lw=0.8, label="other images of the query's class"
+        )
+        ax.set(
+            xlabel="k",
+            ylabel="HP@k",
+            ylim=(0, 1.02),
+            xlim=(1, int(rows.K.max())),
+            title=f"{data_name}, {protocol} ({int(rows['test classes'].iloc[0])} test classes, "
+            f"K = {int(rows.K.iloc[0])}): {kind}",
+        )
+        ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
 report.save_figure(fig, "06_hp_curves", cfg)
 plt.show()
 

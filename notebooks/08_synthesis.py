@@ -52,12 +52,15 @@ K = 250  # AHP@K cut-off (Barz), lowered to the database size when that is small
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from hierstudy import config, report, run_pool, runs, train
 from hierstudy.datasets import protocols, study_splits
 from hierstudy.evaluation import rerank, results, retrieval
 from hierstudy.hierarchy import compare
 from hierstudy.proxy_tree import hier_proxy_tree
+from hierstudy.report import legible
 
 cfg = config.notebook(profile)
 report.use_style()
@@ -195,7 +198,8 @@ signals
 
 # %% [markdown]
 # Each panel: one grey line per seed from the run without KFR to the run with it (same seed, same
-# initial weights and data order); black diamonds: the means.
+# initial weights and data order); black diamonds: the means. Every panel's y axis spans the same
+# range (the widest panel's), so a small change looks small and slopes compare across panels.
 
 # %%
 size = (9, 3 * len(METRICS))
@@ -207,6 +211,8 @@ for ax, ((label, metric), d) in zip(axes.flat, paired.items(), strict=True):
     ticks = [label, f"+ {PAIRS[label][1]:g}·ℓ_qtr"]
     ax.set(xticks=[0, 1], xticklabels=ticks, xlim=(-0.3, 1.3))
     ax.set(title=f"{label}: {metric} (Δ {d.mean:+.3f})", ylabel=metric)
+span = legible.common_span(axes.flat)  # one y span: equal slopes, equal changes
+fig.suptitle(f"Every panel spans {span:.3f} on its y axis")
 report.save_figure(fig, "08_signals_add_up", cfg)
 plt.show()
 
@@ -219,7 +225,11 @@ plt.show()
 # at t = `threshold`, test images placed at leaves by the Mahalanobis rule (no test labels). The
 # change is cos + α·D_H minus the cosine ranking of the same representation, so it isolates D_H;
 # a tree that merges nothing gives D_H = 0 and a change of exactly zero. Both covariance
-# conventions are shown.
+# conventions are shown. In the figure each run's name gives its number of seeds n (bars: mean
+# ± std over them); the runs with fewer seeds (under `small`, notebook 03's one-seed sweep of
+# KFR's α and reduction) are grouped below a dashed line, without error bars. A cross marks a
+# run whose tree merged nothing in any seed: its zero is by construction, not "no effect";
+# "class merged m/n" in a run's name flags a convention whose tree merged in only some seeds.
 
 # %%
 baselines = list(run_pool.train_seeds(cfg, "ce", cfg.seeds, force=force).values())  # notebook 03
@@ -255,19 +265,21 @@ report.save_table(rerank_table, "08_rerank", cfg)
 rerank_table.round(4)
 
 # %%
-names = list(dict.fromkeys(rerank_table.run))
-size = (10, 0.25 * len(names) * len(covariances) + 1.5)
+merged = rerank_seed.assign(merged=rerank_seed["merge levels"] > 0)  # seeds whose tree merged
+merged = merged.groupby(["run", "covariance"], sort=False).merged.sum()
+bars = rerank_table.join(merged, on=["run", "covariance"])
+colours = dict(zip(covariances, ("tab:blue", "tab:orange"), strict=False))
+size = (11, 0.25 * bars.run.nunique() * len(covariances) + 2)
 fig, axes = plt.subplots(1, 2, figsize=size, sharey=True, layout="constrained")
 for ax, key in zip(axes, ["Δ mAHP", "Δ mAP"], strict=True):
-    wide = rerank_table.pivot(index="run", columns="covariance", values=[key, f"{key} (std)"])
-    wide = wide.reindex(index=names, columns=covariances, level=1)
-    wide = wide.rename(columns="{} Σ".format, level=1)  # the legend's labels
-    error = wide[f"{key} (std)"].fillna(0)
-    wide[key].plot.barh(ax=ax, xerr=error, width=0.8, legend=False, ylabel="run")
-    ax.axvline(0, color="0.3", lw=0.8)
-    ax.set(xlabel=f"cos + {rerank_alpha:g}·D_H minus cosine", title=key)
-axes[0].invert_yaxis()
-axes[1].legend(fontsize=7)
+    legible.seed_bars(ax, bars, key, series="covariance", colours=colours)
+    ax.set(xlabel=f"cos + {rerank_alpha:g}·D_H minus cosine (mean ± std over n seeds)", title=key)
+axes[0].set_ylabel("run (n seeds; below the dashed line: fewer seeds, no error bar)")
+key = [Patch(color=colour, label=f"{c} Σ") for c, colour in colours.items()]
+if (bars.merged == 0).any():
+    cross = Line2D([], [], marker="x", ls="", color="0.3", label="no merge: Δ = 0 by construction")
+    key.append(cross)
+fig.legend(handles=key, loc="outside upper center", ncol=len(key), fontsize=7)
 report.save_figure(fig, "08_rerank", cfg)
 plt.show()
 
@@ -363,24 +375,40 @@ table
 # %% [markdown]
 # The matrices (mean over seeds, on the common classes). "—" is undefined: a tree that merged
 # nothing over these classes (all of them below one node) resolves no triplet and has constant
-# heights. The diagonal is 1 by construction, or "—" for such a tree.
+# heights. The diagonal is 1 by construction, or "—" for such a tree. Under each triplet
+# agreement: its support, the share of class triplets that both trees resolve (mean over seeds;
+# on the diagonal, the share the tree resolves). A value resting on less than 20 % of the
+# triplets is greyed out and shown in parentheses: a 1.00 over a handful of triplets is no
+# evidence of agreement. Chance (red on the colour bar) is 1/3: a triplet both trees resolve
+# has three possible closest pairs.
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(12, 5.2), layout="constrained")
+support = np.mean([legible.support_matrix(restricted[s]) for s in restricted], axis=0)
+fig, axes = plt.subplots(1, 2, figsize=(14, 6), layout="constrained")
 for ax, name in zip(axes, compare.MEASURES, strict=True):
     upper = agreement.pivot(index="first", columns="second", values=f"{name} (common classes)")
     m = upper.reindex(index=TREES, columns=TREES)
     m = m.combine_first(m.T).to_numpy()  # symmetric
-    image = ax.imshow(m, cmap="viridis", vmin=-1 if "cophenetic" in name else 0, vmax=1)
-    for (i, j), v in np.ndenumerate(m):
-        colour = "0.6" if np.isnan(v) else "white" if v < 0.5 else "black"
-        text = "—" if np.isnan(v) else f"{v:.2f}"
-        ax.text(j, i, text, ha="center", va="center", fontsize=7, color=colour)
-    ax.set_xticks(range(len(TREES)), TREES, rotation=40, ha="right", fontsize=7)
-    ax.set_yticks(range(len(TREES)), TREES, fontsize=7)
+    triplets = name == "triplet agreement"  # its support: the triplets both trees resolve
+    image, _ = legible.agreement_heatmap(
+        ax, m, TREES, support=support if triplets else None, vmin=0 if triplets else -1
+    )
     ax.set(title=f"{name} ({len(common)} common classes)")
-    ax.grid(False)
-    fig.colorbar(image, ax=ax, shrink=0.7)
+    if triplets:
+        ax.set_title(f"{ax.get_title()}\ngrey: undefined or resolved in both for < 20 %")
+    bar = fig.colorbar(image, ax=ax, shrink=0.7)
+    if triplets:  # two random resolutions of a triplet agree one time in three
+        bar.ax.axhline(1 / 3, color="red", lw=1.5)
+        bar.ax.text(
+            -0.2,
+            1 / 3,
+            "chance 1/3",
+            color="red",
+            ha="right",
+            va="center",
+            fontsize=7,
+            transform=bar.ax.get_yaxis_transform(),
+        )
 report.save_figure(fig, "08_agreement", cfg)
 plt.show()
 

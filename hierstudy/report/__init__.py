@@ -1,8 +1,9 @@
 """Everything the notebooks write and how their tables read: files with provenance
 (:mod:`.io`), findings and tables as a notebook shows them (:mod:`.display`), the cells of tables
-over seeds (:mod:`.tables`), shared plots (:mod:`.plots`), the central table in words
-(:mod:`.central`) and the claims ledger (:mod:`.claims`, its registry :mod:`.claims_registry`);
-the last three imported on their own (``from hierstudy.report import plots``)."""
+over seeds (:mod:`.tables`), shared plots (:mod:`.plots`), figure aids that keep overlaps and
+weak support visible (:mod:`.legible`), the central table in words (:mod:`.central`) and the
+claims ledger (:mod:`.claims`, its registry :mod:`.claims_registry`); the last five imported on
+their own (``from hierstudy.report import plots``)."""
 
 from hierstudy.report.display import findings, readable
 from hierstudy.report.io import (
