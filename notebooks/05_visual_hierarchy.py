@@ -597,5 +597,8 @@ report.findings(
     f"{len(seeds)} seed(s) the visual ranking's {top} was "
     f"{over_seeds.set_index('measure').loc[f'{top}, cosine + α·D_H (visual)', 'mean ± std']}, "
     f"cosine's {over_seeds.set_index('measure').loc[f'{top}, cosine', 'mean ± std']}; notebook "
-    "09's ledger pairs them by seed and gives the verdicts (inconclusive from one seed)."
+    "09's ledger pairs them by seed and gives the verdicts"
+    + (" (inconclusive from one seed)." if len(seeds) < 2 else "."),
+    "05_findings",
+    cfg,
 )

@@ -372,5 +372,7 @@ report.findings(
         f"What we found ({'/'.join(backbones)}, {'/'.join(map(str, epochs))} epoch(s), seeds "
         f"{sorted({r.seed for r in runs})})",
         *central.findings(results, per_seed, chance),
-    ]
+    ],
+    "06_findings",
+    cfg,
 )

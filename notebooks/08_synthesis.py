@@ -473,4 +473,4 @@ found.append(
     + f"; HIER's proxy tree against Ward's tree of CE {said['Ward (CE class means)', 'HIER proxies']}"
     + f", against HIER + KFR's {said['HIER proxies', 'HIER + KFR proxies']}."
 )
-report.findings(found)
+report.findings(found, "08_findings", cfg)
