@@ -161,10 +161,13 @@ called = {
     ]
     for word in (claims.REPRODUCED, claims.OPPOSITE)
 }
-print(
-    f"What we found ({cfg.name}, {len(ledger)} comparisons of {ledger['claim'].nunique()} "
-    f"claims): "
-    + ", ".join(f"{k} {v}" for k, v in n.items())
-    + "."
-    + "".join(f" {w.capitalize()}: {'; '.join(rows)}." for w, rows in called.items() if rows)
+report.findings(
+    [
+        f"What we found ({cfg.name}, {len(ledger)} comparisons of {ledger['claim'].nunique()} "
+        "claims)",
+        ", ".join(f"{k} {v}" for k, v in n.items()),
+        *(f"{word}: {row}" for word, rows in called.items() for row in rows),
+    ],
+    "09_findings",
+    cfg,
 )
