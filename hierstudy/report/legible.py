@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from hierstudy.hierarchy import Hierarchy
+from hierstudy.report.plots import heatmap
 
 MARKERS = "osD^vP<>"  # one hollow shape per curve
 OUTLINE = "cyan"  # the merge thresholds on the magma map
@@ -100,22 +101,24 @@ def log_overlap(
     from matplotlib.patches import Rectangle
 
     order = np.arange(len(matrix)) if order is None else np.asarray(order)
-    bc = np.asarray(matrix, dtype=np.float64)[np.ix_(order, order)]
-    shown = np.log10(np.clip(bc, floor, 1.0))
-    image = ax.imshow(shown, cmap="magma", vmin=np.log10(floor), vmax=0, interpolation="nearest")
+    bc = np.asarray(matrix, dtype=np.float64)
+    image = heatmap(
+        np.log10(np.clip(bc, floor, 1.0)),
+        ax,
+        order=order,
+        labels=labels,
+        title=title,
+        cmap="magma",
+        vmin=np.log10(floor),
+        vmax=0,
+        axis_label=axis_label,
+        fontsize=6,
+    )
+    bc = bc[np.ix_(order, order)]
     for rank, t in enumerate(sorted(thresholds)):
         style = {"ls": "--", "lw": 0.8} if rank == 0 else {"ls": "-", "lw": 1.0 + 0.4 * rank}
         for i, j in np.argwhere((bc >= t) & ~np.eye(len(bc), dtype=bool)):
             ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec=OUTLINE, **style))
-    if labels is not None and len(order) <= 40:
-        names = [labels[i] for i in order]
-        ax.set_xticks(range(len(order)), names, rotation=90, fontsize=6)
-        ax.set_yticks(range(len(order)), names, fontsize=6)
-    else:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    ax.grid(False)
-    ax.set(title=title, xlabel=axis_label, ylabel=axis_label)
     return image
 
 

@@ -85,17 +85,19 @@ def heatmap(
     vmin=None,
     vmax=None,
     axis_label: str = "class",
+    fontsize: float = 5,
 ):
     """A class-by-class matrix, rows and columns permuted by ``order`` (e.g. ``leaf_order()``),
-    both axes labelled ``axis_label``; returns the image, for its colour bar."""
+    both axes labelled ``axis_label`` (class names at ``fontsize`` up to 40 classes); returns the
+    image, for its colour bar."""
     order = np.arange(len(matrix)) if order is None else np.asarray(order)
     image = ax.imshow(
         matrix[np.ix_(order, order)], cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest"
     )
     if labels is not None and len(order) <= 40:
         names = [labels[i] for i in order]
-        ax.set_xticks(range(len(order)), names, rotation=90, fontsize=5)
-        ax.set_yticks(range(len(order)), names, fontsize=5)
+        ax.set_xticks(range(len(order)), names, rotation=90, fontsize=fontsize)
+        ax.set_yticks(range(len(order)), names, fontsize=fontsize)
     else:
         ax.set_xticks([])
         ax.set_yticks([])
