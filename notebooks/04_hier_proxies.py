@@ -242,10 +242,12 @@ agreement = pd.DataFrame(
 )
 report.save_table(agreement, "04_discovered_hierarchy", cfg, seed=hier_run.seed)
 draws = compare.random_tree_agreements(truth, found["PA + HIER: proxy tree"])
-chance, chance_sd = np.nanmean(draws), np.nanstd(draws, ddof=1)
+counted = draws[np.isfinite(draws)]  # the draws that resolve a triplet (none: chance undefined)
+chance = counted.mean() if len(counted) else np.nan
+chance_sd = counted.std(ddof=1) if len(counted) > 1 else np.nan
 print(
     f"chance agreement of trees of the proxy tree's shape: {chance:.3f} ± {chance_sd:.3f} "
-    f"(sd over {np.isfinite(draws).sum()} draws)"
+    f"(sd over {len(counted)} draws)"
 )
 agreement
 

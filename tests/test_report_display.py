@@ -2,6 +2,7 @@ import sys
 import types
 
 import pandas as pd
+import pytest
 
 from hierstudy.report import display
 
@@ -108,3 +109,8 @@ def test_smoke_findings_say_the_numbers_only_show_that_it_runs(monkeypatch, caps
     small = types.SimpleNamespace(figures_dir=tmp_path, name="small", description="laptop")
     display.findings("What we found: a; b.", "03_findings", small)
     assert "notebook runs" not in (tmp_path / "03_findings.md").read_text()
+
+
+def test_findings_saved_without_a_profile_is_a_clear_error():
+    with pytest.raises(ValueError, match="findings '01_findings': saving them needs the profile"):
+        display.findings("What we found: a.", "01_findings")

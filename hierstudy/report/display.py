@@ -57,6 +57,8 @@ def findings(found: str | list[str], name: str | None = None, profile=None) -> N
     text elsewhere. With ``name`` and ``profile`` the Markdown is also saved as
     ``figures/<profile>/<name>.md``, which the results' ``index.md`` shows under its notebook;
     under ``smoke`` a last bullet says the numbers only show that the notebook runs."""
+    if name is not None and profile is None:
+        raise ValueError(f"findings {name!r}: saving them needs the profile (its figures folder)")
     if getattr(profile, "name", None) == "smoke":
         note = f"under the smoke profile ({profile.description}) these numbers only show that the notebook runs"
         found = [*found, note] if isinstance(found, list) else f"{found.rstrip('.')}; {note}."

@@ -29,6 +29,11 @@ def test_notebook_01_under_smoke_reproduces_barz_toy_and_stats(capfd):
         "01_hierarchy_stats.md",
     ):
         assert (cfg.figures_dir / name).is_file()
+    found = (cfg.figures_dir / "01_findings.md").read_text().splitlines()
+    assert found[0] == "**What we found**"
+    assert "- the toy example matches Barz's Fig. 2 (d\\_G = 0.333 and 0.667)" in found
+    assert found[-1].startswith("- under the smoke profile")
+    assert "**What we found**" in (cfg.figures_dir / "index.md").read_text()
 
 
 @pytest.mark.notebook

@@ -56,6 +56,7 @@ def test_notebook_04_under_smoke_runs_the_zero_shot_protocol_and_the_proxy_analy
         assert agreement[name] == pytest.approx(expected, nan_ok=True), name
     # chance level of trees of the proxy tree's shape: NaN as well, none of them resolves a triplet
     assert math.isnan(metrics["proxy_tree_chance_agreement"])
+    assert math.isnan(metrics["proxy_tree_chance_agreement_sd"])
     # P by the notebook's rule: 5 per training class, a power of two, at most 512 (17 classes: 128)
     assert metrics["train_classes"] == 17 and metrics["proxies"] == 128
     assert metrics["ancestor_proxies"] == 2
